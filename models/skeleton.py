@@ -1,0 +1,90 @@
+"""The one definition of the 17 COCO keypoints.
+
+Everything that needs keypoint names, their order, the limbs that join them, the
+left/right pairs that swap under a horizontal flip, or the OKS falloff constants
+imports them from here. This module is pure Python + numpy so that the tracker and
+the gateway (which never import torch) can use it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+KEYPOINT_NAMES: tuple[str, ...] = (
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
+)
+NUM_KEYPOINTS: int = len(KEYPOINT_NAMES)
+KEYPOINT_INDEX: dict[str, int] = {name: i for i, name in enumerate(KEYPOINT_NAMES)}
+
+# Limbs as (a, b) keypoint indices, the COCO skeleton (0-based).
+EDGES: tuple[tuple[int, int], ...] = (
+    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12),
+    (5, 11), (6, 12), (5, 6), (5, 7), (6, 8), (7, 9), (8, 10),
+    (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
+)  # fmt: skip
+
+# Left/right pairs that exchange places when an image is mirrored horizontally.
+FLIP_PAIRS: tuple[tuple[int, int], ...] = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
+
+# COCO per-keypoint OKS falloff constants (sigma_i in the COCO keypoint evaluation).
+OKS_SIGMAS: np.ndarray = np.array(
+    [0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89]
+) / 10.0
+OKS_SIGMAS.setflags(write=False)
+
+# Visibility codes used in ground truth (the keypoint score column), as in COCO.
+VIS_ABSENT, VIS_OCCLUDED, VIS_VISIBLE = 0, 1, 2
+
+
+def flip_permutation() -> np.ndarray:
+    """Index permutation ``p`` such that ``keypoints[:, p]`` is the left/right-swapped order.
+
+    Returns:
+        (17,) int64 array; applying it twice is the identity.
+    """
+    perm = np.arange(NUM_KEYPOINTS)
+    for a, b in FLIP_PAIRS:
+        perm[a], perm[b] = b, a
+    return perm
+
+
+def head_size(keypoints: np.ndarray, min_score: float = 0.0) -> np.ndarray:
+    """Head-size proxy per person for PCKh-style thresholds (COCO has no head top).
+
+    Uses the ear-to-ear span when both ears are present, else 2x the eye span, else
+    the shoulder span / 1.6 (a typical adult ratio), else NaN.
+
+    Args:
+        keypoints: (N, 17, 3) as (x, y, score) in pixels.
+        min_score: a keypoint counts as present when its score is > this.
+    Returns:
+        (N,) float64 head sizes in pixels (NaN where no proxy is available).
+    """
+    kp = np.asarray(keypoints, dtype=np.float64)
+    out = np.full(kp.shape[0], np.nan)
+    candidates = (
+        (KEYPOINT_INDEX["left_ear"], KEYPOINT_INDEX["right_ear"], 1.0),
+        (KEYPOINT_INDEX["left_eye"], KEYPOINT_INDEX["right_eye"], 2.0),
+        (KEYPOINT_INDEX["left_shoulder"], KEYPOINT_INDEX["right_shoulder"], 1.0 / 1.6),
+    )
+    for a, b, factor in candidates:
+        ok = np.isnan(out) & (kp[:, a, 2] > min_score) & (kp[:, b, 2] > min_score)
+        span = np.linalg.norm(kp[:, a, :2] - kp[:, b, :2], axis=-1) * factor
+        out = np.where(ok & (span > 0), span, out)
+    return out
