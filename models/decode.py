@@ -1,0 +1,365 @@
+"""Associative-embedding decoding of SpatialNet maps into poses (seed 002 section 3.3, seed 000).
+
+Named stages, each usable and testable alone:
+
+1. ``find_peaks``: max-pool NMS on the heatmaps, top-k per joint above a threshold;
+2. ``read_embeddings``: KE tags and SIE at the peaks (after PGG when enabled,
+   ``refine_with_pgg``);
+3. ``group_joints``: greedy association joint by joint, head and torso first; each
+   joint's detections are matched to the current people with the Hungarian
+   algorithm on a combined tag + SIE distance, unmatched detections start people;
+4. ``fill_missing``: a person's missing joint is the highest-heat pixel whose
+   embedding is close to the person's mean (seed 002 "missing joints");
+5. ``refine_locations``: quarter-pixel shift towards the higher neighbour (seed
+   002), or the exact log-parabola peak of a Gaussian;
+6. person score = mean joint score.
+
+``merge_multiscale`` combines several scales: heatmaps averaged, tags concatenated.
+Maps are for one image at output resolution; poses come out in input pixels
+(``models.targets.to_input_coords``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
+
+from models.pgg import PGGConfig, pose_guided_grouping
+from models.skeleton import KEYPOINT_INDEX
+from models.targets import to_input_coords
+
+# Head and torso first, then limbs outwards (seed 002).
+DEFAULT_JOINT_ORDER: tuple[int, ...] = tuple(
+    KEYPOINT_INDEX[n]
+    for n in (
+        "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+        "left_hip", "right_hip", "left_elbow", "right_elbow", "left_knee", "right_knee",
+        "left_wrist", "right_wrist", "left_ankle", "right_ankle",
+    )
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """Parameters of associative-embedding decoding.
+
+    Attributes:
+        top_k: peaks kept per joint type. Raising it allows more people per image at more cost.
+        detection_threshold: heat a peak needs to be a detection. Raising it drops weak
+            joints (fewer false joints, more missing ones).
+        nms_kernel: max-pool window (output pixels) of peak NMS. Raising it suppresses
+            nearby peaks of the same joint type (can merge close people's joints).
+        match_threshold: largest combined embedding distance at which a detection joins a
+            person. Raising it merges more readily; lowering it splits people.
+        sie_weight: weight of the SIE distance (in units of ``pgg.sie_unit`` output pixels)
+            against the tag distance. 0 decodes by KE alone; a very large value by SIE alone.
+        use_tags: whether the KE tag distance counts (False decodes by SIE alone).
+        use_pgg: refine KE/SIE with Pose-Guided Grouping before reading them.
+        pgg: PGG parameters; its ``sie_unit`` is also the SIE distance unit here.
+        fill_missing: add each person's missing joints from the heatmaps (seed 002).
+        refine: "quarter" (seed 002's quarter-pixel shift), "gaussian" (exact peak of a
+            sampled Gaussian) or "none".
+        min_person_score: people whose mean joint score is below this are dropped.
+        min_joints: people with fewer detected (not filled) joints are dropped.
+        joint_order: the greedy association order.
+    """
+
+    top_k: int = 30
+    detection_threshold: float = 0.1
+    nms_kernel: int = 3
+    match_threshold: float = 1.0
+    sie_weight: float = 1.0
+    use_tags: bool = True
+    use_pgg: bool = False
+    pgg: PGGConfig = field(default_factory=PGGConfig)
+    fill_missing: bool = True
+    refine: Literal["quarter", "gaussian", "none"] = "quarter"
+    min_person_score: float = 0.0
+    min_joints: int = 1
+    joint_order: tuple[int, ...] = DEFAULT_JOINT_ORDER
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1 or self.nms_kernel < 1 or self.nms_kernel % 2 == 0:
+            raise ValueError("top_k must be >= 1 and nms_kernel a positive odd number")
+        if self.refine not in ("quarter", "gaussian", "none"):
+            raise ValueError(f"refine must be 'quarter', 'gaussian' or 'none', got {self.refine!r}")
+        if not self.use_tags and self.sie_weight <= 0:
+            raise ValueError("with use_tags=False, sie_weight must be > 0 (nothing left to group by)")
+
+
+@dataclass(frozen=True)
+class Peaks:
+    """Top-k NMS peaks per joint. All (J, k): ``scores`` float, ``xs``/``ys`` long output pixels."""
+
+    scores: torch.Tensor
+    xs: torch.Tensor
+    ys: torch.Tensor
+
+
+def sie_from_svf(svf: torch.Tensor) -> torch.Tensor:
+    """SIE(p) = p - S_hat(p): the predicted person centre at every pixel.
+
+    Args:
+        svf: (..., 2, H, W) spatial vector field (dx, dy) in output pixels.
+    Returns:
+        (..., 2, H, W) centres (x, y) in output pixels.
+    """
+    h, w = svf.shape[-2:]
+    ys, xs = torch.meshgrid(
+        torch.arange(h, dtype=svf.dtype, device=svf.device), torch.arange(w, dtype=svf.dtype, device=svf.device),
+        indexing="ij",
+    )
+    return torch.stack([xs, ys]) - svf
+
+
+def find_peaks(heatmaps: torch.Tensor, config: DecodeConfig) -> Peaks:
+    """Stage 1: max-pool NMS and top-k per joint.
+
+    Args:
+        heatmaps: (J, H, W).
+    """
+    pooled = F.max_pool2d(heatmaps[None], config.nms_kernel, stride=1, padding=config.nms_kernel // 2)[0]
+    nms = torch.where(pooled == heatmaps, heatmaps, torch.zeros_like(heatmaps))
+    j, h, w = heatmaps.shape
+    k = min(config.top_k, h * w)
+    scores, idx = nms.reshape(j, -1).topk(k, dim=1)
+    return Peaks(scores=scores, xs=idx % w, ys=idx // w)
+
+
+def refine_with_pgg(
+    heatmaps: torch.Tensor, tags: torch.Tensor, sie: torch.Tensor, config: PGGConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Replace KE and SIE at the pose-mask pixels by PGG's last iterate.
+
+    Args:
+        heatmaps: (J, H, W); tags: (J, T, H, W); sie: (2, H, W) centres in output pixels.
+    Returns:
+        refined (tags, sie) with the same shapes.
+    """
+    j, t, h, w = tags.shape
+    (res,) = pose_guided_grouping(heatmaps[None], tags[None], sie[None], config)
+    last = res.iterates[-1]
+    tags = tags.clone().reshape(j, t, h * w)
+    sie = sie.clone().reshape(2, h * w)
+    tags[res.joint, :, res.index] = last[:t].T
+    sie[:, res.index] = last[t:] * config.sie_unit
+    return tags.reshape(j, t, h, w), sie.reshape(2, h, w)
+
+
+def read_embeddings(tags: torch.Tensor, sie: torch.Tensor, peaks: Peaks) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stage 2: tag vectors and SIE centres at the peaks.
+
+    Args:
+        tags: (J, T, H, W); sie: (2, H, W).
+    Returns:
+        (J, k, T) tags and (J, k, 2) centres.
+    """
+    j = tags.shape[0]
+    jj = torch.arange(j, device=tags.device)[:, None].expand_as(peaks.xs)
+    tag_vals = tags[jj, :, peaks.ys, peaks.xs]  # (J, k, T)
+    sie_vals = sie[:, peaks.ys, peaks.xs].permute(1, 2, 0)  # (J, k, 2)
+    return tag_vals, sie_vals
+
+
+def _distance(tag_a: np.ndarray, sie_a: np.ndarray, tag_b: np.ndarray, sie_b: np.ndarray, config: DecodeConfig) -> np.ndarray:
+    """Combined embedding distance between rows of a (P, .) and b (N, .) -> (P, N)."""
+    d = np.zeros((tag_a.shape[0], tag_b.shape[0]))
+    if config.use_tags:
+        d += np.linalg.norm(tag_a[:, None] - tag_b[None], axis=-1)
+    if config.sie_weight > 0:
+        d += config.sie_weight * np.linalg.norm(sie_a[:, None] - sie_b[None], axis=-1) / config.pgg.sie_unit
+    return d
+
+
+@dataclass
+class _People:
+    """Working state of the greedy grouping (local to one ``group_joints`` call)."""
+
+    joints: np.ndarray  # (P, J, 3) x, y, score in output pixels
+    tag_sum: np.ndarray  # (P, T)
+    sie_sum: np.ndarray  # (P, 2)
+    count: np.ndarray  # (P,)
+
+
+def group_joints(
+    peaks: Peaks, tag_vals: torch.Tensor, sie_vals: torch.Tensor, config: DecodeConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stage 3: greedy joint-by-joint association with Hungarian matching.
+
+    Returns:
+        joints (P, J, 3) (x, y, score) at integer output pixels (score 0 = missing),
+        mean tags (P, T) and mean SIE centres (P, 2) of each person.
+    """
+    scores = peaks.scores.cpu().numpy()
+    xs, ys = peaks.xs.cpu().numpy(), peaks.ys.cpu().numpy()
+    tv, sv = tag_vals.detach().cpu().double().numpy(), sie_vals.detach().cpu().double().numpy()
+    j, _, t = tv.shape
+    people = _People(np.zeros((0, j, 3)), np.zeros((0, t)), np.zeros((0, 2)), np.zeros(0))
+
+    def add(p: int, joint: int, d: int) -> None:
+        people.joints[p, joint] = (xs[joint, d], ys[joint, d], scores[joint, d])
+        people.tag_sum[p] += tv[joint, d]
+        people.sie_sum[p] += sv[joint, d]
+        people.count[p] += 1
+
+    for joint in config.joint_order:
+        dets = np.nonzero(scores[joint] > config.detection_threshold)[0]
+        if dets.size == 0:
+            continue
+        n_people = people.joints.shape[0]
+        matched = np.zeros(dets.size, bool)
+        if n_people:
+            cnt = people.count[:, None]
+            dist = _distance(people.tag_sum / cnt, people.sie_sum / cnt, tv[joint, dets], sv[joint, dets], config)
+            # Among near-equal distances prefer the stronger detection; gate impossible pairs.
+            cost = dist - 1e-3 * scores[joint, dets][None]
+            cost = np.where(dist < config.match_threshold, cost, 1e6)
+            rows, cols = linear_sum_assignment(cost)
+            for r, c in zip(rows, cols, strict=True):
+                if dist[r, c] < config.match_threshold and people.joints[r, joint, 2] == 0:
+                    add(r, joint, dets[c])
+                    matched[c] = True
+        for c in np.nonzero(~matched)[0]:
+            people.joints = np.concatenate([people.joints, np.zeros((1, j, 3))])
+            people.tag_sum = np.concatenate([people.tag_sum, np.zeros((1, t))])
+            people.sie_sum = np.concatenate([people.sie_sum, np.zeros((1, 2))])
+            people.count = np.concatenate([people.count, [0.0]])
+            add(people.joints.shape[0] - 1, joint, dets[c])
+    cnt = np.maximum(people.count, 1)[:, None]
+    return people.joints, people.tag_sum / cnt, people.sie_sum / cnt
+
+
+def fill_missing(
+    joints: np.ndarray, mean_tags: np.ndarray, mean_sie: np.ndarray,
+    heatmaps: torch.Tensor, tags: torch.Tensor, sie: torch.Tensor, config: DecodeConfig,
+) -> np.ndarray:  # fmt: skip
+    """Stage 4: for each missing joint, the pixel maximising heat minus embedding distance.
+
+    The filled joint's score is the heat at that pixel (it may be below the detection threshold).
+
+    Args:
+        joints: (P, J, 3) from ``group_joints``; heatmaps (J, H, W); tags (J, T, H, W); sie (2, H, W).
+    Returns:
+        (P, J, 3) with missing joints filled.
+    """
+    out = joints.copy()
+    if out.shape[0] == 0:
+        return out
+    heat = heatmaps.detach().cpu().double().numpy()
+    tg = tags.detach().cpu().double().numpy()
+    se = sie.detach().cpu().double().numpy()
+    j, t, h, w = tg.shape
+    for joint in range(j):
+        missing = np.nonzero(out[:, joint, 2] == 0)[0]
+        if missing.size == 0:
+            continue
+        tag_pix = tg[joint].reshape(t, -1).T  # (HW, T)
+        sie_pix = se.reshape(2, -1).T  # (HW, 2)
+        dist = _distance(mean_tags[missing], mean_sie[missing], tag_pix, sie_pix, config)  # (m, HW)
+        best = (heat[joint].reshape(1, -1) - dist).argmax(axis=1)
+        for p, b in zip(missing, best, strict=True):
+            out[p, joint] = (b % w, b // w, heat[joint].reshape(-1)[b])
+    return out
+
+
+def refine_locations(joints: np.ndarray, heatmaps: torch.Tensor, mode: str) -> np.ndarray:
+    """Stage 5: sub-pixel refinement of integer peak locations.
+
+    "quarter": shift 0.25 px towards the higher horizontal / vertical neighbour (seed 002).
+    "gaussian": the vertex of the parabola through the log-heat at the peak and its two
+    neighbours per axis — exact for a sampled Gaussian ``exp(-d^2 / sigma^2)``.
+
+    Args:
+        joints: (P, J, 3) at integer output pixels; heatmaps: (J, H, W).
+    Returns:
+        (P, J, 3) refined (scores unchanged).
+    """
+    out = joints.astype(np.float64).copy()
+    if mode == "none" or out.shape[0] == 0:
+        return out
+    heat = heatmaps.detach().cpu().double().numpy()
+    _, h, w = heat.shape
+    eps = 1e-10
+    for p, joint in zip(*np.nonzero(out[..., 2] > 0), strict=True):
+        x, y = int(out[p, joint, 0]), int(out[p, joint, 1])
+        hm = heat[joint]
+        for axis, (lo, hi, c) in enumerate(
+            [
+                (hm[y, x - 1] if x > 0 else None, hm[y, x + 1] if x < w - 1 else None, hm[y, x]),
+                (hm[y - 1, x] if y > 0 else None, hm[y + 1, x] if y < h - 1 else None, hm[y, x]),
+            ]
+        ):
+            if lo is None or hi is None:
+                continue
+            if mode == "quarter":
+                shift = 0.25 * np.sign(hi - lo)
+            else:
+                a, b, cc = np.log(max(lo, eps)), np.log(max(hi, eps)), np.log(max(c, eps))
+                denom = a - 2 * cc + b
+                shift = 0.5 * (a - b) / denom if denom < -1e-12 else 0.0
+                shift = float(np.clip(shift, -0.5, 0.5))
+            out[p, joint, axis] += shift
+    return out
+
+
+def decode_spatial(
+    heatmaps: torch.Tensor, tags: torch.Tensor, svf: torch.Tensor, config: DecodeConfig, stride: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """All stages for one image.
+
+    Args:
+        heatmaps: (J, H, W) in [0, 1]; tags: (J, H, W) or (J, T, H, W); svf: (2, H, W)
+            spatial vector field (SIE = p - svf), all at output resolution.
+        stride: input pixels per output pixel.
+    Returns:
+        keypoints (P, J, 3) as (x, y, score) in input pixels, person scores (P,).
+    """
+    if tags.dim() == 3:
+        tags = tags.unsqueeze(1)
+    sie = sie_from_svf(svf)
+    if config.use_pgg:
+        tags, sie = refine_with_pgg(heatmaps, tags, sie, config.pgg)
+    peaks = find_peaks(heatmaps, config)
+    tag_vals, sie_vals = read_embeddings(tags, sie, peaks)
+    joints, mean_tags, mean_sie = group_joints(peaks, tag_vals, sie_vals, config)
+    detected = (joints[..., 2] > 0).sum(axis=1)
+    if config.fill_missing:
+        joints = fill_missing(joints, mean_tags, mean_sie, heatmaps, tags, sie, config)
+    joints = refine_locations(joints, heatmaps, config.refine)
+    scores = joints[..., 2].mean(axis=1) if joints.shape[0] else np.zeros(0)
+    keep = (scores >= config.min_person_score) & (detected >= config.min_joints)
+    joints, scores = joints[keep], scores[keep]
+    joints[..., :2] = to_input_coords(joints[..., :2], stride)
+    return joints.astype(np.float32), scores.astype(np.float32)
+
+
+def merge_multiscale(
+    outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], size: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Seed 002 multi-scale testing: heatmaps averaged, tags concatenated.
+
+    Args:
+        outputs: per scale (heatmaps (J, h, w), tags (J, T, h, w), svf (2, h, w)), each for the
+            image resized by that scale.
+        size: (H, W) common output size (the scale-1 output size).
+    Returns:
+        (heatmaps (J, H, W), tags (J, T * S, H, W), svf (2, H, W)); SVF vectors are rescaled to
+        the common resolution and averaged.
+    """
+    heats, tags, svfs = [], [], []
+    for heat, tag, svf in outputs:
+        if tag.dim() == 3:
+            tag = tag.unsqueeze(1)
+        j, t = tag.shape[:2]
+        scale_x, scale_y = size[1] / heat.shape[-1], size[0] / heat.shape[-2]
+        up = lambda m: F.interpolate(m[None], size=size, mode="bilinear", align_corners=False)[0]  # noqa: E731
+        heats.append(up(heat))
+        tags.append(up(tag.reshape(j * t, *tag.shape[-2:])).reshape(j, t, *size))
+        s = up(svf)
+        svfs.append(torch.stack([s[0] * scale_x, s[1] * scale_y]))
+    return torch.stack(heats).mean(0), torch.cat(tags, dim=1), torch.stack(svfs).mean(0)

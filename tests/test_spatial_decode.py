@@ -1,0 +1,104 @@
+"""Targets built from known poses decode back to those poses (SpatialNet path)."""
+
+import numpy as np
+import pytest
+import torch
+
+from models.decode import DecodeConfig, decode_spatial, find_peaks, merge_multiscale, refine_locations
+from models.targets import TargetConfig, build_spatial_targets, dense_embedding_targets, to_input_coords, to_output_coords
+
+# A standing person, (x, y) in units of body height, origin at the feet centre.
+TEMPLATE = np.array([
+    [0.0, -0.93], [-0.03, -0.95], [0.03, -0.95], [-0.07, -0.93], [0.07, -0.93],
+    [-0.13, -0.80], [0.13, -0.80], [-0.17, -0.62], [0.17, -0.62], [-0.19, -0.45], [0.19, -0.45],
+    [-0.09, -0.48], [0.09, -0.48], [-0.10, -0.25], [0.10, -0.25], [-0.10, -0.02], [0.10, -0.02],
+])  # fmt: skip
+
+
+def known_poses(rng, people=3, size=256):
+    """(K, 17, 3) poses in input pixels at sub-pixel positions, all visible, well apart."""
+    out = []
+    for k in range(people):
+        height = rng.uniform(110, 150)
+        foot = np.array([40 + k * 85 + rng.uniform(-5, 5), rng.uniform(200, 240)])
+        xy = foot + TEMPLATE * height + rng.normal(0, 1.0, TEMPLATE.shape)
+        out.append(np.concatenate([xy, np.full((17, 1), 2.0)], axis=1))
+    return np.stack(out).astype(np.float32)
+
+
+def _maps(poses, size=256, stride=4):
+    cfg = TargetConfig()
+    t = build_spatial_targets(poses, size // stride, size // stride, cfg)
+    tags, svf = dense_embedding_targets(t, tag_step=3.0)
+    return torch.from_numpy(t.heatmaps), torch.from_numpy(tags), torch.from_numpy(svf)
+
+
+def _match(decoded, poses):
+    """Max abs keypoint error after pairing each known pose with its nearest decoded one."""
+    assert decoded.shape[0] == poses.shape[0]
+    errs = []
+    for p in poses:
+        d = np.abs(decoded[..., :2] - p[None, :, :2]).max(axis=(1, 2))
+        errs.append(d.min())
+    return max(errs)
+
+
+def test_coordinate_round_trip():
+    xy = np.array([[0.0, 0.0], [13.3, 200.7]])
+    np.testing.assert_allclose(to_input_coords(to_output_coords(xy, 4), 4), xy)
+
+
+@pytest.mark.parametrize("use_pgg", [False, True])
+def test_targets_decode_back_exactly(use_pgg):
+    poses = known_poses(np.random.default_rng(0))
+    heat, tags, svf = _maps(poses)
+    kp, scores = decode_spatial(heat, tags, svf, DecodeConfig(refine="gaussian", use_pgg=use_pgg), stride=4)
+    assert _match(kp, poses) < 1e-2  # input pixels
+    assert np.all(scores > 0.9)
+
+
+def test_quarter_refinement_is_within_a_quarter_output_pixel():
+    poses = known_poses(np.random.default_rng(1))
+    heat, tags, svf = _maps(poses)
+    kp, _ = decode_spatial(heat, tags, svf, DecodeConfig(refine="quarter"), stride=4)
+    assert _match(kp, poses) <= 4 * 0.5 + 1e-3
+
+
+@pytest.mark.parametrize("by", ["tags", "sie"])
+def test_either_embedding_alone_groups_separated_people(by):
+    poses = known_poses(np.random.default_rng(2))
+    heat, tags, svf = _maps(poses)
+    cfg = DecodeConfig(refine="gaussian", use_tags=by == "tags", sie_weight=0.0 if by == "tags" else 1.0)
+    kp, _ = decode_spatial(heat, tags, svf, cfg, stride=4)
+    assert _match(kp, poses) < 1e-2
+
+
+def test_missing_joint_is_filled_from_mean_embedding():
+    poses = known_poses(np.random.default_rng(3), people=2)
+    heat, tags, svf = _maps(poses)
+    heat[9] *= 0.05  # left wrists fall below the detection threshold
+    kp, _ = decode_spatial(heat, tags, svf, DecodeConfig(refine="gaussian"), stride=4)
+    assert _match(kp, poses) < 1e-2
+    assert np.all(kp[:, 9, 2] < 0.1)  # the filled joints keep their (low) heat as score
+
+
+def test_find_peaks_nms_and_gaussian_refine():
+    heat = torch.zeros(1, 9, 9)
+    yy, xx = torch.meshgrid(torch.arange(9.0), torch.arange(9.0), indexing="ij")
+    heat[0] = torch.exp(-((xx - 4.3) ** 2 + (yy - 3.8) ** 2) / 4.0)
+    peaks = find_peaks(heat, DecodeConfig(top_k=3))
+    assert peaks.scores[0, 0] > 0.9 and peaks.scores[0, 1] == 0  # one peak survives NMS
+    joints = np.array([[[peaks.xs[0, 0].item(), peaks.ys[0, 0].item(), 1.0]]])
+    ref = refine_locations(joints, heat, "gaussian")
+    np.testing.assert_allclose(ref[0, 0, :2], [4.3, 3.8], atol=1e-4)
+
+
+def test_multiscale_merge_shapes_and_averaging():
+    poses = known_poses(np.random.default_rng(4))
+    heat, tags, svf = _maps(poses)
+    small = [torch.nn.functional.interpolate(m[None], scale_factor=0.5, mode="bilinear")[0] for m in (heat, tags, svf)]
+    small[2] = small[2] * 0.5
+    h, t, s = merge_multiscale([(heat, tags, svf), tuple(small)], size=(64, 64))
+    assert h.shape == (17, 64, 64) and t.shape == (17, 2, 64, 64) and s.shape == (2, 64, 64)
+    kp, _ = decode_spatial(h, t, s, DecodeConfig(refine="quarter"), stride=4)
+    assert _match(kp, poses) < 4.0
