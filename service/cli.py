@@ -8,10 +8,11 @@ never loads torch and ``posestream --help`` is instant. Exit codes: 0 success,
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 log = logging.getLogger("posestream")
@@ -97,13 +98,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compact", action="store_true", help="with --json: one line")
     p.set_defaults(func=_cmd_eval)
 
-    for register in _EXTRA_COMMANDS:
-        register(sub)
+    for spec in _COMMAND_MODULES:
+        module, _, func = spec.partition(":")
+        getattr(importlib.import_module(module), func)(sub)
     return parser
 
 
-# Later subcommands (track, serve, worker, weights, train) add a register function here.
-_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+# Subcommands defined in other modules, as "module:function(subparsers)". These modules only
+# build argument parsers; what a command needs (torch, uvicorn, ...) loads when it runs, so
+# `posestream serve` and `posestream eval` never import torch.
+_COMMAND_MODULES: tuple[str, ...] = (
+    "service.cli_service:register",  # track, serve, worker
+    "service.cli_weights:register",  # weights fetch / verify / path
+    "service.cli_train:register",  # train spatial
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -125,4 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m service.cli` runs this file as __main__; dispatch through the importable
+    # module so that subcommand modules and this entry point share one CliError class.
+    from service.cli import main as _main
+
+    sys.exit(_main())
