@@ -1,0 +1,1 @@
+"""The running service: settings, wire messages, gateway, worker, pipeline and CLI commands."""
