@@ -1,0 +1,335 @@
+"""One online tracking step: associate a frame's detections with the tracks, run the lifecycle.
+
+``step(state, detections, config) -> (new_state, tracked)`` is a pure function: it reads
+its inputs (all treated as immutable; the state's arrays are read-only) and returns a
+new state, so the same state and detections always give the same result, also after
+the state went through ``to_bytes`` / ``from_bytes`` or a state store.
+
+Per frame (t = ``state.frame_index``):
+
+1. **Association** (seed 000 Eq. 8): every active track (confirmed or tentative) against
+   every detection with the preset's ``combined_cost`` (gated per term), solved by
+   ``tracker.assignment.assign``. Detections of any score may continue a track.
+2. **Re-identification** by Human Embedding: the detections left over with score >=
+   ``min_det_score`` against the active tracks left over and the gallery of lost tracks,
+   by Psi_HE alone, gated at ``reid_max_distance``. A gallery match revives the lost
+   track with its old id (a person who was fully occluded or left the frame). This stage
+   also rescues active tracks whose motion cue failed (e.g. after a few occluded frames
+   TIE/OKS compare stale positions). Skipped when the detections carry no HE.
+3. **Birth**: each detection still left with score >= ``min_det_score`` starts a track
+   (while fewer than ``max_tracks`` are active). It is confirmed at once when
+   ``n_init == 1`` or on the session's first step (``confirm_on_first_frame``), else it
+   is tentative.
+4. **Update**: matched tracks take the detection's keypoints, box, score, SIE, backward
+   TIE and tags; their HE becomes the re-normalised moving average
+   ``m * old + (1 - m) * new`` (``m = embedding_momentum``); a tentative track with
+   ``n_init`` hits is confirmed.
+5. **Misses**: an unmatched tentative track is dropped. A confirmed one stays active for
+   up to ``max_missed`` unmatched frames and is then lost: it moves to the gallery (if it
+   has an HE), which keeps at most ``gallery_size`` entries, none older than
+   ``gallery_max_age`` steps since last seen.
+
+**Ids.** ``state.next_id`` is the only id counter; ids are never reused in a session.
+With ``report_tentative=False`` (default) an id is spent when a track is confirmed and
+tentative tracks are reported as -1, so every id a user sees belongs to a person who was
+tracked for ``n_init`` frames, and false-positive flickers neither show up with an id
+nor leave gaps in the id sequence. The price is ``n_init - 1`` frames of -1 for a new
+person; people present on the first frame and people re-identified from the gallery get
+their id at once. With ``report_tentative=True`` ids are spent and shown at birth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.poses import FramePoses
+from tracker.assignment import assign
+from tracker.config import TrackerConfig
+from tracker.costs import check_detection_fields, combined_cost, he_distance
+from tracker.detections import Detections, FrameInfo
+from tracker.state import CONFIRMED, TENTATIVE, Gallery, TrackerState, Tracks
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Tracked", "step"]
+
+
+@dataclass(frozen=True, eq=False)
+class Tracked:
+    """A frame's detections with their track ids, in detection order.
+
+    Attributes:
+        keypoints: (N, 17, 3) float32, as given in the detections.
+        boxes: (N, 4) float32.
+        scores: (N,) float32.
+        track_ids: (N,) int64; -1 for a detection without a (reported) track.
+        detection_index: (N,) int64, the index of each row in the input detections
+            (the identity: the output keeps the detection order).
+        frame: the detections' ``FrameInfo``, if they had one.
+    """
+
+    keypoints: np.ndarray
+    boxes: np.ndarray
+    scores: np.ndarray
+    track_ids: np.ndarray
+    detection_index: np.ndarray
+    frame: FrameInfo | None = None
+
+    def __len__(self) -> int:
+        return int(self.track_ids.shape[0])
+
+    def to_frame_poses(self, frame: FrameInfo | None = None) -> FramePoses:
+        """The pose contract's ``FramePoses`` with track ids (``frame`` overrides ``self.frame``)."""
+        info = frame or self.frame
+        if info is None:
+            raise ValueError(
+                "these detections carry no FrameInfo; pass frame=FrameInfo(frame_index, timestamp, width, height) "
+                "or build them with Detections.from_frame_poses"
+            )
+        return FramePoses(
+            info.frame_index, info.timestamp, info.width, info.height,
+            self.keypoints, self.boxes, self.scores, self.track_ids,
+        )  # fmt: skip
+
+
+def step(state: TrackerState, detections: Detections, config: TrackerConfig) -> tuple[TrackerState, Tracked]:
+    """Track one frame (see the module docstring for the algorithm and the id policy).
+
+    Args:
+        state: the session's state after the previous frame (``TrackerState.initial()``
+            for a new session). Not modified.
+        detections: this frame's N people; the preset's optional fields are required
+            when N > 0 (``ValueError`` naming the preset otherwise).
+        config: thresholds and weights.
+    Returns:
+        The new state and the (N,) track ids of the detections, in detection order.
+    """
+    dets = detections
+    n_det = len(dets)
+    t = state.frame_index
+    if n_det:
+        check_detection_fields(dets, config)
+    tracks, gallery = _adopt_dims(state, dets)
+    n_trk = len(tracks)
+
+    # 1. Association with the preset's cost.
+    if n_trk and n_det:
+        matches, free_t, free_d = assign(combined_cost(tracks, dets, config))
+    else:
+        matches = np.zeros((0, 2), np.int64)
+        free_t, free_d = np.arange(n_trk), np.arange(n_det)
+
+    # 2. Re-identification by HE of leftover confident detections.
+    revive_g = revive_d = np.zeros(0, np.int64)
+    if dets.embeddings is not None and config.reid_max_distance > 0 and len(free_d):
+        cand_d = free_d[dets.scores[free_d] >= config.min_det_score]
+        cand_t = free_t[~np.isnan(tracks.embeddings[free_t]).any(axis=1)]
+        if len(cand_d) and (len(cand_t) or len(gallery)):
+            pool = np.concatenate([tracks.embeddings[cand_t], gallery.embeddings])
+            m2, _, _ = assign(he_distance(pool, dets.embeddings[cand_d]), config.reid_max_distance)
+            is_track = m2[:, 0] < len(cand_t)
+            matches = np.concatenate(
+                [matches, np.stack([cand_t[m2[is_track, 0]], cand_d[m2[is_track, 1]]], axis=1)]
+            )
+            revive_g = m2[~is_track, 0] - len(cand_t)
+            revive_d = cand_d[m2[~is_track, 1]]
+    match_t, match_d = matches[:, 0], matches[:, 1]
+
+    # 4. Update the matched tracks' counters; confirm; spend ids in row order.
+    matched = np.zeros(n_trk, bool)
+    matched[match_t] = True
+    ids = tracks.ids.copy()
+    status = tracks.status.copy()
+    hits = tracks.hits.copy()
+    hits[match_t] += 1
+    misses = np.where(matched, 0, tracks.misses + 1).astype(np.int32)
+    age = tracks.age + np.int32(1)
+    confirm = matched & (status == TENTATIVE) & (hits >= config.n_init)
+    status[confirm] = CONFIRMED
+    next_id = state.next_id
+    for row in np.flatnonzero(confirm & (ids < 0)):
+        ids[row] = next_id
+        next_id += 1
+    # 5. Misses: tentative tracks go at once, confirmed ones after max_missed frames.
+    confirmed = status == CONFIRMED
+    lost = ~matched & confirmed & (misses > config.max_missed)
+    keep = matched | (confirmed & ~lost)
+    all_kept = bool(keep.all())
+    n_kept = n_trk if all_kept else int(keep.sum())
+
+    # 2./3. Revived and new tracks, within max_tracks.
+    room = max(config.max_tracks - n_kept, 0)
+    if len(revive_d) > room:
+        # Debug, not warning: a full tracker would log this on every frame.
+        logger.debug(
+            "frame %d: max_tracks reached, %d re-identified people untracked", t, len(revive_d) - room
+        )
+        revive_g, revive_d = revive_g[:room], revive_d[:room]
+    room -= len(revive_d)
+    taken = np.zeros(n_det, bool)
+    taken[match_d] = True
+    taken[revive_d] = True
+    born_d = np.flatnonzero(~taken & (dets.scores >= config.min_det_score))
+    if len(born_d) > room:
+        logger.debug("frame %d: max_tracks reached, %d new people untracked", t, len(born_d) - room)
+        best = np.argsort(-dets.scores[born_d], kind="stable")[:room]
+        born_d = np.sort(born_d[best])
+    start_confirmed = config.n_init <= 1 or (config.confirm_on_first_frame and t == 0)
+    n_rev, n_born = len(revive_d), len(born_d)
+    if start_confirmed or config.report_tentative:
+        born_ids = np.arange(next_id, next_id + n_born, dtype=np.int64)
+        next_id += n_born
+    else:
+        born_ids = np.full(n_born, -1, np.int64)
+    new_d = np.concatenate([revive_d, born_d]) if n_rev else born_d
+
+    # The new track table: kept rows (matched ones refreshed from their detection), then
+    # revived, then born tracks.
+    rows = match_t if all_kept else (np.cumsum(keep) - 1)[match_t]
+
+    def table(old: np.ndarray, det_values: np.ndarray | None) -> np.ndarray:
+        out = old.copy() if all_kept else old[keep]
+        if det_values is None:  # the detections lack this optional field: unknown (NaN)
+            out[rows] = np.nan
+            new = np.full((len(new_d), *old.shape[1:]), np.nan, old.dtype)
+        else:
+            out[rows] = det_values[match_d]
+            new = det_values[new_d]
+        return np.concatenate([out, new]) if len(new_d) else out
+
+    if dets.embeddings is None:  # keep the appearance model as it was
+        embeddings = tracks.embeddings.copy() if all_kept else tracks.embeddings[keep]
+        if len(new_d):
+            embeddings = np.concatenate(
+                [embeddings, np.full((len(new_d), embeddings.shape[1]), np.nan, np.float32)]
+            )
+    else:
+        new_emb = dets.embeddings[new_d]
+        if n_rev:
+            new_emb[:n_rev] = _blend(gallery.embeddings[revive_g], new_emb[:n_rev], config.embedding_momentum)
+        embeddings = tracks.embeddings.copy() if all_kept else tracks.embeddings[keep]
+        embeddings[rows] = _blend(
+            tracks.embeddings[match_t], dets.embeddings[match_d], config.embedding_momentum
+        )
+        if len(new_d):
+            embeddings = np.concatenate([embeddings, new_emb])
+
+    def counters(kept: np.ndarray, revived: np.ndarray, born: np.ndarray) -> np.ndarray:
+        kept = kept if all_kept else kept[keep]
+        return np.concatenate([kept, revived, born]) if len(new_d) else kept
+
+    new_tracks = Tracks._owning(
+        ids=counters(ids, gallery.ids[revive_g], born_ids),
+        status=counters(
+            status,
+            np.full(n_rev, CONFIRMED, np.int8),
+            np.full(n_born, CONFIRMED if start_confirmed else TENTATIVE, np.int8),
+        ),
+        keypoints=table(tracks.keypoints, dets.keypoints),
+        boxes=table(tracks.boxes, dets.boxes),
+        scores=table(tracks.scores, dets.scores),
+        embeddings=embeddings,
+        sie=table(tracks.sie, dets.sie),
+        tie_bwd=table(tracks.tie_bwd, dets.tie_bwd),
+        tags=table(tracks.tags, dets.tags),
+        hits=counters(hits, gallery.hits[revive_g] + np.int32(1), np.ones(n_born, np.int32)),
+        misses=counters(misses, np.zeros(n_rev, np.int32), np.zeros(n_born, np.int32)),
+        age=counters(
+            age,
+            gallery.age[revive_g] + (t - gallery.last_seen[revive_g]).astype(np.int32),
+            np.zeros(n_born, np.int32),
+        ),
+    )
+    new_gallery = _next_gallery(gallery, revive_g, tracks, lost, misses, age, t, config)
+    new_state = TrackerState(new_tracks, new_gallery, next_id, t + 1)
+
+    # Output: each detection's track id, in detection order.
+    track_ids = np.full(n_det, -1, np.int64)
+    track_ids[match_d] = ids[match_t]
+    if len(new_d):
+        track_ids[new_d] = new_tracks.ids[n_kept:]
+    tracked = Tracked(
+        dets.keypoints, dets.boxes, dets.scores, track_ids, np.arange(n_det, dtype=np.int64), dets.frame
+    )
+    return new_state, tracked
+
+
+def _next_gallery(
+    gallery: Gallery,
+    revived: np.ndarray,
+    tracks: Tracks,
+    lost: np.ndarray,
+    misses: np.ndarray,
+    age: np.ndarray,
+    t: int,
+    config: TrackerConfig,
+) -> Gallery:
+    """Gallery minus the revived entries plus the newly lost tracks (those with an HE), aged and capped."""
+    if not len(gallery) and not lost.any():
+        return gallery
+    remaining = np.ones(len(gallery), bool)
+    remaining[revived] = False
+    # A lost track's HE is its last one: it was not matched in this step.
+    lost = lost & ~np.isnan(tracks.embeddings).any(axis=1)
+    merged_ids = np.concatenate([gallery.ids[remaining], tracks.ids[lost]])
+    merged_last = np.concatenate([gallery.last_seen[remaining], t - misses[lost].astype(np.int64)])
+    merged_emb = np.concatenate([gallery.embeddings[remaining], tracks.embeddings[lost]])
+    merged_hits = np.concatenate([gallery.hits[remaining], tracks.hits[lost]])
+    merged_age = np.concatenate([gallery.age[remaining], age[lost]])
+    keep = (t - merged_last) <= config.gallery_max_age
+    if keep.sum() > config.gallery_size:
+        # Keep the entries seen most recently; among equals, the later-added ones.
+        order = np.lexsort((-np.arange(len(keep)), -merged_last))
+        order = order[keep[order]][: config.gallery_size]
+        keep = np.zeros(len(keep), bool)
+        keep[order] = True
+    return Gallery._owning(
+        ids=merged_ids[keep], embeddings=merged_emb[keep], last_seen=merged_last[keep],
+        hits=merged_hits[keep], age=merged_age[keep],
+    )  # fmt: skip
+
+
+def _adopt_dims(state: TrackerState, dets: Detections) -> tuple[Tracks, Gallery]:
+    """The state's tracks and gallery, padded with NaN to the HE/KE sizes of the detections."""
+    tracks, gallery = state.tracks, state.gallery
+    e_s, e_d = state.embedding_dim, dets.embedding_dim
+    if e_d and e_s != e_d:
+        if e_s:
+            raise ValueError(
+                f"the detections' HE has {e_d} dimensions but this session's tracks have {e_s}; "
+                f"a session must keep one HE model (start a new session to switch)"
+            )
+        tracks = dataclasses.replace(tracks, embeddings=np.full((len(tracks), e_d), np.nan, np.float32))
+        gallery = dataclasses.replace(gallery, embeddings=np.full((len(gallery), e_d), np.nan, np.float32))
+    d_s, d_d = state.tag_dim, dets.tag_dim
+    if d_d and d_s != d_d:
+        if d_s:
+            raise ValueError(
+                f"the detections' KE tags have {d_d} values per joint but this session's tracks have {d_s}; "
+                f"a session must keep one model (start a new session to switch)"
+            )
+        tracks = dataclasses.replace(
+            tracks, tags=np.full((len(tracks), tracks.tags.shape[1], d_d), np.nan, np.float32)
+        )
+    return tracks, gallery
+
+
+def _blend(old: np.ndarray, new: np.ndarray, momentum: float) -> np.ndarray:
+    """Re-normalised moving average ``m * old + (1 - m) * new`` of (K, E) unit HE rows, float32.
+
+    A NaN row in ``old`` (a track started without HE) takes ``new`` as it is.
+    """
+    mixed = old * np.float32(momentum)
+    mixed += new * np.float32(1.0 - momentum)
+    norm = np.sqrt(np.einsum("ij,ij->i", mixed, mixed))
+    # NaN rows and (near-)opposite vectors that average to ~0 have no direction: take the new one.
+    bad = ~(norm > 1e-6)
+    if bad.any():
+        mixed[bad] = new[bad]
+        norm[bad] = 1.0
+    mixed /= norm[:, None]
+    return mixed
