@@ -1,0 +1,136 @@
+"""Training data for SpatialNet: synthetic video (on the fly, seeded) and COCO keypoints.
+
+Every source yields ``PoseSample``s (an RGB image and its people's keypoints with
+visibility); ``SpatialTrainingSet`` augments them onto the network input and builds
+the targets. Randomness comes from per-item generators seeded by (seed, index), so a
+dataset gives the same item for the same index in any worker, any epoch order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from models.data.augment import AugmentConfig, fit_affine, random_affine, transform_keypoints, warp_image
+from models.skeleton import NUM_KEYPOINTS
+from models.targets import TargetConfig, build_spatial_targets
+
+
+@dataclass(frozen=True)
+class PoseSample:
+    """One training image: ``image`` (H, W, 3) uint8 RGB, ``keypoints`` (K, 17, 3) (x, y, visibility) in its pixels."""
+
+    image: np.ndarray
+    keypoints: np.ndarray
+
+
+class SyntheticPoseSource:
+    """Frames of synthetic clips ``seed_base .. seed_base + clips - 1``, ``frames`` each.
+
+    Item i is frame ``i % frames`` of clip ``seed_base + i // frames``; the last clip is
+    kept so consecutive indices do not rebuild it.
+    """
+
+    def __init__(self, seed_base: int, clips: int, frames: int, people: int = 5,
+                 width: int = 640, height: int = 480) -> None:  # fmt: skip
+        from models.data.synthetic import SyntheticConfig  # heavy module, imported on use
+
+        self.seed_base, self.clips, self.frames = seed_base, clips, frames
+        self._config = lambda seed: SyntheticConfig(seed=seed, frames=frames, people=people, width=width, height=height)
+        self._cache: tuple[int, object] | None = None
+
+    def __len__(self) -> int:
+        return self.clips * self.frames
+
+    def clip(self, seed: int):  # noqa: ANN201 - SyntheticClip, imported lazily
+        from models.data.synthetic import SyntheticClip
+
+        if self._cache is None or self._cache[0] != seed:
+            self._cache = (seed, SyntheticClip.from_config(self._config(seed)))
+        return self._cache[1]
+
+    def __getitem__(self, i: int) -> PoseSample:
+        rgb, gt = self.clip(self.seed_base + i // self.frames).render(i % self.frames)
+        return PoseSample(rgb, gt.keypoints.copy())
+
+
+class CocoKeypointSource:
+    """COCO person-keypoints annotations (``person_keypoints_*.json``) with their image folder.
+
+    Images without a person that has a labelled keypoint are skipped; crowd annotations are ignored.
+    """
+
+    def __init__(self, annotations: str | Path, images: str | Path) -> None:
+        with open(annotations, encoding="utf-8") as fh:
+            data = json.load(fh)
+        self.images_dir = Path(images)
+        files = {img["id"]: img["file_name"] for img in data["images"]}
+        people: dict[int, list[np.ndarray]] = {}
+        for ann in data["annotations"]:
+            if ann.get("iscrowd", 0) or ann.get("num_keypoints", 0) == 0:
+                continue
+            kp = np.asarray(ann["keypoints"], np.float32).reshape(NUM_KEYPOINTS, 3)
+            people.setdefault(ann["image_id"], []).append(kp)
+        self.items = [(files[i], np.stack(p)) for i, p in sorted(people.items())]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> PoseSample:
+        name, kp = self.items[i]
+        bgr = cv2.imread(str(self.images_dir / name), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise FileNotFoundError(f"cannot read image {self.images_dir / name}")
+        return PoseSample(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), kp.copy())
+
+
+class SpatialTrainingSet(Dataset):
+    """Augmented network inputs and SpatialNet targets from a ``PoseSample`` source.
+
+    Items: dict with ``image`` (3, H, W) uint8, ``heatmaps`` (J, H/4, W/4) float32,
+    ``instance`` (J, H/4, W/4) int64 and ``joints`` (K, J, 3) float32 in output pixels.
+    """
+
+    def __init__(self, source: Sequence[PoseSample], input_size: tuple[int, int], seed: int,
+                 augment: AugmentConfig | None, targets: TargetConfig | None = None) -> None:  # fmt: skip
+        self.source, self.input_w, self.input_h = source, input_size[0], input_size[1]
+        self.seed, self.augment, self.targets = seed, augment, targets or TargetConfig()
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        sample = self.source[i]
+        h, w = sample.image.shape[:2]
+        if self.augment is None:
+            m, flip = fit_affine(w, h, self.input_w, self.input_h), False
+        else:
+            rng = np.random.default_rng((self.seed, i))
+            m, flip = random_affine(w, h, self.input_w, self.input_h, self.augment, rng)
+        image = warp_image(sample.image, m, self.input_w, self.input_h)
+        kp = transform_keypoints(sample.keypoints, m, flip)
+        s = self.targets.stride
+        t = build_spatial_targets(kp, self.input_h // s, self.input_w // s, self.targets)
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            "heatmaps": torch.from_numpy(t.heatmaps),
+            "instance": torch.from_numpy(t.instance),
+            "joints": torch.from_numpy(t.joints),
+        }
+
+
+def collate_spatial(items: list[dict[str, torch.Tensor]]) -> dict[str, object]:
+    """Stack fixed-size tensors; keep per-image joints as a list (people counts differ)."""
+    return {
+        "image": torch.stack([it["image"] for it in items]),
+        "heatmaps": torch.stack([it["heatmaps"] for it in items]),
+        "instance": torch.stack([it["instance"] for it in items]),
+        "joints": [it["joints"] for it in items],
+    }

@@ -1,0 +1,194 @@
+"""SpatialNet (seed 000 section 3.1-3.2): part detection and part-level grouping in one network.
+
+A stride-4 backbone (stacked hourglass) predicts, per stack, the heads of
+``spatialnet_heads``: joint heatmaps C, Keypoint Embedding K (one tag vector per
+joint type, seed 002), the six auxiliary ordinal maps and the spatial vector field
+S_hat (SIE = p - S_hat(p)). ``SpatialNet.loss`` applies Eq. 1-5 to every stack
+(intermediate supervision) and, when PGG is on, the pull/push grouping loss on every
+PGG iterate; ``decode_batch`` turns the last stack's maps into poses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.backbones.hourglass import HourglassConfig, StackedHourglass
+from models.decode import DecodeConfig, decode_spatial, sie_from_svf
+from models.heads import HeadSpec, activate
+from models.losses import ORDINAL_TASKS, heatmap_loss, ke_loss, ordinal_loss, pgg_grouping_loss, sie_loss
+from models.pgg import PGGConfig, pose_guided_grouping
+from models.skeleton import NUM_KEYPOINTS
+
+STRIDE = 4
+
+
+def spatialnet_heads(tag_dim: int = 1) -> tuple[HeadSpec, ...]:
+    """SpatialNet's output heads, in channel order of the backbone's prediction."""
+    return (
+        HeadSpec("heatmaps", NUM_KEYPOINTS, STRIDE, "none",
+                 "C_j per COCO keypoint; targets exp(-|p - p_j|^2 / sigma^2), max over people"),
+        HeadSpec("tags", NUM_KEYPOINTS * tag_dim, STRIDE, "none",
+                 f"KE: joint j's tag vector in channels [j * {tag_dim}, (j + 1) * {tag_dim})"),
+        HeadSpec("aux", len(ORDINAL_TASKS), STRIDE, "none", "ordinal maps " + ", ".join(ORDINAL_TASKS)),
+        HeadSpec("svf", 2, STRIDE, "none", "S_hat: (dx, dy) from the person centre to p, output pixels"),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the loss terms (seed 000 section 3.4: det 1 : KE 1e-3 : aux 1e-4 : SIE 1e-4).
+
+    Raising a weight makes the shared trunk spend more capacity on that term.
+    ``pgg`` weighs the grouping loss applied to the PGG iterates during fine-tuning.
+    """
+
+    det: float = 1.0
+    ke: float = 1e-3
+    aux: float = 1e-4
+    sie: float = 1e-4
+    pgg: float = 1e-3
+
+
+@dataclass(frozen=True)
+class SpatialNetConfig:
+    """What SpatialNet predicts and how it is trained.
+
+    Attributes:
+        backbone: stacked hourglass size.
+        tag_dim: KE dimension per joint (1 in seed 002).
+        use_ke, use_aux, use_sie: which embedding terms are trained (the ablation switches;
+            a disabled head is still computed but gets no loss and is not used to decode).
+        use_pgg: train with PGG's grouping loss and decode with PGG-refined embeddings.
+        pgg: PGG parameters.
+        weights: loss weights.
+        decode: decoding parameters (``use_tags`` / ``sie_weight`` / ``use_pgg`` follow the
+            switches above, see ``decode_config``).
+    """
+
+    backbone: HourglassConfig = field(default_factory=HourglassConfig)
+    tag_dim: int = 1
+    use_ke: bool = True
+    use_aux: bool = True
+    use_sie: bool = True
+    use_pgg: bool = False
+    pgg: PGGConfig = field(default_factory=PGGConfig)
+    weights: LossWeights = field(default_factory=LossWeights)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+    def __post_init__(self) -> None:
+        if not (self.use_ke or self.use_sie):
+            raise ValueError("SpatialNet needs KE or SIE (or both) to group joints")
+        if self.tag_dim < 1:
+            raise ValueError(f"tag_dim must be >= 1, got {self.tag_dim}")
+
+    def decode_config(self) -> DecodeConfig:
+        """The decode parameters with the embedding switches applied."""
+        d = self.decode
+        return DecodeConfig(
+            top_k=d.top_k, detection_threshold=d.detection_threshold, nms_kernel=d.nms_kernel,
+            match_threshold=d.match_threshold, sie_weight=d.sie_weight if self.use_sie else 0.0,
+            use_tags=self.use_ke, use_pgg=self.use_pgg, pgg=self.pgg, fill_missing=d.fill_missing,
+            refine=d.refine, min_person_score=d.min_person_score, min_joints=d.min_joints,
+            joint_order=d.joint_order,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SpatialBatchTargets:
+    """Targets of a batch (see ``models.targets.build_spatial_targets``).
+
+    Attributes:
+        heatmaps: (B, J, H, W) float.
+        joints: per image (K, J, 3) (x, y, visibility) in output pixels.
+        instance: (B, J, H, W) long person labels for PGG (-1 none).
+    """
+
+    heatmaps: torch.Tensor
+    joints: list[torch.Tensor]
+    instance: torch.Tensor
+
+
+class SpatialNet(nn.Module):
+    """Stacked-hourglass SpatialNet.
+
+    Input: (B, 3, H, W) float RGB normalised by ``normalise``; H, W multiples of
+    ``config.backbone.size_multiple``.
+    """
+
+    def __init__(self, config: SpatialNetConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.heads = spatialnet_heads(config.tag_dim)
+        self.backbone = StackedHourglass(config.backbone, sum(h.channels for h in self.heads))
+
+    @staticmethod
+    def normalise(images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) uint8 or [0, 255] float RGB -> zero-centred float in [-1, 1]."""
+        return images.float() / 127.5 - 1.0
+
+    def split(self, pred: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One stack's (B, C, h, w) prediction -> activated maps by head name.
+
+        ``tags`` comes out as (B, J, T, h, w).
+        """
+        out, start = {}, 0
+        for spec in self.heads:
+            out[spec.name] = activate(spec, pred[:, start : start + spec.channels])
+            start += spec.channels
+        b, _, h, w = pred.shape
+        out["tags"] = out["tags"].reshape(b, NUM_KEYPOINTS, self.config.tag_dim, h, w)
+        return out
+
+    def forward(self, images: torch.Tensor) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
+        """Per-stack maps by head name, and the last stack's (B, width, H/4, W/4) features."""
+        preds, features = self.backbone(images)
+        return [self.split(p) for p in preds], features
+
+    def loss(self, stacks: list[dict[str, torch.Tensor]], targets: SpatialBatchTargets) -> dict[str, torch.Tensor]:
+        """Weighted loss terms summed over stacks; ``"total"`` is what to minimise."""
+        cfg, w = self.config, self.config.weights
+        zero = stacks[0]["heatmaps"].sum() * 0.0
+        terms = {"det": zero, "pull": zero, "push": zero, "aux": zero, "sie": zero, "pgg": zero}
+        for maps in stacks:
+            terms["det"] = terms["det"] + heatmap_loss(maps["heatmaps"], targets.heatmaps)
+            if cfg.use_ke:
+                pull, push = ke_loss(maps["tags"], targets.joints)
+                terms["pull"], terms["push"] = terms["pull"] + pull, terms["push"] + push
+                if cfg.use_aux:
+                    terms["aux"] = terms["aux"] + ordinal_loss(maps["aux"], targets.joints)
+            if cfg.use_sie:
+                terms["sie"] = terms["sie"] + sie_loss(maps["svf"], targets.joints)
+        if cfg.use_pgg:
+            last = stacks[-1]
+            tags = last["tags"] if cfg.use_ke else torch.zeros_like(last["tags"])
+            sie = sie_from_svf(last["svf"]) if cfg.use_sie else torch.zeros_like(last["svf"])
+            # The mask comes from the ground-truth heatmaps during training so that the
+            # grouping loss sees the body-part pixels from the first step on.
+            results = pose_guided_grouping(targets.heatmaps, tags, sie, cfg.pgg)
+            for i, res in enumerate(results):
+                person = targets.instance[i].reshape(NUM_KEYPOINTS, -1)[res.joint, res.index]
+                pull, push = pgg_grouping_loss(res.iterates, person)
+                terms["pgg"] = terms["pgg"] + (pull + push) / len(results)
+        terms["total"] = (
+            w.det * terms["det"] + w.ke * (terms["pull"] + terms["push"]) + w.aux * terms["aux"]
+            + w.sie * terms["sie"] + w.pgg * terms["pgg"]
+        )  # fmt: skip
+        return terms
+
+    @torch.inference_mode()
+    def decode_batch(self, maps: dict[str, torch.Tensor]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Decode the last stack's maps of every image.
+
+        Returns:
+            per image: keypoints (P, 17, 3) (x, y, score) in network-input pixels, scores (P,).
+        """
+        dcfg = self.config.decode_config()
+        heat = maps["heatmaps"].float().clamp(0, 1)
+        return [
+            decode_spatial(heat[i], maps["tags"][i].float(), maps["svf"][i].float(), dcfg, STRIDE)
+            for i in range(heat.shape[0])
+        ]

@@ -1,0 +1,51 @@
+"""``posestream train``: argument parsing only; the training code (torch) loads when the command runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+from service.cli import CliError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``posestream train`` to the CLI."""
+    p = sub.add_parser("train", help="train our networks")
+    tsub = p.add_subparsers(dest="what", required=True, metavar="WHAT")
+    s = tsub.add_parser("spatial", help="train SpatialNet (stage base or pgg) from a YAML config")
+    s.add_argument("--config", help="YAML file with TrainSpatialConfig fields (models/train.py)")
+    s.add_argument("--steps", type=int, help="override steps")
+    s.add_argument("--out-dir", help="override out_dir")
+    s.add_argument("--device", help="override device (cpu, cuda, auto)")
+    s.add_argument("--no-resume", action="store_true", help="start over even if out_dir/last.pt exists")
+    s.add_argument("--eval-seeds", default="", help="comma-separated held-out synthetic seeds to score after training")
+    s.add_argument("--export", help="also write stripped fp16 weights here")
+    s.set_defaults(func=_cmd_train_spatial)
+
+
+def _cmd_train_spatial(args: argparse.Namespace) -> int:
+    from models.train import (
+        evaluate_spatialnet,
+        export_weights,
+        load_spatialnet,
+        load_train_config,
+        resolve_device,
+        train_spatial,
+    )
+
+    overrides = {k: v for k, v in (("steps", args.steps), ("out_dir", args.out_dir), ("device", args.device)) if v}
+    try:
+        cfg = load_train_config(args.config, overrides)
+    except (OSError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    last = train_spatial(cfg, resume=not args.no_resume)
+    print(f"checkpoint: {last}")
+    if args.export:
+        print(f"weights: {export_weights(last, args.export)}")
+    if args.eval_seeds:
+        seeds = [int(s) for s in args.eval_seeds.split(",") if s.strip()]
+        device = resolve_device(cfg.device)
+        metrics = evaluate_spatialnet(load_spatialnet(last, device), seeds, 30, cfg.input_size, device)
+        print(json.dumps({k: (None if v is None or math.isnan(v) else round(v, 4)) for k, v in metrics.items()}))
+    return 0

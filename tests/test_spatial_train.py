@@ -1,0 +1,84 @@
+"""SpatialNet training: augmentation keeps flip pairs right, a few steps lower the loss, runs resume."""
+
+import numpy as np
+import pytest
+import torch
+
+from models.backbones.hourglass import HourglassConfig
+from models.data.augment import AugmentConfig, random_affine, transform_keypoints
+from models.data.datasets import PoseSample, SpatialTrainingSet, SyntheticPoseSource, collate_spatial
+from models.skeleton import KEYPOINT_INDEX
+from models.spatialnet import SpatialNet, SpatialNetConfig
+from models.train import _batch_targets, load_spatialnet, load_train_config, predict_frames, train_spatial
+
+TINY = {"backbone": {"stacks": 1, "width": 16, "depth": 2}}
+
+
+def test_flip_swaps_left_and_right():
+    kp = np.zeros((1, 17, 3), np.float32)
+    kp[0, KEYPOINT_INDEX["left_wrist"]] = (10, 50, 2)
+    kp[0, KEYPOINT_INDEX["right_wrist"]] = (90, 50, 2)
+    cfg = AugmentConfig(flip_prob=1.0, scale_range=(1.0, 1.0), rotation_deg=0.0, translate_frac=0.0)
+    m, flip = random_affine(100, 100, 100, 100, cfg, np.random.default_rng(0))
+    out = transform_keypoints(kp, m, flip)
+    assert flip
+    # mirroring moves the wrist at x=10 to x=89; in the mirrored image that wrist is the
+    # (mirrored) person's right wrist, so the labels swap along with the coordinates
+    np.testing.assert_allclose(out[0, KEYPOINT_INDEX["right_wrist"], :2], (89, 50), atol=1e-4)
+    np.testing.assert_allclose(out[0, KEYPOINT_INDEX["left_wrist"], :2], (9, 50), atol=1e-4)
+
+
+def test_augmented_keypoints_follow_the_pixels():
+    img = np.zeros((120, 160, 3), np.uint8)
+    img[60, 40] = 255  # a single bright pixel at the keypoint
+    kp = np.zeros((1, 17, 3), np.float32)
+    kp[0, 0] = (40, 60, 2)
+    ds = SpatialTrainingSet([PoseSample(img, kp)], (64, 64), seed=3, augment=AugmentConfig(flip_prob=0.0))
+    item = ds[0]
+    heat = item["heatmaps"][0]
+    y, x = np.unravel_index(int(heat.argmax()), heat.shape)
+    bright = item["image"].float().sum(0)
+    by, bx = np.unravel_index(int(bright.argmax()), bright.shape)
+    assert abs(x * 4 + 1.5 - bx) <= 4 and abs(y * 4 + 1.5 - by) <= 4
+
+
+def test_a_few_steps_lower_the_loss():
+    torch.manual_seed(0)
+    net = SpatialNet(load_train_config(None, {"model": TINY, "input_size": [64, 64]}).model)
+    source = SyntheticPoseSource(seed_base=7, clips=1, frames=4, people=2, width=160, height=120)
+    ds = SpatialTrainingSet(source, (64, 64), seed=0, augment=None)
+    batch = collate_spatial([ds[i] for i in range(4)])
+    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(15):
+        stacks, _ = net(net.normalise(batch["image"]))
+        terms = net.loss(stacks, _batch_targets(batch, torch.device("cpu")))
+        opt.zero_grad()
+        terms["total"].backward()
+        opt.step()
+        losses.append(terms["total"].item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_train_resume_and_load(tmp_path):
+    over = {
+        "model": TINY, "input_size": [64, 64], "steps": 3, "batch_size": 2, "ckpt_every": 2, "device": "cpu",
+        "synthetic": {"clips": 1, "frames": 4, "people": 2, "width": 160, "height": 120}, "out_dir": str(tmp_path),
+    }  # fmt: skip
+    last = train_spatial(load_train_config(None, over), progress=False)
+    assert torch.load(last, weights_only=False)["step"] == 3
+    last = train_spatial(load_train_config(None, {**over, "steps": 5}), progress=False)
+    assert torch.load(last, weights_only=False)["step"] == 5
+    net = load_spatialnet(last)
+    preds = predict_frames(net, [np.zeros((120, 160, 3), np.uint8)], (64, 64), torch.device("cpu"))
+    assert len(preds) == 1 and preds[0][0].shape[1:] == (17, 3)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="multiples of 16"):
+        load_train_config(None, {"model": TINY, "input_size": [60, 64]})
+    cfg = load_train_config(None, {"stage": "pgg", "model": TINY, "input_size": [64, 64]})
+    assert cfg.model.use_pgg
+    with pytest.raises(ValueError):
+        SpatialNetConfig(use_ke=False, use_sie=False)
+    assert HourglassConfig(depth=2).size_multiple == 16
