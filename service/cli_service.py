@@ -1,0 +1,194 @@
+"""``posestream track``, ``posestream serve`` and ``posestream worker``.
+
+Registered into ``service.cli`` through ``register(sub)``. Heavy imports (the gateway,
+the worker, the models) happen only when a command runs, so ``posestream --help`` stays
+instant and ``posestream serve`` never imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import itertools
+import logging
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# service.cli imports this module to register it, so its names are imported in the commands.
+EXIT_OK, EXIT_FAILURE = 0, 1
+
+_MODELS = ("movenet", "spatialnet", "blobs")
+_TRACKERS = ("he+tie", "he", "tie", "oks", "iou")
+_MODEL_HELP = (
+    "pose estimator: movenet (default; real video), spatialnet (seed-faithful path), "
+    "blobs (CPU test pipeline: tracks bright blobs, not people)"
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the service's subcommands to the ``posestream`` parser."""
+    register_track(sub)
+    register_serve(sub)
+    register_worker(sub)
+
+
+def _model_args(p: argparse.ArgumentParser, with_defaults_from_settings: bool) -> None:
+    d = argparse.SUPPRESS if with_defaults_from_settings else None
+    p.add_argument("--model", choices=_MODELS, default=d or "movenet", help=_MODEL_HELP)
+    p.add_argument("--tracker", choices=_TRACKERS, default=d or "oks",
+                   help="tracker preset (he/tie/he+tie need TemporalNet weights, not shipped yet)")  # fmt: skip
+    p.add_argument("--input-size", dest="input_sizes", type=int, nargs="+", default=d,
+                   help="network input size(s) in pixels, long side; several = multi-scale "
+                   "(default: the estimator's 256 + 512 policy)")  # fmt: skip
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d or "auto", help="where the networks run")
+
+
+# ---- track ------------------------------------------------------------------------------------
+def register_track(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("track", help="track the people in a video file (no Redis needed)")
+    p.add_argument("video", help="input video (any container/codec PyAV reads)")
+    p.add_argument("--out", default=None, help="JSON Lines output (default: VIDEO with .poses.jsonl)")
+    p.add_argument("--render", default=None, metavar="MP4", help="also write an annotated H.264 MP4 here")
+    _model_args(p, with_defaults_from_settings=False)
+    p.add_argument("--batch-size", type=int, default=8, help="frames per pipeline batch")
+    p.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0: the whole video)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_track)
+
+
+def _cmd_track(args: argparse.Namespace) -> int:
+    from models.data.video import VideoError, iter_video_frames, probe_video
+    from models.poses import dumps_frame
+    from service.cli import CliError
+    from service.pipeline import build_pipeline, run_frames
+
+    video = Path(args.video)
+    if not video.is_file():
+        raise CliError(f"no such file: {video}")
+    if args.batch_size < 1:
+        raise CliError("--batch-size must be >= 1")
+    try:
+        info = probe_video(video)
+    except VideoError as exc:
+        raise CliError(str(exc)) from None
+    out = Path(args.out) if args.out else video.with_suffix(".poses.jsonl")
+    try:
+        pipeline = build_pipeline(args.model, args.tracker, args.input_sizes, args.device)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+    from tqdm import tqdm
+
+    writer = None
+    if args.render:
+        from models.data.draw import draw_poses
+        from models.data.video import VideoWriter
+
+        writer = VideoWriter(args.render, info.width, info.height, info.fps or 25.0)
+    frames = people = 0
+    tracks: set[int] = set()
+    start = time.perf_counter()
+    bar = tqdm(total=(min(info.frames, args.max_frames) if args.max_frames > 0 else info.frames) or None, unit="frame", disable=args.quiet, dynamic_ncols=True)
+    error: str | None = None
+    try:
+        with open(out, "w", encoding="utf-8") as fh:
+            try:
+                source = iter_video_frames(video)
+                if args.max_frames > 0:
+                    source = itertools.islice(source, args.max_frames)
+                for poses, rgb in run_frames(pipeline, source, batch_size=args.batch_size):
+                    fh.write(dumps_frame(poses) + "\n")
+                    if writer is not None:
+                        writer.write(draw_poses(rgb, poses))
+                    frames += 1
+                    people += len(poses)
+                    tracks.update(int(t) for t in poses.track_ids if t >= 0)
+                    bar.update(1)
+                    bar.set_postfix(fps=f"{frames / max(time.perf_counter() - start, 1e-9):.1f}", refresh=False)
+            except VideoError as exc:
+                error = str(exc)
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.close()
+    elapsed = time.perf_counter() - start
+    print(
+        f"{frames} frames, {people / max(frames, 1):.2f} people per frame, {len(tracks)} tracks, "
+        f"{frames / max(elapsed, 1e-9):.1f} fps ({pipeline.name}) -> {out}"
+        + (f", {args.render}" if args.render else "")
+    )
+    if error:
+        print(f"posestream track: warning: the video broke off: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+# ---- serve ------------------------------------------------------------------------------------
+def register_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the HTTP/WebSocket gateway (settings from POSESTREAM_* variables)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 in a container)")
+    p.add_argument("--port", type=int, default=8000, help="port to bind")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.set_defaults(func=_cmd_serve)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+    from pydantic import ValidationError
+
+    from service.cli import CliError
+    from service.settings import get_settings
+
+    try:
+        get_settings()  # fail at start-up, with the variable's name, not on the first request
+    except ValidationError as exc:
+        raise CliError(f"invalid POSESTREAM_* settings:\n{exc}") from None
+    uvicorn.run(
+        "service.gateway.app:create_app", factory=True, host=args.host, port=args.port,
+        log_level=args.log_level, ws_max_size=get_settings().max_ws_frame_bytes + 1024,
+    )  # fmt: skip
+    return EXIT_OK
+
+
+# ---- worker -----------------------------------------------------------------------------------
+def register_worker(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("worker", help="run a pipeline worker on the Redis jobs stream (settings from POSESTREAM_*)")
+    _model_args(p, with_defaults_from_settings=True)
+    p.add_argument("--batch-size", type=int, default=argparse.SUPPRESS, help="most frames per batch")
+    p.add_argument("--batch-wait-ms", type=int, default=argparse.SUPPRESS, help="wait to fill a batch")
+    p.add_argument("--id", dest="worker_id", default=argparse.SUPPRESS, help="consumer name (default host-pid-random)")
+    p.add_argument("--debug-delay-ms", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.set_defaults(func=_cmd_worker)
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from service.cli import CliError
+    from service.pipeline import build_pipeline
+    from service.settings import Settings
+    from service.worker.worker import run_worker
+
+    overrides = {
+        k: v for k, v in vars(args).items()
+        if k in ("model", "tracker", "input_sizes", "device", "batch_size", "batch_wait_ms", "worker_id", "debug_delay_ms")
+    }  # fmt: skip
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        raise CliError(f"invalid settings:\n{exc}") from None
+    if importlib.util.find_spec("torch") is None and settings.model != "blobs":
+        raise CliError(f"--model {settings.model} needs torch, which is not installed in this environment")
+
+    def factory():  # noqa: ANN202 - loads the models in the worker's main, never at import
+        try:
+            return build_pipeline(
+                settings.model, settings.tracker, settings.input_sizes, settings.device, settings.debug_delay_ms
+            )
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+
+    return run_worker(settings, factory)

@@ -1,0 +1,1 @@
+"""The HTTP/WebSocket gateway (FastAPI). Never imports torch."""

@@ -1,0 +1,95 @@
+"""The gateway application factory: ``create_app(settings)``.
+
+Routes: ``/v1/videos`` (uploads), ``/v1/streams`` (WebSocket), ``/healthz``, ``/readyz``,
+``/metrics``. The gateway never imports torch; it decodes uploads with PyAV, validates
+WebSocket images with OpenCV and talks to the workers only through ``service.messages``
+over Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from service.gateway.deps import Ctx, GatewayContext
+from service.gateway.errors import error_body, install_error_handlers
+from service.gateway.metrics import GatewayMetrics
+from service.gateway.streams import router as streams_router
+from service.gateway.uploads import UploadManager, janitor
+from service.gateway.uploads import router as uploads_router
+from service.messages import JOBS_GROUP, RedisKeys
+from service.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A new gateway app with its own Redis client, metrics registry and upload manager."""
+    settings = settings or get_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = aioredis.Redis.from_url(settings.redis_url)
+        ctx = GatewayContext(settings, client, RedisKeys(settings.redis_prefix), GatewayMetrics(), None)
+        ctx.uploads = UploadManager(ctx)
+        app.state.ctx = ctx
+        jan = asyncio.create_task(janitor(ctx.uploads, client, settings.video_ttl_s))
+        try:
+            yield
+        finally:
+            jan.cancel()
+            await ctx.uploads.shutdown()
+            await client.aclose()
+
+    app = FastAPI(
+        title="posestream",
+        version="1",
+        summary="Multi-person pose tracking for uploaded clips and live WebSocket streams.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(uploads_router)
+    app.include_router(streams_router)
+
+    @app.get("/healthz", tags=["ops"], summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"], summary="Redis answers and a worker heartbeat is fresh")
+    async def readyz(ctx: Ctx) -> JSONResponse:
+        try:
+            await ctx.redis.ping()
+            alive = await ctx.redis.zcount(ctx.keys.workers, time.time() - ctx.settings.heartbeat_ttl_s, "+inf")
+        except aioredis.RedisError as exc:
+            return JSONResponse(error_body("redis_unavailable", f"Redis does not answer: {exc}"), status_code=503)
+        if alive == 0:
+            return JSONResponse(
+                error_body("no_workers", f"no worker heartbeat in the last {ctx.settings.heartbeat_ttl_s:g} s"),
+                status_code=503,
+            )
+        return JSONResponse({"status": "ready", "workers": int(alive)})
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+    async def metrics(ctx: Ctx) -> Response:
+        m = ctx.metrics
+        with contextlib.suppress(aioredis.RedisError):
+            pipe = ctx.redis.pipeline(transaction=False)
+            pipe.xlen(ctx.keys.jobs)
+            pipe.zcount(ctx.keys.workers, time.time() - ctx.settings.heartbeat_ttl_s, "+inf")
+            depth, alive = await pipe.execute()
+            m.queue_depth.set(depth)
+            m.workers_alive.set(alive)
+            with contextlib.suppress(aioredis.ResponseError):
+                info = await ctx.redis.xpending(ctx.keys.jobs, JOBS_GROUP)
+                m.jobs_pending.set(int(info["pending"]))
+        return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,223 @@
+"""The gateway <-> worker contract: pydantic models carried over Redis Streams.
+
+This module is the only thing the gateway and the worker share about Redis entries;
+both build and parse entries exclusively through ``to_fields()`` / ``from_fields()``.
+Stream entries are flat maps of byte strings, so every field is encoded as UTF-8 text
+except the image, which travels as raw bytes.
+
+Keys (all under ``Settings.redis_prefix``, see ``RedisKeys``):
+
+- ``jobs``: stream of ``FrameJob``; consumer group ``workers``.
+- ``results:{session}``: stream of ``FrameResult`` per session (bounded, with TTL).
+- ``state:{session}``: the session's tracker state (owned by the tracker's state store).
+- ``lease:{session}``: which worker may process the session right now.
+- ``seq:{session}``: the gateway's per-session sequence counter.
+- ``video:{id}``: status hash of an uploaded video.
+- ``workers``: sorted set of worker ids scored by their last heartbeat (unix seconds).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.poses import FramePoses
+
+JOBS_GROUP = "workers"
+CONTRACT_VERSION = 1
+
+
+def _text(fields: dict[Any, Any], name: str) -> str:
+    for key in (name, name.encode()):
+        if key in fields:
+            value = fields[key]
+            return value.decode() if isinstance(value, bytes) else str(value)
+    raise KeyError(f"stream entry lacks field {name!r}")
+
+
+def _raw(fields: dict[Any, Any], name: str) -> bytes:
+    for key in (name, name.encode()):
+        if key in fields:
+            value = fields[key]
+            return value if isinstance(value, bytes) else str(value).encode()
+    raise KeyError(f"stream entry lacks field {name!r}")
+
+
+class FrameJob(BaseModel):
+    """One frame to process, as queued on the jobs stream by the gateway.
+
+    ``seq`` is contiguous per session from 0 and assigned by the gateway when it
+    enqueues; the worker processes a session's frames strictly in ``seq`` order.
+    ``image`` is a JPEG or PNG (WebSocket frames pass through untouched; uploaded
+    video frames are JPEG-encoded by the gateway).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    session: str = Field(min_length=1, max_length=128)
+    seq: int = Field(ge=0)
+    frame_index: int = Field(ge=0)
+    timestamp: float
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    image: bytes = Field(repr=False)
+    enqueued_at: float = Field(default_factory=time.time, description="unix seconds at XADD")
+
+    def to_fields(self) -> dict[str, bytes | str]:
+        return {
+            "v": str(CONTRACT_VERSION),
+            "session": self.session,
+            "seq": str(self.seq),
+            "frame_index": str(self.frame_index),
+            "timestamp": repr(float(self.timestamp)),
+            "width": str(self.width),
+            "height": str(self.height),
+            "image": self.image,
+            "enqueued_at": repr(float(self.enqueued_at)),
+        }
+
+    @classmethod
+    def from_fields(cls, fields: dict[Any, Any]) -> FrameJob:
+        """Parse a stream entry; raises ``KeyError``/``ValueError`` on a malformed one."""
+        return cls(
+            session=_text(fields, "session"),
+            seq=int(_text(fields, "seq")),
+            frame_index=int(_text(fields, "frame_index")),
+            timestamp=float(_text(fields, "timestamp")),
+            width=int(_text(fields, "width")),
+            height=int(_text(fields, "height")),
+            image=_raw(fields, "image"),
+            enqueued_at=float(_text(fields, "enqueued_at")),
+        )
+
+
+class FrameResult(BaseModel):
+    """One processed frame on ``results:{session}``.
+
+    ``frame`` is the JSON Lines frame object (``FramePoses.to_dict()``) as a JSON string,
+    so relaying it costs no re-encoding. ``error`` is set instead when the worker could
+    not process the frame (e.g. an undecodable image); ``frame`` then holds an empty
+    frame so the result sequence has no hole.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    seq: int = Field(ge=0)
+    frame: str
+    error: str = ""
+    enqueued_at: float = 0.0
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    worker: str = ""
+
+    @classmethod
+    def from_poses(cls, seq: int, poses: FramePoses, **timing: Any) -> FrameResult:
+        return cls(seq=seq, frame=json.dumps(poses.to_dict(), separators=(",", ":")), **timing)
+
+    def to_fields(self) -> dict[str, str]:
+        return {
+            "v": str(CONTRACT_VERSION),
+            "seq": str(self.seq),
+            "frame": self.frame,
+            "error": self.error,
+            "enqueued_at": repr(self.enqueued_at),
+            "started_at": repr(self.started_at),
+            "finished_at": repr(self.finished_at),
+            "worker": self.worker,
+        }
+
+    @classmethod
+    def from_fields(cls, fields: dict[Any, Any]) -> FrameResult:
+        return cls(
+            seq=int(_text(fields, "seq")),
+            frame=_text(fields, "frame"),
+            error=_text(fields, "error"),
+            enqueued_at=float(_text(fields, "enqueued_at")),
+            started_at=float(_text(fields, "started_at")),
+            finished_at=float(_text(fields, "finished_at")),
+            worker=_text(fields, "worker"),
+        )
+
+
+VideoState = Literal["queued", "running", "done", "failed"]
+
+
+class ApiError(BaseModel):
+    code: str
+    message: str
+
+
+class VideoStatus(BaseModel):
+    """Status of an uploaded video: the ``video:{id}`` hash and the body of ``GET /v1/videos/{id}``."""
+
+    id: str
+    status: VideoState
+    frames_done: int = 0
+    frames_total: int = 0
+    error: ApiError | None = None
+    render: bool = False
+    created_at: float = 0.0
+
+    def to_fields(self) -> dict[str, str]:
+        return {
+            "id": self.id,
+            "status": self.status,
+            "frames_done": str(self.frames_done),
+            "frames_total": str(self.frames_total),
+            "error": self.error.model_dump_json() if self.error else "",
+            "render": "1" if self.render else "0",
+            "created_at": repr(self.created_at),
+        }
+
+    @classmethod
+    def from_fields(cls, fields: dict[Any, Any]) -> VideoStatus:
+        error = _text(fields, "error")
+        return cls(
+            id=_text(fields, "id"),
+            status=_text(fields, "status"),  # type: ignore[arg-type]
+            frames_done=int(_text(fields, "frames_done")),
+            frames_total=int(_text(fields, "frames_total")),
+            error=ApiError.model_validate_json(error) if error else None,
+            render=_text(fields, "render") == "1",
+            created_at=float(_text(fields, "created_at")),
+        )
+
+    def public(self) -> dict[str, Any]:
+        """The API body (``render``/``created_at`` are internal)."""
+        return self.model_dump(include={"id", "status", "frames_done", "frames_total", "error"})
+
+
+@dataclass(frozen=True)
+class RedisKeys:
+    """Names of every Redis key the service uses, under one prefix."""
+
+    prefix: str = "posestream:"
+
+    @property
+    def jobs(self) -> str:
+        return f"{self.prefix}jobs"
+
+    @property
+    def workers(self) -> str:
+        return f"{self.prefix}workers"
+
+    def results(self, session: str) -> str:
+        return f"{self.prefix}results:{session}"
+
+    def lease(self, session: str) -> str:
+        return f"{self.prefix}lease:{session}"
+
+    def seq(self, session: str) -> str:
+        return f"{self.prefix}seq:{session}"
+
+    def video(self, video_id: str) -> str:
+        return f"{self.prefix}video:{video_id}"
+
+    @property
+    def state_prefix(self) -> str:
+        """Prefix handed to the tracker's state store (it owns the keys below it)."""
+        return f"{self.prefix}state:"

@@ -1,0 +1,1 @@
+"""Concrete ``FramePipeline`` implementations (see ``service.pipeline``)."""

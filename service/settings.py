@@ -1,0 +1,104 @@
+"""Settings of the running service: one pydantic-settings class, read from ``POSESTREAM_*``.
+
+The gateway, the worker and the CLI all read this class; nothing else in the service
+reads the environment. Values are validated at start-up so a bad deployment fails
+early with a message that names the variable.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the gateway and the worker (environment prefix ``POSESTREAM_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="POSESTREAM_", extra="ignore", frozen=True)
+
+    # --- Redis ---------------------------------------------------------------------------
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis connection URL (jobs, results, state).")
+    redis_prefix: str = Field(
+        "posestream:",
+        description="Prefix of every Redis key the service writes; tests use a unique one to isolate and clean up.",
+    )
+
+    # --- gateway ---------------------------------------------------------------------------
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Accepted API keys, comma-separated in the environment; empty turns authentication off.",
+    )
+    data_dir: Path = Field(Path("./data"), description="Folder for uploaded videos and their results.")
+    max_upload_bytes: int = Field(512 * 1024 * 1024, gt=0, description="Largest accepted upload (HTTP 413 above).")
+    max_ws_frame_bytes: int = Field(8 * 1024 * 1024, gt=0, description="Largest accepted WebSocket frame message.")
+    video_ttl_s: int = Field(24 * 3600, gt=0, description="Uploaded videos, results and status are deleted after this.")
+    upload_jpeg_quality: int = Field(95, ge=1, le=100, description="JPEG quality of uploaded frames sent to workers.")
+
+    # --- queues and sessions ---------------------------------------------------------------
+    session_ttl_s: int = Field(600, gt=0, description="Idle sessions (state, results, counters) expire after this.")
+    jobs_maxlen: int = Field(
+        100_000, gt=0,
+        description="Approximate cap of the jobs stream; in-flight limits keep unprocessed jobs far below it.",
+    )  # fmt: skip
+    results_maxlen: int = Field(1000, gt=0, description="Approximate cap of each session's result stream.")
+    max_inflight: int = Field(8, gt=0, description="Frames of one session queued in Redis at once (backpressure).")
+    upload_inflight: int = Field(32, gt=0, description="Frames of one uploaded video queued in Redis at once (backpressure).")
+    live_queue: int = Field(4, gt=0, description="Frames waiting in the gateway per live session before the oldest drops.")
+
+    # --- worker ------------------------------------------------------------------------------
+    batch_size: int = Field(8, gt=0, description="Most frames run through the pipeline in one batch (across sessions).")
+    batch_wait_ms: int = Field(5, ge=0, description="How long a worker waits to fill a batch once a frame arrived.")
+    lease_ms: int = Field(10_000, gt=0, description="A session lease lives this long unless renewed (dead-worker takeover).")
+    claim_idle_ms: int = Field(15_000, gt=0, description="Pending jobs idle this long are claimed by another worker.")
+    heartbeat_interval_s: float = Field(2.0, gt=0, description="How often a worker announces itself.")
+    heartbeat_ttl_s: float = Field(10.0, gt=0, description="A worker heartbeat older than this does not count as alive.")
+    worker_id: str = Field("", description="Consumer name in the group; empty = hostname-pid-random.")
+
+    # --- pipeline ----------------------------------------------------------------------------
+    model: Literal["movenet", "spatialnet", "blobs"] = Field(
+        "movenet", description="Pose estimator; 'blobs' is the CPU test pipeline (coloured blobs, not people)."
+    )
+    tracker: Literal["he+tie", "he", "tie", "oks", "iou"] = Field(
+        "oks",
+        description="Tracker preset. 'he'/'tie'/'he+tie' need the TemporalNet weights (not shipped yet); "
+        "'oks' is the default until they are.",
+    )
+    input_sizes: list[int] | None = Field(
+        None,
+        description="Network input sizes (long side, multiples of 32), e.g. [512] or [256, 512] (multi-scale, "
+        "JSON list in the environment). Unset: the estimator's default policy (models.estimator.EstimatorConfig).",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the networks run.")
+    debug_delay_ms: int = Field(0, ge=0, description="Debug/test only: extra sleep per batch to simulate a slow worker.")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @field_validator("redis_prefix")
+    @classmethod
+    def _prefix_ends_with_colon(cls, value: str) -> str:
+        if not value:
+            raise ValueError("redis_prefix must not be empty (e.g. 'posestream:')")
+        return value if value.endswith(":") else value + ":"
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Settings:
+        if self.claim_idle_ms <= self.batch_wait_ms:
+            raise ValueError("claim_idle_ms must be larger than batch_wait_ms, or workers steal live jobs")
+        if self.heartbeat_ttl_s <= self.heartbeat_interval_s:
+            raise ValueError("heartbeat_ttl_s must be larger than heartbeat_interval_s")
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings from the environment (tests pass their own to the factories)."""
+    return Settings()

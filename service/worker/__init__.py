@@ -1,0 +1,1 @@
+"""The worker: consumes frame jobs from Redis Streams, runs the pipeline, publishes results."""

@@ -1,0 +1,479 @@
+"""The worker loop: Redis Streams consumer group -> pipeline -> per-session result streams.
+
+Guarantees, and how they are kept:
+
+- **Per-session order**: a session's frames are processed only by the holder of its
+  lease (``SET lease:{s} worker NX PX lease_ms``) and only when ``seq == last_seq + 1``
+  where ``last_seq`` is stored atomically with the tracker state. A frame already done
+  (``seq <= last_seq``, e.g. redelivered after a crash) is acknowledged without being
+  republished; a frame that is ahead, or whose session is leased by another worker, is
+  re-queued (XADD a copy, then XACK + XDEL the original in one transaction) so nothing
+  blocks and nothing is lost.
+- **At-least-once, effectively once**: results are published first, then the new state
+  is saved with the store's version check, then the jobs are acknowledged. A crash
+  between publish and save republishes the same ``seq`` later (the gateway ignores a
+  ``seq`` it already relayed); a crash between save and ack makes the job a duplicate,
+  acknowledged without republishing.
+- **Dead workers**: every ``claim_idle_ms / 2`` a worker XAUTOCLAIMs entries idle longer
+  than ``claim_idle_ms``; a dead worker's leases expire after ``lease_ms``.
+- **Bounded**: processed jobs are deleted from the stream (so its length is the queue
+  depth), result streams have a MAXLEN and a TTL, state has the session TTL, and
+  consumers that vanished without pending jobs are removed from the group.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import socket
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import redis
+
+from models.poses import FramePoses
+from service.messages import JOBS_GROUP, FrameJob, FrameResult, RedisKeys
+from service.pipeline import FrameInput, FramePipeline
+from service.settings import Settings
+from service.worker.sessions import (
+    SessionStore,
+    StaleStateError,
+    StoreUnavailableError,
+    build_session_store,
+    next_seq,
+)
+
+log = logging.getLogger(__name__)
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+# How long an idle worker blocks on XREADGROUP; it bounds how late a stop is noticed.
+_IDLE_BLOCK_MS = 500
+# A consumer with nothing pending that has not touched the group for this long is gone.
+_CONSUMER_GONE_MS = 10 * 60 * 1000
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{random.randrange(16**6):06x}"
+
+
+def ensure_group(client: redis.Redis, keys: RedisKeys) -> None:
+    """Create the jobs stream and its consumer group if missing (idempotent)."""
+    try:
+        client.xgroup_create(keys.jobs, JOBS_GROUP, id="0", mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+@dataclass
+class _Entry:
+    entry_id: bytes
+    fields: dict[bytes, bytes]
+    job: FrameJob
+
+
+@dataclass
+class _SessionWork:
+    session: str
+    state: object | None
+    version: object
+    jobs: list[_Entry]
+
+
+class Worker:
+    """One consumer of the jobs stream.
+
+    Args:
+        settings: service settings (keys, batching, leases, TTLs).
+        pipeline: the frame pipeline (injected so tests and the CLI choose it).
+        client: a ``redis.Redis`` (bytes responses); one is made from the settings if None.
+        store: the session state store; the tracker's Redis store by default.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        pipeline: FramePipeline,
+        client: redis.Redis | None = None,
+        store: SessionStore | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.pipeline = pipeline
+        self.keys = RedisKeys(settings.redis_prefix)
+        self.redis = client or redis.Redis.from_url(settings.redis_url)
+        self.store = store or build_session_store(self.redis, settings)
+        self.worker_id = worker_id or settings.worker_id or default_worker_id()
+        self._renew = self.redis.register_script(_RENEW)
+        self._release = self.redis.register_script(_RELEASE)
+        self._stop = threading.Event()
+        self._last_claim = 0.0
+        self.frames_processed = 0
+        ensure_group(self.redis, self.keys)
+
+    # ---- lifecycle ------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the loop to finish its current batch and return."""
+        self._stop.set()
+
+    def run(self) -> None:
+        """Heartbeat and process batches until ``stop()`` (or SIGTERM via ``install_signal_handlers``)."""
+        log.info("worker %s started (pipeline %s)", self.worker_id, self.pipeline.name)
+        hb = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        self._heartbeat()
+        hb.start()
+        try:
+            while not self._stop.is_set():
+                try:
+                    self.run_once()
+                except (redis.ConnectionError, redis.TimeoutError, StoreUnavailableError) as exc:
+                    log.warning("redis unavailable (%s); retrying", exc)
+                    self._stop.wait(1.0)
+        finally:
+            self._stop.set()
+            hb.join(timeout=5)
+            try:
+                self.redis.zrem(self.keys.workers, self.worker_id)
+                pending = self.redis.xpending_range(self.keys.jobs, JOBS_GROUP, "-", "+", 1, consumername=self.worker_id)
+                if not pending:
+                    self.redis.xgroup_delconsumer(self.keys.jobs, JOBS_GROUP, self.worker_id)
+            except redis.RedisError:
+                pass
+            log.info("worker %s stopped after %d frames", self.worker_id, self.frames_processed)
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT finish the current batch, then exit (graceful shutdown)."""
+
+        def _handler(signum: int, _frame: object) -> None:
+            log.info("signal %d: finishing the current batch", signum)
+            self.stop()
+
+        signal.signal(signal.SIGTERM, _handler)
+        signal.signal(signal.SIGINT, _handler)
+
+    def _heartbeat(self) -> None:
+        now = time.time()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zadd(self.keys.workers, {self.worker_id: now})
+        pipe.zremrangebyscore(self.keys.workers, "-inf", now - 10 * self.settings.heartbeat_ttl_s)
+        pipe.execute()
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stop.wait(self.settings.heartbeat_interval_s):
+            try:
+                self._heartbeat()
+            except redis.RedisError as exc:
+                log.warning("heartbeat failed: %s", exc)
+
+    # ---- one batch ------------------------------------------------------------------------
+    def run_once(self) -> int:
+        """Read, process and acknowledge one batch; returns the number of frames processed."""
+        entries = self._read_batch()
+        if time.monotonic() - self._last_claim > self.settings.claim_idle_ms / 2000.0:
+            self._last_claim = time.monotonic()
+            entries += self._claim_stale()
+        if not entries:
+            return 0
+        done = self._process_entries(entries)
+        if done == 0:
+            # Only re-queued frames (another worker holds the session, or a frame before
+            # them is still pending): back off so the stream is not spun.
+            self._stop.wait(0.01)
+        return done
+
+    def _parse(self, raw: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> list[_Entry]:
+        out = []
+        for entry_id, fields in raw:
+            if not fields:  # deleted while pending (trimmed)
+                self._ack([entry_id])
+                continue
+            try:
+                out.append(_Entry(entry_id, fields, FrameJob.from_fields(fields)))
+            except (KeyError, ValueError) as exc:
+                log.error("dropping malformed job %s: %s", entry_id, exc)
+                self._ack([entry_id])
+        return out
+
+    def _read_batch(self) -> list[_Entry]:
+        s = self.settings
+        got = self.redis.xreadgroup(JOBS_GROUP, self.worker_id, {self.keys.jobs: ">"}, count=s.batch_size, block=_IDLE_BLOCK_MS)
+        raw = [e for _, es in got for e in es] if got else []
+        if raw:
+            # Top up the batch for at most batch_wait_ms. Polled without BLOCK: Redis resolves
+            # blocking timeouts only every 1/hz seconds (100 ms by default), far above a few ms.
+            deadline = time.monotonic() + s.batch_wait_ms / 1000.0
+            while len(raw) < s.batch_size:
+                more = self.redis.xreadgroup(
+                    JOBS_GROUP, self.worker_id, {self.keys.jobs: ">"}, count=s.batch_size - len(raw)
+                )
+                if more:
+                    raw += [e for _, es in more for e in es]
+                    continue
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                time.sleep(min(left, 0.001))
+        return self._parse(raw)
+
+    def _claim_stale(self) -> list[_Entry]:
+        """Take over jobs a dead (or stuck) worker left pending; prune vanished consumers."""
+        s = self.settings
+        claimed: list = []
+        start = "0-0"
+        while len(claimed) < s.batch_size:
+            res = self.redis.xautoclaim(
+                self.keys.jobs, JOBS_GROUP, self.worker_id, s.claim_idle_ms, start_id=start, count=s.batch_size
+            )
+            next_id, entries = res[0], res[1]
+            deleted = res[2] if len(res) > 2 else []
+            if deleted:
+                self._ack(deleted)
+            claimed += entries
+            if next_id in (b"0-0", "0-0"):
+                break
+            start = next_id
+        if claimed:
+            log.warning("claimed %d stale job(s) from dead or stuck workers", len(claimed))
+        try:
+            for c in self.redis.xinfo_consumers(self.keys.jobs, JOBS_GROUP):
+                if c["pending"] == 0 and c["idle"] > _CONSUMER_GONE_MS and c["name"].decode() != self.worker_id:
+                    self.redis.xgroup_delconsumer(self.keys.jobs, JOBS_GROUP, c["name"])
+        except redis.RedisError as exc:
+            log.debug("consumer pruning skipped: %s", exc)
+        return self._parse(claimed)
+
+    # ---- Redis helpers --------------------------------------------------------------------
+    def _ack(self, entry_ids: Sequence[bytes]) -> None:
+        if not entry_ids:
+            return
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xack(self.keys.jobs, JOBS_GROUP, *entry_ids)
+        pipe.xdel(self.keys.jobs, *entry_ids)
+        pipe.execute()
+
+    def _requeue(self, entries: Sequence[_Entry]) -> None:
+        if not entries:
+            return
+        pipe = self.redis.pipeline(transaction=True)
+        for e in entries:
+            pipe.xadd(self.keys.jobs, e.fields, maxlen=self.settings.jobs_maxlen, approximate=True)
+        ids = [e.entry_id for e in entries]
+        pipe.xack(self.keys.jobs, JOBS_GROUP, *ids)
+        pipe.xdel(self.keys.jobs, *ids)
+        pipe.execute()
+
+    def _acquire(self, session: str) -> bool:
+        key = self.keys.lease(session)
+        if self.redis.set(key, self.worker_id, nx=True, px=self.settings.lease_ms):
+            return True
+        return bool(self._renew(keys=[key], args=[self.worker_id, self.settings.lease_ms]))
+
+    def _release_lease(self, session: str) -> None:
+        try:
+            self._release(keys=[self.keys.lease(session)], args=[self.worker_id])
+        except redis.RedisError as exc:
+            log.warning("lease release for %s failed (it expires anyway): %s", session, exc)
+
+    # ---- the core -------------------------------------------------------------------------
+    def _process_entries(self, entries: list[_Entry]) -> int:
+        by_session: dict[str, list[_Entry]] = defaultdict(list)
+        for e in entries:
+            by_session[e.job.session].append(e)
+        work: list[_SessionWork] = []
+        for session, items in by_session.items():
+            items.sort(key=lambda e: e.job.seq)
+            if not self._acquire(session):
+                self._requeue(items)
+                continue
+            try:
+                state, version = self.store.load(session)
+                runnable = self._select(state, items)
+            except Exception:
+                self._release_lease(session)
+                raise
+            if runnable:
+                work.append(_SessionWork(session, state, version, runnable))
+            else:
+                self._release_lease(session)
+        if not work:
+            return 0
+        try:
+            return self._run_and_commit(work)
+        finally:
+            for w in work:
+                self._release_lease(w.session)
+
+    def _select(self, state: object | None, items: list[_Entry]) -> list[_Entry]:
+        """Split a session's entries into done (ack), runnable (returned) and ahead (re-queue)."""
+        expected = next_seq(state)
+        done, runnable, ahead = [], [], []
+        for e in items:
+            if e.job.seq == expected:
+                runnable.append(e)
+                expected += 1
+            elif e.job.seq < expected:  # processed before (redelivered), or a copy within this batch
+                done.append(e)
+            else:  # a frame before it is still pending somewhere
+                ahead.append(e)
+        if done:
+            log.info("acknowledging %d frame(s) of %s already processed", len(done), items[0].job.session)
+            self._ack([e.entry_id for e in done])
+        self._requeue(ahead)
+        return runnable
+
+    def _run_and_commit(self, work: list[_SessionWork]) -> int:
+        started = time.time()
+        batch: list[FrameInput] = []
+        states: list[object] = []
+        owners: list[tuple[int, int]] = []  # (work index, job index) per batch slot
+        errors: dict[tuple[int, int], str] = {}
+        for wi, w in enumerate(work):
+            for ji, e in enumerate(w.jobs):
+                rgb, err = decode_image(e.job.image)
+                if rgb is None:
+                    errors[(wi, ji)] = err
+                    continue
+                batch.append(FrameInput(w.session, e.job.seq, e.job.frame_index, e.job.timestamp, rgb))
+                states.append(w.state)
+                owners.append((wi, ji))
+        outputs: dict[tuple[int, int], tuple[FramePoses, object]] = {}
+        if batch:
+            if any(errors):
+                # A failed frame splits its session's run: the frames after it must see the
+                # state stepped over the failure, so run them in a second pass.
+                batch, states, owners, later = _split_after_errors(batch, states, owners, errors)
+            else:
+                later = []
+            outputs = self._run_pipeline(batch, states, owners, errors)
+            for frames, slots in later:
+                outputs.update(self._run_sequential(work, frames, slots, outputs, errors))
+        finished = time.time()
+        processed = 0
+        for wi, w in enumerate(work):
+            state = w.state
+            pipe = self.redis.pipeline(transaction=False)
+            rkey = self.keys.results(w.session)
+            for ji, e in enumerate(w.jobs):
+                job = e.job
+                if (wi, ji) in outputs:
+                    poses, state = outputs[(wi, ji)]
+                    err = ""
+                else:  # step over the failed frame with no detections: the cursor advances
+                    state = self._empty_step(state, job)
+                    poses = FramePoses.empty(job.frame_index, job.timestamp, job.width, job.height)
+                    err = errors.get((wi, ji), "not processed")
+                if next_seq(state) != job.seq + 1:
+                    log.error("pipeline %s broke the state invariant: frame_index %d after seq %d",
+                              self.pipeline.name, next_seq(state), job.seq)  # fmt: skip
+                result = FrameResult.from_poses(
+                    job.seq, poses, error=err, enqueued_at=job.enqueued_at,
+                    started_at=started, finished_at=finished, worker=self.worker_id,
+                )  # fmt: skip
+                pipe.xadd(rkey, result.to_fields(), maxlen=self.settings.results_maxlen, approximate=True)
+            pipe.expire(rkey, self.settings.session_ttl_s)
+            pipe.execute()
+            try:
+                self.store.save(w.session, state, w.version)
+            except StaleStateError:
+                # Someone else advanced this session (our lease expired while we worked).
+                # Our results carry the same seqs as theirs, which the gateway dedups;
+                # leave the rest to whoever owns the session now.
+                current, _ = self.store.load(w.session)
+                last = next_seq(current) - 1
+                log.warning("state of %s changed under us (now at seq %d); re-queueing the rest", w.session, last)
+                self._ack([e.entry_id for e in w.jobs if e.job.seq <= last])
+                self._requeue([e for e in w.jobs if e.job.seq > last])
+                continue
+            self._ack([e.entry_id for e in w.jobs])
+            processed += len(w.jobs)
+        self.frames_processed += processed
+        return processed
+
+    def _run_pipeline(self, batch, states, owners, errors):  # type: ignore[no-untyped-def]
+        try:
+            return dict(zip(owners, self.pipeline.process(batch, states), strict=True))
+        except Exception as exc:  # a frame error must never stall a session
+            log.exception("pipeline failed on a batch of %d frame(s)", len(batch))
+            for o in owners:
+                errors[o] = f"pipeline error: {type(exc).__name__}: {exc}"
+            return {}
+
+    def _run_sequential(self, work, frames, slots, outputs, errors):  # type: ignore[no-untyped-def]
+        """Frames after a failed frame of the same session, one at a time."""
+        out = {}
+        for frame, (wi, ji) in zip(frames, slots, strict=True):
+            state = work[wi].state
+            for j in range(ji):  # the state after the session's previous frame
+                if (wi, j) in out:
+                    state = out[(wi, j)][1]
+                elif (wi, j) in outputs:
+                    state = outputs[(wi, j)][1]
+                else:
+                    state = self._empty_step(state, work[wi].jobs[j].job)
+            out.update(self._run_pipeline([frame], [state], [(wi, ji)], errors))
+        return out
+
+    def _empty_step(self, state: object | None, job: FrameJob) -> object:
+        from tracker.detections import Detections, FrameInfo
+        from tracker.state import TrackerState
+        from tracker.step import step
+
+        config = getattr(self.pipeline, "tracker_config", None)
+        if config is None:
+            from tracker.config import TrackerConfig
+
+            config = TrackerConfig()
+        info = FrameInfo(job.frame_index, job.timestamp, job.width, job.height)
+        new_state, _ = step(state if state is not None else TrackerState.initial(), Detections.empty(info), config)
+        return new_state
+
+
+def _split_after_errors(batch, states, owners, errors):  # type: ignore[no-untyped-def]
+    """Keep in the batch each session's frames before its first failed frame; return the rest apart."""
+    first_error: dict[int, int] = {}
+    for wi, ji in errors:
+        first_error[wi] = min(ji, first_error.get(wi, ji))
+    keep_b, keep_s, keep_o, later_f, later_o = [], [], [], [], []
+    for f, st, o in zip(batch, states, owners, strict=True):
+        if o[0] in first_error and o[1] > first_error[o[0]]:
+            later_f.append(f)
+            later_o.append(o)
+        else:
+            keep_b.append(f)
+            keep_s.append(st)
+            keep_o.append(o)
+    return keep_b, keep_s, keep_o, ([(later_f, later_o)] if later_f else [])
+
+
+def decode_image(data: bytes) -> tuple[np.ndarray | None, str]:
+    """JPEG/PNG bytes -> ((H, W, 3) uint8 RGB, "") or (None, error message)."""
+    try:
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as exc:
+        return None, f"undecodable image: {exc}"
+    if bgr is None:
+        return None, "undecodable image (not a JPEG or PNG)"
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), ""
+
+
+def run_worker(settings: Settings, pipeline_factory: Callable[[], FramePipeline]) -> int:
+    """The worker's main: load the models, then serve until SIGTERM. Returns an exit code."""
+    pipeline = pipeline_factory()
+    worker = Worker(settings, pipeline)
+    worker.install_signal_handlers()
+    worker.run()
+    return 0

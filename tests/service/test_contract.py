@@ -1,0 +1,66 @@
+"""The gateway <-> worker message contract, settings, and the gateway's torch-freedom."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from models.poses import FramePoses, loads_frame
+from service.messages import FrameJob, FrameResult, RedisKeys, VideoStatus
+from service.settings import Settings
+
+
+def test_frame_job_round_trips_through_redis_fields(redis_client, make_settings) -> None:
+    keys = RedisKeys(make_settings().redis_prefix)
+    job = FrameJob(session="s1", seq=3, frame_index=17, timestamp=0.68, width=320, height=240, image=b"\xff\xd8\xff\x00\x01")
+    entry_id = redis_client.xadd(keys.jobs, job.to_fields())
+    (_, fields), = redis_client.xrange(keys.jobs, entry_id, entry_id)
+    assert FrameJob.from_fields(fields) == job
+
+
+def test_frame_result_carries_the_json_lines_frame() -> None:
+    poses = FramePoses(4, 0.16, 64, 48, np.ones((1, 17, 3)), [[1, 2, 3, 4]], [0.9], [7])
+    result = FrameResult.from_poses(4, poses, enqueued_at=1.0, started_at=2.0, finished_at=3.0, worker="w")
+    back = FrameResult.from_fields({k.encode(): v.encode() for k, v in result.to_fields().items()})
+    assert back == result
+    assert loads_frame(back.frame).track_ids.tolist() == [7]
+
+
+def test_video_status_round_trip_and_public_shape() -> None:
+    status = VideoStatus(id="a" * 32, status="running", frames_done=3, frames_total=9, render=True)
+    back = VideoStatus.from_fields({k.encode(): v.encode() for k, v in status.to_fields().items()})
+    assert back == status
+    assert set(back.public()) == {"id", "status", "frames_done", "frames_total", "error"}
+
+
+def test_malformed_job_is_rejected() -> None:
+    with pytest.raises(KeyError):
+        FrameJob.from_fields({b"session": b"s"})
+    with pytest.raises(ValidationError):
+        FrameJob(session="", seq=-1, frame_index=0, timestamp=0, width=1, height=1, image=b"")
+
+
+def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POSESTREAM_API_KEYS", "k1, k2")
+    monkeypatch.setenv("POSESTREAM_REDIS_URL", "redis://example:6380/2")
+    monkeypatch.setenv("POSESTREAM_BATCH_SIZE", "16")
+    s = Settings()
+    assert s.api_keys == ["k1", "k2"] and s.redis_url == "redis://example:6380/2" and s.batch_size == 16
+    monkeypatch.setenv("POSESTREAM_BATCH_SIZE", "0")
+    with pytest.raises(ValidationError, match="batch_size"):
+        Settings()
+
+
+def test_every_setting_is_described() -> None:
+    missing = [name for name, f in Settings.model_fields.items() if not f.description]
+    assert not missing
+
+
+def test_gateway_does_not_import_torch() -> None:
+    code = "import sys, service.gateway.app, service.cli; service.gateway.app.create_app(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "False"

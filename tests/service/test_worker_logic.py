@@ -1,0 +1,81 @@
+"""The worker's ordering rules against real Redis, driven one batch at a time."""
+
+from __future__ import annotations
+
+import json
+
+import redis
+
+from service.messages import JOBS_GROUP, FrameJob, FrameResult, RedisKeys
+from service.pipeline import build_pipeline
+from service.worker.worker import Worker
+from tests.service.clips import jpeg, shapes_frame
+
+
+def _job(seq: int, image: bytes | None = None, session: str = "s") -> dict:
+    return FrameJob(
+        session=session, seq=seq, frame_index=seq, timestamp=seq / 25, width=320, height=240,
+        image=image if image is not None else jpeg(shapes_frame(seq)),
+    ).to_fields()  # fmt: skip
+
+
+def _results(client: redis.Redis, keys: RedisKeys, session: str = "s") -> list[FrameResult]:
+    return [FrameResult.from_fields(f) for _, f in client.xrange(keys.results(session))]
+
+
+def _drain(worker: Worker, rounds: int = 10) -> None:
+    for _ in range(rounds):
+        worker.run_once()
+
+
+def test_duplicates_are_acked_without_republishing_and_early_frames_wait(make_settings, redis_client) -> None:
+    settings = make_settings(batch_size=8, batch_wait_ms=0)
+    keys = RedisKeys(settings.redis_prefix)
+    worker = Worker(settings, build_pipeline("blobs", "iou"), worker_id="w1")
+    for seq in (0, 1, 2):
+        redis_client.xadd(keys.jobs, _job(seq))
+    worker.run_once()
+    assert [r.seq for r in _results(redis_client, keys)] == [0, 1, 2]
+
+    redis_client.xadd(keys.jobs, _job(1))  # redelivered duplicate
+    redis_client.xadd(keys.jobs, _job(4))  # ahead of 3: must wait, not be processed or lost
+    _drain(worker, 3)
+    assert [r.seq for r in _results(redis_client, keys)] == [0, 1, 2]
+    assert redis_client.xlen(keys.jobs) == 1  # seq 4 re-queued, the duplicate gone
+
+    redis_client.xadd(keys.jobs, _job(3))
+    _drain(worker, 5)
+    assert [r.seq for r in _results(redis_client, keys)] == [0, 1, 2, 3, 4]
+    assert redis_client.xlen(keys.jobs) == 0
+    assert redis_client.xpending(keys.jobs, JOBS_GROUP)["pending"] == 0
+    state, _ = worker.store.load("s")
+    assert state.frame_index == 5  # the cursor: last processed seq + 1
+
+
+def test_an_undecodable_frame_yields_an_error_result_and_the_session_goes_on(make_settings, redis_client) -> None:
+    settings = make_settings(batch_size=8, batch_wait_ms=0)
+    keys = RedisKeys(settings.redis_prefix)
+    worker = Worker(settings, build_pipeline("blobs", "iou"), worker_id="w1")
+    redis_client.xadd(keys.jobs, _job(0))
+    redis_client.xadd(keys.jobs, _job(1, image=b"\xff\xd8\xffgarbage"))
+    redis_client.xadd(keys.jobs, _job(2))
+    _drain(worker, 2)
+    results = _results(redis_client, keys)
+    assert [r.seq for r in results] == [0, 1, 2]
+    assert results[1].error and not results[0].error and not results[2].error
+    assert json.loads(results[1].frame)["poses"] == []
+    ids = [sorted(p["track_id"] for p in json.loads(r.frame)["poses"]) for r in (results[0], results[2])]
+    assert ids[0] == ids[1] == [0, 1, 2]  # tracks survive the failed frame
+
+
+def test_a_session_leased_by_another_worker_is_requeued_not_processed(make_settings, redis_client) -> None:
+    settings = make_settings(batch_size=8, batch_wait_ms=0)
+    keys = RedisKeys(settings.redis_prefix)
+    worker = Worker(settings, build_pipeline("blobs", "iou"), worker_id="w1")
+    redis_client.set(keys.lease("s"), "someone-else", px=60_000)
+    redis_client.xadd(keys.jobs, _job(0))
+    _drain(worker, 2)
+    assert _results(redis_client, keys) == [] and redis_client.xlen(keys.jobs) == 1
+    redis_client.delete(keys.lease("s"))
+    _drain(worker, 2)
+    assert [r.seq for r in _results(redis_client, keys)] == [0]
