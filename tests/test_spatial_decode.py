@@ -5,7 +5,13 @@ import pytest
 import torch
 
 from models.decode import DecodeConfig, decode_spatial, find_peaks, merge_multiscale, refine_locations
-from models.targets import TargetConfig, build_spatial_targets, dense_embedding_targets, to_input_coords, to_output_coords
+from models.targets import (
+    TargetConfig,
+    build_spatial_targets,
+    dense_embedding_targets,
+    to_input_coords,
+    to_output_coords,
+)
 
 # A standing person, (x, y) in units of body height, origin at the feet centre.
 TEMPLATE = np.array([
