@@ -38,6 +38,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.results import record_section  # noqa: E402
 from models.backbones.movenet import MoveNetMultiPose  # noqa: E402
 from models.estimator import letterbox  # noqa: E402
 from models.heads import MOVENET_HEADS, activate_all  # noqa: E402
@@ -45,7 +46,6 @@ from models.movenet_decode import DecoderConfig, decode  # noqa: E402
 from models.weights import MOVENET_MULTIPOSE, WeightsError, verify  # noqa: E402
 
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
-BEGIN, END = "<!-- pose_estimator:begin -->", "<!-- pose_estimator:end -->"
 
 
 def _frame() -> np.ndarray:
@@ -227,7 +227,6 @@ def markdown(
     ]
     header = ["device", "input", "batch"] + [f"{n} (ms/frame, fps)" for n in names] + ["torch net / tflite"]
     lines = [
-        BEGIN,
         "## MoveNet MultiPose: PyTorch vs TFLite interpreter (`benchmarks/pose_estimator.py`)",
         "",
         f"- date: {dt.date.today().isoformat()}",
@@ -278,22 +277,6 @@ def _version(dist: str) -> str:
         return "?"
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's generated block (between its markers) in ``path``, or append it.
-
-    Text outside the markers (the hand-written analysis, other benchmarks' sections) is kept.
-    """
-    text = path.read_text() if path.exists() else "# Benchmark results\n\nEach script owns one section.\n"
-    block = section + "\n" + END
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        text = head + block + tail
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[256, 384, 512, 640], help="square input sizes")
@@ -327,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(section)
     if args.results is not None:
-        write_section(args.results, section)
+        record_section("pose_estimator", section, args.results)
         print(f"\nwrote {args.results}")
     return 0
 

@@ -32,13 +32,12 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.results import RESULTS, record_section  # noqa: E402
 from tracker.config import TrackerConfig  # noqa: E402
 from tracker.state import TrackerState  # noqa: E402
 from tracker.step import step  # noqa: E402
 from tracker.synthetic import SimPerson, simulate  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-BEGIN, END = "<!-- tracker_step:begin -->", "<!-- tracker_step:end -->"
 TARGET_US = 1000.0
 
 # (label, preset, HE dimension, detection fields)
@@ -160,7 +159,6 @@ def main(argv: list[str] | None = None) -> int:
 
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     lines = [
-        BEGIN,
         "## Tracker step (`benchmarks/tracker_step.py`)",
         "",
         f"{datetime.date.today().isoformat()}; {machine()}; one thread; {per_round * args.rounds} timed steps "
@@ -183,26 +181,13 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "met" if ten[0]["median"] < TARGET_US else "NOT met"
         lines += ["", f"Target (< {TARGET_US:.0f} us per step with 10 people, he+tie): {verdict} "
                       f"({ten[0]['median']:.0f} us median)."]  # fmt: skip
-    lines.append(END)
     section = "\n".join(lines)
     print()
     print(section)
     if not args.no_record:
-        record(section)
+        record_section("tracker_step", section)
         print(f"\nrecorded in {RESULTS}")
     return 0
-
-
-def record(section: str) -> None:
-    """Write our section into RESULTS.md, replacing an earlier one, keeping the others."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
-        text = head + section + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    RESULTS.write_text(text)
 
 
 if __name__ == "__main__":

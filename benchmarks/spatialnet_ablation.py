@@ -1,0 +1,255 @@
+"""SpatialNet ablation on held-out synthetic video (the trend of seed 000 Table 3).
+
+Five variants of one small SpatialNet, each trained with the same budget -- the same
+number of optimiser steps on the very same batches, from the same initial weights:
+
+- ``KE``: heatmaps + Keypoint Embedding (associative embedding, seed 002);
+- ``SIE``: heatmaps + Spatial Instance Embedding only;
+- ``KE+SIE``: both embeddings, no auxiliary ordinal tasks;
+- ``KE+SIE+aux``: both, with the six ordinal tasks;
+- ``KE+SIE+aux+PGG``: the paper's two stages inside the same budget: the KE+SIE+aux
+  run's first ``steps - pgg_steps`` steps (weights and optimiser state are copied at
+  that step), then ``pgg_steps`` steps fine-tuned with PGG's grouping loss; decoded with
+  PGG-refined embeddings.
+
+The variants train in lockstep, one batch at a time, so the synthetic rendering (a
+large part of a CPU step) is paid once for all five. Every variant is then scored by
+``models.train.evaluate_spatialnet`` (``tracker.evaluation``, the code behind
+``posestream eval``) on held-out clips whose seeds are never used in training.
+
+Run from the repository root (one thread, about 2 s per lockstep step on a small CPU)::
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/spatialnet_ablation.py \\
+        --config configs/spatialnet_ablation.yaml --results benchmarks/RESULTS.md
+
+``--results`` rewrites this benchmark's block of RESULTS.md (between its markers) with
+the date, machine, command, budget and table; other sections are left alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import datetime as dt
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from models.data.datasets import SpatialTrainingSet, collate_spatial  # noqa: E402
+from models.spatialnet import SpatialNet, SpatialNetConfig  # noqa: E402
+from models.targets import TargetConfig  # noqa: E402
+from models.train import (  # noqa: E402
+    TrainSpatialConfig,
+    _batch_targets,
+    build_source,
+    evaluate_spatialnet,
+    load_train_config,
+)
+
+BEGIN, END = "<!-- spatialnet_ablation:begin -->", "<!-- spatialnet_ablation:end -->"
+NOTES = "<!-- spatialnet_ablation:notes -->"
+
+# name -> (use_ke, use_aux, use_sie); PGG is added to the last one by fine-tuning.
+VARIANTS: dict[str, tuple[bool, bool, bool]] = {
+    "KE": (True, False, False),
+    "SIE": (False, False, True),
+    "KE+SIE": (True, False, True),
+    "KE+SIE+aux": (True, True, True),
+}
+PGG_NAME, PGG_FROM = "KE+SIE+aux+PGG", "KE+SIE+aux"
+# seed 000 Table 3 (PoseTrack val AP, total) for the same rows.
+PAPER_AP = {"KE": 70.9, "SIE": 71.3, "KE+SIE": 74.0, "KE+SIE+aux": 74.3, PGG_NAME: 77.0}
+
+
+def _variant_config(base: SpatialNetConfig, use_ke: bool, use_aux: bool, use_sie: bool, pgg: bool) -> SpatialNetConfig:
+    return dataclasses.replace(base, use_ke=use_ke, use_aux=use_aux, use_sie=use_sie, use_pgg=pgg)
+
+
+class _Run:
+    """One variant's network, optimiser, schedule and running losses."""
+
+    def __init__(self, name: str, config: SpatialNetConfig, cfg: TrainSpatialConfig, init: dict) -> None:
+        self.name = name
+        self.net = SpatialNet(config)
+        self.net.load_state_dict(init)  # the same initial weights for every variant
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        self.sched = torch.optim.lr_scheduler.MultiStepLR(self.opt, list(cfg.lr_decay_steps), cfg.lr_decay)
+        self.seconds = 0.0
+        self.steps = 0
+        self.losses: dict[str, float] = {}
+
+    def fork(self, name: str, config: SpatialNetConfig, cfg: TrainSpatialConfig) -> _Run:
+        """A copy continuing from this run's weights, optimiser and schedule with another config."""
+        other = _Run(name, config, cfg, self.net.state_dict())
+        other.opt.load_state_dict(copy.deepcopy(self.opt.state_dict()))
+        other.sched.load_state_dict(copy.deepcopy(self.sched.state_dict()))
+        other.seconds, other.steps = self.seconds, self.steps
+        return other
+
+    def step(self, batch: dict) -> None:
+        started = time.perf_counter()
+        self.net.train()
+        stacks, _ = self.net(self.net.normalise(batch["image"]))
+        terms = self.net.loss(stacks, _batch_targets(batch, torch.device("cpu")))
+        self.opt.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        self.opt.step()
+        self.sched.step()
+        self.seconds += time.perf_counter() - started
+        self.steps += 1
+        for k, v in terms.items():
+            self.losses[k] = 0.9 * self.losses.get(k, v.item()) + 0.1 * v.item()
+
+
+def _batches(cfg: TrainSpatialConfig):  # noqa: ANN202 - generator of collated batches
+    dataset = SpatialTrainingSet(build_source(cfg), cfg.input_size, cfg.seed, cfg.augment, TargetConfig())
+    epoch = 0
+    while True:
+        order = np.random.default_rng((cfg.seed, epoch)).permutation(len(dataset))
+        loader = DataLoader(
+            torch.utils.data.Subset(dataset, order.tolist()), batch_size=cfg.batch_size, shuffle=False,
+            num_workers=0, collate_fn=collate_spatial, drop_last=True,
+        )  # fmt: skip
+        yield from loader
+        epoch += 1
+
+
+def run(args: argparse.Namespace) -> tuple[list[dict], dict]:
+    torch.set_num_threads(args.threads)
+    cfg = load_train_config(args.config, {"steps": args.steps} if args.steps else None)
+    pgg_steps = min(args.pgg_steps, cfg.steps)
+    torch.manual_seed(cfg.seed)
+    init = SpatialNet(cfg.model).state_dict()
+    runs = {
+        name: _Run(name, _variant_config(cfg.model, ke, aux, sie, False), cfg, init)
+        for name, (ke, aux, sie) in VARIANTS.items()
+    }
+    data_seconds, started = 0.0, time.time()
+    batches = _batches(cfg)
+    for step in range(cfg.steps):
+        if step == cfg.steps - pgg_steps and pgg_steps > 0:
+            ke, aux, sie = VARIANTS[PGG_FROM]
+            runs[PGG_NAME] = runs[PGG_FROM].fork(PGG_NAME, _variant_config(cfg.model, ke, aux, sie, True), cfg)
+        t0 = time.perf_counter()
+        batch = next(batches)
+        data_seconds += time.perf_counter() - t0
+        for r in runs.values():
+            r.step(batch)
+        if (step + 1) % args.log_every == 0 or step + 1 == cfg.steps:
+            losses = "  ".join(f"{r.name}: det {r.losses['det']:.2e} total {r.losses['total']:.2e}" for r in runs.values())
+            print(f"step {step + 1}/{cfg.steps} ({time.time() - started:.0f} s)  {losses}", flush=True)
+    train_wall = time.time() - started
+
+    seeds = [int(s) for s in args.eval_seeds.split(",")]
+    size = cfg.eval_input_size or cfg.input_size
+    rows = []
+    for name in [*VARIANTS, PGG_NAME]:
+        if name not in runs:
+            continue
+        r = runs[name]
+        r.net.eval()
+        t0 = time.perf_counter()
+        metrics = evaluate_spatialnet(r.net, seeds, args.eval_frames, size, torch.device("cpu"))
+        rows.append({"variant": name, **metrics, "train_s": r.seconds, "eval_s": time.perf_counter() - t0,
+                     "steps": r.steps, "paper": PAPER_AP[name]})  # fmt: skip
+        print(f"{name}: " + ", ".join(f"{k} {metrics[k]:.3f}" for k in ("AP", "AP50", "AP75", "AR")), flush=True)
+    info = {"cfg": cfg, "pgg_steps": pgg_steps, "seeds": seeds, "size": size, "data_s": data_seconds,
+            "train_wall": train_wall}  # fmt: skip
+    return rows, info
+
+
+def _table(rows: list[dict]) -> list[str]:
+    lines = [
+        "| variant | AP | AP50 | AP75 | AR | steps | train time (s) | paper AP (Table 3) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['variant']} | {r['AP']:.3f} | {r['AP50']:.3f} | {r['AP75']:.3f} | {r['AR']:.3f} | {r['steps']} "
+            f"| {r['train_s']:.0f} | {r['paper']:.1f} |"
+        )
+    return lines
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _write_results(path: Path, rows: list[dict], info: dict, command: str) -> None:
+    cfg: TrainSpatialConfig = info["cfg"]
+    bb = cfg.model.backbone
+    w = cfg.model.weights
+    s = cfg.synthetic
+    lines = [
+        BEGIN,
+        "## SpatialNet ablation on held-out synthetic video (`benchmarks/spatialnet_ablation.py`)",
+        "",
+        f"- date: {dt.date.today().isoformat()}; machine: {_cpu_name()}, {os.cpu_count()} logical CPUs (shared), "
+        f"{torch.get_num_threads()} torch thread; Python {platform.python_version()}, torch {torch.__version__}",
+        f"- command: `{command}`",
+        f"- budget per variant: {cfg.steps} steps of batch {cfg.batch_size} ({cfg.input_size[0]}x{cfg.input_size[1]} "
+        f"crops), the same batches and initial weights for all; {bb.stacks}-stack width-{bb.width} depth-{bb.depth} "
+        f"hourglass; Adam lr {cfg.lr:g} (x{cfg.lr_decay:g} at {list(cfg.lr_decay_steps)}); loss weights det "
+        f"{w.det:g} : KE {w.ke:g} : aux {w.aux:g} : SIE {w.sie:g} : PGG {w.pgg:g}. "
+        f"`{PGG_NAME}` = `{PGG_FROM}` for {cfg.steps - info['pgg_steps']} steps, then {info['pgg_steps']} steps "
+        "with PGG's grouping loss (R = 1), decoded with PGG.",
+        f"- training data: synthetic clips seeds {s.seed_base}..{s.seed_base + s.clips - 1} ({s.frames} frames, "
+        f"{s.people} people, {s.width}x{s.height}); held-out: seeds {', '.join(map(str, info['seeds']))} "
+        f"(never used in training), whole frames fitted into {info['size'][0]}x{info['size'][1]}; "
+        "AP/AR from `tracker.evaluation` (the code behind `posestream eval`).",
+        f"- wall time: {info['train_wall']:.0f} s of lockstep training ({info['data_s']:.0f} s of it rendering and "
+        "augmenting the shared batches) plus evaluation.",
+        "",
+        *_table(rows),
+        END,
+    ]
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
+    block = "\n".join(lines)
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        old, tail = rest.split(END, 1)
+        # hand-written analysis after the NOTES marker inside the block survives a re-run
+        if NOTES in old:
+            block = block.replace(END, NOTES + old.split(NOTES, 1)[1] + END)
+        text = head + block + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(text, encoding="utf-8")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="configs/spatialnet_ablation.yaml", help="TrainSpatialConfig YAML (shared by all variants)")
+    p.add_argument("--steps", type=int, help="override the config's steps (the budget of every variant)")
+    p.add_argument("--pgg-steps", type=int, default=150, help="last steps of the +PGG variant trained with PGG")
+    p.add_argument("--eval-seeds", default="9000,9001,9002,9003", help="held-out synthetic clip seeds")
+    p.add_argument("--eval-frames", type=int, default=20, help="frames scored per held-out clip")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--log-every", type=int, default=25)
+    p.add_argument("--results", type=Path, help="rewrite this benchmark's block of this RESULTS.md")
+    args = p.parse_args()
+    rows, info = run(args)
+    print("\n".join(_table(rows)))
+    if args.results:
+        command = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/spatialnet_ablation.py " + " ".join(sys.argv[1:])
+        _write_results(args.results, rows, info, command)
+
+
+if __name__ == "__main__":
+    main()
