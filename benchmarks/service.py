@@ -106,7 +106,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     p.add_argument("--model", default="blobs", choices=("blobs", "movenet", "spatialnet"))
-    p.add_argument("--tracker", default=None, help="default: iou for blobs, he+tie otherwise")
+    p.add_argument("--tracker", default=None, help="default: iou for blobs, the service's default otherwise")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=16)
@@ -117,8 +117,11 @@ def main() -> int:
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--out", default=None, help="write the results as JSON here")
+    p.add_argument("--no-record", action="store_true", help="print only, do not update benchmarks/RESULTS.md")
     args = p.parse_args()
-    tracker = args.tracker or ("iou" if args.model == "blobs" else "he+tie")
+    from service.settings import Settings as _Defaults
+
+    tracker = args.tracker or ("iou" if args.model == "blobs" else _Defaults.model_fields["tracker"].default)
 
     import uvicorn
 
@@ -186,13 +189,29 @@ def main() -> int:
     }  # fmt: skip
     print(f"\n{json.dumps(meta)}\n")
     stages = ("decode", "queue", "pipeline", "relay")
-    print("| streams | frames | dropped | end-to-end fps | latency p50 (ms) | latency p95 (ms) | "
-          + " | ".join(f"{s} mean (ms)" for s in stages) + " |")  # fmt: skip
-    print("|---:" * (6 + len(stages)) + "|")
+    table = [
+        "| streams | frames | dropped | end-to-end fps | latency p50 (ms) | latency p95 (ms) | "
+        + " | ".join(f"{s} mean (ms)" for s in stages) + " |",
+        "|---:" * (6 + len(stages)) + "|",
+    ]
     for r in results:
         means = " | ".join(str(r["stage_mean_ms"].get(s, "")) for s in stages)
-        print(f"| {r['streams']} | {r['frames']} | {r['dropped']} | {r['fps']} | {r['latency_ms_p50']} | "
-              f"{r['latency_ms_p95']} | {means} |")  # fmt: skip
+        table.append(f"| {r['streams']} | {r['frames']} | {r['dropped']} | {r['fps']} | {r['latency_ms_p50']} | "
+                     f"{r['latency_ms_p95']} | {means} |")  # fmt: skip
+    print("\n".join(table))
+    if not args.no_record:
+        from benchmarks.results import record_section
+
+        body = [
+            "## Service end to end: concurrent WebSocket streams on loopback (`benchmarks/service.py`)",
+            "",
+            f"- date: {time.strftime('%Y-%m-%d')}; command: `python {' '.join(sys.argv)}`",
+            "- " + ", ".join(f"{k}: {v}" for k, v in meta.items()),
+            "- latency: a frame sent -> its result received by the client; fps: results per second over all streams",
+            "",
+            *table,
+        ]
+        print(f"recorded in {record_section('service', chr(10).join(body))}")
     if args.out:
         Path(args.out).write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     return 0
