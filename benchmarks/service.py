@@ -36,10 +36,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def _frames(n: int, width: int, height: int) -> list[bytes]:
+def _frames(n: int, width: int, height: int, people: bool) -> list[bytes]:
+    """JPEG frames: synthetic people (seed 7, 5 people) for the real models, moving shapes for blobs."""
     from tests.service.clips import jpeg, shapes_frame
 
-    return [jpeg(shapes_frame(i, width, height)) for i in range(n)]
+    if not people:
+        return [jpeg(shapes_frame(i, width, height)) for i in range(n)]
+    from models.data.synthetic import SyntheticClip, SyntheticConfig
+
+    clip = SyntheticClip.from_config(SyntheticConfig(seed=7, frames=n, people=5, width=width, height=height))
+    return [jpeg(clip.render(i)[0]) for i in range(n)]
 
 
 async def _one_stream(url: str, images: list[bytes], args: argparse.Namespace) -> dict:
@@ -47,7 +53,8 @@ async def _one_stream(url: str, images: list[bytes], args: argparse.Namespace) -
 
     sent_at: dict[int, float] = {}
     latencies: list[float] = []
-    async with websockets.connect(url, max_size=None) as ws:
+    # No client keepalive: under backpressure a slow worker legitimately leaves the socket quiet.
+    async with websockets.connect(url, max_size=None, ping_interval=None) as ws:
         await ws.send(json.dumps({"fps": args.fps or 30, "width": args.width, "height": args.height, "mode": args.mode}))
         await ws.recv()
 
@@ -155,7 +162,7 @@ def main() -> int:
             if time.monotonic() > deadline:
                 raise SystemExit("workers did not come up")
             time.sleep(0.2)
-        images = _frames(min(args.frames, 60), args.width, args.height)
+        images = _frames(min(args.frames, 60), args.width, args.height, people=args.model != "blobs")
         url = f"ws://127.0.0.1:{port}/v1/streams"
         asyncio.run(_run_level(url, images, 1, argparse.Namespace(**{**vars(args), "frames": 10})))  # warm-up
         for n in (int(x) for x in args.streams.split(",")):

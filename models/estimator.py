@@ -234,12 +234,18 @@ class EstimatorOutput:
         centers: B arrays (N, 2) float32, (x, y) frame pixels of the centre peak each person
             was decoded from, aligned with ``poses`` (MoveNet's stand-in for a per-joint
             spatial instance embedding: every joint of a person shares its centre).
+        heatmaps: (B, 17, Hc/4, Wc/4) keypoint heatmaps (sigmoid) of the ``feature_size``
+            scale, same device and dtype as ``features`` (TemporalNet's TIE input).
+        canvas: (B, Hc, Wc, 3) uint8 letterboxed RGB input of the ``feature_size`` scale
+            (TemporalNet pools low-level colour from it for HE).
     """
 
     poses: list[FramePoses]
     features: torch.Tensor
     transforms: list[Letterbox]
     centers: list[np.ndarray]
+    heatmaps: torch.Tensor | None = None
+    canvas: np.ndarray | None = None
 
 
 class PoseEstimator:
@@ -317,7 +323,7 @@ class PoseEstimator:
         if len(indices) != n or len(times) != n:
             raise ValueError("frame_indices and timestamps must have one entry per frame")
         per_frame: list[list[DecodedPoses]] = [[] for _ in range(n)]
-        features = None
+        features = heatmaps = feature_canvas = None
         feature_transforms: list[Letterbox] = []
         for size in self.config.input_sizes:
             canvas, transforms = letterbox(frames, size, self.config.square)
@@ -327,6 +333,7 @@ class PoseEstimator:
                 per_frame[i].append(_to_frame(d, t))
             if size == self.feature_size:
                 features, feature_transforms = maps["features"], transforms
+                heatmaps, feature_canvas = maps["keypoint_heatmap"], canvas
         assert features is not None
         poses, centers = [], []
         for i, parts in enumerate(per_frame):
@@ -345,7 +352,7 @@ class PoseEstimator:
                 )
             )
             centers.append(merged.centers)
-        return EstimatorOutput(poses, features, feature_transforms, centers)
+        return EstimatorOutput(poses, features, feature_transforms, centers, heatmaps, feature_canvas)
 
     estimate = __call__
 

@@ -122,3 +122,18 @@ MOVENET_HEADS: tuple[HeadSpec, ...] = (
     MOVENET_BOX_SCALE,
     MOVENET_BOX_OFFSET,
 )
+
+# --- TemporalNet on MoveNet features (seed 000 section 3.3; models.temporalnet) ---------------
+TEMPORAL_TVF = HeadSpec(
+    "temporal_vector_field", 4, MOVENET_STRIDE, "none",
+    "(dx, dy) forward TVF on frame t's grid (joint at t minus the person's centre at t-1), then "
+    "(dx, dy) backward TVF on frame t-1's grid (joint at t-1 minus the centre at t); in cells / "
+    "TemporalNetConfig.tvf_scale, as (x, y) -- not MoveNet's interleaved (dy, dx)",
+)  # fmt: skip
+TEMPORAL_HE = HeadSpec(
+    "human_embedding", 128, 1, "none",
+    "one L2-normalised Human Embedding per person box (ROI-Align on the stride-4 features); "
+    "channels = TemporalNetConfig.embedding_dim (128 by default, 3072 in seed 000); stride 1 = per ROI",
+)  # fmt: skip
+
+TEMPORAL_HEADS: tuple[HeadSpec, ...] = (TEMPORAL_TVF, TEMPORAL_HE)

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 EXIT_OK, EXIT_FAILURE = 0, 1
 
 _MODELS = ("movenet", "spatialnet", "blobs")
-_TRACKERS = ("he+tie", "he", "tie", "oks", "iou")
+_TRACKERS = ("he+tie", "he", "tie", "sie", "oks", "iou")
 _MODEL_HELP = (
     "pose estimator: movenet (default; real video), spatialnet (seed-faithful path), "
     "blobs (CPU test pipeline: tracks bright blobs, not people)"
@@ -38,8 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _model_args(p: argparse.ArgumentParser, with_defaults_from_settings: bool) -> None:
     d = argparse.SUPPRESS if with_defaults_from_settings else None
     p.add_argument("--model", choices=_MODELS, default=d or "movenet", help=_MODEL_HELP)
-    p.add_argument("--tracker", choices=_TRACKERS, default=d or "oks",
-                   help="tracker preset (he/tie/he+tie need TemporalNet weights, not shipped yet)")  # fmt: skip
+    p.add_argument("--tracker", choices=_TRACKERS, default=d or "he+tie",
+                   help="tracker preset: he+tie (TemporalNet, default), he, tie, or the baselines sie, oks, iou")  # fmt: skip
     p.add_argument("--input-size", dest="input_sizes", type=int, nargs="+", default=d,
                    help="network input size(s) in pixels, long side; several = multi-scale "
                    "(default: the estimator's 256 + 512 policy)")  # fmt: skip

@@ -104,7 +104,7 @@ class DelayedPipeline:
 
 def build_pipeline(
     model: str,
-    tracker: str = "oks",
+    tracker: str = "he+tie",
     input_sizes: Sequence[int] | None = None,
     device: str = "auto",
     debug_delay_ms: int = 0,

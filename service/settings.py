@@ -62,10 +62,10 @@ class Settings(BaseSettings):
     model: Literal["movenet", "spatialnet", "blobs"] = Field(
         "movenet", description="Pose estimator; 'blobs' is the CPU test pipeline (coloured blobs, not people)."
     )
-    tracker: Literal["he+tie", "he", "tie", "oks", "iou"] = Field(
-        "oks",
-        description="Tracker preset. 'he'/'tie'/'he+tie' need the TemporalNet weights (not shipped yet); "
-        "'oks' is the default until they are.",
+    tracker: Literal["he+tie", "he", "tie", "sie", "oks", "iou"] = Field(
+        "he+tie",
+        description="Tracker preset: 'he+tie' (seed 000: Human Embedding + Temporal Instance Embedding, "
+        "weights/temporalnet_movenet.pt), 'he', 'tie', or the baselines 'sie', 'oks', 'iou'.",
     )
     input_sizes: list[int] | None = Field(
         None,

@@ -52,7 +52,9 @@ class TrackerConfig:
     gate_he: float = 1.0
     """Largest Psi_HE (squared L2 between unit embeddings, range [0, 4]; 1.0 means cosine
     similarity 0.5) for which a pair may match. Raising it lets a track follow a person
-    whose appearance changed a lot, but also lets it jump to a different person."""
+    whose appearance changed a lot, but also lets it jump to a different person. A noisy
+    HE model needs a wider gate: the shipped TemporalNet checkpoint is run with its own
+    calibrated value (``models.temporalnet.CALIBRATED_GATE_HE``)."""
     gate_tie: float = 1.0
     """Largest Psi_TIE (mean centre-prediction error, in person scales) for which a pair
     may match. Raising it tolerates worse motion predictions at the risk of matching

@@ -22,8 +22,13 @@ Per frame (t = ``state.frame_index``):
    is tentative.
 4. **Update**: matched tracks take the detection's keypoints, box, score, SIE, backward
    TIE and tags; their HE becomes the re-normalised moving average
-   ``m * old + (1 - m) * new`` (``m = embedding_momentum``); a tentative track with
-   ``n_init`` hits is confirmed.
+   ``m * old + (1 - m) * new`` with ``1 - m = (1 - min(embedding_momentum, hits / (hits + 1)))
+   * visible`` (a running mean while the track is young, each detection weighted by the
+   fraction of its joints above ``keypoint_threshold``); a tentative track with ``n_init`` hits is
+   confirmed. Before it is given a new id, its HE is compared once more with the gallery
+   (``reid_max_distance``): a person who came back looking unlike their last appearance
+   in the first frames (re-emerging half hidden) is recognised once several frames of
+   appearance are averaged, and takes the old id back.
 5. **Misses**: an unmatched tentative track is dropped. A confirmed one stays active for
    up to ``max_missed`` unmatched frames and is then lost: it moves to the gallery (if it
    has an HE), which keeps at most ``gallery_size`` entries, none older than
@@ -150,6 +155,32 @@ def step(state: TrackerState, detections: Detections, config: TrackerConfig) -> 
     age = tracks.age + np.int32(1)
     confirm = matched & (status == TENTATIVE) & (hits >= config.n_init)
     status[confirm] = CONFIRMED
+    # Appearance after this frame: a running mean while the track is young, then the
+    # moving average, so one odd first frame (half hidden, just re-entering) cannot
+    # dominate the HE of a new track.
+    blended = None
+    if dets.embeddings is not None and len(match_t):
+        momentum = np.minimum(config.embedding_momentum, tracks.hits[match_t] / (tracks.hits[match_t] + 1.0))
+        # A detection's HE counts in proportion to how much of the person is visible: a
+        # person walking behind an occluder must not overwrite their appearance with the
+        # few joints still showing.
+        visible = (dets.keypoints[match_d, :, 2] > config.keypoint_threshold).mean(axis=1)
+        momentum = 1.0 - (1.0 - momentum) * visible
+        blended = _blend(tracks.embeddings[match_t], dets.embeddings[match_d], momentum)
+    # 4b. A track confirmed now may be a lost person coming back (e.g. re-emerging from
+    # behind an occluder half visible, too unlike them for stage 2): with n_init frames of
+    # appearance, compare it with the gallery once more before spending a new id.
+    claim_g = np.zeros(0, np.int64)
+    new_rows = np.flatnonzero(confirm & (ids < 0))
+    if blended is not None and len(new_rows) and len(gallery) and config.reid_max_distance > 0:
+        free_g = np.setdiff1d(np.arange(len(gallery)), revive_g)
+        pos = np.full(n_trk, -1, np.int64)
+        pos[match_t] = np.arange(len(match_t))
+        row_pos = pos[new_rows]  # confirmed rows are matched rows
+        if len(free_g):
+            m3, _, _ = assign(he_distance(gallery.embeddings[free_g], blended[row_pos]), config.reid_max_distance)
+            claim_g = free_g[m3[:, 0]]
+            ids[new_rows[m3[:, 1]]] = gallery.ids[claim_g]
     next_id = state.next_id
     for row in np.flatnonzero(confirm & (ids < 0)):
         ids[row] = next_id
@@ -212,9 +243,8 @@ def step(state: TrackerState, detections: Detections, config: TrackerConfig) -> 
         if n_rev:
             new_emb[:n_rev] = _blend(gallery.embeddings[revive_g], new_emb[:n_rev], config.embedding_momentum)
         embeddings = tracks.embeddings.copy() if all_kept else tracks.embeddings[keep]
-        embeddings[rows] = _blend(
-            tracks.embeddings[match_t], dets.embeddings[match_d], config.embedding_momentum
-        )
+        if blended is not None:
+            embeddings[rows] = blended
         if len(new_d):
             embeddings = np.concatenate([embeddings, new_emb])
 
@@ -244,7 +274,7 @@ def step(state: TrackerState, detections: Detections, config: TrackerConfig) -> 
             np.zeros(n_born, np.int32),
         ),
     )
-    new_gallery = _next_gallery(gallery, revive_g, tracks, lost, misses, age, t, config)
+    new_gallery = _next_gallery(gallery, np.concatenate([revive_g, claim_g]), tracks, lost, misses, age, t, config)
     new_state = TrackerState(new_tracks, new_gallery, next_id, t + 1)
 
     # Output: each detection's track id, in detection order.
@@ -318,13 +348,16 @@ def _adopt_dims(state: TrackerState, dets: Detections) -> tuple[Tracks, Gallery]
     return tracks, gallery
 
 
-def _blend(old: np.ndarray, new: np.ndarray, momentum: float) -> np.ndarray:
+def _blend(old: np.ndarray, new: np.ndarray, momentum: float | np.ndarray) -> np.ndarray:
     """Re-normalised moving average ``m * old + (1 - m) * new`` of (K, E) unit HE rows, float32.
+
+    ``momentum`` is one value or one per row (K,).
 
     A NaN row in ``old`` (a track started without HE) takes ``new`` as it is.
     """
-    mixed = old * np.float32(momentum)
-    mixed += new * np.float32(1.0 - momentum)
+    m = np.asarray(momentum, np.float32).reshape(-1, 1) if np.ndim(momentum) else np.float32(momentum)
+    mixed = old * m
+    mixed += new * (np.float32(1.0) - m)
     norm = np.sqrt(np.einsum("ij,ij->i", mixed, mixed))
     # NaN rows and (near-)opposite vectors that average to ~0 have no direction: take the new one.
     bad = ~(norm > 1e-6)

@@ -1,47 +1,102 @@
-"""The real pipelines: MoveNet (``models.estimator.PoseEstimator``) -> tracker step.
+"""The real pipelines: MoveNet (``models.estimator.PoseEstimator``) -> TemporalNet -> tracker step.
 
 Imports torch (through ``models.estimator``); only the worker and ``posestream track``
 import this module, inside their mains.
 
-Wired now: ``movenet`` with the ``oks`` and ``iou`` trackers (keypoints and boxes only).
-``he``/``tie``/``he+tie`` need TemporalNet's HE and TIE heads on the estimator's stride-4
-features, and ``spatialnet`` needs the hourglass path; both raise a clear error until
-those modules land (then they plug in at ``_features_for_tracker``).
+Wired: ``movenet`` with every tracker of DESIGN.md: ``oks`` and ``iou`` (keypoints and
+boxes only), and ``he``, ``tie``, ``he+tie`` with TemporalNet's heads
+(``models.temporalnet``, checkpoint ``weights/temporalnet_movenet.pt``) on the
+estimator's stride-4 features of TemporalNet's training scale (256). ``spatialnet`` (the
+hourglass path) is not wired yet.
+
+What the tracker gets per frame t (``tracker.costs.psi_tie`` reads these):
+
+- ``sie``: every joint holds its person's centre (``person_centre_sie``; MoveNet has no SIE head).
+- ``embeddings``: HE of each detection (presets with ``he``).
+- ``tie_fwd``: forward TIE of the pair (t-1, t) at the detection's joints = its predicted
+  centre at t-1, compared with the tracks' ``sie``.
+- the tracks' ``tie_bwd``: Psi_TIE compares "the track's joints at t-1 propagated to t"
+  with the detections' SIE, and that needs frame t, so it cannot be computed when the
+  track's detection was made. Before each step the pipeline therefore overwrites the
+  state's ``tracks.tie_bwd`` with the backward TIE of the pair (t-1, t) sampled at each
+  track's last joints. The detections' own ``tie_bwd`` is a placeholder (their SIE) that
+  the next frame replaces in the same way.
+
+Temporal context. TIE at frame t needs frame t-1's features, heatmaps and SIE
+(``models.temporalnet.TemporalContext``, fp16, ~270 kB for a 4:3 frame at 256). It is kept
+**in the worker's memory**, per session, in a bounded LRU (``max_contexts`` sessions), and
+used only when it belongs to the frame with ``seq - 1``. We chose the worker over the
+Redis session store: 270 kB per frame written and read for every frame would be 50x the
+tracker state itself, for the benefit of one frame after a restart. When it is missing
+(the session's first frame, after a worker restart or a hand-over to another worker, after
+eviction or a gap in ``seq``) TIE of that one frame falls back to zero motion (each
+detection's predicted centre at t-1 is its centre at t, and each track's centre at t is
+its last centre: Table 4's SIE baseline), while HE works as usual.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from models.poses import FramePoses
 from service.pipeline import FrameInput, TrackerState
-from tracker.config import TrackerConfig
+from tracker.config import PRESET_TERMS, TrackerConfig
 from tracker.detections import Detections, person_centre_sie
 from tracker.state import TrackerState as _State
 from tracker.step import step
 
 log = logging.getLogger(__name__)
 
-_KEYPOINT_ONLY = ("oks", "iou")
+_KEYPOINT_ONLY = ("oks", "iou", "sie")  # "sie": person-centre distance, Table 4's SIE baseline
+_TEMPORAL = ("he", "tie", "he+tie")
+TEMPORALNET_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "temporalnet_movenet.pt"
 
 
 class MoveNetPipeline:
-    """``FramePipeline``: batched MoveNet over all frames, then one tracker step per frame per session.
+    """``FramePipeline``: batched MoveNet over all frames, TemporalNet, then one tracker step per frame per session.
 
     Args:
         estimator: a loaded ``models.estimator.PoseEstimator``.
-        tracker_config: the tracker's thresholds (``preset`` "oks" or "iou" for now).
+        tracker_config: the tracker's thresholds and preset.
+        temporal: ``models.temporalnet.TemporalInference``; required by the ``he``, ``tie``
+            and ``he+tie`` presets. The estimator must return the features of its
+            ``config.input_size`` scale.
+        max_contexts: sessions whose previous-frame TIE context is kept (least recently
+            used ones are dropped; such a session loses TIE for one frame).
     """
 
-    def __init__(self, estimator: object, tracker_config: TrackerConfig) -> None:
-        if tracker_config.preset not in _KEYPOINT_ONLY:
+    def __init__(
+        self,
+        estimator: object,
+        tracker_config: TrackerConfig,
+        temporal: Any | None = None,
+        max_contexts: int = 256,
+    ) -> None:
+        terms = PRESET_TERMS[tracker_config.preset]
+        if temporal is None and any(t in ("he", "tie") for t in terms):
             raise ValueError(
-                f"tracker {tracker_config.preset!r} needs TemporalNet (HE/TIE), which is not wired into the service "
-                f"yet; use --tracker oks or --tracker iou"
+                f"tracker {tracker_config.preset!r} needs TemporalNet (HE/TIE): train it with "
+                f"`posestream train temporal` (writes {TEMPORALNET_WEIGHTS}) or use --tracker oks or --tracker iou"
+            )
+        if not set(terms) <= {"he", "tie", "oks", "iou", "sie"}:
+            raise ValueError(
+                f"tracker {tracker_config.preset!r} needs KE tags, which MoveNet does not produce; "
+                f"use he+tie, he, tie, sie, oks or iou"
             )
         self.estimator = estimator
         self.tracker_config = tracker_config
+        self.temporal = temporal
+        self.use_he = "he" in terms
+        self.use_tie = "tie" in terms
+        self.max_contexts = int(max_contexts)
+        self._contexts: OrderedDict[str, Any] = OrderedDict()
         self.name = f"movenet/{tracker_config.preset}"
 
     def process(
@@ -54,28 +109,89 @@ class MoveNetPipeline:
         est = self.estimator(  # type: ignore[operator]
             [f.rgb for f in batch], [f.frame_index for f in batch], [f.timestamp for f in batch]
         )
+        n = len(batch)
+        embeddings: list[np.ndarray | None] = [None] * n
+        contexts: list[Any] = [None] * n
+        if self.temporal is not None and self.use_he:
+            embeddings = list(self.temporal.embeddings(est))
+        if self.temporal is not None and self.use_tie:
+            contexts = self.temporal.contexts(est, [f.seq for f in batch])
         current: dict[str, TrackerState] = {}
         out: list[tuple[FramePoses, TrackerState]] = []
-        for frame, given, poses in zip(batch, states, est.poses, strict=True):
+        for i, (frame, given, poses) in enumerate(zip(batch, states, est.poses, strict=True)):
             state = current.get(frame.session_id)
             if state is None:
                 state = given if given is not None else _State.initial()
-            dets = Detections.from_frame_poses(poses, sie=person_centre_sie(poses.keypoints))
+            sie = person_centre_sie(poses.keypoints)
+            tie_fwd = tie_bwd = None
+            if self.use_tie:
+                tie_fwd, tie_bwd = sie, sie  # zero motion unless frame t-1's context is here
+                prev = self._contexts.get(frame.session_id)
+                if prev is not None and prev.seq == frame.seq - 1:
+                    fwd, bwd = self.temporal.tie(  # type: ignore[union-attr]
+                        prev, contexts[i], poses.keypoints, state.tracks.keypoints
+                    )
+                    tie_fwd = fwd
+                    if len(state.tracks):
+                        state = dataclasses.replace(
+                            state, tracks=dataclasses.replace(state.tracks, tie_bwd=bwd)
+                        )
+                elif len(state.tracks):
+                    log.debug(
+                        "session %s seq %d: no TIE context for seq - 1; zero-motion TIE",
+                        frame.session_id,
+                        frame.seq,
+                    )
+                self._remember(frame.session_id, contexts[i])
+            dets = Detections.from_frame_poses(
+                poses, embeddings=embeddings[i], sie=sie, tie_fwd=tie_fwd, tie_bwd=tie_bwd
+            )
             state, tracked = step(state, dets, self.tracker_config)
             current[frame.session_id] = state
             out.append((tracked.to_frame_poses(), state))
         return out
 
+    def _remember(self, session_id: str, context: Any) -> None:
+        self._contexts[session_id] = context
+        self._contexts.move_to_end(session_id)
+        while len(self._contexts) > self.max_contexts:
+            self._contexts.popitem(last=False)
 
-def build_model_pipeline(model: str, tracker: str, input_sizes: Sequence[int] | None, device: str) -> MoveNetPipeline:
+
+def build_model_pipeline(
+    model: str, tracker: str, input_sizes: Sequence[int] | None, device: str
+) -> MoveNetPipeline:
     """Load the weights and build the pipeline (call in a main, never at import)."""
     if model != "movenet":
         raise ValueError(f"--model {model} is not wired into the service yet; use --model movenet")
     from models.estimator import EstimatorConfig, PoseEstimator
 
     config = TrackerConfig(preset=tracker)  # fails fast, before loading weights
-    if tracker not in _KEYPOINT_ONLY:
+    sizes = (
+        tuple(input_sizes) if input_sizes else EstimatorConfig().input_sizes
+    )  # else the estimator's own policy
+    temporal = None
+    extra: dict[str, Any] = {}
+    if tracker in _TEMPORAL:
+        if not TEMPORALNET_WEIGHTS.is_file():
+            MoveNetPipeline(None, config)  # raises the explanatory error
+        from models.temporalnet import TemporalInference
+
+        from models.temporalnet import CALIBRATED_GATE_HE
+
+        temporal = TemporalInference.load(TEMPORALNET_WEIGHTS)
+        config = dataclasses.replace(config, gate_he=CALIBRATED_GATE_HE)
+        size = temporal.config.input_size
+        if size not in sizes:
+            raise ValueError(
+                f"tracker {tracker!r}: TemporalNet was trained on the features of input size {size}; "
+                f"include {size} in --input-sizes (got {list(sizes)})"
+            )
+        extra["feature_size"] = size
+    elif tracker not in _KEYPOINT_ONLY:
         MoveNetPipeline(None, config)  # raises the explanatory error
-    sizes = {"input_sizes": tuple(input_sizes)} if input_sizes else {}  # else the estimator's own policy
-    estimator = PoseEstimator(EstimatorConfig(device=device, **sizes))
-    return MoveNetPipeline(estimator, config)
+    estimator = PoseEstimator(EstimatorConfig(device=device, input_sizes=sizes, **extra))
+    if temporal is not None and estimator.device != temporal.device:
+        temporal.model.to(estimator.device)
+        temporal.device = estimator.device
+    return MoveNetPipeline(estimator, config, temporal)
