@@ -175,9 +175,7 @@ def build_model_pipeline(
     if tracker in _TEMPORAL:
         if not TEMPORALNET_WEIGHTS.is_file():
             MoveNetPipeline(None, config)  # raises the explanatory error
-        from models.temporalnet import TemporalInference
-
-        from models.temporalnet import CALIBRATED_GATE_HE
+        from models.temporalnet import CALIBRATED_GATE_HE, TemporalInference
 
         temporal = TemporalInference.load(TEMPORALNET_WEIGHTS)
         config = dataclasses.replace(config, gate_he=CALIBRATED_GATE_HE)
