@@ -45,6 +45,8 @@ from torch.utils.data import DataLoader
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.results import record_section  # noqa: E402
+from models.data.augment import fit_affine, invert_affine, transform_keypoints, warp_image  # noqa: E402
 from models.data.datasets import SpatialTrainingSet, collate_spatial  # noqa: E402
 from models.spatialnet import SpatialNet, SpatialNetConfig  # noqa: E402
 from models.targets import TargetConfig  # noqa: E402
@@ -52,12 +54,10 @@ from models.train import (  # noqa: E402
     TrainSpatialConfig,
     _batch_targets,
     build_source,
+    config_to_dict,
     evaluate_spatialnet,
     load_train_config,
 )
-
-BEGIN, END = "<!-- spatialnet_ablation:begin -->", "<!-- spatialnet_ablation:end -->"
-NOTES = "<!-- spatialnet_ablation:notes -->"
 
 # name -> (use_ke, use_aux, use_sie); PGG is added to the last one by fine-tuning.
 VARIANTS: dict[str, tuple[bool, bool, bool]] = {
@@ -71,7 +71,9 @@ PGG_NAME, PGG_FROM = "KE+SIE+aux+PGG", "KE+SIE+aux"
 PAPER_AP = {"KE": 70.9, "SIE": 71.3, "KE+SIE": 74.0, "KE+SIE+aux": 74.3, PGG_NAME: 77.0}
 
 
-def _variant_config(base: SpatialNetConfig, use_ke: bool, use_aux: bool, use_sie: bool, pgg: bool) -> SpatialNetConfig:
+def _variant_config(
+    base: SpatialNetConfig, use_ke: bool, use_aux: bool, use_sie: bool, pgg: bool
+) -> SpatialNetConfig:
     return dataclasses.replace(base, use_ke=use_ke, use_aux=use_aux, use_sie=use_sie, use_pgg=pgg)
 
 
@@ -111,6 +113,46 @@ class _Run:
             self.losses[k] = 0.9 * self.losses.get(k, v.item()) + 0.1 * v.item()
 
 
+@torch.inference_mode()
+def evaluate_grouping(net: SpatialNet, seeds: list[int], frames: int, input_size: tuple[int, int]) -> dict:
+    """COCO metrics when the network's heatmaps are replaced by the ground truth's.
+
+    Peaks are then exact, so what is left to score is how well the variant's embeddings
+    (KE tags and/or SIE, PGG-refined for the PGG variant) group the joints into people --
+    the part of the model the variants differ in -- independently of how far its
+    heatmaps have come in a small budget.
+    """
+    from models.data.synthetic import SyntheticClip, SyntheticConfig
+    from models.poses import FramePoses, boxes_from_keypoints
+    from models.targets import build_spatial_targets
+    from tracker.evaluation import evaluate
+
+    w, h = input_size
+    gt_all, pred_all, offset = [], [], 0
+    for seed in seeds:
+        clip = SyntheticClip.from_config(SyntheticConfig(seed=seed, frames=frames, people=5))
+        for t in range(frames):
+            rgb, gt = clip.render(t)
+            m = fit_affine(rgb.shape[1], rgb.shape[0], w, h)
+            x = torch.from_numpy(warp_image(rgb, m, w, h)).permute(2, 0, 1)[None]
+            stacks, _ = net(net.normalise(x))
+            maps = dict(stacks[-1])
+            heat = build_spatial_targets(
+                transform_keypoints(gt.keypoints, m, False), h // 4, w // 4, TargetConfig()
+            )
+            maps["heatmaps"] = torch.from_numpy(heat.heatmaps)[None]
+            ((kp, sc),) = net.decode_batch(maps)
+            kp = transform_keypoints(kp, invert_affine(m), flip=False)
+            idx = offset + gt.frame_index
+            gt_all.append(FramePoses(idx, gt.timestamp, gt.width, gt.height, gt.keypoints, gt.boxes, gt.scores,
+                                     gt.track_ids + 1000 * seed))  # fmt: skip
+            pred_all.append(FramePoses(idx, gt.timestamp, gt.width, gt.height, kp, boxes_from_keypoints(kp), sc,
+                                       np.full(len(kp), -1)))  # fmt: skip
+        offset += frames
+    result = evaluate(gt_all, pred_all)
+    return {k: result[k] for k in ("AP", "AP50", "AP75", "AR")}
+
+
 def _batches(cfg: TrainSpatialConfig):  # noqa: ANN202 - generator of collated batches
     dataset = SpatialTrainingSet(build_source(cfg), cfg.input_size, cfg.seed, cfg.augment, TargetConfig())
     epoch = 0
@@ -127,6 +169,8 @@ def _batches(cfg: TrainSpatialConfig):  # noqa: ANN202 - generator of collated b
 def run(args: argparse.Namespace) -> tuple[list[dict], dict]:
     torch.set_num_threads(args.threads)
     cfg = load_train_config(args.config, {"steps": args.steps} if args.steps else None)
+    if args.decay_at is not None:  # the decay follows the budget when --steps changes it
+        cfg = dataclasses.replace(cfg, lr_decay_steps=(max(1, round(args.decay_at * cfg.steps)),))
     pgg_steps = min(args.pgg_steps, cfg.steps)
     torch.manual_seed(cfg.seed)
     init = SpatialNet(cfg.model).state_dict()
@@ -139,14 +183,18 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict]:
     for step in range(cfg.steps):
         if step == cfg.steps - pgg_steps and pgg_steps > 0:
             ke, aux, sie = VARIANTS[PGG_FROM]
-            runs[PGG_NAME] = runs[PGG_FROM].fork(PGG_NAME, _variant_config(cfg.model, ke, aux, sie, True), cfg)
+            runs[PGG_NAME] = runs[PGG_FROM].fork(
+                PGG_NAME, _variant_config(cfg.model, ke, aux, sie, True), cfg
+            )
         t0 = time.perf_counter()
         batch = next(batches)
         data_seconds += time.perf_counter() - t0
         for r in runs.values():
             r.step(batch)
         if (step + 1) % args.log_every == 0 or step + 1 == cfg.steps:
-            losses = "  ".join(f"{r.name}: det {r.losses['det']:.2e} total {r.losses['total']:.2e}" for r in runs.values())
+            losses = "  ".join(
+                f"{r.name}: det {r.losses['det']:.2e} total {r.losses['total']:.2e}" for r in runs.values()
+            )
             print(f"step {step + 1}/{cfg.steps} ({time.time() - started:.0f} s)  {losses}", flush=True)
     train_wall = time.time() - started
 
@@ -160,9 +208,20 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict]:
         r.net.eval()
         t0 = time.perf_counter()
         metrics = evaluate_spatialnet(r.net, seeds, args.eval_frames, size, torch.device("cpu"))
-        rows.append({"variant": name, **metrics, "train_s": r.seconds, "eval_s": time.perf_counter() - t0,
-                     "steps": r.steps, "paper": PAPER_AP[name]})  # fmt: skip
-        print(f"{name}: " + ", ".join(f"{k} {metrics[k]:.3f}" for k in ("AP", "AP50", "AP75", "AR")), flush=True)
+        grouping = evaluate_grouping(r.net, seeds, args.eval_frames, size)
+        rows.append({"variant": name, **metrics, "gt_heat": grouping, "train_s": r.seconds,
+                     "eval_s": time.perf_counter() - t0, "steps": r.steps, "paper": PAPER_AP[name]})  # fmt: skip
+        if args.save_dir:
+            Path(args.save_dir).mkdir(parents=True, exist_ok=True)
+            torch.save({"config": config_to_dict(r.net.config), "model": r.net.state_dict()},
+                       Path(args.save_dir) / f"{name.replace('+', '_')}.pt")  # fmt: skip
+        print(
+            f"{name}: "
+            + ", ".join(f"{k} {metrics[k]:.3f}" for k in ("AP", "AP50", "AP75", "AR"))
+            + "; with ground-truth heatmaps: "
+            + ", ".join(f"{k} {grouping[k]:.3f}" for k in ("AP", "AR")),
+            flush=True,
+        )
     info = {"cfg": cfg, "pgg_steps": pgg_steps, "seeds": seeds, "size": size, "data_s": data_seconds,
             "train_wall": train_wall}  # fmt: skip
     return rows, info
@@ -170,13 +229,15 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict]:
 
 def _table(rows: list[dict]) -> list[str]:
     lines = [
-        "| variant | AP | AP50 | AP75 | AR | steps | train time (s) | paper AP (Table 3) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| variant | AP | AP50 | AP75 | AR | AP, GT heatmaps | AR, GT heatmaps | steps | train time (s) "
+        "| paper AP (Table 3) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        g = r["gt_heat"]
         lines.append(
-            f"| {r['variant']} | {r['AP']:.3f} | {r['AP50']:.3f} | {r['AP75']:.3f} | {r['AR']:.3f} | {r['steps']} "
-            f"| {r['train_s']:.0f} | {r['paper']:.1f} |"
+            f"| {r['variant']} | {r['AP']:.3f} | {r['AP50']:.3f} | {r['AP75']:.3f} | {r['AR']:.3f} | {g['AP']:.3f} "
+            f"| {g['AR']:.3f} | {r['steps']} | {r['train_s']:.0f} | {r['paper']:.1f} |"
         )
     return lines
 
@@ -191,13 +252,30 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def _verdict(rows: list[dict]) -> list[str]:
+    """Whether the trend of Table 3 holds here, in words (the numbers are in the table)."""
+    out = []
+    for label, get in (
+        ("AP", lambda r: r["AP"]),
+        ("AP with ground-truth heatmaps", lambda r: r["gt_heat"]["AP"]),
+    ):
+        ap = {r["variant"]: get(r) for r in rows}
+        full = ap.get(PGG_NAME)
+        if full is None or "KE" not in ap or "SIE" not in ap:
+            continue
+        beats = full > ap["KE"] and full > ap["SIE"]
+        order = " > ".join(f"{k} ({v:.3f})" for k, v in sorted(ap.items(), key=lambda kv: -kv[1]))
+        out.append(f"- {label}: full model ({PGG_NAME}) beats KE-only and SIE-only: {'yes' if beats else 'no'}; "
+                   f"order: {order}.")  # fmt: skip
+    return out
+
+
 def _write_results(path: Path, rows: list[dict], info: dict, command: str) -> None:
     cfg: TrainSpatialConfig = info["cfg"]
     bb = cfg.model.backbone
     w = cfg.model.weights
     s = cfg.synthetic
     lines = [
-        BEGIN,
         "## SpatialNet ablation on held-out synthetic video (`benchmarks/spatialnet_ablation.py`)",
         "",
         f"- date: {dt.date.today().isoformat()}; machine: {_cpu_name()}, {os.cpu_count()} logical CPUs (shared), "
@@ -213,41 +291,48 @@ def _write_results(path: Path, rows: list[dict], info: dict, command: str) -> No
         f"{s.people} people, {s.width}x{s.height}); held-out: seeds {', '.join(map(str, info['seeds']))} "
         f"(never used in training), whole frames fitted into {info['size'][0]}x{info['size'][1]}; "
         "AP/AR from `tracker.evaluation` (the code behind `posestream eval`).",
+        "- `AP, GT heatmaps`: the same networks decoded with the ground truth's heatmaps in place of their "
+        "own (exact peaks), which isolates the grouping by KE / SIE / PGG that the variants differ in.",
         f"- wall time: {info['train_wall']:.0f} s of lockstep training ({info['data_s']:.0f} s of it rendering and "
         "augmenting the shared batches) plus evaluation.",
         "",
         *_table(rows),
-        END,
+        "",
+        *_verdict(rows),
     ]
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    block = "\n".join(lines)
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        old, tail = rest.split(END, 1)
-        # hand-written analysis after the NOTES marker inside the block survives a re-run
-        if NOTES in old:
-            block = block.replace(END, NOTES + old.split(NOTES, 1)[1] + END)
-        text = head + block + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text, encoding="utf-8")
+    record_section("spatialnet_ablation", "\n".join(lines), path)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="configs/spatialnet_ablation.yaml", help="TrainSpatialConfig YAML (shared by all variants)")
+    p.add_argument(
+        "--config",
+        default="configs/spatialnet_ablation.yaml",
+        help="TrainSpatialConfig YAML (shared by all variants)",
+    )
     p.add_argument("--steps", type=int, help="override the config's steps (the budget of every variant)")
-    p.add_argument("--pgg-steps", type=int, default=150, help="last steps of the +PGG variant trained with PGG")
+    p.add_argument(
+        "--decay-at",
+        type=float,
+        default=0.8,
+        help="decay lr at this fraction of the steps (overrides lr_decay_steps)",
+    )
+    p.add_argument(
+        "--pgg-steps", type=int, default=150, help="last steps of the +PGG variant trained with PGG"
+    )
     p.add_argument("--eval-seeds", default="9000,9001,9002,9003", help="held-out synthetic clip seeds")
     p.add_argument("--eval-frames", type=int, default=20, help="frames scored per held-out clip")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--log-every", type=int, default=25)
+    p.add_argument("--save-dir", help="also save each variant's weights here")
     p.add_argument("--results", type=Path, help="rewrite this benchmark's block of this RESULTS.md")
     args = p.parse_args()
     rows, info = run(args)
     print("\n".join(_table(rows)))
     if args.results:
-        command = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/spatialnet_ablation.py " + " ".join(sys.argv[1:])
+        command = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/spatialnet_ablation.py " + " ".join(
+            sys.argv[1:]
+        )
         _write_results(args.results, rows, info, command)
 
 

@@ -39,7 +39,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SyntheticDataConfig:
-    """On-the-fly synthetic training data: clips ``seed_base .. seed_base + clips - 1``."""
+    """On-the-fly synthetic training data: clips ``seed_base .. seed_base + clips - 1``.
+
+    ``cache_clips`` bounds the built clips kept in memory (about 6.5 MB each at 640x480).
+    """
 
     seed_base: int = 1000
     clips: int = 200
@@ -47,6 +50,7 @@ class SyntheticDataConfig:
     people: int = 5
     width: int = 640
     height: int = 480
+    cache_clips: int = 256
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,9 @@ class TrainSpatialConfig:
         synthetic: synthetic clip range.
         coco_annotations, coco_images: COCO person-keypoints JSON and image folder.
         input_size: (width, height) of the network input; multiples of the hourglass's.
+        eval_input_size: (width, height) whole frames are fitted into when evaluating
+            (``--eval-seeds``); None = ``input_size``. Larger than ``input_size`` when
+            training on zoomed-in crops (``augment.scale_range`` > 1) of full frames.
         augment: augmentation ranges.
         lr: Adam learning rate (seed 000: 2e-4).
         lr_decay_steps: steps at which lr is multiplied by ``lr_decay``.
@@ -82,6 +89,7 @@ class TrainSpatialConfig:
     coco_annotations: str | None = None
     coco_images: str | None = None
     input_size: tuple[int, int] = (256, 192)
+    eval_input_size: tuple[int, int] | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     lr: float = 2e-4
     lr_decay_steps: tuple[int, ...] = ()
@@ -99,6 +107,10 @@ class TrainSpatialConfig:
         m = self.model.backbone.size_multiple
         if self.input_size[0] % m or self.input_size[1] % m:
             raise ValueError(f"input_size {self.input_size} must be multiples of {m} for this hourglass depth")
+        if self.eval_input_size is not None and (self.eval_input_size[0] % m or self.eval_input_size[1] % m):
+            raise ValueError(
+                f"eval_input_size {self.eval_input_size} must be multiples of {m} for this hourglass depth"
+            )
         if self.data == "coco" and not (self.coco_annotations and self.coco_images):
             raise ValueError("data: coco needs coco_annotations and coco_images")
         if self.steps < 1 or self.batch_size < 1:
@@ -136,7 +148,7 @@ def build_source(cfg: TrainSpatialConfig):  # noqa: ANN201 - a Sequence[PoseSamp
     if cfg.data == "coco":
         return CocoKeypointSource(cfg.coco_annotations, cfg.coco_images)  # type: ignore[arg-type]
     s = cfg.synthetic
-    return SyntheticPoseSource(s.seed_base, s.clips, s.frames, s.people, s.width, s.height)
+    return SyntheticPoseSource(s.seed_base, s.clips, s.frames, s.people, s.width, s.height, s.cache_clips)
 
 
 def _batch_targets(batch: dict[str, Any], device: torch.device) -> SpatialBatchTargets:
@@ -260,10 +272,14 @@ def predict_frames(net: SpatialNet, frames: list[np.ndarray], input_size: tuple[
 
 
 def evaluate_spatialnet(net: SpatialNet, seeds: list[int], frames: int, input_size: tuple[int, int],
-                        device: torch.device, people: int = 5) -> dict[str, Any]:  # fmt: skip
+                        device: torch.device, people: int = 5, write_dir: str | Path | None = None,
+                        ) -> dict[str, Any]:  # fmt: skip
     """AP etc. (``tracker.evaluation``) of SpatialNet on held-out synthetic clips.
 
     Predictions are untracked, so only the COCO keypoint metrics are meaningful here.
+    With ``write_dir`` the ground truth and predictions are also written there as
+    ``gt.jsonl`` and ``pred.jsonl``, so ``posestream eval --gt ... --pred ...`` scores
+    the same frames.
     """
     from models.data.synthetic import SyntheticClip, SyntheticConfig
     from tracker.evaluation import evaluate
@@ -281,5 +297,11 @@ def evaluate_spatialnet(net: SpatialNet, seeds: list[int], frames: int, input_si
             pred_all.append(FramePoses(idx, gt.timestamp, gt.width, gt.height, kp, boxes_from_keypoints(kp),
                                        sc, np.full(len(kp), -1)))  # fmt: skip
         offset += frames
+    if write_dir is not None:
+        from models.poses import write_jsonl
+
+        Path(write_dir).mkdir(parents=True, exist_ok=True)
+        write_jsonl(Path(write_dir) / "gt.jsonl", gt_all)
+        write_jsonl(Path(write_dir) / "pred.jsonl", pred_all)
     result = evaluate(gt_all, pred_all)
     return {k: result[k] for k in ("AP", "AP50", "AP75", "AR")}

@@ -19,9 +19,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--out-dir", help="override out_dir")
     s.add_argument("--device", help="override device (cpu, cuda, auto)")
     s.add_argument("--no-resume", action="store_true", help="start over even if out_dir/last.pt exists")
-    s.add_argument("--eval-seeds", default="", help="comma-separated held-out synthetic seeds to score after training")
+    s.add_argument(
+        "--eval-seeds", default="", help="comma-separated held-out synthetic seeds to score after training"
+    )
+    s.add_argument(
+        "--eval-out", help="with --eval-seeds: also write gt.jsonl and pred.jsonl into this folder"
+    )
     s.add_argument("--export", help="also write stripped fp16 weights here")
     s.set_defaults(func=_cmd_train_spatial)
+    t = tsub.add_parser(
+        "temporal", help="train TemporalNet's HE and TIE heads on frozen MoveNet features (synthetic video)"
+    )
+    t.add_argument("--config", help="YAML file with TrainTemporalConfig fields (models/train_temporal.py)")
+    t.add_argument("--steps", type=int, help="override steps")
+    t.add_argument("--clips", type=int, help="override data.clips (synthetic training clips)")
+    t.add_argument("--out", help="override the checkpoint path (default weights/temporalnet_movenet.pt)")
+    t.add_argument("--threads", type=int, help="override torch CPU threads (default 1)")
+    t.set_defaults(func=_cmd_train_temporal)
 
 
 def _cmd_train_spatial(args: argparse.Namespace) -> int:
@@ -34,7 +48,9 @@ def _cmd_train_spatial(args: argparse.Namespace) -> int:
         train_spatial,
     )
 
-    overrides = {k: v for k, v in (("steps", args.steps), ("out_dir", args.out_dir), ("device", args.device)) if v}
+    overrides = {
+        k: v for k, v in (("steps", args.steps), ("out_dir", args.out_dir), ("device", args.device)) if v
+    }
     try:
         cfg = load_train_config(args.config, overrides)
     except (OSError, ValueError) as exc:
@@ -46,6 +62,33 @@ def _cmd_train_spatial(args: argparse.Namespace) -> int:
     if args.eval_seeds:
         seeds = [int(s) for s in args.eval_seeds.split(",") if s.strip()]
         device = resolve_device(cfg.device)
-        metrics = evaluate_spatialnet(load_spatialnet(last, device), seeds, 30, cfg.input_size, device)
-        print(json.dumps({k: (None if v is None or math.isnan(v) else round(v, 4)) for k, v in metrics.items()}))
+        metrics = evaluate_spatialnet(
+            load_spatialnet(last, device),
+            seeds,
+            30,
+            cfg.eval_input_size or cfg.input_size,
+            device,
+            write_dir=args.eval_out,
+        )
+        print(
+            json.dumps({k: (None if v is None or math.isnan(v) else round(v, 4)) for k, v in metrics.items()})
+        )
+    return 0
+
+
+def _cmd_train_temporal(args: argparse.Namespace) -> int:
+    from models.train_temporal import load_temporal_config, train_temporal
+
+    overrides: dict = {
+        k: v for k, v in (("steps", args.steps), ("out", args.out), ("threads", args.threads)) if v
+    }
+    if args.clips:
+        overrides["data"] = {"clips": args.clips}
+    try:
+        cfg = load_temporal_config(args.config, overrides)
+    except (OSError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    path, card = train_temporal(cfg)
+    print(f"checkpoint: {path}")
+    print(json.dumps({k: card[k] for k in ("train_seeds", "cache_seconds", "total_seconds", "final_losses")}))
     return 0

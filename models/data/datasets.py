@@ -9,6 +9,7 @@ dataset gives the same item for the same index in any worker, any epoch order.
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,17 +35,20 @@ class PoseSample:
 class SyntheticPoseSource:
     """Frames of synthetic clips ``seed_base .. seed_base + clips - 1``, ``frames`` each.
 
-    Item i is frame ``i % frames`` of clip ``seed_base + i // frames``; the last clip is
-    kept so consecutive indices do not rebuild it.
+    Item i is frame ``i % frames`` of clip ``seed_base + i // frames``. Built clips are
+    kept in a least-recently-used cache of ``cache_clips`` clips (a 640x480 clip holds
+    about 6.5 MB): training visits frames in a shuffled order, and rebuilding a clip
+    costs several times rendering one of its frames.
     """
 
     def __init__(self, seed_base: int, clips: int, frames: int, people: int = 5,
-                 width: int = 640, height: int = 480) -> None:  # fmt: skip
+                 width: int = 640, height: int = 480, cache_clips: int = 256) -> None:  # fmt: skip
         from models.data.synthetic import SyntheticConfig  # heavy module, imported on use
 
         self.seed_base, self.clips, self.frames = seed_base, clips, frames
         self._config = lambda seed: SyntheticConfig(seed=seed, frames=frames, people=people, width=width, height=height)
-        self._cache: tuple[int, object] | None = None
+        self._cache: OrderedDict[int, object] = OrderedDict()
+        self._cache_clips = max(int(cache_clips), 1)
 
     def __len__(self) -> int:
         return self.clips * self.frames
@@ -52,9 +56,13 @@ class SyntheticPoseSource:
     def clip(self, seed: int):  # noqa: ANN201 - SyntheticClip, imported lazily
         from models.data.synthetic import SyntheticClip
 
-        if self._cache is None or self._cache[0] != seed:
-            self._cache = (seed, SyntheticClip.from_config(self._config(seed)))
-        return self._cache[1]
+        clip = self._cache.pop(seed, None)
+        if clip is None:
+            clip = SyntheticClip.from_config(self._config(seed))
+        self._cache[seed] = clip  # most recently used last
+        while len(self._cache) > self._cache_clips:
+            self._cache.popitem(last=False)
+        return clip
 
     def __getitem__(self, i: int) -> PoseSample:
         rgb, gt = self.clip(self.seed_base + i // self.frames).render(i % self.frames)
