@@ -27,6 +27,7 @@ from models.data.augment import AugmentConfig, fit_affine, invert_affine, transf
 from models.data.datasets import (
     CocoKeypointSource,
     SpatialTrainingSet,
+    SyntheticDataConfig,
     SyntheticPoseSource,
     collate_spatial,
 )
@@ -35,22 +36,6 @@ from models.spatialnet import SpatialBatchTargets, SpatialNet, SpatialNetConfig
 from models.targets import TargetConfig
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SyntheticDataConfig:
-    """On-the-fly synthetic training data: clips ``seed_base .. seed_base + clips - 1``.
-
-    ``cache_clips`` bounds the built clips kept in memory (about 6.5 MB each at 640x480).
-    """
-
-    seed_base: int = 1000
-    clips: int = 200
-    frames: int = 60
-    people: int = 5
-    width: int = 640
-    height: int = 480
-    cache_clips: int = 256
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ import yaml
 from pydantic import TypeAdapter
 from tqdm import tqdm
 
+from models.data.datasets import SyntheticDataConfig
 from models.data.synthetic import SyntheticClip, SyntheticConfig
 from models.skeleton import NUM_KEYPOINTS
 from models.temporalnet import (
@@ -50,18 +51,6 @@ log = logging.getLogger(__name__)
 
 MIN_VISIBLE_TIE = 3  # joints a person needs in both frames to define both centres
 MIN_VISIBLE_HE = 5  # joints a person needs for a meaningful HE box
-
-
-@dataclass(frozen=True)
-class TemporalDataConfig:
-    """Synthetic training clips ``seed_base .. seed_base + clips - 1``."""
-
-    seed_base: int = 5000
-    clips: int = 40
-    frames: int = 48
-    people: int = 4
-    width: int = 640
-    height: int = 480
 
 
 @dataclass(frozen=True)
@@ -83,7 +72,9 @@ class TrainTemporalConfig:
     """
 
     model: TemporalNetConfig = field(default_factory=TemporalNetConfig)
-    data: TemporalDataConfig = field(default_factory=TemporalDataConfig)
+    data: SyntheticDataConfig = field(
+        default_factory=lambda: SyntheticDataConfig(seed_base=5000, clips=40, frames=48, people=4)
+    )
     steps: int = 1500
     batch_size: int = 8
     max_gap: int = 5
@@ -157,7 +148,7 @@ def movenet_maps(
 
 
 def build_clip_cache(
-    model: torch.nn.Module, seed: int, data: TemporalDataConfig, cfg: TemporalNetConfig
+    model: torch.nn.Module, seed: int, data: SyntheticDataConfig, cfg: TemporalNetConfig
 ) -> ClipCache:
     from models.estimator import letterbox
 

@@ -32,6 +32,22 @@ class PoseSample:
     keypoints: np.ndarray
 
 
+@dataclass(frozen=True)
+class SyntheticDataConfig:
+    """Synthetic training data (SpatialNet and TemporalNet): clips ``seed_base .. seed_base + clips - 1``.
+
+    ``cache_clips`` bounds the built clips kept in memory (about 6.5 MB each at 640x480).
+    """
+
+    seed_base: int = 1000
+    clips: int = 200
+    frames: int = 60
+    people: int = 5
+    width: int = 640
+    height: int = 480
+    cache_clips: int = 256
+
+
 class SyntheticPoseSource:
     """Frames of synthetic clips ``seed_base .. seed_base + clips - 1``, ``frames`` each.
 
