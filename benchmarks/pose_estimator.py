@@ -38,7 +38,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.results import record_section  # noqa: E402
+from benchmarks.results import cpu_name, record_section  # noqa: E402
 from models.backbones.movenet import MoveNetMultiPose  # noqa: E402
 from models.estimator import letterbox  # noqa: E402
 from models.heads import MOVENET_HEADS, activate_all  # noqa: E402
@@ -85,16 +85,6 @@ def _time_interleaved(
                 sync()
                 times[name].append(time.perf_counter() - t0)
     return {k: statistics.median(v) for k, v in times.items()}
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def run(args: argparse.Namespace) -> tuple[list[dict], list[str]]:
@@ -230,7 +220,7 @@ def markdown(
         "## MoveNet MultiPose: PyTorch vs TFLite interpreter (`benchmarks/pose_estimator.py`)",
         "",
         f"- date: {dt.date.today().isoformat()}",
-        f"- machine: {_cpu_name()}, {torch.get_num_threads()} torch threads / {args.threads} TFLite threads "
+        f"- machine: {cpu_name()}, {torch.get_num_threads()} torch threads / {args.threads} TFLite threads "
         f"(of {os.cpu_count()} logical CPUs), {platform.system()} {platform.machine()}"
         + (f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"),
         f"- software: Python {platform.python_version()}, torch {torch.__version__}, "

@@ -45,7 +45,7 @@ from torch.utils.data import DataLoader
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.results import record_section  # noqa: E402
+from benchmarks.results import cpu_name, record_section  # noqa: E402
 from models.data.augment import fit_affine, invert_affine, transform_keypoints, warp_image  # noqa: E402
 from models.data.datasets import SpatialTrainingSet, collate_spatial  # noqa: E402
 from models.spatialnet import SpatialNet, SpatialNetConfig  # noqa: E402
@@ -242,16 +242,6 @@ def _table(rows: list[dict]) -> list[str]:
     return lines
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def _verdict(rows: list[dict]) -> list[str]:
     """Whether the trend of Table 3 holds here, in words (the numbers are in the table)."""
     out = []
@@ -278,7 +268,7 @@ def _write_results(path: Path, rows: list[dict], info: dict, command: str) -> No
     lines = [
         "## SpatialNet ablation on held-out synthetic video (`benchmarks/spatialnet_ablation.py`)",
         "",
-        f"- date: {dt.date.today().isoformat()}; machine: {_cpu_name()}, {os.cpu_count()} logical CPUs (shared), "
+        f"- date: {dt.date.today().isoformat()}; machine: {cpu_name()}, {os.cpu_count()} logical CPUs (shared), "
         f"{torch.get_num_threads()} torch thread; Python {platform.python_version()}, torch {torch.__version__}",
         f"- command: `{command}`",
         f"- budget per variant: {cfg.steps} steps of batch {cfg.batch_size} ({cfg.input_size[0]}x{cfg.input_size[1]} "
