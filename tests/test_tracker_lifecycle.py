@@ -251,3 +251,39 @@ def test_track_he_is_a_renormalised_moving_average(momentum):
     m = min(momentum, 1 / 2)  # a running mean while the track is young: hits / (hits + 1) after one hit
     expected = m * e0 + (1 - m) * e1
     np.testing.assert_allclose(state.tracks.embeddings, expected / np.linalg.norm(expected), rtol=1e-6)
+
+
+def test_returning_person_seen_half_hidden_first_gets_the_old_id_back():
+    # A person is lost to the gallery, re-emerges half hidden (an embedding unlike theirs,
+    # few joints) and becomes clearly visible a few frames later: within reid_window the
+    # young track takes the old id back; the interim id is retired, never reused.
+    cfg = TrackerConfig(preset="oks", max_missed=3, n_init=2, reid_window=10)
+    rng = np.random.default_rng(0)
+    e_a = np.eye(8, dtype=np.float32)[:1]
+    e_odd = (np.eye(8, dtype=np.float32)[1:2] + e_a) / np.sqrt(2.0)  # Psi_HE 0.59 > 0.5 from e_a
+
+    def det(x: float, emb: np.ndarray, visible: int) -> Detections:
+        kp = np.zeros((1, 17, 3), np.float32)
+        kp[0, :, 0] = x + rng.normal(0, 1, 17)
+        kp[0, :, 1] = np.linspace(100, 300, 17)
+        kp[0, :visible, 2] = 0.9
+        return Detections(kp, np.array([[x - 30, 100, x + 30, 300]], np.float32), np.array([0.9], np.float32),
+                          embeddings=emb)  # fmt: skip
+
+    state, ids = TrackerState.initial(), []
+    for t in range(30):
+        if t < 8:
+            d = det(100 + 2 * t, e_a, 17)
+        elif t < 20:
+            d = Detections.empty()
+        elif t < 23:
+            d = det(400 + 2 * t, e_odd, 5)  # re-emerging: few joints, odd appearance
+        else:
+            d = det(400 + 2 * t, e_a, 17)
+        state, out = step(state, d, cfg)
+        ids.append(out.track_ids.tolist())
+    first = ids[0][0]
+    assert first >= 0 and all(i == [first] for i in ids[:8])
+    assert ids[-1] == [first]  # the old id is back
+    shown = {i for frame in ids for i in frame if i >= 0}
+    assert len(shown) <= 2 and state.next_id == max(shown) + 1  # at most one interim id, never reused

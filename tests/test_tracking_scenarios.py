@@ -152,14 +152,6 @@ def test_two_people_cross_and_keep_their_ids(pipeline) -> None:  # noqa: ANN001
     assert after == before
 
 
-@pytest.mark.xfail(
-    reason="open (issue 5): the walker re-emerges from the pillar with 3-9 joints visible; the new track's "
-    "HE, averaged over its first frames, stays > reid_max_distance (0.5) from the gallery entry, so a new id "
-    "is spent. Visibility-weighted HE updates and gallery re-id at confirmation recover it with gate_he=1.0 "
-    "but not with the checkpoint's calibrated gate_he=4.0; needs a stronger HE (longer training, occlusion "
-    "augmentation) or a re-id window after confirmation",
-    strict=False,
-)
 def test_fully_occluded_for_20_frames_gets_its_id_back(pipeline) -> None:  # noqa: ANN001
     gts, preds = _track(
         pipeline, occlusion_scene(frames=80, hidden_frames=20), "occlusion", gt_detections=True

@@ -113,6 +113,11 @@ class TrackerConfig:
     """Largest Psi_HE between a detection left unmatched and a lost (or unmatched) track
     at which the detection takes the track's id back. Lowering it makes re-identification
     stricter (fewer wrong revivals, more new ids); 0 disables re-identification."""
+    reid_window: int = 10
+    """Frames after a new track is confirmed during which it may still be recognised, by
+    HE against the gallery, as a lost person and take their old id back (its new id is
+    retired). Raising it recovers more people who re-emerged half hidden, at the price of
+    a later, visible id change for them; 0 checks only at confirmation."""
     embedding_momentum: float = 0.9
     """A track's HE is the exponential moving average ``m * old + (1 - m) * new``,
     re-normalised to unit length. Raising it makes the appearance model slower to change:
@@ -161,6 +166,7 @@ class TrackerConfig:
             ("max_tracks", 1),
             ("gallery_size", 0),
             ("gallery_max_age", 0),
+            ("reid_window", 0),
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:

@@ -25,10 +25,11 @@ Per frame (t = ``state.frame_index``):
    ``m * old + (1 - m) * new`` with ``1 - m = (1 - min(embedding_momentum, hits / (hits + 1)))
    * visible`` (a running mean while the track is young, each detection weighted by the
    fraction of its joints above ``keypoint_threshold``); a tentative track with ``n_init`` hits is
-   confirmed. Before it is given a new id, its HE is compared once more with the gallery
-   (``reid_max_distance``): a person who came back looking unlike their last appearance
-   in the first frames (re-emerging half hidden) is recognised once several frames of
-   appearance are averaged, and takes the old id back.
+   confirmed. Before it is given a new id, and for ``reid_window`` frames after that, its
+   HE is compared once more with the gallery (``reid_max_distance``): a person who came
+   back looking unlike their last appearance in the first frames (re-emerging half
+   hidden) is recognised once several frames of appearance are averaged, and takes the
+   old id back (a new id already shown is then retired, never reused).
 5. **Misses**: an unmatched tentative track is dropped. A confirmed one stays active for
    up to ``max_missed`` unmatched frames and is then lost: it moves to the gallery (if it
    has an HE), which keeps at most ``gallery_size`` entries, none older than
@@ -170,15 +171,25 @@ def step(state: TrackerState, detections: Detections, config: TrackerConfig) -> 
     # 4b. A track confirmed now may be a lost person coming back (e.g. re-emerging from
     # behind an occluder half visible, too unlike them for stage 2): with n_init frames of
     # appearance, compare it with the gallery once more before spending a new id.
+    # Young tracks (born up to n_init + reid_window frames ago) stay eligible too: a person
+    # re-emerging half hidden often looks like themselves again only a few frames later.
     claim_g = np.zeros(0, np.int64)
-    new_rows = np.flatnonzero(confirm & (ids < 0))
+    young = matched & (status == CONFIRMED) & (age <= config.n_init + config.reid_window)
+    new_rows = np.flatnonzero(young | (confirm & (ids < 0)))
     if blended is not None and len(new_rows) and len(gallery) and config.reid_max_distance > 0:
         free_g = np.setdiff1d(np.arange(len(gallery)), revive_g)
         pos = np.full(n_trk, -1, np.int64)
         pos[match_t] = np.arange(len(match_t))
         row_pos = pos[new_rows]  # confirmed rows are matched rows
         if len(free_g):
-            m3, _, _ = assign(he_distance(gallery.embeddings[free_g], blended[row_pos]), config.reid_max_distance)
+            # By the track's averaged appearance, or by this frame's appearance when the
+            # person is at least half visible (the average still carries the first,
+            # half-hidden frames of a person who just re-emerged).
+            dist = he_distance(gallery.embeddings[free_g], blended[row_pos])
+            current = dets.embeddings[match_d[row_pos]]
+            clear = visible[row_pos] >= 0.5
+            dist = np.where(clear[None, :], np.minimum(dist, he_distance(gallery.embeddings[free_g], current)), dist)
+            m3, _, _ = assign(dist, config.reid_max_distance)
             claim_g = free_g[m3[:, 0]]
             ids[new_rows[m3[:, 1]]] = gallery.ids[claim_g]
     next_id = state.next_id
