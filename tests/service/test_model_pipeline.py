@@ -11,14 +11,8 @@ VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 
 
 @pytest.mark.weights
-def test_movenet_pipeline_tracks_real_video() -> None:
+def test_movenet_pipeline_tracks_real_video(movenet_tflite: Path) -> None:
     pytest.importorskip("torch")
-    from models.weights import MOVENET_MULTIPOSE, verify
-
-    try:
-        verify(MOVENET_MULTIPOSE)
-    except Exception as exc:  # not fetched here
-        pytest.skip(f"MoveNet weights not available ({exc}); run `posestream weights fetch`")
     if not VTEST.is_file():
         pytest.skip("vtest.avi (Debian opencv-doc) not installed")
     from models.data.video import iter_video_frames
@@ -51,22 +45,9 @@ def test_he_tie_without_temporalnet_checkpoint_says_what_to_do(monkeypatch, tmp_
         build_pipeline("movenet", "he+tie")
 
 
-def _weights_or_skip() -> None:
-    pytest.importorskip("torch")
-    from models.weights import MOVENET_MULTIPOSE, verify
-    from service.pipelines.models import TEMPORALNET_WEIGHTS
-
-    try:
-        verify(MOVENET_MULTIPOSE)
-    except Exception as exc:  # not fetched here
-        pytest.skip(f"MoveNet weights not available ({exc}); run `posestream weights fetch`")
-    if not TEMPORALNET_WEIGHTS.is_file():
-        pytest.skip("weights/temporalnet_movenet.pt missing; run `posestream train temporal`")
-
-
 @pytest.mark.weights
-def test_he_tie_needs_temporalnets_input_size() -> None:
-    _weights_or_skip()
+def test_he_tie_needs_temporalnets_input_size(temporalnet_checkpoint: Path) -> None:
+    pytest.importorskip("torch")
     from service.pipeline import build_pipeline
 
     with pytest.raises(ValueError, match="include 256"):
@@ -74,9 +55,9 @@ def test_he_tie_needs_temporalnets_input_size() -> None:
 
 
 @pytest.mark.weights
-def test_he_tie_pipeline_tracks_synthetic_video_with_two_sessions() -> None:
+def test_he_tie_pipeline_tracks_synthetic_video_with_two_sessions(temporalnet_checkpoint: Path) -> None:
     """MoveNet -> TemporalNet (HE, TIE) -> tracker; two interleaved sessions keep separate TIE contexts."""
-    _weights_or_skip()
+    pytest.importorskip("torch")
     from models.data.synthetic import SyntheticClip, crossing_scene, zoom_scene
     from service.pipeline import FrameInput, build_pipeline
 

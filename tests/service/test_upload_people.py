@@ -25,15 +25,12 @@ MOTA_FLOOR = 0.6
 
 @pytest.mark.weights
 def test_uploaded_synthetic_clip_tracks_match_ground_truth(
-    make_settings: Callable[..., Settings], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    make_settings: Callable[..., Settings],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    temporalnet_checkpoint: Path,
 ) -> None:
     pytest.importorskip("torch")
-    from models.weights import MOVENET_MULTIPOSE, verify
-
-    try:
-        verify(MOVENET_MULTIPOSE)
-    except Exception as exc:
-        pytest.skip(f"MoveNet weights not available ({exc}); run `posestream weights fetch`")
     from models.data.synthetic import SyntheticConfig, write_synthetic_clip
     from service.cli import main
     from service.pipeline import build_pipeline

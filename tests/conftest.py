@@ -1,0 +1,34 @@
+"""Fixtures shared by every test directory: the pretrained and trained weights.
+
+``movenet_tflite`` calls the same ``fetch_movenet()`` that ``posestream weights fetch``
+runs (idempotent: a cached file is only re-verified) and skips, with the reason, only
+when the weights cannot be fetched. ``temporalnet_checkpoint`` is our committed
+TemporalNet checkpoint. Neither imports torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def movenet_tflite() -> Path:
+    """Path of the verified ``movenet.tflite`` (fetched on first use, like a user would)."""
+    from models import weights as W
+
+    try:
+        return W.fetch_movenet()
+    except W.WeightsError as exc:
+        pytest.skip(f"MoveNet weights cannot be fetched, so this test cannot run: {exc}")
+
+
+@pytest.fixture(scope="session")
+def temporalnet_checkpoint(movenet_tflite: Path) -> Path:
+    """Path of ``weights/temporalnet_movenet.pt`` (it runs on MoveNet features, so needs those too)."""
+    from service.pipelines.models import TEMPORALNET_WEIGHTS
+
+    if not TEMPORALNET_WEIGHTS.is_file():
+        pytest.skip(f"{TEMPORALNET_WEIGHTS} missing; run `posestream train temporal`")
+    return TEMPORALNET_WEIGHTS
