@@ -62,6 +62,12 @@ class DecodeConfig:
         use_pgg: refine KE/SIE with Pose-Guided Grouping before reading them.
         pgg: PGG parameters; its ``sie_unit`` is also the SIE distance unit here.
         fill_missing: add each person's missing joints from the heatmaps (seed 002).
+        fill_window: ``fill_missing`` searches a person's missing joints only within its box
+            (detected joints and SIE centre) grown by this many times the box's larger side
+            on each side. Raising it finds joints farther from the rest of the person at
+            more cost; 0 searches the whole map.
+        fill_min_cells: the box side (output pixels) ``fill_window`` multiplies at least, so
+            a person with one detected joint still gets a person-sized window.
         refine: "quarter" (seed 002's quarter-pixel shift), "gaussian" (exact peak of a
             sampled Gaussian) or "none".
         min_person_score: people whose mean joint score is below this are dropped.
@@ -78,6 +84,8 @@ class DecodeConfig:
     use_pgg: bool = False
     pgg: PGGConfig = field(default_factory=PGGConfig)
     fill_missing: bool = True
+    fill_window: float = 1.0
+    fill_min_cells: float = 8.0
     refine: Literal["quarter", "gaussian", "none"] = "quarter"
     min_person_score: float = 0.0
     min_joints: int = 1
@@ -111,7 +119,8 @@ def sie_from_svf(svf: torch.Tensor) -> torch.Tensor:
     """
     h, w = svf.shape[-2:]
     ys, xs = torch.meshgrid(
-        torch.arange(h, dtype=svf.dtype, device=svf.device), torch.arange(w, dtype=svf.dtype, device=svf.device),
+        torch.arange(h, dtype=svf.dtype, device=svf.device),
+        torch.arange(w, dtype=svf.dtype, device=svf.device),
         indexing="ij",
     )
     return torch.stack([xs, ys]) - svf
@@ -166,7 +175,9 @@ def read_embeddings(tags: torch.Tensor, sie: torch.Tensor, peaks: Peaks) -> tupl
     return tag_vals, sie_vals
 
 
-def _distance(tag_a: np.ndarray, sie_a: np.ndarray, tag_b: np.ndarray, sie_b: np.ndarray, config: DecodeConfig) -> np.ndarray:
+def _distance(
+    tag_a: np.ndarray, sie_a: np.ndarray, tag_b: np.ndarray, sie_b: np.ndarray, config: DecodeConfig
+) -> np.ndarray:
     """Combined embedding distance between rows of a (P, .) and b (N, .) -> (P, N)."""
     d = np.zeros((tag_a.shape[0], tag_b.shape[0]))
     if config.use_tags:
@@ -215,7 +226,9 @@ def group_joints(
         matched = np.zeros(dets.size, bool)
         if n_people:
             cnt = people.count[:, None]
-            dist = _distance(people.tag_sum / cnt, people.sie_sum / cnt, tv[joint, dets], sv[joint, dets], config)
+            dist = _distance(
+                people.tag_sum / cnt, people.sie_sum / cnt, tv[joint, dets], sv[joint, dets], config
+            )
             # Among near-equal distances prefer the stronger detection; gate impossible pairs.
             cost = dist - 1e-3 * scores[joint, dets][None]
             cost = np.where(dist < config.match_threshold, cost, 1e6)
@@ -240,10 +253,15 @@ def fill_missing(
 ) -> np.ndarray:  # fmt: skip
     """Stage 4: for each missing joint, the pixel maximising heat minus embedding distance.
 
+    Each person is searched only inside its window (``fill_window``): the box around its
+    detected joints and its mean SIE centre, grown on every side by ``fill_window`` times
+    the box's larger side (at least ``fill_min_cells``). Searching the whole map for every
+    missing joint of every person cost more than the network on spurious people.
     The filled joint's score is the heat at that pixel (it may be below the detection threshold).
 
     Args:
-        joints: (P, J, 3) from ``group_joints``; heatmaps (J, H, W); tags (J, T, H, W); sie (2, H, W).
+        joints: (P, J, 3) from ``group_joints``; mean_tags (P, T); mean_sie (P, 2) in output
+            pixels; heatmaps (J, H, W); tags (J, T, H, W); sie (2, H, W).
     Returns:
         (P, J, 3) with missing joints filled.
     """
@@ -254,17 +272,44 @@ def fill_missing(
     tg = tags.detach().cpu().double().numpy()
     se = sie.detach().cpu().double().numpy()
     j, t, h, w = tg.shape
-    for joint in range(j):
-        missing = np.nonzero(out[:, joint, 2] == 0)[0]
+    for p in range(out.shape[0]):
+        missing = np.nonzero(out[p, :, 2] == 0)[0]
         if missing.size == 0:
             continue
-        tag_pix = tg[joint].reshape(t, -1).T  # (HW, T)
-        sie_pix = se.reshape(2, -1).T  # (HW, 2)
-        dist = _distance(mean_tags[missing], mean_sie[missing], tag_pix, sie_pix, config)  # (m, HW)
-        best = (heat[joint].reshape(1, -1) - dist).argmax(axis=1)
-        for p, b in zip(missing, best, strict=True):
-            out[p, joint] = (b % w, b // w, heat[joint].reshape(-1)[b])
+        x0, y0, x1, y1 = _fill_window(out[p], mean_sie[p], config, w, h)
+        hw = (y1 - y0) * (x1 - x0)
+        tag_pix = tg[missing, :, y0:y1, x0:x1].reshape(missing.size, t, hw)  # (m, T, hw)
+        sie_pix = se[:, y0:y1, x0:x1].reshape(2, hw)  # (2, hw)
+        dist = np.zeros((missing.size, hw))
+        if config.use_tags:
+            dist += np.linalg.norm(tag_pix - mean_tags[p][None, :, None], axis=1)
+        if config.sie_weight > 0:
+            dist += (
+                config.sie_weight
+                * np.linalg.norm(sie_pix - mean_sie[p][:, None], axis=0)[None]
+                / config.pgg.sie_unit
+            )
+        local = heat[missing, y0:y1, x0:x1].reshape(missing.size, hw)
+        best = (local - dist).argmax(axis=1)
+        out[p, missing, 0] = x0 + best % (x1 - x0)
+        out[p, missing, 1] = y0 + best // (x1 - x0)
+        out[p, missing, 2] = local[np.arange(missing.size), best]
     return out
+
+
+def _fill_window(
+    person: np.ndarray, centre: np.ndarray, config: DecodeConfig, w: int, h: int
+) -> tuple[int, int, int, int]:
+    """``fill_missing``'s search window (x0, y0, x1, y1), end-exclusive, in output pixels."""
+    if config.fill_window <= 0:
+        return 0, 0, w, h
+    found = person[person[:, 2] > 0, :2]
+    pts = np.concatenate([found, centre[None]]) if np.all(np.isfinite(centre)) else found
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    grow = config.fill_window * max(float((hi - lo).max()), config.fill_min_cells)
+    x0, y0 = (np.floor(lo - grow)).astype(int)
+    x1, y1 = (np.ceil(hi + grow)).astype(int) + 1
+    return max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
 
 
 def refine_locations(joints: np.ndarray, heatmaps: torch.Tensor, mode: str) -> np.ndarray:

@@ -130,3 +130,28 @@ def test_round_trip_scores_ap_1_through_posestream_eval(tmp_path, capsys, use_pg
     assert main(["eval", "--gt", str(tmp_path / "gt.jsonl"), "--pred", str(tmp_path / "pred.jsonl"), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["AP"] == 1.0 and result["AR"] == 1.0
+
+
+def test_fill_missing_searches_only_near_the_person():
+    """A missing joint is taken from the person's window, never from a far-away pixel."""
+    from models.decode import fill_missing
+
+    poses = known_poses(np.random.default_rng(6), people=2)
+    heat, tags, svf = _maps(poses)
+    tags = tags.unsqueeze(1)  # (J, T=1, H, W)
+    sie = torch.stack(torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="xy")) - svf
+    # Person 0's detected joints: everything but the left wrist (9).
+    out = to_output_coords(poses[0, :, :2], 4)
+    joints = np.zeros((1, 17, 3))
+    joints[0, :, :2], joints[0, :, 2] = np.round(out), 1.0
+    joints[0, 9] = 0.0
+    mean_tag = tags[:, :, int(joints[0, 0, 1]), int(joints[0, 0, 0])].mean(0, keepdim=True).double().numpy()
+    mean_sie = sie[:, int(joints[0, 5, 1]), int(joints[0, 5, 0])][None].double().numpy()
+    # A decoy with a perfect tag and SIE and full heat far from the person (beyond its window).
+    heat[9, 2, 62], tags[9, :, 2, 62] = 5.0, torch.from_numpy(mean_tag[0]).float()
+    sie[:, 2, 62] = torch.from_numpy(mean_sie[0]).float()
+    cfg = DecodeConfig(fill_window=0.2)  # the person's box is ~37 cells tall; the decoy is ~40 cells away
+    filled = fill_missing(joints, mean_tag, mean_sie, heat, tags, sie, cfg)
+    np.testing.assert_allclose(filled[0, 9, :2], np.round(out[9]), atol=1.0)  # the true wrist
+    whole = fill_missing(joints, mean_tag, mean_sie, heat, tags, sie, DecodeConfig(fill_window=0.0))
+    np.testing.assert_array_equal(whole[0, 9, :2], [62, 2])  # whole-map search takes the decoy
