@@ -10,7 +10,10 @@ PGG iterate; ``decode_batch`` turns the last stack's maps into poses.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -59,6 +62,12 @@ class SpatialNetConfig:
 
     Attributes:
         backbone: stacked hourglass size.
+        features: what feeds the hourglass stacks. ``"image"``: the hourglass's own
+            stride-4 stem on the RGB image (seeds 000 and 002; everything trains).
+            ``"movenet"``: the frozen pretrained MoveNet MobileNetV2 + FPN features
+            (``FrozenMoveNetFeatures``, 24 channels at stride 4) replace the stem, and only
+            the hourglass stacks and heads train: far fewer steps to a usable model, at the
+            cost of MoveNet's forward pass and of needing its fetched weights.
         tag_dim: KE dimension per joint (1 in seed 002).
         use_ke, use_aux, use_sie: which embedding terms are trained (the ablation switches;
             a disabled head is still computed but gets no loss and is not used to decode).
@@ -70,6 +79,7 @@ class SpatialNetConfig:
     """
 
     backbone: HourglassConfig = field(default_factory=HourglassConfig)
+    features: Literal["image", "movenet"] = "image"
     tag_dim: int = 1
     use_ke: bool = True
     use_aux: bool = True
@@ -84,6 +94,12 @@ class SpatialNetConfig:
             raise ValueError("SpatialNet needs KE or SIE (or both) to group joints")
         if self.tag_dim < 1:
             raise ValueError(f"tag_dim must be >= 1, got {self.tag_dim}")
+
+    @property
+    def size_multiple(self) -> int:
+        """Input height and width must be multiples of this."""
+        m = self.backbone.size_multiple
+        return m if self.features == "image" else math.lcm(m, 32)  # MoveNet needs multiples of 32
 
     def decode_config(self) -> DecodeConfig:
         """The decode parameters with the embedding switches applied."""
@@ -114,17 +130,30 @@ class SpatialBatchTargets:
 
 
 class SpatialNet(nn.Module):
-    """Stacked-hourglass SpatialNet.
+    """Stacked-hourglass SpatialNet (on its own image stem or on frozen MoveNet features).
 
+    Args:
+        config: what it predicts and how it trains.
+        movenet_weights: the MoveNet TFLite file when ``config.features == "movenet"``
+            (None = the fetched file, ``models.weights.model_path()``).
     Input: (B, 3, H, W) float RGB normalised by ``normalise``; H, W multiples of
-    ``config.backbone.size_multiple``.
+    ``config.size_multiple``.
     """
 
-    def __init__(self, config: SpatialNetConfig) -> None:
+    def __init__(self, config: SpatialNetConfig, movenet_weights: str | Path | None = None) -> None:
         super().__init__()
         self.config = config
         self.heads = spatialnet_heads(config.tag_dim)
-        self.backbone = StackedHourglass(config.backbone, sum(h.channels for h in self.heads))
+        out = sum(h.channels for h in self.heads)
+        if config.features == "movenet":
+            from models.backbones.movenet import FEATURE_CHANNELS, FrozenMoveNetFeatures
+
+            frozen = FrozenMoveNetFeatures(movenet_weights)
+            self.backbone = StackedHourglass(
+                config.backbone, out, features=frozen, feature_channels=FEATURE_CHANNELS
+            )
+        else:
+            self.backbone = StackedHourglass(config.backbone, out)
 
     @staticmethod
     def normalise(images: torch.Tensor) -> torch.Tensor:
@@ -149,7 +178,9 @@ class SpatialNet(nn.Module):
         preds, features = self.backbone(images)
         return [self.split(p) for p in preds], features
 
-    def loss(self, stacks: list[dict[str, torch.Tensor]], targets: SpatialBatchTargets) -> dict[str, torch.Tensor]:
+    def loss(
+        self, stacks: list[dict[str, torch.Tensor]], targets: SpatialBatchTargets
+    ) -> dict[str, torch.Tensor]:
         """Weighted loss terms summed over stacks; ``"total"`` is what to minimise."""
         cfg, w = self.config, self.config.weights
         zero = stacks[0]["heatmaps"].sum() * 0.0

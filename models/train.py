@@ -89,13 +89,11 @@ class TrainSpatialConfig:
     ckpt_every: int = 200
 
     def __post_init__(self) -> None:
-        m = self.model.backbone.size_multiple
+        m = self.model.size_multiple
         if self.input_size[0] % m or self.input_size[1] % m:
-            raise ValueError(f"input_size {self.input_size} must be multiples of {m} for this hourglass depth")
+            raise ValueError(f"input_size {self.input_size} must be multiples of {m} for this backbone")
         if self.eval_input_size is not None and (self.eval_input_size[0] % m or self.eval_input_size[1] % m):
-            raise ValueError(
-                f"eval_input_size {self.eval_input_size} must be multiples of {m} for this hourglass depth"
-            )
+            raise ValueError(f"eval_input_size {self.eval_input_size} must be multiples of {m} for this backbone")
         if self.data == "coco" and not (self.coco_annotations and self.coco_images):
             raise ValueError("data: coco needs coco_annotations and coco_images")
         if self.steps < 1 or self.batch_size < 1:

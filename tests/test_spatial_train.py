@@ -1,5 +1,7 @@
 """SpatialNet training: augmentation keeps flip pairs right, a few steps lower the loss, runs resume."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -82,3 +84,32 @@ def test_config_validation():
     with pytest.raises(ValueError):
         SpatialNetConfig(use_ke=False, use_sie=False)
     assert HourglassConfig(depth=2).size_multiple == 16
+
+
+def test_frozen_movenet_backbone_trains_only_the_hourglass(movenet_tflite, tmp_path):
+    """The MoveNet option: frozen, out of checkpoints, identical after a step, reloadable."""
+    cfg = load_train_config(None, {"model": {**TINY, "features": "movenet"}, "input_size": [64, 64]})
+    assert cfg.model.size_multiple == 32  # MoveNet's multiple, not the depth-2 hourglass's 16
+    with pytest.raises(ValueError, match="multiples of 32"):
+        load_train_config(None, {"model": {**TINY, "features": "movenet"}, "input_size": [48, 64]})
+    torch.manual_seed(0)
+    net = SpatialNet(cfg.model, movenet_weights=movenet_tflite).train()
+    frozen = net.backbone.stem[0].movenet
+    assert not frozen.training and not any(p.requires_grad for p in frozen.parameters())
+    before = {k: v.clone() for k, v in frozen.state_dict().items()}
+    source = SyntheticPoseSource(seed_base=7, clips=1, frames=2, people=2, width=160, height=120)
+    batch = collate_spatial([SpatialTrainingSet(source, (64, 64), seed=0, augment=None)[i] for i in range(2)])
+    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-3)
+    stacks, features = net(net.normalise(batch["image"]))
+    assert features.shape == (2, 16, 16, 16)
+    net.loss(stacks, _batch_targets(batch, torch.device("cpu")))["total"].backward()
+    opt.step()
+    assert all(torch.equal(before[k], v) for k, v in frozen.state_dict().items())
+    state = net.state_dict()
+    assert not any(".movenet." in k for k in state)  # none of Google's weights in our checkpoints
+    path = tmp_path / "sn.pt"
+    torch.save({"config": dataclasses.asdict(cfg.model), "model": state}, path)
+    loaded = load_spatialnet(path)
+    x = net.normalise(batch["image"])
+    net.eval()
+    torch.testing.assert_close(loaded(x)[0][-1]["heatmaps"], net(x)[0][-1]["heatmaps"])

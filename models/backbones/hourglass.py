@@ -84,19 +84,28 @@ class StackedHourglass(nn.Module):
     Args:
         config: network size.
         out_channels: channels of each stack's prediction (all heads concatenated).
+        features: optional module mapping the input (B, 3, H, W) to (B, ``feature_channels``,
+            H/4, W/4) that replaces the image stem (e.g. ``FrozenMoveNetFeatures``).
     Input: (B, 3, H, W) float, H and W multiples of ``config.size_multiple``.
     Output: list of ``config.stacks`` predictions (B, out_channels, H/4, W/4) and the last
     stack's features (B, width, H/4, W/4) (what TemporalNet pools from).
     """
 
-    def __init__(self, config: HourglassConfig, out_channels: int) -> None:
+    def __init__(self, config: HourglassConfig, out_channels: int,
+                 features: nn.Module | None = None, feature_channels: int = 0) -> None:  # fmt: skip
         super().__init__()
         self.config = config
         w = config.width
-        self.stem = nn.Sequential(
-            nn.Conv2d(3, w // 2, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(w // 2), nn.ReLU(inplace=True),
-            Residual(w // 2, w), nn.MaxPool2d(2), Residual(w, w),
-        )  # fmt: skip
+        if features is None:
+            self.stem = nn.Sequential(
+                nn.Conv2d(3, w // 2, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(w // 2), nn.ReLU(inplace=True),
+                Residual(w // 2, w), nn.MaxPool2d(2), Residual(w, w),
+            )  # fmt: skip
+        else:  # a given stride-4 feature extractor replaces the image stem
+            self.stem = nn.Sequential(
+                features, nn.Conv2d(feature_channels, w, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
+                Residual(w, w),
+            )  # fmt: skip
         self.hourglasses = nn.ModuleList(Hourglass(config.depth, w, config.blocks) for _ in range(config.stacks))
         self.features = nn.ModuleList(
             nn.Sequential(_blocks(w, 1), nn.Conv2d(w, w, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True))

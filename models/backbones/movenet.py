@@ -44,7 +44,13 @@ from models.tflite_reader import TFLiteModel
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MoveNetMultiPose", "MoveNetWeightsError", "FEATURE_CHANNELS", "FEATURE_STRIDE"]
+__all__ = [
+    "MoveNetMultiPose",
+    "MoveNetWeightsError",
+    "FrozenMoveNetFeatures",
+    "FEATURE_CHANNELS",
+    "FEATURE_STRIDE",
+]
 
 FEATURE_CHANNELS = 24
 FEATURE_STRIDE = 4
@@ -526,3 +532,55 @@ def _postprocessing_constants(tfl: TFLiteModel, head_out_ops: set[int]) -> set[i
         if final_users and all(u.index in downstream for u in final_users):
             out.add(t.index)
     return out
+
+
+class FrozenMoveNetFeatures(nn.Module):
+    """MoveNet's pretrained MobileNetV2 + FPN as a frozen feature extractor (a SpatialNet backbone option).
+
+    The weights come from the fetched TFLite file (``models.weights``) every time the
+    module is built; they never train (``requires_grad`` off, always in eval mode, run
+    under ``no_grad``) and are left out of ``state_dict`` (and filled back in on
+    ``load_state_dict``), so a checkpoint of a network that contains this module holds
+    only what we trained and none of Google's weights.
+
+    Args:
+        tflite_path: the MoveNet MultiPose TFLite file; None = ``models.weights.model_path()``.
+    Input: (B, 3, H, W) float RGB in [-1, 1] (``SpatialNet.normalise``), H and W multiples of 32.
+    Output: (B, 24, H/4, W/4) FPN features (ReLU'd).
+    """
+
+    def __init__(self, tflite_path: str | Path | None = None) -> None:
+        super().__init__()
+        if tflite_path is None:
+            from models.weights import model_path
+
+            tflite_path = model_path()
+        if not Path(tflite_path).is_file():
+            raise MoveNetWeightsError(
+                f"MoveNet weights not found at {tflite_path}: run `posestream weights fetch` "
+                "(the frozen-MoveNet SpatialNet backbone is built from them)"
+            )
+        model = MoveNetMultiPose.from_tflite(tflite_path)
+        model.heads = nn.ModuleDict()  # only the feature pyramid is used
+        self.movenet = model.requires_grad_(False).eval()
+        self._register_state_dict_hook(_drop_frozen_keys)
+        self.register_load_state_dict_pre_hook(_fill_frozen_keys)
+
+    def train(self, mode: bool = True) -> FrozenMoveNetFeatures:
+        super().train(mode)
+        self.movenet.eval()  # batch norm is folded; eval keeps it a pure function
+        return self
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.movenet.forward_features((images + 1.0) * 127.5)
+
+
+def _drop_frozen_keys(module: FrozenMoveNetFeatures, state_dict: dict, prefix: str, _meta: object) -> None:
+    for key in [k for k in state_dict if k.startswith(prefix + "movenet.")]:
+        del state_dict[key]
+
+
+def _fill_frozen_keys(module: FrozenMoveNetFeatures, state_dict: dict, prefix: str, *_args: object) -> None:
+    for key, value in module.movenet.state_dict().items():
+        state_dict.setdefault(prefix + "movenet." + key, value)
