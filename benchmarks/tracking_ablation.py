@@ -2,7 +2,7 @@
 
 Every tracker runs on the **same detections**: MoveNet MultiPose at input 256 (one
 scale, ``EstimatorConfig(input_sizes=(256,))``) on each clip, run once and replayed to
-each tracker through the real ``service.pipelines.models.MoveNetPipeline`` (HE / TIE
+each tracker through the real ``service.pipelines.models.ModelPipeline`` (HE / TIE
 from ``weights/temporalnet_movenet.pt``). Only ``TrackerConfig.preset`` differs between
 rows; every other tracker setting is the default.
 
@@ -16,7 +16,13 @@ Held-out clips (no seed or scene used in training; TemporalNet trains on seeds 5
 Metrics pool all clips into one sequence (ids offset per clip) and come from
 ``tracker.evaluation.evaluate`` (py-motmetrics, OKS >= 0.5 matching).
 
-    .venv/bin/python benchmarks/tracking_ablation.py [--quick] [--write]
+``--model spatialnet`` runs the seed-faithful path instead: detections from the shipped
+SpatialNet (``SpatialNetEstimator`` at input 512), HE / TIE from
+``weights/temporalnet_spatialnet.pt``, and Table 4's SpatialNet baselines ``ke`` and
+``ke+sie`` (the network's own KE tags and SIE at the joints) beside the others; it is
+recorded in its own section.
+
+    .venv/bin/python benchmarks/tracking_ablation.py [--quick] [--write] [--model spatialnet]
 """
 
 from __future__ import annotations
@@ -47,12 +53,18 @@ from models.estimator import EstimatorConfig, PoseEstimator  # noqa: E402
 from models.poses import FramePoses  # noqa: E402
 from models.temporalnet import TemporalInference  # noqa: E402
 from service.pipeline import FrameInput  # noqa: E402
-from service.pipelines.models import TEMPORALNET_WEIGHTS, MoveNetPipeline  # noqa: E402
+from service.pipelines.models import (  # noqa: E402
+    SPATIALNET_WEIGHTS,
+    TEMPORALNET_SPATIAL_WEIGHTS,
+    TEMPORALNET_WEIGHTS,
+    ModelPipeline,
+)
 from tracker.config import TrackerConfig  # noqa: E402
 from tracker.evaluation import evaluate  # noqa: E402
 
 log = logging.getLogger("tracking_ablation")
 PRESETS = ("oks", "iou", "sie", "he", "tie", "he+tie")
+SPATIAL_PRESETS = ("oks", "iou", "sie", "ke", "ke+sie", "he", "tie", "he+tie")
 BATCH = 8
 
 
@@ -122,12 +134,28 @@ class _CachedTemporal:
         return self.inner.tie(prev, cur, cur_kp, prev_kp, tvf=self._tvf[key])
 
 
-def run(quick: bool, overrides: dict | None = None, validation: bool = False) -> tuple[list[dict], dict]:
+def run(
+    quick: bool, overrides: dict | None = None, validation: bool = False, model: str = "movenet"
+) -> tuple[list[dict], dict]:
     torch.set_num_threads(1)
-    estimator = PoseEstimator(EstimatorConfig(input_sizes=(256,), device="cpu"))
-    temporal = TemporalInference.load(TEMPORALNET_WEIGHTS)
+    presets = PRESETS
+    if model == "spatialnet":
+        from models.spatial_estimator import SpatialEstimatorConfig, SpatialNetEstimator
+
+        estimator = SpatialNetEstimator(
+            SPATIALNET_WEIGHTS, SpatialEstimatorConfig(input_size=512, device="cpu")
+        )
+        temporal = (
+            TemporalInference.load(TEMPORALNET_SPATIAL_WEIGHTS)
+            if TEMPORALNET_SPATIAL_WEIGHTS.is_file()
+            else None
+        )
+        presets = SPATIAL_PRESETS if temporal is not None else SPATIAL_PRESETS[:5]
+    else:
+        estimator = PoseEstimator(EstimatorConfig(input_sizes=(256,), device="cpu"))
+        temporal = TemporalInference.load(TEMPORALNET_WEIGHTS)
     gt_all: list[FramePoses] = []
-    pred_all: dict[str, list[FramePoses]] = {p: [] for p in PRESETS}
+    pred_all: dict[str, list[FramePoses]] = {p: [] for p in presets}
     offset = 0
     t0 = time.perf_counter()
     n_frames = 0
@@ -140,11 +168,11 @@ def run(quick: bool, overrides: dict | None = None, validation: bool = False) ->
             chunk = frames[i : i + BATCH]
             idx = list(range(i, i + len(chunk)))
             outputs[tuple(idx)] = estimator([f[0] for f in chunk], idx)
-        cached = _CachedTemporal(temporal)
-        for preset in PRESETS:
+        cached = _CachedTemporal(temporal) if temporal is not None else None
+        for preset in presets:
             cfg = TrackerConfig(preset=preset, **(overrides or {}))
-            pipe = MoveNetPipeline(
-                _Replay(outputs), cfg, cached if preset in ("he", "tie", "he+tie") else None
+            pipe = ModelPipeline(
+                _Replay(outputs), cfg, cached if preset in ("he", "tie", "he+tie") else None, model=model
             )
             state = None
             for i in range(0, len(frames), BATCH):
@@ -159,7 +187,7 @@ def run(quick: bool, overrides: dict | None = None, validation: bool = False) ->
         offset += len(frames)
         log.info("%s: %d frames (%.0f s so far)", name, len(frames), time.perf_counter() - t0)
     rows = []
-    for preset in PRESETS:
+    for preset in presets:
         m = evaluate(gt_all, pred_all[preset])
         rows.append(
             {
@@ -168,6 +196,7 @@ def run(quick: bool, overrides: dict | None = None, validation: bool = False) ->
             }
         )  # fmt: skip
     info = {
+        "model": model,
         "clips": [n for n, _ in clips],
         "overrides": overrides or {},
         "frames": n_frames,
@@ -186,14 +215,33 @@ def _fmt(v: object) -> str:
 
 
 def table(rows: list[dict], info: dict) -> str:
+    if info.get("model") == "spatialnet":
+        title = "## Tracking ablation, seed-faithful SpatialNet path (`benchmarks/tracking_ablation.py --model spatialnet`)"
+        detections = (
+            "SpatialNet (`weights/spatialnet_movenet.pt`, input 512); HE/TIE from "
+            "`weights/temporalnet_spatialnet.pt` (trained on seeds 5000..5029, disjoint from these) where present"
+        )
+        footer = (
+            "`sie` / `ke` / `ke+sie`: Table 4's baselines on SpatialNet's own SIE and KE at the joints "
+            "(distance of the last frame's values to this frame's). +PGG on TIE: not implemented."
+        )
+    else:
+        title = "## Tracking ablation on held-out synthetic video (`benchmarks/tracking_ablation.py`)"
+        detections = (
+            "MoveNet MultiPose at input 256 (single scale); HE/TIE from "
+            "`weights/temporalnet_movenet.pt` (trained on synthetic seeds 5000..5029, disjoint from these)"
+        )
+        footer = (
+            "`sie` = person-centre distance (TIE with zero motion). +PGG: not available on the MoveNet path."
+        )
     lines = [
-        "## Tracking ablation on held-out synthetic video (`benchmarks/tracking_ablation.py`)",
+        title,
         "",
         f"{time.strftime('%Y-%m-%d')}; {platform.processor() or platform.machine()}, one torch thread. "
         f"{len(info['clips'])} held-out clips, {info['frames']} frames pooled: {', '.join(info['clips'])}. "
-        "Same detections for every row: MoveNet MultiPose at input 256 (single scale); HE/TIE from "
-        "`weights/temporalnet_movenet.pt` (trained on synthetic seeds 5000..5029, disjoint from these). "
-        f"Only `TrackerConfig.preset` differs (other fields: defaults, plus {info['overrides'] or 'nothing'}). MOTA / IDF1 / IDs: py-motmetrics over whole people (OKS >= 0.5); "
+        f"Same detections for every row: {detections}. "
+        f"Only `TrackerConfig.preset` differs (other fields: defaults, plus {info['overrides'] or 'nothing'}). "
+        "MOTA / IDF1 / IDs: py-motmetrics over whole people (OKS >= 0.5); "
         "PT-MOTA: PoseTrack per-joint MOTA (Table 4's metric); AP: COCO keypoint AP of the detections "
         f"(the same for all rows). Run time {info['seconds']:.0f} s.",
         "",
@@ -205,7 +253,7 @@ def table(rows: list[dict], info: dict) -> str:
             f"| {r['tracker']} | {_fmt(r['MOTA'])} | {_fmt(r['IDF1'])} | {r['IDs']} | "
             f"{_fmt(r['posetrack_MOTA'])} | {_fmt(r['AP'])} |"
         )
-    lines += ["", "`sie` = person-centre distance (TIE with zero motion). +PGG: not available on the MoveNet path."]
+    lines += ["", footer]
     return "\n".join(lines)
 
 
@@ -216,18 +264,21 @@ def main() -> int:
     ap.add_argument(
         "--validation", action="store_true", help="score on the validation seeds 5030..5032 instead"
     )
+    ap.add_argument("--model", choices=("movenet", "spatialnet"), default="movenet", help="whose detections")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                     help="TrackerConfig field for every row, e.g. --set gate_he=2.0")  # fmt: skip
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     overrides = {k: float(v) if "." in v else int(v) for k, v in (a.split("=", 1) for a in args.set)}
-    rows, info = run(args.quick, overrides, args.validation)
+    rows, info = run(args.quick, overrides, args.validation, args.model)
     text = table(rows, info)
     print(text)
     if args.write:
         from benchmarks.results import record_section
 
-        record_section("tracking_ablation", text)
+        record_section(
+            "tracking_ablation" if args.model == "movenet" else "tracking_ablation_spatialnet", text
+        )
     return 0
 
 

@@ -238,6 +238,10 @@ class EstimatorOutput:
             scale, same device and dtype as ``features`` (TemporalNet's TIE input).
         canvas: (B, Hc, Wc, 3) uint8 letterboxed RGB input of the ``feature_size`` scale
             (TemporalNet pools low-level colour from it for HE).
+        sie: per frame (N, 17, 2) float32 frame pixels: the person centre predicted at each
+            joint (Spatial Instance Embedding); None for models without an SIE head (MoveNet).
+        tags: per frame (N, 17, T) float32 Keypoint Embedding tags at each joint; None for
+            models without a KE head (MoveNet).
     """
 
     poses: list[FramePoses]
@@ -246,6 +250,8 @@ class EstimatorOutput:
     centers: list[np.ndarray]
     heatmaps: torch.Tensor | None = None
     canvas: np.ndarray | None = None
+    sie: list[np.ndarray] | None = None
+    tags: list[np.ndarray] | None = None
 
 
 class PoseEstimator:

@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.backbones.movenet import FEATURE_CHANNELS
 from models.heads import TEMPORAL_TVF
 from models.skeleton import NUM_KEYPOINTS
 
@@ -68,8 +69,6 @@ __all__ = [
     "tie_from_tvf",
     "triplet_loss",
 ]
-
-FEATURE_CHANNELS = 24
 
 # The tracker's HE gate (``TrackerConfig.gate_he``) the shipped checkpoint
 # (weights/temporalnet_movenet.pt) is run with. Chosen on the validation seeds 5030-5032
@@ -97,6 +96,11 @@ class TemporalNetConfig:
         tie_channels: channels of the TIE encoder at stride 1 (x1.33 deeper down).
         sie_radius: half-size (cells) of the square rendered around each joint in the SIE input.
         tvf_scale: cells per unit of the TVF and rendered SIE values (keeps them O(1)).
+        feature_channels: channels of the stride-4 features it reads: MoveNet's FPN (24)
+            on the real-video path, the last hourglass stack of SpatialNet (its width) on
+            the seed-faithful path.
+        backbone: which estimator's features and heatmaps it was trained on: ``"movenet"``
+            or ``"spatialnet"`` (the pipeline refuses to pair it with the other one).
     """
 
     input_size: int = 256
@@ -110,6 +114,8 @@ class TemporalNetConfig:
     tie_channels: int = 48
     sie_radius: int = 2
     tvf_scale: float = 8.0
+    feature_channels: int = FEATURE_CHANNELS
+    backbone: str = "movenet"
 
     def __post_init__(self) -> None:
         if self.embedding_dim < 2:
@@ -118,6 +124,10 @@ class TemporalNetConfig:
             raise ValueError("roi_size and roi_sampling must be >= 1")
         if self.tvf_scale <= 0:
             raise ValueError(f"tvf_scale must be > 0, got {self.tvf_scale}")
+        if self.feature_channels < 1:
+            raise ValueError(f"feature_channels must be >= 1, got {self.feature_channels}")
+        if self.backbone not in ("movenet", "spatialnet"):
+            raise ValueError(f"backbone must be 'movenet' or 'spatialnet', got {self.backbone!r}")
         object.__setattr__(self, "roi_size", tuple(int(v) for v in self.roi_size))
 
 
@@ -287,13 +297,13 @@ class TemporalNet(nn.Module):
         super().__init__()
         self.config = cfg = config if config is not None else TemporalNetConfig()
         c = cfg.he_channels
-        self.he_stem = nn.Sequential(_conv(FEATURE_CHANNELS + 3, c), _conv(c, c))
+        self.he_stem = nn.Sequential(_conv(cfg.feature_channels + 3, c), _conv(c, c))
         ph, pw = cfg.roi_size
         self.he_head = nn.Sequential(
             nn.Flatten(), nn.Linear(c * ph * pw, cfg.he_hidden), nn.ReLU(inplace=True),
             nn.Linear(cfg.he_hidden, cfg.embedding_dim),
         )  # fmt: skip
-        per_frame = FEATURE_CHANNELS + NUM_KEYPOINTS + 3
+        per_frame = cfg.feature_channels + NUM_KEYPOINTS + 3
         t = cfg.tie_channels
         t2 = t * 4 // 3
         self.tie_enc1 = nn.Sequential(_conv(2 * per_frame, t), _conv(t, t))
@@ -307,7 +317,7 @@ class TemporalNet(nn.Module):
 
     # --- HE ---
     def he_features(self, features: torch.Tensor, rgb4: torch.Tensor) -> torch.Tensor:
-        """(B, 24, H, W) features + (B, 3, H, W) uint8/float stride-4 colour -> (B, he_channels, H, W)."""
+        """(B, C, H, W) features + (B, 3, H, W) uint8/float stride-4 colour -> (B, he_channels, H, W)."""
         rgb = (rgb4.to(features.dtype) - RGB_MEAN) / RGB_STD
         return self.he_stem(torch.cat((features, rgb), dim=1))
 
@@ -326,8 +336,9 @@ class TemporalNet(nn.Module):
         """Temporal vector fields of frame pairs.
 
         Args:
-            prev, cur: (B, 44, H, W) per-frame inputs of t-1 and t: features (24), keypoint
-                heatmaps (17), rendered SIE (3: x, y, mask; ``render_sie``).
+            prev, cur: (B, C + 20, H, W) per-frame inputs of t-1 and t: features
+                (``feature_channels``), keypoint heatmaps (17), rendered SIE (3: x, y, mask;
+                ``render_sie``).
         Returns:
             (B, 4, H, W): forward TVF (x, y) on t's grid, backward TVF (x, y) on t-1's grid,
             in cells / ``tvf_scale``.

@@ -1,11 +1,15 @@
-"""``posestream train temporal``: TemporalNet's HE and TIE heads on frozen MoveNet, synthetic video.
+"""``posestream train temporal``: TemporalNet's HE and TIE heads on a frozen estimator, synthetic video.
+
+The estimator is frozen MoveNet (the real-video default) or, with ``spatialnet:``, a
+trained SpatialNet (the seed-faithful path: TemporalNet reads SpatialNet's last-stack
+features and heatmaps, as in seed 000).
 
 Data: synthetic clips (``models.data.synthetic``) with exact identities, seeds
 ``seed_base .. seed_base + clips - 1`` (default 5000..5039; the held-out evaluation
 seeds of ``benchmarks/tracking_ablation.py`` are 9000+ and the scripted scenes of the
-tests are not random seeds at all). Each frame is letterboxed to ``input_size`` and run
-once through the frozen MoveNet; its stride-4 features, keypoint heatmaps and colour are
-cached in memory (fp16), so training only runs TemporalNet (CPU-friendly).
+tests are not random seeds at all). Each frame is fitted to ``input_size`` and run
+once through the frozen estimator; its stride-4 features, keypoint heatmaps and colour
+are cached in memory (fp16), so training only runs TemporalNet (CPU-friendly).
 
 A step draws ``batch_size`` frame pairs (t, t') with 1 <= |t - t'| <= ``max_gap`` (seed
 000: 5) from random clips, in random order (time reversal doubles the pairs):
@@ -20,9 +24,11 @@ A step draws ``batch_size`` frame pairs (t, t') with 1 <= |t - t'| <= ``max_gap`
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +40,7 @@ import yaml
 from pydantic import TypeAdapter
 from tqdm import tqdm
 
+from models.backbones.movenet import FEATURE_CHANNELS
 from models.data.datasets import SyntheticDataConfig
 from models.data.synthetic import SyntheticClip, SyntheticConfig
 from models.skeleton import NUM_KEYPOINTS
@@ -69,6 +76,9 @@ class TrainTemporalConfig:
         seed: seeds initialisation and sampling.
         threads: torch CPU threads.
         out: checkpoint path.
+        spatialnet: SpatialNet weights whose last-stack features and heatmaps TemporalNet
+            learns on (``model.backbone`` and ``model.feature_channels`` follow them);
+            None = frozen MoveNet's.
     """
 
     model: TemporalNetConfig = field(default_factory=TemporalNetConfig)
@@ -85,6 +95,7 @@ class TrainTemporalConfig:
     seed: int = 0
     threads: int = 1
     out: str = "weights/temporalnet_movenet.pt"
+    spatialnet: str | None = None
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.max_gap < 1:
@@ -147,11 +158,45 @@ def movenet_maps(
     return maps["features"], maps["keypoint_heatmap"], F.avg_pool2d(x, 4)
 
 
-def build_clip_cache(
-    model: torch.nn.Module, seed: int, data: SyntheticDataConfig, cfg: TemporalNetConfig
-) -> ClipCache:
-    from models.estimator import letterbox
+FeatureSource = Callable[[list[np.ndarray]], tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[Any]]]
 
+
+def feature_source(cfg: TrainTemporalConfig) -> tuple[FeatureSource, TemporalNetConfig]:
+    """The frozen estimator as ``frames -> (features, heatmaps, rgb4, Letterbox per frame)``
+    at ``cfg.model.input_size``, and the model config with its feature layout filled in."""
+    size = cfg.model.input_size
+    if cfg.spatialnet is None:
+        from models.estimator import letterbox
+
+        movenet = frozen_movenet()
+
+        def run_movenet(
+            frames: list[np.ndarray],
+        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[Any]]:
+            canvas, transforms = letterbox(frames, size)
+            return (*movenet_maps(movenet, canvas), transforms)
+
+        return run_movenet, dataclasses.replace(
+            cfg.model, backbone="movenet", feature_channels=FEATURE_CHANNELS
+        )
+    from models.spatial_estimator import SpatialEstimatorConfig, SpatialNetEstimator
+
+    est = SpatialNetEstimator(cfg.spatialnet, SpatialEstimatorConfig(input_size=size, device="cpu"))
+
+    def run_spatialnet(
+        frames: list[np.ndarray],
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[Any]]:
+        out = est.maps(frames)
+        rgb4 = F.avg_pool2d(torch.from_numpy(out.canvas).permute(0, 3, 1, 2).float(), 4)
+        return out.features, out.last["heatmaps"].clamp(0, 1), rgb4, out.transforms
+
+    model = dataclasses.replace(cfg.model, backbone="spatialnet", feature_channels=est.feature_channels)
+    return run_spatialnet, model
+
+
+def build_clip_cache(
+    source: FeatureSource, seed: int, data: SyntheticDataConfig, cfg: TemporalNetConfig
+) -> ClipCache:
     clip = SyntheticClip.from_config(
         SyntheticConfig(
             seed=seed, frames=data.frames, people=data.people, width=data.width, height=data.height
@@ -163,8 +208,7 @@ def build_clip_cache(
     feats, heats, colours = [], [], []
     lbs = []
     for i in range(0, len(rgbs), 16):
-        canvas, transforms = letterbox(list(rgbs[i : i + 16]), cfg.input_size)
-        f, h, c = movenet_maps(model, canvas)
+        f, h, c, transforms = source(list(rgbs[i : i + 16]))
         feats.append(f.half())
         heats.append(h.half())
         colours.append(c.round().to(torch.uint8))
@@ -207,21 +251,21 @@ def train_temporal(cfg: TrainTemporalConfig, progress: bool = True) -> tuple[Pat
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     t0 = time.perf_counter()
-    movenet = frozen_movenet()
+    source, model_cfg = feature_source(cfg)
     seeds = list(range(cfg.data.seed_base, cfg.data.seed_base + cfg.data.clips))
     clips = [
-        build_clip_cache(movenet, s, cfg.data, cfg.model)
+        build_clip_cache(source, s, cfg.data, model_cfg)
         for s in tqdm(seeds, desc="cache", disable=not progress)
     ]
-    del movenet
+    del source
     t_cache = time.perf_counter() - t0
     log.info("cached %d clips in %.0f s", len(clips), t_cache)
 
-    model = TemporalNet(cfg.model)
+    model = TemporalNet(model_cfg)
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps, eta_min=cfg.lr * 0.05)
-    scale = cfg.model.tvf_scale
+    scale = model_cfg.tvf_scale
     history: list[dict[str, float]] = []
     bar = tqdm(range(cfg.steps), desc="train", disable=not progress)
     run = {"tie": 0.0, "he": 0.0}
@@ -250,7 +294,7 @@ def train_temporal(cfg: TrainTemporalConfig, progress: bool = True) -> tuple[Pat
                 ok = (kp[:, :, 2] > 0.5).sum(1) >= MIN_VISIBLE_HE
                 he_feat.append(c.features[t].float())
                 he_rgb.append(c.rgb4[t])
-                he_boxes.append(torch.from_numpy(human_boxes(kp[ok], cfg.model.box_margin, 0.5)))
+                he_boxes.append(torch.from_numpy(human_boxes(kp[ok], model_cfg.box_margin, 0.5)))
                 he_labels += [ci * 1000 + j for j in np.flatnonzero(ok)]
         tvf = model.tvf(torch.stack(prev_in), torch.stack(cur_in))
         pf = torch.cat(sample_points(tvf[:, 0:2], f_pts))
@@ -273,8 +317,12 @@ def train_temporal(cfg: TrainTemporalConfig, progress: bool = True) -> tuple[Pat
     t_total = time.perf_counter() - t0
     model.eval()
     card = {
-        "name": "temporalnet_movenet",
-        "backbone": "MoveNet MultiPose Lightning (frozen), stride-4 FPN features + keypoint heatmaps",
+        "name": Path(cfg.out).stem,
+        "backbone": (
+            "MoveNet MultiPose Lightning (frozen), stride-4 FPN features + keypoint heatmaps"
+            if cfg.spatialnet is None
+            else f"SpatialNet {cfg.spatialnet} (frozen), last-stack features + heatmaps"
+        ),
         "train_config": json.loads(json.dumps(asdict(cfg))),
         "train_seeds": [seeds[0], seeds[-1]],
         "cache_seconds": round(t_cache, 1),

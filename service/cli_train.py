@@ -28,13 +28,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--export", help="also write stripped fp16 weights here")
     s.set_defaults(func=_cmd_train_spatial)
     t = tsub.add_parser(
-        "temporal", help="train TemporalNet's HE and TIE heads on frozen MoveNet features (synthetic video)"
+        "temporal",
+        help="train TemporalNet's HE and TIE heads on frozen MoveNet (or SpatialNet) features, synthetic video",
     )
     t.add_argument("--config", help="YAML file with TrainTemporalConfig fields (models/train_temporal.py)")
     t.add_argument("--steps", type=int, help="override steps")
     t.add_argument("--clips", type=int, help="override data.clips (synthetic training clips)")
     t.add_argument("--out", help="override the checkpoint path (default weights/temporalnet_movenet.pt)")
     t.add_argument("--threads", type=int, help="override torch CPU threads (default 1)")
+    t.add_argument(
+        "--spatialnet",
+        help="train on this SpatialNet's features and heatmaps (seed-faithful path) instead of MoveNet's",
+    )
     t.set_defaults(func=_cmd_train_temporal)
 
 
@@ -80,7 +85,14 @@ def _cmd_train_temporal(args: argparse.Namespace) -> int:
     from models.train_temporal import load_temporal_config, train_temporal
 
     overrides: dict = {
-        k: v for k, v in (("steps", args.steps), ("out", args.out), ("threads", args.threads)) if v
+        k: v
+        for k, v in (
+            ("steps", args.steps),
+            ("out", args.out),
+            ("threads", args.threads),
+            ("spatialnet", args.spatialnet),
+        )
+        if v
     }
     if args.clips:
         overrides["data"] = {"clips": args.clips}

@@ -90,11 +90,11 @@ def _track(
     gt_detections: bool = False,
 ) -> tuple[list[FramePoses], list[FramePoses]]:
     from service.pipeline import FrameInput
-    from service.pipelines.models import MoveNetPipeline
+    from service.pipelines.models import ModelPipeline
 
     clip = SyntheticClip(scene)
     if gt_detections:
-        pipeline = MoveNetPipeline(
+        pipeline = ModelPipeline(
             _GroundTruthPoses(pipeline.estimator, clip), pipeline.tracker_config, pipeline.temporal
         )
     gts, preds, state = [], [], None

@@ -1,17 +1,25 @@
-"""The real pipelines: MoveNet (``models.estimator.PoseEstimator``) -> TemporalNet -> tracker step.
+"""The real pipelines: pose estimator -> TemporalNet -> tracker step.
 
 Imports torch (through ``models.estimator``); only the worker and ``posestream track``
 import this module, inside their mains.
 
-Wired: ``movenet`` with every tracker of DESIGN.md: ``oks`` and ``iou`` (keypoints and
-boxes only), and ``he``, ``tie``, ``he+tie`` with TemporalNet's heads
-(``models.temporalnet``, checkpoint ``weights/temporalnet_movenet.pt``) on the
-estimator's stride-4 features of TemporalNet's training scale (256). ``spatialnet`` (the
-hourglass path) is not wired yet.
+Wired:
+
+- ``movenet`` (``models.estimator.PoseEstimator``) with every tracker of DESIGN.md: ``oks``,
+  ``iou`` and ``sie`` (keypoints and boxes only), and ``he``, ``tie``, ``he+tie`` with
+  TemporalNet's heads (``models.temporalnet``, checkpoint ``weights/temporalnet_movenet.pt``)
+  on the estimator's stride-4 features of TemporalNet's training scale (256).
+- ``spatialnet`` (``models.spatial_estimator.SpatialNetEstimator``, the seed-faithful path,
+  checkpoint ``SPATIALNET_WEIGHTS``) with ``oks``, ``iou`` and seed 000 Table 4's
+  SpatialNet baselines ``sie``, ``ke`` and ``ke+sie``, which compare the network's own SIE
+  and KE at the joints across frames; ``he``, ``tie`` and ``he+tie`` when a TemporalNet
+  trained on that SpatialNet's features is present (``TEMPORALNET_SPATIAL_WEIGHTS``).
 
 What the tracker gets per frame t (``tracker.costs.psi_tie`` reads these):
 
-- ``sie``: every joint holds its person's centre (``person_centre_sie``; MoveNet has no SIE head).
+- ``sie``: SpatialNet's SIE at each joint; for MoveNet (no SIE head) every joint holds its
+  person's centre (``person_centre_sie``).
+- ``tags``: SpatialNet's KE tags at each joint (MoveNet: none).
 - ``embeddings``: HE of each detection (presets with ``he``).
 - ``tie_fwd``: forward TIE of the pair (t-1, t) at the detection's joints = its predicted
   centre at t-1, compared with the tracks' ``sie``.
@@ -56,14 +64,18 @@ log = logging.getLogger(__name__)
 
 _KEYPOINT_ONLY = ("oks", "iou", "sie")  # "sie": person-centre distance, Table 4's SIE baseline
 _TEMPORAL = ("he", "tie", "he+tie")
-TEMPORALNET_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "temporalnet_movenet.pt"
+_WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
+TEMPORALNET_WEIGHTS = _WEIGHTS / "temporalnet_movenet.pt"
+SPATIALNET_WEIGHTS = _WEIGHTS / "spatialnet_movenet.pt"
+TEMPORALNET_SPATIAL_WEIGHTS = _WEIGHTS / "temporalnet_spatialnet.pt"
 
 
-class MoveNetPipeline:
-    """``FramePipeline``: batched MoveNet over all frames, TemporalNet, then one tracker step per frame per session.
+class ModelPipeline:
+    """``FramePipeline``: a batched pose estimator over all frames, TemporalNet, then one tracker step per frame per session.
 
     Args:
-        estimator: a loaded ``models.estimator.PoseEstimator``.
+        estimator: a loaded ``models.estimator.PoseEstimator`` or
+            ``models.spatial_estimator.SpatialNetEstimator``.
         tracker_config: the tracker's thresholds and preset.
         temporal: ``models.temporalnet.TemporalInference``; required by the ``he``, ``tie``
             and ``he+tie`` presets. The estimator must return the features of its
@@ -78,17 +90,19 @@ class MoveNetPipeline:
         tracker_config: TrackerConfig,
         temporal: Any | None = None,
         max_contexts: int = 256,
+        model: str = "movenet",
     ) -> None:
         terms = PRESET_TERMS[tracker_config.preset]
         if temporal is None and any(t in ("he", "tie") for t in terms):
+            weights = TEMPORALNET_WEIGHTS if model == "movenet" else TEMPORALNET_SPATIAL_WEIGHTS
             raise ValueError(
-                f"tracker {tracker_config.preset!r} needs TemporalNet (HE/TIE): train it with "
-                f"`posestream train temporal` (writes {TEMPORALNET_WEIGHTS}) or use --tracker oks or --tracker iou"
+                f"tracker {tracker_config.preset!r} needs TemporalNet (HE/TIE) for --model {model}: train it "
+                f"with `posestream train temporal` (writes {weights}) or use --tracker oks or --tracker iou"
             )
-        if not set(terms) <= {"he", "tie", "oks", "iou", "sie"}:
+        if model == "movenet" and not set(terms) <= {"he", "tie", "oks", "iou", "sie"}:
             raise ValueError(
                 f"tracker {tracker_config.preset!r} needs KE tags, which MoveNet does not produce; "
-                f"use he+tie, he, tie, sie, oks or iou"
+                f"use he+tie, he, tie, sie, oks or iou (or --model spatialnet)"
             )
         self.estimator = estimator
         self.tracker_config = tracker_config
@@ -97,7 +111,7 @@ class MoveNetPipeline:
         self.use_tie = "tie" in terms
         self.max_contexts = int(max_contexts)
         self._contexts: OrderedDict[str, Any] = OrderedDict()
-        self.name = f"movenet/{tracker_config.preset}"
+        self.name = f"{model}/{tracker_config.preset}"
 
     def process(
         self, batch: Sequence[FrameInput], states: Sequence[TrackerState | None]
@@ -122,7 +136,7 @@ class MoveNetPipeline:
             state = current.get(frame.session_id)
             if state is None:
                 state = given if given is not None else _State.initial()
-            sie = person_centre_sie(poses.keypoints)
+            sie = est.sie[i] if est.sie is not None else person_centre_sie(poses.keypoints)
             tie_fwd = tie_bwd = None
             if self.use_tie:
                 tie_fwd, tie_bwd = sie, sie  # zero motion unless frame t-1's context is here
@@ -144,8 +158,9 @@ class MoveNetPipeline:
                     )
                 self._remember(frame.session_id, contexts[i])
             dets = Detections.from_frame_poses(
-                poses, embeddings=embeddings[i], sie=sie, tie_fwd=tie_fwd, tie_bwd=tie_bwd
-            )
+                poses, embeddings=embeddings[i], sie=sie, tie_fwd=tie_fwd, tie_bwd=tie_bwd,
+                tags=est.tags[i] if est.tags is not None else None,
+            )  # fmt: skip
             state, tracked = step(state, dets, self.tracker_config)
             current[frame.session_id] = state
             out.append((tracked.to_frame_poses(), state))
@@ -160,13 +175,15 @@ class MoveNetPipeline:
 
 def build_model_pipeline(
     model: str, tracker: str, input_sizes: Sequence[int] | None, device: str
-) -> MoveNetPipeline:
+) -> ModelPipeline:
     """Load the weights and build the pipeline (call in a main, never at import)."""
+    config = TrackerConfig(preset=tracker)  # fails fast, before loading weights
+    if model == "spatialnet":
+        return _build_spatialnet(config, input_sizes, device)
     if model != "movenet":
-        raise ValueError(f"--model {model} is not wired into the service yet; use --model movenet")
+        raise ValueError(f"unknown model {model!r}; use movenet or spatialnet")
     from models.estimator import EstimatorConfig, PoseEstimator
 
-    config = TrackerConfig(preset=tracker)  # fails fast, before loading weights
     sizes = (
         tuple(input_sizes) if input_sizes else EstimatorConfig().input_sizes
     )  # else the estimator's own policy
@@ -174,10 +191,10 @@ def build_model_pipeline(
     extra: dict[str, Any] = {}
     if tracker in _TEMPORAL:
         if not TEMPORALNET_WEIGHTS.is_file():
-            MoveNetPipeline(None, config)  # raises the explanatory error
-        from models.temporalnet import CALIBRATED_GATE_HE, TemporalInference
+            ModelPipeline(None, config)  # raises the explanatory error
+        from models.temporalnet import CALIBRATED_GATE_HE
 
-        temporal = TemporalInference.load(TEMPORALNET_WEIGHTS)
+        temporal = _load_temporal(TEMPORALNET_WEIGHTS, "movenet")
         config = dataclasses.replace(config, gate_he=CALIBRATED_GATE_HE)
         size = temporal.config.input_size
         if size not in sizes:
@@ -187,9 +204,59 @@ def build_model_pipeline(
             )
         extra["feature_size"] = size
     elif tracker not in _KEYPOINT_ONLY:
-        MoveNetPipeline(None, config)  # raises the explanatory error
+        ModelPipeline(None, config)  # raises the explanatory error
     estimator = PoseEstimator(EstimatorConfig(device=device, input_sizes=sizes, **extra))
-    if temporal is not None and estimator.device != temporal.device:
-        temporal.model.to(estimator.device)
-        temporal.device = estimator.device
-    return MoveNetPipeline(estimator, config, temporal)
+    _same_device(temporal, estimator.device)
+    return ModelPipeline(estimator, config, temporal)
+
+
+def _build_spatialnet(config: TrackerConfig, input_sizes: Sequence[int] | None, device: str) -> ModelPipeline:
+    from models.spatial_estimator import SpatialEstimatorConfig, SpatialNetEstimator
+
+    if not SPATIALNET_WEIGHTS.is_file():
+        raise ValueError(
+            f"--model spatialnet needs {SPATIALNET_WEIGHTS}: train it with `posestream train spatial`"
+        )
+    if input_sizes and len(input_sizes) > 1:
+        raise ValueError(f"--model spatialnet runs at one input size, got {list(input_sizes)}")
+    temporal = None
+    if config.preset in _TEMPORAL:
+        if not TEMPORALNET_SPATIAL_WEIGHTS.is_file():
+            ModelPipeline(None, config, model="spatialnet")  # raises the explanatory error
+        from models.temporalnet import CALIBRATED_GATE_HE
+
+        temporal = _load_temporal(TEMPORALNET_SPATIAL_WEIGHTS, "spatialnet")
+        config = dataclasses.replace(config, gate_he=CALIBRATED_GATE_HE)
+    size = (
+        int(input_sizes[0])
+        if input_sizes
+        else (temporal.config.input_size if temporal else SpatialEstimatorConfig().input_size)
+    )
+    if temporal is not None and size != temporal.config.input_size:
+        raise ValueError(
+            f"tracker {config.preset!r}: TemporalNet was trained on SpatialNet features of input size "
+            f"{temporal.config.input_size}; use --input-size {temporal.config.input_size}"
+        )
+    estimator = SpatialNetEstimator(
+        SPATIALNET_WEIGHTS, SpatialEstimatorConfig(input_size=size, device=device)
+    )
+    _same_device(temporal, estimator.device)
+    return ModelPipeline(estimator, config, temporal, model="spatialnet")
+
+
+def _load_temporal(path: Path, backbone: str) -> Any:
+    from models.temporalnet import TemporalInference
+
+    temporal = TemporalInference.load(path)
+    if temporal.config.backbone != backbone:
+        raise ValueError(
+            f"{path} was trained on {temporal.config.backbone} features, not {backbone}'s; retrain it with "
+            f"`posestream train temporal`"
+        )
+    return temporal
+
+
+def _same_device(temporal: Any | None, device: Any) -> None:
+    if temporal is not None and temporal.device != device:
+        temporal.model.to(device)
+        temporal.device = device

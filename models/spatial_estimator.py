@@ -1,0 +1,210 @@
+"""SpatialNet as the service's pose estimator (``--model spatialnet``, the seed-faithful path).
+
+``SpatialNetEstimator`` runs a trained SpatialNet (``weights/spatialnet_*.pt``) on batches
+of frames and returns the same ``EstimatorOutput`` as MoveNet's ``PoseEstimator``, plus
+what only SpatialNet has: each detected person's Spatial Instance Embedding (SIE: the
+person centre predicted at each joint, from the SVF head) and Keypoint Embedding (KE
+tags) at its joints, which the tracker's Table 4 baselines ``sie``, ``ke`` and ``ke+sie``
+compare across frames.
+
+Each frame is fitted into the network input with ``models.data.augment.fit_affine`` --
+aspect kept, centred, pixel centres aligned -- exactly as in training and in
+``models.train.predict_frames``, so the decoded keypoints are the ones
+``posestream train spatial --eval-seeds`` scores. The ``Letterbox`` of each frame (what
+TemporalNet pools from) is the same transform in its own edge-aligned convention.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.data.augment import fit_affine, invert_affine, transform_keypoints, warp_image
+from models.decode import sie_from_svf
+from models.estimator import EstimatorOutput, Letterbox
+from models.poses import UNTRACKED, FramePoses, boxes_from_keypoints
+from models.skeleton import NUM_KEYPOINTS
+from models.spatialnet import STRIDE
+from models.targets import to_input_coords, to_output_coords
+
+log = logging.getLogger(__name__)
+
+__all__ = ["SpatialEstimatorConfig", "SpatialMaps", "SpatialNetEstimator", "embeddings_at_joints"]
+
+
+@dataclass(frozen=True)
+class SpatialEstimatorConfig:
+    """How ``SpatialNetEstimator`` runs SpatialNet.
+
+    Attributes:
+        input_size: long side (pixels) each frame is fitted into; the short side is padded
+            up to the network's size multiple. SpatialNet learns people at the scale it was
+            trained at (the shipped weights: frames of 640x480 at 512x384, i.e. people
+            ~0.8x their 640x480 size); raising it finds smaller people at quadratic cost.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
+        min_person_score: people whose mean joint score is below this are dropped. Raising
+            it removes weak, partial detections (fewer false tracks, more missed people).
+    """
+
+    input_size: int = 512
+    device: str = "auto"
+    min_person_score: float = 0.15
+
+    def __post_init__(self) -> None:
+        if self.input_size <= 0:
+            raise ValueError(f"input_size must be > 0 pixels, got {self.input_size}")
+        if not 0.0 <= self.min_person_score <= 1.0:
+            raise ValueError(f"min_person_score must be in [0, 1], got {self.min_person_score}")
+
+
+def embeddings_at_joints(
+    keypoints: np.ndarray, tags: torch.Tensor, sie: torch.Tensor, stride: int = STRIDE
+) -> tuple[np.ndarray, np.ndarray]:
+    """KE tags and SIE centres read at each person's joints (nearest output cell).
+
+    Args:
+        keypoints: (N, 17, 3) (x, y, score) in network-input pixels.
+        tags: (17, T, h, w) KE maps; sie: (2, h, w) predicted centres in output cells.
+    Returns:
+        tags (N, 17, T) and SIE centres (N, 17, 2) in network-input pixels.
+    """
+    n = len(keypoints)
+    t, (h, w) = tags.shape[1], tags.shape[-2:]
+    if n == 0:
+        return np.zeros((0, NUM_KEYPOINTS, t), np.float32), np.zeros((0, NUM_KEYPOINTS, 2), np.float32)
+    cells = np.rint(to_output_coords(np.asarray(keypoints[..., :2], np.float64), stride)).astype(np.int64)
+    xi = torch.from_numpy(cells[..., 0].clip(0, w - 1))
+    yi = torch.from_numpy(cells[..., 1].clip(0, h - 1))
+    jj = torch.arange(NUM_KEYPOINTS).expand_as(xi)
+    tag_vals = tags[jj, :, yi, xi].float().cpu().numpy()  # (N, 17, T)
+    centres = sie[:, yi, xi].permute(1, 2, 0).float().cpu().numpy()  # (N, 17, 2) output cells
+    return tag_vals.astype(np.float32), to_input_coords(centres, stride).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class SpatialMaps:
+    """One batch through SpatialNet before decoding.
+
+    Attributes:
+        canvas: (B, Hc, Wc, 3) uint8 network input.
+        mats: B (2, 3) frame -> input matrices (``fit_affine``, pixel centres aligned).
+        transforms: the same as B ``Letterbox`` (edge-aligned, integer padding; within half
+            an input pixel of ``mats``), what TemporalNet works with.
+        last: the last stack's maps by head name (``SpatialNet.split``).
+        features: (B, width, Hc/4, Wc/4) the last stack's features.
+    """
+
+    canvas: np.ndarray
+    mats: list[np.ndarray]
+    transforms: list[Letterbox]
+    last: dict[str, torch.Tensor]
+    features: torch.Tensor
+
+
+class SpatialNetEstimator:
+    """A trained SpatialNet over batches of frames (same call as ``PoseEstimator``).
+
+    Args:
+        weights: a SpatialNet checkpoint or exported weights file (``models.train.load_spatialnet``).
+        config: ``SpatialEstimatorConfig``.
+
+    Load it once (worker main), then call it per batch.
+    """
+
+    def __init__(self, weights: str | Path, config: SpatialEstimatorConfig | None = None) -> None:
+        from models.train import load_spatialnet, resolve_device
+
+        self.config = config if config is not None else SpatialEstimatorConfig()
+        self.device = resolve_device(self.config.device)
+        self.net = load_spatialnet(weights, self.device)
+        self.multiple = self.net.config.size_multiple
+        if self.config.input_size % self.multiple:
+            raise ValueError(
+                f"input size {self.config.input_size} must be a multiple of {self.multiple} for this SpatialNet"
+            )
+        self.tag_dim = self.net.config.tag_dim
+        self.feature_channels = self.net.config.backbone.width
+        log.info(
+            "SpatialNetEstimator: %s on %s, input long side %d", weights, self.device, self.config.input_size
+        )
+
+    def _canvas_size(self, frames: list[np.ndarray]) -> tuple[int, int]:
+        s = self.config.input_size
+        m = self.multiple
+        w = max(min(s, -(-round(f.shape[1] * s / max(f.shape[:2])) // m) * m) for f in frames)
+        h = max(min(s, -(-round(f.shape[0] * s / max(f.shape[:2])) // m) * m) for f in frames)
+        return w, h
+
+    @torch.inference_mode()
+    def maps(self, frames: list[np.ndarray]) -> SpatialMaps:
+        """Fit the frames into one input batch and run the network (no decoding)."""
+        if not frames:
+            raise ValueError("frames is empty")
+        for f in frames:
+            if f.ndim != 3 or f.shape[2] != 3 or f.dtype != np.uint8:
+                raise ValueError(f"frames must be uint8 (H, W, 3) RGB arrays, got {f.dtype} {f.shape}")
+        cw, ch = self._canvas_size(frames)
+        mats = [fit_affine(f.shape[1], f.shape[0], cw, ch) for f in frames]
+        canvas = np.stack([warp_image(f, m, cw, ch) for f, m in zip(frames, mats, strict=True)])
+        x = torch.from_numpy(canvas).to(self.device).permute(0, 3, 1, 2)
+        stacks, features = self.net(self.net.normalise(x))
+        transforms = []
+        for f, m in zip(frames, mats, strict=True):
+            # fit_affine maps pixel centres (x_in = s * x + tx); Letterbox maps edges (x_in = s * x + pad).
+            s = float(m[0, 0])
+            pad_x, pad_y = round(m[0, 2] + 0.5 - 0.5 * s), round(m[1, 2] + 0.5 - 0.5 * s)
+            transforms.append(Letterbox(s, s, pad_x, pad_y, cw, ch, f.shape[1], f.shape[0], STRIDE))
+        return SpatialMaps(canvas, mats, transforms, stacks[-1], features)
+
+    @torch.inference_mode()
+    def __call__(
+        self,
+        frames: list[np.ndarray],
+        frame_indices: list[int] | None = None,
+        timestamps: list[float] | None = None,
+    ) -> EstimatorOutput:
+        """Poses (frame pixels), SIE and KE at their joints, and the last stack's maps.
+
+        Args:
+            frames: RGB uint8 (H, W, 3) arrays, any sizes.
+            frame_indices, timestamps: written into each ``FramePoses`` (defaults 0..B-1, 0.0).
+        Returns:
+            ``EstimatorOutput`` with ``features`` (B, width, Hc/4, Wc/4) of the last hourglass
+            stack, ``heatmaps`` (B, 17, Hc/4, Wc/4), ``canvas`` (B, Hc, Wc, 3), and
+            ``sie`` / ``tags`` per frame: (N, 17, 2) frame pixels / (N, 17, T).
+        """
+        n = len(frames)
+        indices = list(frame_indices) if frame_indices is not None else list(range(n))
+        times = list(timestamps) if timestamps is not None else [0.0] * n
+        out = self.maps(frames)
+        decoded = self.net.decode_batch(out.last)
+        sie_maps = sie_from_svf(out.last["svf"].float())
+        poses, centers, sies, tags = [], [], [], []
+        for i, ((kp, sc), m, f) in enumerate(zip(decoded, out.mats, frames, strict=True)):
+            keep = sc >= self.config.min_person_score
+            order = np.argsort(-sc[keep], kind="stable")
+            kp, sc = kp[keep][order], sc[keep][order]
+            tag_vals, sie_in = embeddings_at_joints(kp, out.last["tags"][i], sie_maps[i])
+            inv = invert_affine(m)
+            kp_frame = transform_keypoints(kp, inv, flip=False)
+            sie_frame = (sie_in @ inv[:, :2].T + inv[:, 2]).astype(np.float32)
+            h, w = f.shape[:2]
+            poses.append(
+                FramePoses(
+                    indices[i], float(times[i]), w, h, kp_frame, boxes_from_keypoints(kp_frame),
+                    sc.astype(np.float32), np.full(len(kp_frame), UNTRACKED, np.int64),
+                )
+            )  # fmt: skip
+            sies.append(sie_frame)
+            tags.append(tag_vals)
+            centers.append(sie_frame.mean(axis=1) if len(kp) else np.zeros((0, 2), np.float32))
+        heatmaps = out.last["heatmaps"].clamp(0, 1)
+        return EstimatorOutput(
+            poses, out.features, out.transforms, centers, heatmaps, out.canvas, sie=sies, tags=tags
+        )
+
+    estimate = __call__

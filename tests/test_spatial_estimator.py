@@ -1,0 +1,103 @@
+"""SpatialNet as the service's estimator: SIE/KE read at the joints, frames of any size, the pipeline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models.decode import sie_from_svf
+from models.spatial_estimator import SpatialEstimatorConfig, embeddings_at_joints
+from models.targets import TargetConfig, build_spatial_targets, dense_embedding_targets, to_input_coords
+from tests.test_spatial_decode import known_poses
+
+
+def test_embeddings_at_joints_read_each_persons_tag_and_centre():
+    poses = known_poses(np.random.default_rng(11))  # (3, 17, 3) in input pixels of a 256 x 256 input
+    t = build_spatial_targets(poses, 64, 64, TargetConfig())
+    tags, svf = dense_embedding_targets(t, tag_step=3.0)
+    tag_vals, sie = embeddings_at_joints(
+        poses, torch.from_numpy(tags)[:, None], sie_from_svf(torch.from_numpy(svf))
+    )
+    assert tag_vals.shape == (3, 17, 1) and sie.shape == (3, 17, 2)
+    np.testing.assert_allclose(tag_vals[..., 0], np.arange(3)[:, None] * 3.0 * np.ones((1, 17)))
+    centres = to_input_coords(t.joints[..., :2].mean(axis=1), 4)  # every joint is visible here
+    np.testing.assert_allclose(sie, np.repeat(centres[:, None], 17, axis=1), atol=1e-3)
+
+
+def test_no_people_gives_empty_arrays():
+    tag_vals, sie = embeddings_at_joints(np.zeros((0, 17, 3)), torch.zeros(17, 2, 8, 8), torch.zeros(2, 8, 8))
+    assert tag_vals.shape == (0, 17, 2) and sie.shape == (0, 17, 2)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="input_size"):
+        SpatialEstimatorConfig(input_size=0)
+    with pytest.raises(ValueError, match="min_person_score"):
+        SpatialEstimatorConfig(min_person_score=2.0)
+
+
+def _tiny_spatialnet(path):
+    import dataclasses
+
+    from models.backbones.hourglass import HourglassConfig
+    from models.spatialnet import SpatialNet, SpatialNetConfig
+
+    torch.manual_seed(0)
+    cfg = SpatialNetConfig(backbone=HourglassConfig(stacks=1, width=16, depth=2))
+    torch.save({"config": dataclasses.asdict(cfg), "model": SpatialNet(cfg).state_dict()}, path)
+    return path
+
+
+def test_estimator_maps_frames_of_any_size_back_to_frame_pixels(tmp_path):
+    from models.spatial_estimator import SpatialNetEstimator
+
+    est = SpatialNetEstimator(_tiny_spatialnet(tmp_path / "sn.pt"), SpatialEstimatorConfig(128, "cpu", 0.0))
+    frames = [np.zeros((120, 160, 3), np.uint8), np.zeros((90, 200, 3), np.uint8)]
+    maps = est.maps(frames)
+    assert maps.canvas.shape == (2, 96, 128, 3)  # long side 128, short side padded to 16s
+    for f, m, lb in zip(frames, maps.mats, maps.transforms, strict=True):
+        corners = np.array([[0.0, 0.0], [f.shape[1] - 1.0, f.shape[0] - 1.0]])  # pixel centres
+        via_mat = corners @ m[:, :2].T + m[:, 2]
+        via_lb = lb.to_input(corners + 0.5) - 0.5  # Letterbox works on edges
+        np.testing.assert_allclose(via_mat, via_lb, atol=0.5)
+    out = est(frames, [7, 8], [0.1, 0.2])
+    assert [p.frame_index for p in out.poses] == [7, 8] and [p.width for p in out.poses] == [160, 200]
+    for p, sie, tags in zip(out.poses, out.sie, out.tags, strict=True):
+        assert sie.shape == (len(p.keypoints), 17, 2) and tags.shape == (len(p.keypoints), 17, 1)
+        assert np.all(np.diff(p.scores) <= 0)  # best person first
+        if len(p.keypoints):  # random weights: whatever they find lies in the frame
+            assert p.keypoints[..., 0].min() >= -8 and p.keypoints[..., 0].max() <= p.width + 8
+
+
+def test_temporalnet_trains_on_spatialnet_features_and_tracks(tmp_path):
+    """The seed-faithful path end to end: TemporalNet on SpatialNet's features -> he+tie tracking."""
+    from models.spatial_estimator import SpatialNetEstimator
+    from models.temporalnet import TemporalInference
+    from models.train_temporal import load_temporal_config, train_temporal
+    from service.pipeline import FrameInput
+    from service.pipelines.models import ModelPipeline
+    from tracker.config import TrackerConfig
+
+    weights = _tiny_spatialnet(tmp_path / "sn.pt")
+    cfg = load_temporal_config(
+        None,
+        {
+            "spatialnet": str(weights), "out": str(tmp_path / "tn.pt"), "steps": 2, "batch_size": 2,
+            "model": {"input_size": 128, "he_channels": 8, "tie_channels": 8, "he_hidden": 16, "embedding_dim": 8},
+            "data": {"seed_base": 5000, "clips": 2, "frames": 6, "people": 2, "width": 160, "height": 120},
+        },
+    )  # fmt: skip
+    path, card = train_temporal(cfg, progress=False)
+    temporal = TemporalInference.load(path)
+    assert temporal.config.backbone == "spatialnet" and temporal.config.feature_channels == 16
+    assert "SpatialNet" in card["backbone"]
+    est = SpatialNetEstimator(weights, SpatialEstimatorConfig(128, "cpu", 0.0))
+    pipe = ModelPipeline(est, TrackerConfig(preset="he+tie"), temporal, model="spatialnet")
+    from models.data.synthetic import SyntheticClip, SyntheticConfig
+
+    clip = SyntheticClip.from_config(SyntheticConfig(seed=9100, frames=3, people=2, width=160, height=120))
+    batch = [FrameInput("s", t, t, t / 25, clip.render(t)[0]) for t in range(3)]
+    out = pipe.process(batch, [None] * 3)
+    assert [p.frame_index for p, _ in out] == [0, 1, 2]
+    assert pipe.name == "spatialnet/he+tie"
