@@ -58,9 +58,13 @@ FROM base AS worker
 COPY --from=worker-build /opt/venv /opt/venv
 ENV POSESTREAM_WEIGHTS_DIR=/app/weights-cache NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility
 COPY --chown=posestream:posestream weights /app/weights
+COPY docker/healthcheck.py /app/healthcheck.py
 RUN mkdir -p /app/weights-cache && chown -R posestream:posestream /app
 USER posestream
 # Third-party weights are fetched and hash-checked at build time, never committed.
 RUN posestream weights fetch
+# Prometheus metrics (POSESTREAM_WORKER_METRICS_PORT); the health check reads them.
+EXPOSE 9101
+HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 CMD ["python", "/app/healthcheck.py", "worker"]
 STOPSIGNAL SIGTERM
 CMD ["posestream", "worker"]

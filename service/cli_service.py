@@ -15,13 +15,15 @@ import sys
 import time
 from pathlib import Path
 
+from tracker.config import PRESET_TERMS
+
 log = logging.getLogger(__name__)
 
 # service.cli imports this module to register it, so its names are imported in the commands.
 EXIT_OK, EXIT_FAILURE = 0, 1
 
 _MODELS = ("movenet", "spatialnet", "blobs")
-_TRACKERS = ("he+tie", "he", "tie", "sie", "oks", "iou")
+_TRACKERS = tuple(PRESET_TERMS)
 _MODEL_HELP = (
     "pose estimator: movenet (default; real video), spatialnet (seed-faithful path), "
     "blobs (CPU test pipeline: tracks bright blobs, not people)"
@@ -39,7 +41,8 @@ def _model_args(p: argparse.ArgumentParser, with_defaults_from_settings: bool) -
     d = argparse.SUPPRESS if with_defaults_from_settings else None
     p.add_argument("--model", choices=_MODELS, default=d or "movenet", help=_MODEL_HELP)
     p.add_argument("--tracker", choices=_TRACKERS, default=d or "he+tie",
-                   help="tracker preset: he+tie (TemporalNet, default), he, tie, or the baselines sie, oks, iou")  # fmt: skip
+                   help="tracker preset: he+tie (TemporalNet, default), he, tie, the baselines sie, oks, iou, "
+                   "and SpatialNet's KE baselines ke, ke+sie")  # fmt: skip
     p.add_argument("--input-size", dest="input_sizes", type=int, nargs="+", default=d,
                    help="network input size(s) in pixels, long side; several = multi-scale "
                    "(default: the estimator's 256 + 512 policy)")  # fmt: skip
@@ -160,6 +163,9 @@ def register_worker(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=argparse.SUPPRESS, help="most frames per batch")
     p.add_argument("--batch-wait-ms", type=int, default=argparse.SUPPRESS, help="wait to fill a batch")
     p.add_argument("--id", dest="worker_id", default=argparse.SUPPRESS, help="consumer name (default host-pid-random)")
+    p.add_argument("--metrics-port", dest="worker_metrics_port", type=int, default=argparse.SUPPRESS,
+                   help="port of the Prometheus endpoint GET /metrics (default 9101; 0 = off; "
+                   "workers sharing a host need one each)")  # fmt: skip
     p.add_argument("--debug-delay-ms", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_worker)
 
@@ -174,7 +180,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
     overrides = {
         k: v for k, v in vars(args).items()
-        if k in ("model", "tracker", "input_sizes", "device", "batch_size", "batch_wait_ms", "worker_id", "debug_delay_ms")
+        if k in ("model", "tracker", "input_sizes", "device", "batch_size", "batch_wait_ms", "worker_id", "debug_delay_ms",
+                 "worker_metrics_port")
     }  # fmt: skip
     try:
         settings = Settings(**overrides)

@@ -13,6 +13,7 @@ Keys (all under ``Settings.redis_prefix``, see ``RedisKeys``):
 - ``lease:{session}``: which worker may process the session right now.
 - ``seq:{session}``: the gateway's per-session sequence counter.
 - ``video:{id}``: status hash of an uploaded video.
+- ``upload-lease:{id}``: which gateway feeds and collects an uploaded video right now.
 - ``workers``: sorted set of worker ids scored by their last heartbeat (unix seconds).
 """
 
@@ -161,6 +162,8 @@ class VideoStatus(BaseModel):
     error: ApiError | None = None
     render: bool = False
     created_at: float = 0.0
+    collected: bool = False
+    """Every frame's result is in ``poses.jsonl`` (a resumed upload only renders, if asked)."""
 
     def to_fields(self) -> dict[str, str]:
         return {
@@ -171,6 +174,7 @@ class VideoStatus(BaseModel):
             "error": self.error.model_dump_json() if self.error else "",
             "render": "1" if self.render else "0",
             "created_at": repr(self.created_at),
+            "collected": "1" if self.collected else "0",
         }
 
     @classmethod
@@ -184,10 +188,11 @@ class VideoStatus(BaseModel):
             error=ApiError.model_validate_json(error) if error else None,
             render=_text(fields, "render") == "1",
             created_at=float(_text(fields, "created_at")),
+            collected=fields.get(b"collected", fields.get("collected")) in (b"1", "1"),
         )
 
     def public(self) -> dict[str, Any]:
-        """The API body (``render``/``created_at`` are internal)."""
+        """The API body (``render``/``created_at``/``collected`` are internal)."""
         return self.model_dump(include={"id", "status", "frames_done", "frames_total", "error"})
 
 
@@ -216,6 +221,9 @@ class RedisKeys:
 
     def video(self, video_id: str) -> str:
         return f"{self.prefix}video:{video_id}"
+
+    def upload_lease(self, video_id: str) -> str:
+        return f"{self.prefix}upload-lease:{video_id}"
 
     @property
     def state_prefix(self) -> str:

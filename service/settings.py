@@ -37,6 +37,24 @@ class Settings(BaseSettings):
     max_ws_frame_bytes: int = Field(8 * 1024 * 1024, gt=0, description="Largest accepted WebSocket frame message.")
     video_ttl_s: int = Field(24 * 3600, gt=0, description="Uploaded videos, results and status are deleted after this.")
     upload_jpeg_quality: int = Field(95, ge=1, le=100, description="JPEG quality of uploaded frames sent to workers.")
+    upload_lease_ms: int = Field(
+        15_000, gt=0,
+        description="A gateway's lease on an upload it is processing lives this long unless renewed; when a gateway "
+        "dies, another gateway resumes its uploads once the lease lapsed. Raising it delays that takeover; lowering it "
+        "lets a gateway that stalls (event loop blocked, Redis slow) lose uploads it is still working on (it then "
+        "stops them and a gateway resumes them, which costs time but never a frame).",
+    )  # fmt: skip
+    upload_lease_renew_ms: int = Field(
+        3_000, gt=0,
+        description="How often a gateway renews its upload leases (at most half of upload_lease_ms). Raising it "
+        "saves Redis calls but leaves less margin before a slow renewal lets a lease lapse.",
+    )  # fmt: skip
+    upload_resume_interval_s: float = Field(
+        5.0, gt=0,
+        description="How often every gateway looks for uploads left queued or running without a live lease (their "
+        "gateway died) and resumes those whose files it has; it also looks once at start-up. Raising it delays "
+        "the resumption of orphaned uploads; lowering it scans the status keys more often.",
+    )  # fmt: skip
 
     # --- queues and sessions ---------------------------------------------------------------
     session_ttl_s: int = Field(600, gt=0, description="Idle sessions (state, results, counters) expire after this.")
@@ -57,15 +75,24 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = Field(2.0, gt=0, description="How often a worker announces itself.")
     heartbeat_ttl_s: float = Field(10.0, gt=0, description="A worker heartbeat older than this does not count as alive.")
     worker_id: str = Field("", description="Consumer name in the group; empty = hostname-pid-random.")
+    worker_metrics_port: int = Field(
+        9101, ge=0, le=65535,
+        description="Port of the worker's Prometheus endpoint (GET /metrics); 0 turns it off. Workers sharing a "
+        "host (not containers) each need their own port.",
+    )  # fmt: skip
+    worker_metrics_addr: str = Field(
+        "0.0.0.0", description="Address the worker's metrics endpoint binds (127.0.0.1 keeps it local to the host)."
+    )
 
     # --- pipeline ----------------------------------------------------------------------------
     model: Literal["movenet", "spatialnet", "blobs"] = Field(
         "movenet", description="Pose estimator; 'blobs' is the CPU test pipeline (coloured blobs, not people)."
     )
-    tracker: Literal["he+tie", "he", "tie", "sie", "oks", "iou"] = Field(
+    tracker: str = Field(
         "he+tie",
-        description="Tracker preset: 'he+tie' (seed 000: Human Embedding + Temporal Instance Embedding, "
-        "weights/temporalnet_movenet.pt), 'he', 'tie', or the baselines 'sie', 'oks', 'iou'.",
+        description="Tracker preset (tracker.config.PRESET_TERMS): 'he+tie' (seed 000: Human Embedding + Temporal "
+        "Instance Embedding from TemporalNet), 'he', 'tie', the baselines 'sie', 'oks', 'iou', and with "
+        "MODEL=spatialnet also its KE baselines 'ke' and 'ke+sie'.",
     )
     input_sizes: list[int] | None = Field(
         None,
@@ -82,6 +109,15 @@ class Settings(BaseSettings):
             return [k.strip() for k in value.split(",") if k.strip()]
         return value
 
+    @field_validator("tracker")
+    @classmethod
+    def _known_tracker(cls, value: str) -> str:
+        from tracker.config import PRESET_TERMS
+
+        if value not in PRESET_TERMS:
+            raise ValueError(f"unknown tracker {value!r}; choose one of {', '.join(PRESET_TERMS)}")
+        return value
+
     @field_validator("redis_prefix")
     @classmethod
     def _prefix_ends_with_colon(cls, value: str) -> str:
@@ -95,6 +131,15 @@ class Settings(BaseSettings):
             raise ValueError("claim_idle_ms must be larger than batch_wait_ms, or workers steal live jobs")
         if self.heartbeat_ttl_s <= self.heartbeat_interval_s:
             raise ValueError("heartbeat_ttl_s must be larger than heartbeat_interval_s")
+        if 2 * self.upload_lease_renew_ms > self.upload_lease_ms:
+            raise ValueError(
+                "upload_lease_renew_ms must be at most half of upload_lease_ms, or one slow renewal lets a lease lapse"
+            )
+        if self.results_maxlen <= self.upload_inflight:
+            raise ValueError(
+                "results_maxlen must be larger than upload_inflight: a resumed upload reads the results of its "
+                "queued frames back from the stream, so trimming must not reach them"
+            )
         return self
 
 

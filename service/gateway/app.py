@@ -39,14 +39,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = aioredis.Redis.from_url(settings.redis_url)
         ctx = GatewayContext(settings, client, RedisKeys(settings.redis_prefix), GatewayMetrics(), None)
-        ctx.uploads = UploadManager(ctx)
+        ctx.uploads = uploads = UploadManager(ctx)
         app.state.ctx = ctx
-        jan = asyncio.create_task(janitor(ctx.uploads, client, settings.video_ttl_s))
+        jan = asyncio.create_task(janitor(uploads, client, settings.video_ttl_s))
+        # Uploads whose gateway died (this one, before a restart) resume from here.
+        resumer = asyncio.create_task(uploads.resume_loop(), name="upload-resumer")
         try:
             yield
         finally:
+            resumer.cancel()
             jan.cancel()
-            await ctx.uploads.shutdown()
+            with contextlib.suppress(asyncio.CancelledError):
+                await resumer  # before the shutdown, so it cannot start a task after it
+            await uploads.shutdown()
             await client.aclose()
 
     app = FastAPI(

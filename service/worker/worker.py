@@ -19,15 +19,16 @@ Guarantees, and how they are kept:
 - **Bounded**: processed jobs are deleted from the stream (so its length is the queue
   depth), result streams have a MAXLEN and a TTL, state has the session TTL, and
   consumers that vanished without pending jobs are removed from the group.
+
+Each worker records its own metrics (``service.worker.metrics``: frames, batches, stage
+latencies, re-queued and claimed jobs, errors); ``run_worker`` serves them over HTTP on
+``worker_metrics_port``.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import random
 import signal
-import socket
 import threading
 import time
 from collections import defaultdict
@@ -39,9 +40,11 @@ import numpy as np
 import redis
 
 from models.poses import FramePoses
+from service.leases import RELEASE_SCRIPT, RENEW_SCRIPT, default_owner_id
 from service.messages import JOBS_GROUP, FrameJob, FrameResult, RedisKeys
 from service.pipeline import FrameInput, FramePipeline
 from service.settings import Settings
+from service.worker.metrics import MetricsServer, WorkerMetrics
 from service.worker.sessions import (
     SessionStore,
     StaleStateError,
@@ -52,14 +55,6 @@ from service.worker.sessions import (
 
 log = logging.getLogger(__name__)
 
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 # How long an idle worker blocks on XREADGROUP; it bounds how late a stop is noticed.
 _IDLE_BLOCK_MS = 500
 # A consumer with nothing pending that has not touched the group for this long is gone.
@@ -67,7 +62,8 @@ _CONSUMER_GONE_MS = 10 * 60 * 1000
 
 
 def default_worker_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}-{random.randrange(16**6):06x}"
+    """Consumer name of a worker without a configured id: ``host-pid-random``."""
+    return default_owner_id()
 
 
 def ensure_group(client: redis.Redis, keys: RedisKeys) -> None:
@@ -102,6 +98,8 @@ class Worker:
         pipeline: the frame pipeline (injected so tests and the CLI choose it).
         client: a ``redis.Redis`` (bytes responses); one is made from the settings if None.
         store: the session state store; the tracker's Redis store by default.
+        worker_id: consumer name; ``settings.worker_id`` or ``host-pid-random`` if None.
+        metrics: where the loop records its metrics; a private set if None.
     """
 
     def __init__(
@@ -111,6 +109,7 @@ class Worker:
         client: redis.Redis | None = None,
         store: SessionStore | None = None,
         worker_id: str | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.pipeline = pipeline
@@ -118,11 +117,12 @@ class Worker:
         self.redis = client or redis.Redis.from_url(settings.redis_url)
         self.store = store or build_session_store(self.redis, settings)
         self.worker_id = worker_id or settings.worker_id or default_worker_id()
-        self._renew = self.redis.register_script(_RENEW)
-        self._release = self.redis.register_script(_RELEASE)
+        self._renew = self.redis.register_script(RENEW_SCRIPT)
+        self._release = self.redis.register_script(RELEASE_SCRIPT)
         self._stop = threading.Event()
         self._last_claim = 0.0
         self.frames_processed = 0
+        self.metrics = metrics or WorkerMetrics()
         ensure_group(self.redis, self.keys)
 
     # ---- lifecycle ------------------------------------------------------------------------
@@ -138,9 +138,11 @@ class Worker:
         hb.start()
         try:
             while not self._stop.is_set():
+                self.metrics.last_loop.set(time.time())
                 try:
                     self.run_once()
                 except (redis.ConnectionError, redis.TimeoutError, StoreUnavailableError) as exc:
+                    self.metrics.errors.labels("redis").inc()
                     log.warning("redis unavailable (%s); retrying", exc)
                     self._stop.wait(1.0)
         finally:
@@ -204,6 +206,7 @@ class Worker:
             try:
                 out.append(_Entry(entry_id, fields, FrameJob.from_fields(fields)))
             except (KeyError, ValueError) as exc:
+                self.metrics.errors.labels("malformed_job").inc()
                 log.error("dropping malformed job %s: %s", entry_id, exc)
                 self._ack([entry_id])
         return out
@@ -247,6 +250,7 @@ class Worker:
                 break
             start = next_id
         if claimed:
+            self.metrics.claimed.inc(len(claimed))
             log.warning("claimed %d stale job(s) from dead or stuck workers", len(claimed))
         try:
             for c in self.redis.xinfo_consumers(self.keys.jobs, JOBS_GROUP):
@@ -260,14 +264,17 @@ class Worker:
     def _ack(self, entry_ids: Sequence[bytes]) -> None:
         if not entry_ids:
             return
+        t0 = time.perf_counter()
         pipe = self.redis.pipeline(transaction=True)
         pipe.xack(self.keys.jobs, JOBS_GROUP, *entry_ids)
         pipe.xdel(self.keys.jobs, *entry_ids)
         pipe.execute()
+        self.metrics.stage_latency.labels("ack").observe(time.perf_counter() - t0)
 
-    def _requeue(self, entries: Sequence[_Entry]) -> None:
+    def _requeue(self, entries: Sequence[_Entry], reason: str) -> None:
         if not entries:
             return
+        self.metrics.requeued.labels(reason).inc(len(entries))
         pipe = self.redis.pipeline(transaction=True)
         for e in entries:
             pipe.xadd(self.keys.jobs, e.fields, maxlen=self.settings.jobs_maxlen, approximate=True)
@@ -297,10 +304,12 @@ class Worker:
         for session, items in by_session.items():
             items.sort(key=lambda e: e.job.seq)
             if not self._acquire(session):
-                self._requeue(items)
+                self._requeue(items, "session_leased")
                 continue
             try:
+                t0 = time.perf_counter()
                 state, version = self.store.load(session)
+                self.metrics.stage_latency.labels("state_load").observe(time.perf_counter() - t0)
                 runnable = self._select(state, items)
             except Exception:
                 self._release_lease(session)
@@ -330,12 +339,18 @@ class Worker:
             else:  # a frame before it is still pending somewhere
                 ahead.append(e)
         if done:
+            self.metrics.duplicates.inc(len(done))
             log.info("acknowledging %d frame(s) of %s already processed", len(done), items[0].job.session)
             self._ack([e.entry_id for e in done])
-        self._requeue(ahead)
+        self._requeue(ahead, "ahead")
         return runnable
 
     def _run_and_commit(self, work: list[_SessionWork]) -> int:
+        m = self.metrics
+        m.batches.inc()
+        m.batch_size.observe(sum(len(w.jobs) for w in work))
+        m.batch_sessions.observe(len(work))
+        m.sessions_with_state.set(sum(w.state is not None for w in work))
         started = time.time()
         batch: list[FrameInput] = []
         states: list[object] = []
@@ -343,7 +358,9 @@ class Worker:
         errors: dict[tuple[int, int], str] = {}
         for wi, w in enumerate(work):
             for ji, e in enumerate(w.jobs):
+                t0 = time.perf_counter()
                 rgb, err = decode_image(e.job.image)
+                m.stage_latency.labels("decode").observe(time.perf_counter() - t0)
                 if rgb is None:
                     errors[(wi, ji)] = err
                     continue
@@ -376,6 +393,7 @@ class Worker:
                     state = self._empty_step(state, job)
                     poses = FramePoses.empty(job.frame_index, job.timestamp, job.width, job.height)
                     err = errors.get((wi, ji), "not processed")
+                    m.errors.labels("frame").inc()
                 if next_seq(state) != job.seq + 1:
                     log.error("pipeline %s broke the state invariant: frame_index %d after seq %d",
                               self.pipeline.name, next_seq(state), job.seq)  # fmt: skip
@@ -385,10 +403,15 @@ class Worker:
                 )  # fmt: skip
                 pipe.xadd(rkey, result.to_fields(), maxlen=self.settings.results_maxlen, approximate=True)
             pipe.expire(rkey, self.settings.session_ttl_s)
+            t0 = time.perf_counter()
             pipe.execute()
+            m.stage_latency.labels("publish").observe(time.perf_counter() - t0)
             try:
+                t0 = time.perf_counter()
                 self.store.save(w.session, state, w.version)
+                m.stage_latency.labels("state_save").observe(time.perf_counter() - t0)
             except StaleStateError:
+                m.errors.labels("stale_state").inc()
                 # Someone else advanced this session (our lease expired while we worked).
                 # Our results carry the same seqs as theirs, which the gateway dedups;
                 # leave the rest to whoever owns the session now.
@@ -396,21 +419,26 @@ class Worker:
                 last = next_seq(current) - 1
                 log.warning("state of %s changed under us (now at seq %d); re-queueing the rest", w.session, last)
                 self._ack([e.entry_id for e in w.jobs if e.job.seq <= last])
-                self._requeue([e for e in w.jobs if e.job.seq > last])
+                self._requeue([e for e in w.jobs if e.job.seq > last], "stale_state")
                 continue
             self._ack([e.entry_id for e in w.jobs])
             processed += len(w.jobs)
         self.frames_processed += processed
+        m.frames_processed.inc(processed)
         return processed
 
     def _run_pipeline(self, batch, states, owners, errors):  # type: ignore[no-untyped-def]
+        t0 = time.perf_counter()
         try:
             return dict(zip(owners, self.pipeline.process(batch, states), strict=True))
         except Exception as exc:  # a frame error must never stall a session
+            self.metrics.errors.labels("pipeline").inc()
             log.exception("pipeline failed on a batch of %d frame(s)", len(batch))
             for o in owners:
                 errors[o] = f"pipeline error: {type(exc).__name__}: {exc}"
             return {}
+        finally:
+            self.metrics.stage_latency.labels("pipeline").observe(time.perf_counter() - t0)
 
     def _run_sequential(self, work, frames, slots, outputs, errors):  # type: ignore[no-untyped-def]
         """Frames after a failed frame of the same session, one at a time."""
@@ -471,9 +499,30 @@ def decode_image(data: bytes) -> tuple[np.ndarray | None, str]:
 
 
 def run_worker(settings: Settings, pipeline_factory: Callable[[], FramePipeline]) -> int:
-    """The worker's main: load the models, then serve until SIGTERM. Returns an exit code."""
-    pipeline = pipeline_factory()
-    worker = Worker(settings, pipeline)
-    worker.install_signal_handlers()
-    worker.run()
+    """The worker's main: open the metrics endpoint, load the models, serve until SIGTERM.
+
+    Returns an exit code: 0 after a graceful stop, 1 when the metrics endpoint cannot be
+    opened (checked before the models load, so a bad port fails in a second).
+    """
+    metrics = WorkerMetrics()
+    server = None
+    if settings.worker_metrics_port:
+        try:
+            server = MetricsServer(metrics.registry, settings.worker_metrics_port, settings.worker_metrics_addr)
+        except OSError as exc:
+            log.error(
+                "cannot serve worker metrics on %s:%d (%s): set POSESTREAM_WORKER_METRICS_PORT to a free port "
+                "(each worker on one host needs its own; 0 turns the endpoint off) and POSESTREAM_WORKER_METRICS_ADDR "
+                "to an address of this host",
+                settings.worker_metrics_addr, settings.worker_metrics_port, exc.strerror or exc,
+            )  # fmt: skip
+            return 1
+        log.info("worker metrics on http://%s:%d/metrics", settings.worker_metrics_addr, server.port)
+    try:
+        worker = Worker(settings, pipeline_factory(), metrics=metrics)
+        worker.install_signal_handlers()
+        worker.run()
+    finally:
+        if server is not None:
+            server.close()
     return 0

@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
+import sys
 import time
 from typing import Any
 
 import httpx
 
+from service.settings import Settings
 from tests.service.clips import jpeg, shapes_frame
+
+# The console entry point (``python -m service.cli`` would load service.cli twice).
+POSESTREAM = [sys.executable, "-c", "import sys; from service.cli import main; sys.exit(main())"]
+
+
+def settings_env(settings: Settings, *names: str) -> dict[str, str]:
+    """This process's environment plus ``POSESTREAM_*`` for Redis, the data folder and ``names``
+    (the values of ``settings``), so a ``posestream`` subprocess shares the test's keys and files."""
+    env = dict(os.environ)
+    for name in ("redis_url", "redis_prefix", "data_dir", *names):
+        value = getattr(settings, name)
+        env["POSESTREAM_" + name.upper()] = json.dumps(value) if isinstance(value, list) else str(value)
+    return env
 
 
 def frame_message(index: int, width: int = 320, height: int = 240) -> bytes:

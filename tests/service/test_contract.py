@@ -31,10 +31,13 @@ def test_frame_result_carries_the_json_lines_frame() -> None:
 
 
 def test_video_status_round_trip_and_public_shape() -> None:
-    status = VideoStatus(id="a" * 32, status="running", frames_done=3, frames_total=9, render=True)
+    status = VideoStatus(id="a" * 32, status="running", frames_done=3, frames_total=9, render=True, collected=True)
     back = VideoStatus.from_fields({k.encode(): v.encode() for k, v in status.to_fields().items()})
     assert back == status
     assert set(back.public()) == {"id", "status", "frames_done", "frames_total", "error"}
+    # A hash written before ``collected`` existed still reads (as not collected).
+    old = {k: v for k, v in status.to_fields().items() if k != "collected"}
+    assert VideoStatus.from_fields(old) == status.model_copy(update={"collected": False})
 
 
 def test_malformed_job_is_rejected() -> None:
@@ -53,6 +56,15 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POSESTREAM_BATCH_SIZE", "0")
     with pytest.raises(ValidationError, match="batch_size"):
         Settings()
+
+
+def test_incoherent_upload_lease_settings_fail_with_the_fields_named() -> None:
+    with pytest.raises(ValidationError, match="upload_lease_renew_ms must be at most half of upload_lease_ms"):
+        Settings(upload_lease_ms=1000, upload_lease_renew_ms=600)
+    with pytest.raises(ValidationError, match="results_maxlen must be larger than upload_inflight"):
+        Settings(results_maxlen=32, upload_inflight=32)
+    with pytest.raises(ValidationError, match="worker_metrics_port"):
+        Settings(worker_metrics_port=70000)
 
 
 def test_every_setting_is_described() -> None:

@@ -51,6 +51,17 @@ def test_worker_reserves_an_nvidia_gpu_and_scales(compose: dict) -> None:
     assert "container_name" not in worker and "ports" not in worker
 
 
+def test_worker_serves_metrics_and_its_healthcheck_reads_them(compose: dict, dockerfile: str) -> None:
+    worker = compose["services"]["worker"]
+    port = worker["environment"]["POSESTREAM_WORKER_METRICS_PORT"]
+    assert int(port) > 0 and port in [str(p) for p in worker["expose"]]
+    assert worker["healthcheck"]["test"][-2:] == ["/app/healthcheck.py", "worker"]
+    body = dockerfile.split("AS worker\n", 1)[1]
+    assert "COPY docker/healthcheck.py /app/healthcheck.py" in body and f"EXPOSE {port}" in body
+    script = (ROOT / "docker" / "healthcheck.py").read_text()
+    assert "posestream_worker_last_loop_timestamp_seconds" in script and "9101" in script
+
+
 def test_compose_environment_matches_the_settings_class(compose: dict) -> None:
     fields = set(Settings.model_fields)
     seen = 0

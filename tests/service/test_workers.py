@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,11 +15,9 @@ import websockets
 
 from service.settings import Settings
 from tests.service.conftest import ServerThread
-from tests.service.helpers import frame_message, lane_ids
+from tests.service.helpers import POSESTREAM, frame_message, lane_ids
 
 ROOT = Path(__file__).resolve().parents[2]
-# The console entry point (``python -m service.cli`` would load service.cli twice).
-POSESTREAM = [sys.executable, "-c", "import sys; from service.cli import main; sys.exit(main())"]
 
 
 def _worker_process(settings: Settings, worker_id: str, delay_ms: int) -> subprocess.Popen:
@@ -30,6 +27,7 @@ def _worker_process(settings: Settings, worker_id: str, delay_ms: int) -> subpro
         "POSESTREAM_LEASE_MS": str(settings.lease_ms), "POSESTREAM_CLAIM_IDLE_MS": str(settings.claim_idle_ms),
         "POSESTREAM_HEARTBEAT_INTERVAL_S": "0.5", "POSESTREAM_HEARTBEAT_TTL_S": "3",
         "POSESTREAM_BATCH_SIZE": "4",
+        "POSESTREAM_WORKER_METRICS_PORT": "0",  # two workers on one host would share the default port
     })  # fmt: skip
     cmd = [*POSESTREAM, "worker", "--model", "blobs", "--tracker", "iou",
            "--id", worker_id, "--debug-delay-ms", str(delay_ms)]  # fmt: skip
