@@ -31,6 +31,7 @@ from models.data.datasets import (
     SyntheticPoseSource,
     collate_spatial,
 )
+from models.decode import DecodeConfig
 from models.poses import FramePoses, boxes_from_keypoints
 from models.spatialnet import SpatialBatchTargets, SpatialNet, SpatialNetConfig
 from models.targets import TargetConfig
@@ -93,7 +94,9 @@ class TrainSpatialConfig:
         if self.input_size[0] % m or self.input_size[1] % m:
             raise ValueError(f"input_size {self.input_size} must be multiples of {m} for this backbone")
         if self.eval_input_size is not None and (self.eval_input_size[0] % m or self.eval_input_size[1] % m):
-            raise ValueError(f"eval_input_size {self.eval_input_size} must be multiples of {m} for this backbone")
+            raise ValueError(
+                f"eval_input_size {self.eval_input_size} must be multiples of {m} for this backbone"
+            )
         if self.data == "coco" and not (self.coco_annotations and self.coco_images):
             raise ValueError("data: coco needs coco_annotations and coco_images")
         if self.steps < 1 or self.batch_size < 1:
@@ -175,6 +178,7 @@ def train_spatial(cfg: TrainSpatialConfig, resume: bool = True, progress: bool =
         log.info("initialised from %s", cfg.init_from)
 
     dataset = SpatialTrainingSet(build_source(cfg), cfg.input_size, cfg.seed, cfg.augment, TargetConfig())
+
     # A fixed permutation per epoch, seeded, so a resumed run sees the same sample order.
     def batches():
         epoch = step * cfg.batch_size // len(dataset)
@@ -189,7 +193,9 @@ def train_spatial(cfg: TrainSpatialConfig, resume: bool = True, progress: bool =
             epoch, offset = epoch + 1, 0
 
     net.train()
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=f"spatialnet[{cfg.stage}]", unit="step")
+    bar = tqdm(
+        total=cfg.steps, initial=step, disable=not progress, desc=f"spatialnet[{cfg.stage}]", unit="step"
+    )
     started, first_step = time.time(), step
     running: dict[str, float] = {}
     for batch in batches():
@@ -214,7 +220,9 @@ def train_spatial(cfg: TrainSpatialConfig, resume: bool = True, progress: bool =
     return last
 
 
-def _save(path: Path, net: SpatialNet, opt, sched, step: int, cfg: TrainSpatialConfig, losses: dict[str, float]) -> None:  # noqa: ANN001
+def _save(
+    path: Path, net: SpatialNet, opt, sched, step: int, cfg: TrainSpatialConfig, losses: dict[str, float]
+) -> None:  # noqa: ANN001
     tmp = path.with_suffix(".tmp")
     torch.save(
         {
@@ -226,12 +234,94 @@ def _save(path: Path, net: SpatialNet, opt, sched, step: int, cfg: TrainSpatialC
     tmp.replace(path)  # atomic: an interrupted save never leaves a broken last.pt
 
 
-def export_weights(checkpoint: str | Path, out: str | Path, half: bool = True) -> Path:
-    """Strip a training checkpoint to ``{"config", "model"}`` (fp16 by default) for ``weights/``."""
+def export_weights(
+    checkpoint: str | Path, out: str | Path, half: bool = True, decode: DecodeConfig | None = None
+) -> Path:
+    """Strip a training checkpoint to ``{"config", "model"}`` (fp16 by default) for ``weights/``.
+
+    ``decode`` replaces the decoding parameters stored with the weights (``tune_decode``).
+    """
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
     model = {k: (v.half() if half and v.is_floating_point() else v) for k, v in ckpt["model"].items()}
-    torch.save({"config": ckpt["config"], "model": model}, out)
+    config = dict(ckpt["config"])
+    if decode is not None:
+        config["decode"] = config_to_dict(decode)
+    torch.save({"config": config, "model": model}, out)
     return Path(out)
+
+
+# Values ``tune_decode`` tries per field (the others held at their current best).
+DECODE_GRID: dict[str, tuple[Any, ...]] = {
+    "detection_threshold": (0.1, 0.15, 0.2, 0.25, 0.3),
+    "match_threshold": (0.5, 1.0, 1.5, 2.0, 3.0),
+    "sie_weight": (0.1, 0.3, 0.5, 1.0, 2.0),
+    "nms_kernel": (3, 5, 7),
+    "min_joints": (1, 2, 3, 5),
+}
+
+
+@torch.inference_mode()
+def tune_decode(
+    net: SpatialNet, seeds: list[int], frames: int, input_size: tuple[int, int], device: torch.device,
+    grid: dict[str, tuple[Any, ...]] | None = None, rounds: int = 2,
+) -> tuple[DecodeConfig, list[dict[str, Any]]]:  # fmt: skip
+    """Choose decoding parameters by coordinate ascent of AP on (validation) synthetic clips.
+
+    The network runs once per frame; each candidate only re-decodes. Use seeds that are
+    neither trained on nor held out for the reported scores.
+
+    Returns:
+        the best ``DecodeConfig`` (fields of ``grid`` changed, the rest as ``net``'s) and the
+        trail of ``{"field", "value", "AP"}`` of every candidate tried.
+    """
+    from models.data.synthetic import SyntheticClip, SyntheticConfig
+    from tracker.evaluation import evaluate
+
+    w, h = input_size
+    rendered, maps, mats = [], [], []
+    for seed in seeds:
+        clip = SyntheticClip.from_config(SyntheticConfig(seed=seed, frames=frames, people=5))
+        for t in range(frames):
+            rgb, gt = clip.render(t)
+            m = fit_affine(rgb.shape[1], rgb.shape[0], w, h)
+            x = torch.from_numpy(warp_image(rgb, m, w, h)).permute(2, 0, 1)[None].to(device)
+            stacks, _ = net(net.normalise(x))
+            rendered.append(gt)
+            maps.append({k: v.cpu() for k, v in stacks[-1].items()})
+            mats.append(m)
+    gts = [FramePoses(i, 0.0, g.width, g.height, g.keypoints, g.boxes, g.scores, g.track_ids)
+           for i, g in enumerate(rendered)]  # fmt: skip
+    original = net.config
+
+    def ap(decode: DecodeConfig) -> float:
+        net.config = dataclasses.replace(original, decode=decode)
+        preds = []
+        for i, (g, mp, m) in enumerate(zip(rendered, maps, mats, strict=True)):
+            ((kp, sc),) = net.decode_batch(mp)
+            kp = transform_keypoints(kp, invert_affine(m), flip=False)
+            preds.append(
+                FramePoses(i, 0.0, g.width, g.height, kp, boxes_from_keypoints(kp), sc, np.full(len(kp), -1))
+            )
+        return float(evaluate(gts, preds)["AP"])
+
+    best = original.decode
+    try:
+        best_ap = ap(best)
+        trail = [{"field": "start", "value": None, "AP": best_ap}]
+        for _ in range(rounds):
+            for name, values in (grid or DECODE_GRID).items():
+                for value in values:
+                    if getattr(best, name) == value:
+                        continue
+                    candidate = dataclasses.replace(best, **{name: value})
+                    score = ap(candidate)
+                    trail.append({"field": name, "value": value, "AP": score})
+                    if score > best_ap:
+                        best, best_ap = candidate, score
+    finally:
+        net.config = original
+    log.info("tuned decode: AP %.4f with %s", best_ap, best)
+    return best, trail
 
 
 @torch.inference_mode()

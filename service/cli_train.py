@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 
@@ -26,6 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--eval-out", help="with --eval-seeds: also write gt.jsonl and pred.jsonl into this folder"
     )
     s.add_argument("--export", help="also write stripped fp16 weights here")
+    s.add_argument(
+        "--tune-decode-seeds",
+        default="",
+        help="comma-separated validation synthetic seeds: choose the decoding parameters there (coordinate "
+        "ascent of AP) and store them with --export (never the --eval-seeds)",
+    )
     s.set_defaults(func=_cmd_train_spatial)
     t = tsub.add_parser(
         "temporal",
@@ -45,12 +52,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_train_spatial(args: argparse.Namespace) -> int:
     from models.train import (
+        config_to_dict,
         evaluate_spatialnet,
         export_weights,
         load_spatialnet,
         load_train_config,
         resolve_device,
         train_spatial,
+        tune_decode,
     )
 
     overrides = {
@@ -60,25 +69,42 @@ def _cmd_train_spatial(args: argparse.Namespace) -> int:
         cfg = load_train_config(args.config, overrides)
     except (OSError, ValueError) as exc:
         raise CliError(str(exc)) from None
+    eval_seeds, tune_seeds = _seeds(args.eval_seeds), _seeds(args.tune_decode_seeds)
+    if set(tune_seeds) & set(eval_seeds):
+        raise CliError("--tune-decode-seeds and --eval-seeds must not share seeds")
     last = train_spatial(cfg, resume=not args.no_resume)
     print(f"checkpoint: {last}")
-    if args.export:
-        print(f"weights: {export_weights(last, args.export)}")
-    if args.eval_seeds:
-        seeds = [int(s) for s in args.eval_seeds.split(",") if s.strip()]
-        device = resolve_device(cfg.device)
-        metrics = evaluate_spatialnet(
-            load_spatialnet(last, device),
-            seeds,
-            30,
-            cfg.eval_input_size or cfg.input_size,
-            device,
-            write_dir=args.eval_out,
+    device = resolve_device(cfg.device)
+    size = cfg.eval_input_size or cfg.input_size
+    net = load_spatialnet(last, device)
+    decode = None
+    if tune_seeds:
+        decode, trail = tune_decode(net, tune_seeds, 8, size, device)
+        print(
+            json.dumps(
+                {
+                    "tuned_decode": config_to_dict(decode),
+                    "validation_AP": round(max(t["AP"] for t in trail), 4),
+                }
+            )
         )
+        net.config = dataclasses.replace(net.config, decode=decode)
+    if args.export:
+        print(f"weights: {export_weights(last, args.export, decode=decode)}")
+        net = load_spatialnet(args.export, device)  # score exactly what ships (fp16 weights)
+    if eval_seeds:
+        metrics = evaluate_spatialnet(net, eval_seeds, 30, size, device, write_dir=args.eval_out)
         print(
             json.dumps({k: (None if v is None or math.isnan(v) else round(v, 4)) for k, v in metrics.items()})
         )
     return 0
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise CliError(f"seeds must be comma-separated integers, got {text!r}") from None
 
 
 def _cmd_train_temporal(args: argparse.Namespace) -> int:

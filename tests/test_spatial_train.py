@@ -113,3 +113,24 @@ def test_frozen_movenet_backbone_trains_only_the_hourglass(movenet_tflite, tmp_p
     x = net.normalise(batch["image"])
     net.eval()
     torch.testing.assert_close(loaded(x)[0][-1]["heatmaps"], net(x)[0][-1]["heatmaps"])
+
+
+def test_tune_decode_and_export_keep_the_chosen_parameters(tmp_path):
+    from models.train import export_weights, tune_decode
+
+    over = {
+        "model": TINY, "input_size": [64, 64], "steps": 2, "batch_size": 2, "device": "cpu",
+        "synthetic": {"clips": 1, "frames": 4, "people": 2, "width": 160, "height": 120}, "out_dir": str(tmp_path),
+    }  # fmt: skip
+    last = train_spatial(load_train_config(None, over), progress=False)
+    net = load_spatialnet(last)
+    grid = {"detection_threshold": (0.05, 0.5), "min_joints": (1, 4)}
+    decode, trail = tune_decode(net, [8000], 2, (64, 64), torch.device("cpu"), grid=grid, rounds=1)
+    assert net.config.decode == load_spatialnet(last).config.decode  # the net is left as it was
+    assert [t["field"] for t in trail][0] == "start" and len(trail) == 1 + 2 + 1  # min_joints=1 is the default: skipped
+    best = max(t["AP"] for t in trail)
+    assert best == trail[0]["AP"] or any(
+        t["AP"] == best and getattr(decode, t["field"]) == t["value"] for t in trail
+    )
+    exported = load_spatialnet(export_weights(last, tmp_path / "w.pt", decode=decode))
+    assert exported.config.decode == decode
