@@ -58,6 +58,7 @@ from service.pipelines.models import (  # noqa: E402
     TEMPORALNET_SPATIAL_WEIGHTS,
     TEMPORALNET_WEIGHTS,
     ModelPipeline,
+    load_temporal,
 )
 from tracker.config import TrackerConfig  # noqa: E402
 from tracker.evaluation import evaluate  # noqa: E402
@@ -142,13 +143,14 @@ def run(
     if model == "spatialnet":
         from models.spatial_estimator import SpatialEstimatorConfig, SpatialNetEstimator
 
-        estimator = SpatialNetEstimator(
-            SPATIALNET_WEIGHTS, SpatialEstimatorConfig(input_size=512, device="cpu")
-        )
         temporal = (
-            TemporalInference.load(TEMPORALNET_SPATIAL_WEIGHTS)
+            load_temporal(TEMPORALNET_SPATIAL_WEIGHTS, "spatialnet")
             if TEMPORALNET_SPATIAL_WEIGHTS.is_file()
             else None
+        )
+        size = temporal.config.input_size if temporal is not None else SpatialEstimatorConfig().input_size
+        estimator = SpatialNetEstimator(
+            SPATIALNET_WEIGHTS, SpatialEstimatorConfig(input_size=size, device="cpu")
         )
         presets = SPATIAL_PRESETS if temporal is not None else SPATIAL_PRESETS[:5]
     else:

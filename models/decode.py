@@ -280,15 +280,12 @@ def fill_missing(
         hw = (y1 - y0) * (x1 - x0)
         tag_pix = tg[missing, :, y0:y1, x0:x1].reshape(missing.size, t, hw)  # (m, T, hw)
         sie_pix = se[:, y0:y1, x0:x1].reshape(2, hw)  # (2, hw)
-        dist = np.zeros((missing.size, hw))
-        if config.use_tags:
-            dist += np.linalg.norm(tag_pix - mean_tags[p][None, :, None], axis=1)
-        if config.sie_weight > 0:
-            dist += (
-                config.sie_weight
-                * np.linalg.norm(sie_pix - mean_sie[p][:, None], axis=0)[None]
-                / config.pgg.sie_unit
-            )
+        dist = np.concatenate(
+            [
+                _distance(mean_tags[p][None], mean_sie[p][None], tag_pix[k].T, sie_pix.T, config)
+                for k in range(missing.size)
+            ]
+        )  # (m, hw)
         local = heat[missing, y0:y1, x0:x1].reshape(missing.size, hw)
         best = (local - dist).argmax(axis=1)
         out[p, missing, 0] = x0 + best % (x1 - x0)

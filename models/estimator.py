@@ -228,8 +228,9 @@ class EstimatorOutput:
 
     Attributes:
         poses: B ``FramePoses`` in original-frame pixels, best person first, track ids -1.
-        features: (B, 24, Hc/4, Wc/4) stride-4 features of the ``feature_size`` scale, on
-            the model's device and dtype (fp16 on CUDA).
+        features: (B, C, Hc/4, Wc/4) stride-4 features of the ``feature_size`` scale (MoveNet's
+            24 FPN channels; SpatialNet's last-stack width), on the model's device and dtype
+            (fp16 on CUDA).
         transforms: B ``Letterbox`` transforms of that scale (frame <-> input <-> feature cells).
         centers: B arrays (N, 2) float32, (x, y) frame pixels of the centre peak each person
             was decoded from, aligned with ``poses`` (MoveNet's stand-in for a per-joint

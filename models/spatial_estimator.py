@@ -46,8 +46,10 @@ class SpatialEstimatorConfig:
             trained at (the shipped weights: frames of 640x480 at 512x384, i.e. people
             ~0.8x their 640x480 size); raising it finds smaller people at quadratic cost.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
-        min_person_score: people whose mean joint score is below this are dropped. Raising
-            it removes weak, partial detections (fewer false tracks, more missed people).
+        min_person_score: people whose mean joint score is below this are not passed on to
+            the tracker. (Decoding keeps them, ``DecodeConfig.min_person_score`` = 0, because AP
+            ranks people by score; a tracker would start tracks on them.) Raising it removes
+            weak, partial detections: fewer false tracks, more missed people.
     """
 
     input_size: int = 512
@@ -59,6 +61,8 @@ class SpatialEstimatorConfig:
             raise ValueError(f"input_size must be > 0 pixels, got {self.input_size}")
         if not 0.0 <= self.min_person_score <= 1.0:
             raise ValueError(f"min_person_score must be in [0, 1], got {self.min_person_score}")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
 
 
 def embeddings_at_joints(
@@ -180,6 +184,8 @@ class SpatialNetEstimator:
         n = len(frames)
         indices = list(frame_indices) if frame_indices is not None else list(range(n))
         times = list(timestamps) if timestamps is not None else [0.0] * n
+        if len(indices) != n or len(times) != n:
+            raise ValueError("frame_indices and timestamps must have one entry per frame")
         out = self.maps(frames)
         decoded = self.net.decode_batch(out.last)
         sie_maps = sie_from_svf(out.last["svf"].float())
@@ -191,16 +197,21 @@ class SpatialNetEstimator:
             tag_vals, sie_in = embeddings_at_joints(kp, out.last["tags"][i], sie_maps[i])
             inv = invert_affine(m)
             kp_frame = transform_keypoints(kp, inv, flip=False)
-            sie_frame = (sie_in @ inv[:, :2].T + inv[:, 2]).astype(np.float32)
             h, w = f.shape[:2]
+            kp_frame[..., 0] = kp_frame[..., 0].clip(0, w - 1)  # filled joints may land in the padding
+            kp_frame[..., 1] = kp_frame[..., 1].clip(0, h - 1)
+            sie_frame = (sie_in @ inv[:, :2].T + inv[:, 2]).astype(np.float32)
+            # Boxes from the detected joints only: a joint filled from weak heat may be anywhere in its window.
+            boxes = boxes_from_keypoints(kp_frame, min_score=self.net.config.decode.detection_threshold)
             poses.append(
                 FramePoses(
-                    indices[i], float(times[i]), w, h, kp_frame, boxes_from_keypoints(kp_frame),
+                    indices[i], float(times[i]), w, h, kp_frame, boxes,
                     sc.astype(np.float32), np.full(len(kp_frame), UNTRACKED, np.int64),
                 )
             )  # fmt: skip
             sies.append(sie_frame)
             tags.append(tag_vals)
+            # The person's centre: its SIE averaged over all 17 joints (filled ones included).
             centers.append(sie_frame.mean(axis=1) if len(kp) else np.zeros((0, 2), np.float32))
         heatmaps = out.last["heatmaps"].clamp(0, 1)
         return EstimatorOutput(

@@ -10,6 +10,7 @@ PGG iterate; ``decode_batch`` turns the last stack's maps into poses.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,14 +105,13 @@ class SpatialNetConfig:
     def decode_config(self) -> DecodeConfig:
         """The decode parameters with the embedding switches applied."""
         d = self.decode
-        return DecodeConfig(
-            top_k=d.top_k, detection_threshold=d.detection_threshold, nms_kernel=d.nms_kernel,
-            match_threshold=d.match_threshold, sie_weight=d.sie_weight if self.use_sie else 0.0,
-            use_tags=self.use_ke, use_pgg=self.use_pgg, pgg=self.pgg, fill_missing=d.fill_missing,
-            fill_window=d.fill_window, fill_min_cells=d.fill_min_cells,
-            refine=d.refine, min_person_score=d.min_person_score, min_joints=d.min_joints,
-            joint_order=d.joint_order,
-        )  # fmt: skip
+        return dataclasses.replace(
+            d,
+            sie_weight=d.sie_weight if self.use_sie else 0.0,
+            use_tags=self.use_ke,
+            use_pgg=self.use_pgg,
+            pgg=self.pgg,
+        )
 
 
 @dataclass(frozen=True)

@@ -161,7 +161,7 @@ def train_spatial(cfg: TrainSpatialConfig, resume: bool = True, progress: bool =
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     net = SpatialNet(cfg.model).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=cfg.lr)  # not frozen MoveNet
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg.lr_decay_steps), gamma=cfg.lr_decay)
     step = 0
     last = out / "last.pt"

@@ -75,10 +75,12 @@ class TrainTemporalConfig:
         he_weight, tie_weight: loss weights.
         seed: seeds initialisation and sampling.
         threads: torch CPU threads.
-        out: checkpoint path.
+        out: checkpoint path; None = ``weights/temporalnet_movenet.pt``, or
+            ``weights/temporalnet_spatialnet.pt`` with ``spatialnet`` (never the other one's).
         spatialnet: SpatialNet weights whose last-stack features and heatmaps TemporalNet
-            learns on (``model.backbone`` and ``model.feature_channels`` follow them);
-            None = frozen MoveNet's.
+            learns on (``model.backbone`` and ``model.feature_channels`` follow them, and
+            ``model.input_size`` defaults to the SpatialNet estimator's 512); None = frozen
+            MoveNet's.
     """
 
     model: TemporalNetConfig = field(default_factory=TemporalNetConfig)
@@ -94,12 +96,19 @@ class TrainTemporalConfig:
     tie_weight: float = 1.0
     seed: int = 0
     threads: int = 1
-    out: str = "weights/temporalnet_movenet.pt"
+    out: str | None = None
     spatialnet: str | None = None
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.max_gap < 1:
             raise ValueError("steps, batch_size and max_gap must be >= 1")
+        if self.spatialnet is not None and not Path(self.spatialnet).is_file():
+            raise ValueError(
+                f"spatialnet weights {self.spatialnet} not found (train them with `posestream train spatial`)"
+            )
+        if self.out is None:
+            name = "temporalnet_movenet.pt" if self.spatialnet is None else "temporalnet_spatialnet.pt"
+            object.__setattr__(self, "out", str(Path("weights") / name))
 
 
 def load_temporal_config(
@@ -117,15 +126,19 @@ def load_temporal_config(
             raw[key] = {**raw[key], **value}
         else:
             raw[key] = value
+    if raw.get("spatialnet") and "input_size" not in (raw.get("model") or {}):
+        from models.spatial_estimator import SpatialEstimatorConfig
+
+        raw["model"] = {**(raw.get("model") or {}), "input_size": SpatialEstimatorConfig().input_size}
     return TypeAdapter(TrainTemporalConfig).validate_python(raw)
 
 
 @dataclass
 class ClipCache:
-    """One clip's frozen-MoveNet inputs and GT, all on the stride-4 grid.
+    """One clip's frozen-estimator inputs and GT, all on the stride-4 grid.
 
     Attributes:
-        features: (T, 24, h, w) float16.
+        features: (T, C, h, w) float16 (C = ``TemporalNetConfig.feature_channels``).
         heatmaps: (T, 17, h, w) float16.
         rgb4: (T, 3, h, w) uint8, the input image average-pooled to stride 4.
         sie: (T, 3, h, w) float16, rendered from the GT poses.
@@ -158,6 +171,7 @@ def movenet_maps(
     return maps["features"], maps["keypoint_heatmap"], F.avg_pool2d(x, 4)
 
 
+# frames -> features (B, C, h, w), heatmaps (B, 17, h, w), rgb4 (B, 3, h, w), one Letterbox per frame
 FeatureSource = Callable[[list[np.ndarray]], tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[Any]]]
 
 

@@ -41,7 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--config", help="YAML file with TrainTemporalConfig fields (models/train_temporal.py)")
     t.add_argument("--steps", type=int, help="override steps")
     t.add_argument("--clips", type=int, help="override data.clips (synthetic training clips)")
-    t.add_argument("--out", help="override the checkpoint path (default weights/temporalnet_movenet.pt)")
+    t.add_argument(
+        "--out",
+        help="checkpoint path (default weights/temporalnet_movenet.pt, or weights/temporalnet_spatialnet.pt "
+        "with --spatialnet)",
+    )
     t.add_argument("--threads", type=int, help="override torch CPU threads (default 1)")
     t.add_argument(
         "--spatialnet",
@@ -126,7 +130,10 @@ def _cmd_train_temporal(args: argparse.Namespace) -> int:
         cfg = load_temporal_config(args.config, overrides)
     except (OSError, ValueError) as exc:
         raise CliError(str(exc)) from None
-    path, card = train_temporal(cfg)
+    try:
+        path, card = train_temporal(cfg)
+    except (OSError, ValueError) as exc:  # missing / unverifiable weights, bad sizes
+        raise CliError(str(exc)) from None
     print(f"checkpoint: {path}")
     print(json.dumps({k: card[k] for k in ("train_seeds", "cache_seconds", "total_seconds", "final_losses")}))
     return 0

@@ -551,19 +551,23 @@ class FrozenMoveNetFeatures(nn.Module):
 
     def __init__(self, tflite_path: str | Path | None = None) -> None:
         super().__init__()
-        if tflite_path is None:
-            from models.weights import model_path
+        if tflite_path is None:  # the pinned file, hash-checked: the features must be the trained-on ones
+            from models.weights import MOVENET_MULTIPOSE, WeightsError, verify
 
-            tflite_path = model_path()
+            try:
+                tflite_path = verify(MOVENET_MULTIPOSE)
+            except WeightsError as exc:
+                raise MoveNetWeightsError(
+                    f"{exc} (the frozen-MoveNet SpatialNet backbone is built from it)"
+                ) from None
         if not Path(tflite_path).is_file():
             raise MoveNetWeightsError(
-                f"MoveNet weights not found at {tflite_path}: run `posestream weights fetch` "
-                "(the frozen-MoveNet SpatialNet backbone is built from them)"
+                f"MoveNet weights not found at {tflite_path}: run `posestream weights fetch`"
             )
         model = MoveNetMultiPose.from_tflite(tflite_path)
         model.heads = nn.ModuleDict()  # only the feature pyramid is used
         self.movenet = model.requires_grad_(False).eval()
-        self._register_state_dict_hook(_drop_frozen_keys)
+        self.register_state_dict_post_hook(_drop_frozen_keys)
         self.register_load_state_dict_pre_hook(_fill_frozen_keys)
 
     def train(self, mode: bool = True) -> FrozenMoveNetFeatures:

@@ -76,6 +76,8 @@ class ModelPipeline:
     Args:
         estimator: a loaded ``models.estimator.PoseEstimator`` or
             ``models.spatial_estimator.SpatialNetEstimator``.
+        model: ``"movenet"`` or ``"spatialnet"``: which estimator (for names and error messages;
+            only SpatialNet has KE tags for the ``ke`` trackers).
         tracker_config: the tracker's thresholds and preset.
         temporal: ``models.temporalnet.TemporalInference``; required by the ``he``, ``tie``
             and ``he+tie`` presets. The estimator must return the features of its
@@ -94,10 +96,15 @@ class ModelPipeline:
     ) -> None:
         terms = PRESET_TERMS[tracker_config.preset]
         if temporal is None and any(t in ("he", "tie") for t in terms):
-            weights = TEMPORALNET_WEIGHTS if model == "movenet" else TEMPORALNET_SPATIAL_WEIGHTS
+            how = (
+                f"`posestream train temporal` (writes {TEMPORALNET_WEIGHTS})"
+                if model == "movenet"
+                else f"`posestream train temporal --config configs/temporalnet_spatialnet.yaml` "
+                f"(writes {TEMPORALNET_SPATIAL_WEIGHTS})"
+            )
             raise ValueError(
                 f"tracker {tracker_config.preset!r} needs TemporalNet (HE/TIE) for --model {model}: train it "
-                f"with `posestream train temporal` (writes {weights}) or use --tracker oks or --tracker iou"
+                f"with {how}, or use --tracker oks or --tracker iou"
             )
         if model == "movenet" and not set(terms) <= {"he", "tie", "oks", "iou", "sie"}:
             raise ValueError(
@@ -194,7 +201,7 @@ def build_model_pipeline(
             ModelPipeline(None, config)  # raises the explanatory error
         from models.temporalnet import CALIBRATED_GATE_HE
 
-        temporal = _load_temporal(TEMPORALNET_WEIGHTS, "movenet")
+        temporal = load_temporal(TEMPORALNET_WEIGHTS, "movenet")
         config = dataclasses.replace(config, gate_he=CALIBRATED_GATE_HE)
         size = temporal.config.input_size
         if size not in sizes:
@@ -225,7 +232,7 @@ def _build_spatialnet(config: TrackerConfig, input_sizes: Sequence[int] | None, 
             ModelPipeline(None, config, model="spatialnet")  # raises the explanatory error
         from models.temporalnet import CALIBRATED_GATE_HE
 
-        temporal = _load_temporal(TEMPORALNET_SPATIAL_WEIGHTS, "spatialnet")
+        temporal = load_temporal(TEMPORALNET_SPATIAL_WEIGHTS, "spatialnet")
         config = dataclasses.replace(config, gate_he=CALIBRATED_GATE_HE)
     size = (
         int(input_sizes[0])
@@ -244,7 +251,7 @@ def _build_spatialnet(config: TrackerConfig, input_sizes: Sequence[int] | None, 
     return ModelPipeline(estimator, config, temporal, model="spatialnet")
 
 
-def _load_temporal(path: Path, backbone: str) -> Any:
+def load_temporal(path: Path, backbone: str) -> Any:
     from models.temporalnet import TemporalInference
 
     temporal = TemporalInference.load(path)
