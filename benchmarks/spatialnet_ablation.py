@@ -22,6 +22,9 @@ Run from the repository root (one thread, about 2 s per lockstep step on a small
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/spatialnet_ablation.py \\
         --config configs/spatialnet_ablation.yaml --results benchmarks/RESULTS.md
 
+``--config configs/spatialnet_ablation_movenet.yaml`` runs the five variants on the frozen
+MoveNet backbone (``SpatialNetConfig.features``) and records its own section.
+
 ``--results`` rewrites this benchmark's block of RESULTS.md (between its markers) with
 the date, machine, command, budget and table; other sections are left alone.
 """
@@ -265,15 +268,17 @@ def _write_results(path: Path, rows: list[dict], info: dict, command: str) -> No
     bb = cfg.model.backbone
     w = cfg.model.weights
     s = cfg.synthetic
+    on_movenet = cfg.model.features == "movenet"
     lines = [
-        "## SpatialNet ablation on held-out synthetic video (`benchmarks/spatialnet_ablation.py`)",
+        "## SpatialNet ablation on held-out synthetic video (`benchmarks/spatialnet_ablation.py`)"
+        + (", frozen-MoveNet backbone" if on_movenet else ""),
         "",
         f"- date: {dt.date.today().isoformat()}; machine: {cpu_name()}, {os.cpu_count()} logical CPUs (shared), "
         f"{torch.get_num_threads()} torch thread; Python {platform.python_version()}, torch {torch.__version__}",
         f"- command: `{command}`",
         f"- budget per variant: {cfg.steps} steps of batch {cfg.batch_size} ({cfg.input_size[0]}x{cfg.input_size[1]} "
         f"crops), the same batches and initial weights for all; {bb.stacks}-stack width-{bb.width} depth-{bb.depth} "
-        f"hourglass; Adam lr {cfg.lr:g} (x{cfg.lr_decay:g} at {list(cfg.lr_decay_steps)}); loss weights det "
+        f"hourglass{' on the frozen MoveNet FPN features' if on_movenet else ''}; Adam lr {cfg.lr:g} (x{cfg.lr_decay:g} at {list(cfg.lr_decay_steps)}); loss weights det "
         f"{w.det:g} : KE {w.ke:g} : aux {w.aux:g} : SIE {w.sie:g} : PGG {w.pgg:g}. "
         f"`{PGG_NAME}` = `{PGG_FROM}` for {cfg.steps - info['pgg_steps']} steps, then {info['pgg_steps']} steps "
         "with PGG's grouping loss (R = 1), decoded with PGG.",
@@ -290,7 +295,9 @@ def _write_results(path: Path, rows: list[dict], info: dict, command: str) -> No
         "",
         *_verdict(rows),
     ]
-    record_section("spatialnet_ablation", "\n".join(lines), path)
+    record_section(
+        "spatialnet_ablation_movenet" if on_movenet else "spatialnet_ablation", "\n".join(lines), path
+    )
 
 
 def main() -> None:
