@@ -3,7 +3,9 @@
 For held-out synthetic 640x480 frames (seeds never used in training) it times, with one
 torch thread, batch 1:
 
-- ``network``: the shipped SpatialNet's forward pass (``weights/spatialnet_synthetic.pt``);
+- ``network``: each shipped SpatialNet's forward pass (``weights/spatialnet_movenet.pt``,
+  frozen MoveNet + 1-stack hourglass, and ``weights/spatialnet_synthetic.pt``, 2-stack
+  hourglass on its own stem);
 - ``decode``: ``SpatialNet.decode_batch`` on the last stack's maps (peaks -> embeddings ->
   grouping -> missing joints -> refinement), with the weights' own decode settings (PGG
   refinement included when the weights were fine-tuned with PGG) and, for comparison,
@@ -77,7 +79,12 @@ def time_size(net, frames, size: tuple[int, int], warmup: int) -> dict[str, list
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", type=Path, default=ROOT / "weights" / "spatialnet_synthetic.pt")
+    p.add_argument(
+        "--weights",
+        type=Path,
+        nargs="+",
+        default=[ROOT / "weights" / "spatialnet_movenet.pt", ROOT / "weights" / "spatialnet_synthetic.pt"],
+    )
     p.add_argument("--seeds", default="9000,9001", help="held-out synthetic clip seeds")
     p.add_argument("--frames", type=int, default=12, help="frames per clip")
     p.add_argument("--warmup", type=int, default=2)
@@ -91,24 +98,31 @@ def main() -> None:
     for seed in (int(s) for s in args.seeds.split(",")):
         clip = SyntheticClip.from_config(SyntheticConfig(seed=seed, frames=args.frames, people=5))
         frames += [clip.render(t)[0] for t in range(args.frames)]
-    net = load_spatialnet(args.weights)
     rows = [
-        "| input (maps) | frames | people decoded (median) | network ms | decode ms (shipped settings) "
+        "| model | input (maps) | frames | people decoded (median) | network ms | decode ms (shipped settings) "
         "| decode / network | decode ms, no PGG | decode ms, PGG |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for size in ((512, 384), (640, 480)):
-        t = time_size(net, frames, size, args.warmup)
-        med = {k: statistics.median(v) for k, v in t.items()}
-        rows.append(
-            f"| {size[0]}x{size[1]} ({size[0] // 4}x{size[1] // 4}) | {len(t['network'])} | {med['people']:.0f} "
-            f"| {med['network']:.1f} | {med['decode']:.1f} | {med['decode'] / med['network']:.2f} "
-            f"| {med['decode, no PGG']:.1f} | {med['decode, PGG']:.1f} |"
+    models = []
+    for weights in args.weights:
+        net = load_spatialnet(weights)
+        bb = net.config.backbone
+        stem = "frozen MoveNet + " if net.config.features == "movenet" else ""
+        models.append(
+            f"`{weights.relative_to(ROOT) if weights.is_relative_to(ROOT) else weights}` ({stem}{bb.stacks}-stack "
+            f"width-{bb.width} hourglass, shipped decode use_pgg={net.config.use_pgg})"
         )
-        print(rows[-1], flush=True)
+        for size in ((512, 384), (640, 480)):
+            t = time_size(net, frames, size, args.warmup)
+            med = {k: statistics.median(v) for k, v in t.items()}
+            rows.append(
+                f"| `{weights.name}` | {size[0]}x{size[1]} ({size[0] // 4}x{size[1] // 4}) | {len(t['network'])} "
+                f"| {med['people']:.0f} | {med['network']:.1f} | {med['decode']:.1f} "
+                f"| {med['decode'] / med['network']:.2f} | {med['decode, no PGG']:.1f} | {med['decode, PGG']:.1f} |"
+            )
+            print(rows[-1], flush=True)
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     if args.results:
-        bb = net.config.backbone
         command = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/spatialnet_decode.py " + " ".join(
             sys.argv[1:]
         )
@@ -119,9 +133,10 @@ def main() -> None:
             f"{os.cpu_count()} logical CPUs (shared with other jobs), {args.threads} torch thread; "
             f"Python {platform.python_version()}, torch {torch.__version__}; load average at the end: {load}",
             f"- command: `{command}`",
-            f"- model: `weights/spatialnet_synthetic.pt` ({bb.stacks}-stack width-{bb.width} hourglass, "
-            f"shipped decode use_pgg={net.config.use_pgg}); held-out synthetic clips {args.seeds}, "
-            f"{args.frames} frames each ({args.warmup} warm-up frames per size untimed); batch 1; medians.",
+            f"- models: {'; '.join(models)}",
+            f"- held-out synthetic clips {args.seeds}, {args.frames} frames each ({args.warmup} warm-up frames "
+            f"per size untimed); batch 1; medians; `fill_missing` searches each person's window "
+            f"(`DecodeConfig.fill_window`).",
             "",
             *rows,
         ])  # fmt: skip
