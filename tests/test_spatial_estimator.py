@@ -101,3 +101,40 @@ def test_temporalnet_trains_on_spatialnet_features_and_tracks(tmp_path):
     out = pipe.process(batch, [None] * 3)
     assert [p.frame_index for p, _ in out] == [0, 1, 2]
     assert pipe.name == "spatialnet/he+tie"
+
+
+@pytest.mark.parametrize("tracker", ["ke+sie", "he+tie"])
+def test_track_with_the_shipped_spatialnet_follows_synthetic_people(tmp_path, movenet_tflite, tracker):
+    """`posestream track --model spatialnet` on a held-out synthetic video: one line per frame, ids that track."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from models.data.synthetic import SyntheticConfig, write_synthetic_clip
+    from models.poses import read_jsonl
+    from service.pipelines.models import SPATIALNET_WEIGHTS, TEMPORALNET_SPATIAL_WEIGHTS
+    from tracker.evaluation import evaluate
+
+    needed = [SPATIALNET_WEIGHTS] + ([TEMPORALNET_SPATIAL_WEIGHTS] if tracker == "he+tie" else [])
+    missing = [str(p) for p in needed if not p.is_file()]
+    if missing:
+        pytest.skip(f"not trained yet: {missing}")
+    video, gt = write_synthetic_clip(tmp_path, SyntheticConfig(seed=9200, frames=40, people=3, occluders=0))
+    out = tmp_path / "poses.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys; from service.cli import main; sys.exit(main())", "track", str(video),
+         "--model", "spatialnet", "--tracker", tracker, "--device", "cpu", "--out", str(out), "-q"],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    pred = read_jsonl(out)
+    assert [f.frame_index for f in pred] == list(range(40))
+    m = evaluate(read_jsonl(gt), pred)
+    assert m["MOTA"] >= FLOOR[tracker]["MOTA"] and m["IDF1"] >= FLOOR[tracker]["IDF1"], m
+
+
+# Measured on this clip with the shipped weights (ke+sie: MOTA 0.09, IDF1 0.45, 16 ID switches):
+# SpatialNet's detections are weak (held-out AP 0.235, weights/README.md), so MOTA is low for any
+# tracker on them; the floors catch a broken pipeline (random ids give IDF1 ~0, misplaced
+# keypoints a negative MOTA), not a weaker model.
+FLOOR = {"ke+sie": {"MOTA": 0.0, "IDF1": 0.3}, "he+tie": {"MOTA": 0.0, "IDF1": 0.3}}
