@@ -40,7 +40,7 @@ from benchmarks.results import record_section  # noqa: E402
 from models.data.augment import fit_affine, transform_keypoints, warp_image  # noqa: E402
 from models.pgg import pgg_memory_bytes  # noqa: E402
 from models.targets import TargetConfig, build_spatial_targets  # noqa: E402
-from models.train import load_spatialnet  # noqa: E402
+from models.train import load_spatialnet, synthetic_frames  # noqa: E402
 
 _CHILD = """
 import json, resource, sys, torch
@@ -66,29 +66,24 @@ def measure_gbms_peak(n: int, dim: int, iterations: int) -> int:
 @torch.inference_mode()
 def masked_counts(weights: Path, seeds: list[int], frames: int, size: tuple[int, int]) -> dict:
     """Masked-pixel counts of the network's last-stack heatmaps on held-out frames."""
-    from models.data.synthetic import SyntheticClip, SyntheticConfig
-
     net = load_spatialnet(weights)
     cfg = net.config.pgg
     w, h = size
     counts, capped, gt_counts = [], [], []
-    for seed in seeds:
-        clip = SyntheticClip.from_config(SyntheticConfig(seed=seed, frames=frames, people=5))
-        for t in range(frames):
-            rgb, gt = clip.render(t)
-            m = fit_affine(rgb.shape[1], rgb.shape[0], w, h)
-            x = torch.from_numpy(warp_image(rgb, m, w, h))
-            # the mask PGG sees in training: the ground truth's heatmaps (also what a fully
-            # trained network would approach)
-            target = build_spatial_targets(
-                transform_keypoints(gt.keypoints, m, False), h // 4, w // 4, TargetConfig()
-            )
-            gt_counts.append(int((target.heatmaps.max(axis=0) > cfg.tau).sum()))
-            stacks, _ = net(net.normalise(x.permute(2, 0, 1)[None]))
-            heat = stacks[-1]["heatmaps"].clamp(0, 1)[0]
-            n = int((heat.max(dim=0).values > cfg.tau).sum())
-            counts.append(n)
-            capped.append(min(n, cfg.max_points))
+    for rgb, gt in synthetic_frames(seeds, frames):
+        m = fit_affine(rgb.shape[1], rgb.shape[0], w, h)
+        x = torch.from_numpy(warp_image(rgb, m, w, h))
+        # the mask PGG sees in training: the ground truth's heatmaps (also what a fully
+        # trained network would approach)
+        target = build_spatial_targets(
+            transform_keypoints(gt.keypoints, m, False), h // 4, w // 4, TargetConfig()
+        )
+        gt_counts.append(int((target.heatmaps.max(axis=0) > cfg.tau).sum()))
+        stacks, _ = net(net.normalise(x.permute(2, 0, 1)[None]))
+        heat = stacks[-1]["heatmaps"].clamp(0, 1)[0]
+        n = int((heat.max(dim=0).values > cfg.tau).sum())
+        counts.append(n)
+        capped.append(min(n, cfg.max_points))
     hw = (h // 4) * (w // 4)
     return {"size": size, "map": (w // 4, h // 4), "hw": hw, "counts": counts, "capped": capped, "gt_counts": gt_counts,
             "dim": net.config.tag_dim + 2, "iterations": cfg.iterations, "tau": cfg.tau,

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -250,6 +251,16 @@ def export_weights(
     return Path(out)
 
 
+def synthetic_frames(seeds: list[int], frames: int, people: int = 5) -> Iterator[tuple[np.ndarray, FramePoses]]:
+    """The first ``frames`` frames of each seed's synthetic clip: RGB (H, W, 3) uint8 and ground truth."""
+    from models.data.synthetic import SyntheticClip, SyntheticConfig
+
+    for seed in seeds:
+        clip = SyntheticClip.from_config(SyntheticConfig(seed=seed, frames=frames, people=people))
+        for t in range(frames):
+            yield clip.render(t)
+
+
 # Values ``tune_decode`` tries per field (the others held at their current best).
 DECODE_GRID: dict[str, tuple[Any, ...]] = {
     "detection_threshold": (0.1, 0.15, 0.2, 0.25, 0.3),
@@ -274,21 +285,17 @@ def tune_decode(
         the best ``DecodeConfig`` (fields of ``grid`` changed, the rest as ``net``'s) and the
         trail of ``{"field", "value", "AP"}`` of every candidate tried.
     """
-    from models.data.synthetic import SyntheticClip, SyntheticConfig
     from tracker.evaluation import evaluate
 
     w, h = input_size
     rendered, maps, mats = [], [], []
-    for seed in seeds:
-        clip = SyntheticClip.from_config(SyntheticConfig(seed=seed, frames=frames, people=5))
-        for t in range(frames):
-            rgb, gt = clip.render(t)
-            m = fit_affine(rgb.shape[1], rgb.shape[0], w, h)
-            x = torch.from_numpy(warp_image(rgb, m, w, h)).permute(2, 0, 1)[None].to(device)
-            stacks, _ = net(net.normalise(x))
-            rendered.append(gt)
-            maps.append({k: v.cpu() for k, v in stacks[-1].items()})
-            mats.append(m)
+    for rgb, gt in synthetic_frames(seeds, frames):
+        m = fit_affine(rgb.shape[1], rgb.shape[0], w, h)
+        x = torch.from_numpy(warp_image(rgb, m, w, h)).permute(2, 0, 1)[None].to(device)
+        stacks, _ = net(net.normalise(x))
+        rendered.append(gt)
+        maps.append({k: v.cpu() for k, v in stacks[-1].items()})
+        mats.append(m)
     gts = [FramePoses(i, 0.0, g.width, g.height, g.keypoints, g.boxes, g.scores, g.track_ids)
            for i, g in enumerate(rendered)]  # fmt: skip
     original = net.config
