@@ -209,8 +209,11 @@ def main() -> int:
     if not args.no_record:
         from benchmarks.results import record_section
 
+        # The blobs run measures the service's own overhead; each model and device has its own section.
+        section = "service" if args.model == "blobs" else f"service_{args.model}_{args.device}"
         body = [
-            "## Service end to end: concurrent WebSocket streams on loopback (`benchmarks/service.py`)",
+            "## Service end to end: concurrent WebSocket streams on loopback (`benchmarks/service.py`)"
+            + ("" if args.model == "blobs" else f", {args.model} on {args.device}"),
             "",
             f"- date: {time.strftime('%Y-%m-%d')}; command: `python {' '.join(sys.argv)}`",
             "- " + ", ".join(f"{k}: {v}" for k, v in meta.items()),
@@ -218,7 +221,7 @@ def main() -> int:
             "",
             *table,
         ]
-        print(f"recorded in {record_section('service', chr(10).join(body))}")
+        print(f"recorded in {record_section(section, chr(10).join(body))}")
     if args.out:
         Path(args.out).write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     return 0
