@@ -139,3 +139,21 @@ def test_track_with_the_shipped_spatialnet_follows_synthetic_people(tmp_path, mo
 # tracker on them; the floors catch a broken pipeline (random ids give IDF1 ~0, misplaced
 # keypoints a negative MOTA), not a weaker model.
 FLOOR = {"ke+sie": {"MOTA": 0.0, "IDF1": 0.3}, "he+tie": {"MOTA": 0.0, "IDF1": 0.3}}
+
+
+def test_ke_trackers_are_refused_on_weights_without_a_trained_ke_head(tmp_path):
+    import dataclasses
+
+    from models.backbones.hourglass import HourglassConfig
+    from models.spatialnet import SpatialNet, SpatialNetConfig
+    from service.pipelines.models import _build_spatialnet
+    from tracker.config import TrackerConfig
+
+    cfg = SpatialNetConfig(backbone=HourglassConfig(stacks=1, width=16, depth=2), use_ke=False)
+    path = tmp_path / "sie_only.pt"
+    torch.save({"config": dataclasses.asdict(cfg), "model": SpatialNet(cfg).state_dict()}, path)
+    with pytest.raises(ValueError, match="ke head"):
+        _build_spatialnet(TrackerConfig(preset="ke+sie"), [128], "cpu", weights=path)
+    assert _build_spatialnet(TrackerConfig(preset="sie"), [128], "cpu", weights=path).name == "spatialnet/sie"
+    with pytest.raises(ValueError, match="needs .*missing.pt"):
+        _build_spatialnet(TrackerConfig(preset="oks"), None, "cpu", weights=tmp_path / "missing.pt")

@@ -217,12 +217,15 @@ def build_model_pipeline(
     return ModelPipeline(estimator, config, temporal)
 
 
-def _build_spatialnet(config: TrackerConfig, input_sizes: Sequence[int] | None, device: str) -> ModelPipeline:
+def _build_spatialnet(
+    config: TrackerConfig, input_sizes: Sequence[int] | None, device: str, weights: Path = SPATIALNET_WEIGHTS
+) -> ModelPipeline:
     from models.spatial_estimator import SpatialEstimatorConfig, SpatialNetEstimator
 
-    if not SPATIALNET_WEIGHTS.is_file():
+    if not weights.is_file():
         raise ValueError(
-            f"--model spatialnet needs {SPATIALNET_WEIGHTS}: train it with `posestream train spatial`"
+            f"--model spatialnet needs {weights}: train it with `posestream train spatial "
+            f"--config configs/spatialnet_movenet.yaml --export {weights}`"
         )
     if input_sizes and len(input_sizes) > 1:
         raise ValueError(f"--model spatialnet runs at one input size, got {list(input_sizes)}")
@@ -244,9 +247,14 @@ def _build_spatialnet(config: TrackerConfig, input_sizes: Sequence[int] | None, 
             f"tracker {config.preset!r}: TemporalNet was trained on SpatialNet features of input size "
             f"{temporal.config.input_size}; use --input-size {temporal.config.input_size}"
         )
-    estimator = SpatialNetEstimator(
-        SPATIALNET_WEIGHTS, SpatialEstimatorConfig(input_size=size, device=device)
-    )
+    estimator = SpatialNetEstimator(weights, SpatialEstimatorConfig(input_size=size, device=device))
+    net = estimator.net.config
+    untrained = [head for head, on in (("ke", net.use_ke), ("sie", net.use_sie)) if not on]
+    if set(PRESET_TERMS[config.preset]) & set(untrained):
+        raise ValueError(
+            f"tracker {config.preset!r} reads SpatialNet's {'/'.join(untrained)} head, which "
+            f"{weights} was trained without; choose another tracker"
+        )
     _same_device(temporal, estimator.device)
     return ModelPipeline(estimator, config, temporal, model="spatialnet")
 
@@ -258,7 +266,7 @@ def load_temporal(path: Path, backbone: str) -> Any:
     if temporal.config.backbone != backbone:
         raise ValueError(
             f"{path} was trained on {temporal.config.backbone} features, not {backbone}'s; retrain it with "
-            f"`posestream train temporal`"
+            f"`posestream train temporal`" + (" --config configs/temporalnet_spatialnet.yaml" if backbone == "spatialnet" else "")
         )
     return temporal
 
