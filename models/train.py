@@ -287,29 +287,22 @@ def tune_decode(
     """
     from tracker.evaluation import evaluate
 
-    w, h = input_size
-    rendered, maps, mats = [], [], []
-    for rgb, gt in synthetic_frames(seeds, frames):
-        m = fit_affine(rgb.shape[1], rgb.shape[0], w, h)
-        x = torch.from_numpy(warp_image(rgb, m, w, h)).permute(2, 0, 1)[None].to(device)
-        stacks, _ = net(net.normalise(x))
-        rendered.append(gt)
-        maps.append({k: v.cpu() for k, v in stacks[-1].items()})
-        mats.append(m)
+    rendered = list(synthetic_frames(seeds, frames))
+    fitted = fitted_maps(net, [rgb for rgb, _ in rendered], input_size, device)
     gts = [FramePoses(i, 0.0, g.width, g.height, g.keypoints, g.boxes, g.scores, g.track_ids)
-           for i, g in enumerate(rendered)]  # fmt: skip
+           for i, (_, g) in enumerate(rendered)]  # fmt: skip
     original = net.config
+    scores: dict[DecodeConfig, float] = {}  # a candidate seen in an earlier round is not decoded again
 
     def ap(decode: DecodeConfig) -> float:
-        net.config = dataclasses.replace(original, decode=decode)
-        preds = []
-        for i, (g, mp, m) in enumerate(zip(rendered, maps, mats, strict=True)):
-            ((kp, sc),) = net.decode_batch(mp)
-            kp = transform_keypoints(kp, invert_affine(m), flip=False)
-            preds.append(
+        if decode not in scores:
+            net.config = dataclasses.replace(original, decode=decode)
+            preds = [
                 FramePoses(i, 0.0, g.width, g.height, kp, boxes_from_keypoints(kp), sc, np.full(len(kp), -1))
-            )
-        return float(evaluate(gts, preds)["AP"])
+                for i, (g, (kp, sc)) in enumerate(zip(gts, decode_fitted(net, fitted), strict=True))
+            ]
+            scores[decode] = float(evaluate(gts, preds)["AP"])
+        return scores[decode]
 
     best = original.decode
     try:
@@ -332,12 +325,13 @@ def tune_decode(
 
 
 @torch.inference_mode()
-def predict_frames(net: SpatialNet, frames: list[np.ndarray], input_size: tuple[int, int],
-                   device: torch.device, batch_size: int = 8) -> list[tuple[np.ndarray, np.ndarray]]:  # fmt: skip
-    """Run SpatialNet on RGB frames; keypoints come back in each frame's own pixels.
+def fitted_maps(net: SpatialNet, frames: list[np.ndarray], input_size: tuple[int, int],
+                device: torch.device, batch_size: int = 8) -> list[tuple[dict[str, torch.Tensor], np.ndarray]]:  # fmt: skip
+    """Run SpatialNet on RGB frames each fitted into ``input_size`` (``fit_affine``).
 
     Returns:
-        per frame: keypoints (P, 17, 3) and scores (P,).
+        per frame: its last-stack maps by head name, each (1, C, h, w) on the CPU, and its
+        (2, 3) frame -> input matrix.
     """
     out = []
     w, h = input_size
@@ -346,9 +340,30 @@ def predict_frames(net: SpatialNet, frames: list[np.ndarray], input_size: tuple[
         mats = [fit_affine(f.shape[1], f.shape[0], w, h) for f in chunk]
         x = torch.from_numpy(np.stack([warp_image(f, m, w, h) for f, m in zip(chunk, mats, strict=True)]))
         stacks, _ = net(net.normalise(x.permute(0, 3, 1, 2).to(device)))
-        for (kp, sc), m in zip(net.decode_batch(stacks[-1]), mats, strict=True):
-            out.append((transform_keypoints(kp, invert_affine(m), flip=False), sc))
+        for i, m in enumerate(mats):
+            out.append(({k: v[i : i + 1].cpu() for k, v in stacks[-1].items()}, m))
     return out
+
+
+def decode_fitted(
+    net: SpatialNet, fitted: list[tuple[dict[str, torch.Tensor], np.ndarray]]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Decode ``fitted_maps`` with ``net.config``'s decoding; keypoints (P, 17, 3) in frame pixels, scores (P,)."""
+    out = []
+    for maps, m in fitted:
+        ((kp, sc),) = net.decode_batch(maps)
+        out.append((transform_keypoints(kp, invert_affine(m), flip=False), sc))
+    return out
+
+
+def predict_frames(net: SpatialNet, frames: list[np.ndarray], input_size: tuple[int, int],
+                   device: torch.device, batch_size: int = 8) -> list[tuple[np.ndarray, np.ndarray]]:  # fmt: skip
+    """Run SpatialNet on RGB frames; keypoints come back in each frame's own pixels.
+
+    Returns:
+        per frame: keypoints (P, 17, 3) and scores (P,).
+    """
+    return decode_fitted(net, fitted_maps(net, frames, input_size, device, batch_size))
 
 
 def evaluate_spatialnet(net: SpatialNet, seeds: list[int], frames: int, input_size: tuple[int, int],
