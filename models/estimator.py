@@ -52,6 +52,7 @@ __all__ = [
     "Letterbox",
     "PoseEstimator",
     "box_iou",
+    "frame_batch",
     "letterbox",
     "merge_scales",
 ]
@@ -183,6 +184,30 @@ def _round_up(v: int, multiple: int) -> int:
     return -(-v // multiple) * multiple
 
 
+def frame_batch(
+    frames: Sequence[np.ndarray],
+    frame_indices: Sequence[int] | None = None,
+    timestamps: Sequence[float] | None = None,
+) -> tuple[list[int], list[float]]:
+    """Check a batch of frames for an estimator; its frame indices (default 0..B-1) and timestamps (default 0.0).
+
+    Raises:
+        ValueError: no frames, a frame that is not (H, W, 3) uint8 RGB, or indices / timestamps
+            of the wrong length.
+    """
+    n = len(frames)
+    if n == 0:
+        raise ValueError("frames is empty")
+    for f in frames:
+        if f.ndim != 3 or f.shape[2] != 3 or f.dtype != np.uint8:
+            raise ValueError(f"frames must be uint8 (H, W, 3) RGB arrays, got {f.dtype} {f.shape}")
+    indices = list(frame_indices) if frame_indices is not None else list(range(n))
+    times = list(timestamps) if timestamps is not None else [0.0] * n
+    if len(indices) != n or len(times) != n:
+        raise ValueError("frame_indices and timestamps must have one entry per frame")
+    return indices, times
+
+
 def letterbox(
     frames: Sequence[np.ndarray], size: int, square: bool = False
 ) -> tuple[np.ndarray, list[Letterbox]]:
@@ -197,10 +222,9 @@ def letterbox(
         (B, Hc, Wc, 3) uint8 canvas (black padding, each frame centred) and one
         ``Letterbox`` per frame.
     """
+    frame_batch(frames)
     plans = []
     for f in frames:
-        if f.ndim != 3 or f.shape[2] != 3 or f.dtype != np.uint8:
-            raise ValueError(f"frames must be uint8 (H, W, 3) RGB arrays, got {f.dtype} {f.shape}")
         h, w = f.shape[:2]
         s = size / max(h, w)
         plans.append((max(1, round(w * s)), max(1, round(h * s))))
@@ -323,12 +347,7 @@ class PoseEstimator:
             ``EstimatorOutput``.
         """
         n = len(frames)
-        if n == 0:
-            raise ValueError("frames is empty")
-        indices = list(frame_indices) if frame_indices is not None else list(range(n))
-        times = list(timestamps) if timestamps is not None else [0.0] * n
-        if len(indices) != n or len(times) != n:
-            raise ValueError("frame_indices and timestamps must have one entry per frame")
+        indices, times = frame_batch(frames, frame_indices, timestamps)
         per_frame: list[list[DecodedPoses]] = [[] for _ in range(n)]
         features = heatmaps = feature_canvas = None
         feature_transforms: list[Letterbox] = []

@@ -25,7 +25,7 @@ import torch
 
 from models.data.augment import fit_affine, invert_affine, transform_keypoints, warp_image
 from models.decode import sie_from_svf
-from models.estimator import EstimatorOutput, Letterbox
+from models.estimator import EstimatorOutput, Letterbox, frame_batch
 from models.poses import UNTRACKED, FramePoses, boxes_from_keypoints
 from models.skeleton import NUM_KEYPOINTS
 from models.spatialnet import STRIDE
@@ -146,11 +146,7 @@ class SpatialNetEstimator:
     @torch.inference_mode()
     def maps(self, frames: list[np.ndarray]) -> SpatialMaps:
         """Fit the frames into one input batch and run the network (no decoding)."""
-        if not frames:
-            raise ValueError("frames is empty")
-        for f in frames:
-            if f.ndim != 3 or f.shape[2] != 3 or f.dtype != np.uint8:
-                raise ValueError(f"frames must be uint8 (H, W, 3) RGB arrays, got {f.dtype} {f.shape}")
+        frame_batch(frames)
         cw, ch = self._canvas_size(frames)
         mats = [fit_affine(f.shape[1], f.shape[0], cw, ch) for f in frames]
         canvas = np.stack([warp_image(f, m, cw, ch) for f, m in zip(frames, mats, strict=True)])
@@ -181,11 +177,7 @@ class SpatialNetEstimator:
             stack, ``heatmaps`` (B, 17, Hc/4, Wc/4), ``canvas`` (B, Hc, Wc, 3), and
             ``sie`` / ``tags`` per frame: (N, 17, 2) frame pixels / (N, 17, T).
         """
-        n = len(frames)
-        indices = list(frame_indices) if frame_indices is not None else list(range(n))
-        times = list(timestamps) if timestamps is not None else [0.0] * n
-        if len(indices) != n or len(times) != n:
-            raise ValueError("frame_indices and timestamps must have one entry per frame")
+        indices, times = frame_batch(frames, frame_indices, timestamps)
         out = self.maps(frames)
         decoded = self.net.decode_batch(out.last)
         sie_maps = sie_from_svf(out.last["svf"].float())
