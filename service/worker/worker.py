@@ -264,12 +264,11 @@ class Worker:
     def _ack(self, entry_ids: Sequence[bytes]) -> None:
         if not entry_ids:
             return
-        t0 = time.perf_counter()
         pipe = self.redis.pipeline(transaction=True)
         pipe.xack(self.keys.jobs, JOBS_GROUP, *entry_ids)
         pipe.xdel(self.keys.jobs, *entry_ids)
-        pipe.execute()
-        self.metrics.stage_latency.labels("ack").observe(time.perf_counter() - t0)
+        with self.metrics.stage_latency.labels("ack").time():
+            pipe.execute()
 
     def _requeue(self, entries: Sequence[_Entry], reason: str) -> None:
         if not entries:
@@ -307,9 +306,8 @@ class Worker:
                 self._requeue(items, "session_leased")
                 continue
             try:
-                t0 = time.perf_counter()
-                state, version = self.store.load(session)
-                self.metrics.stage_latency.labels("state_load").observe(time.perf_counter() - t0)
+                with self.metrics.stage_latency.labels("state_load").time():
+                    state, version = self.store.load(session)
                 runnable = self._select(state, items)
             except Exception:
                 self._release_lease(session)
@@ -358,9 +356,8 @@ class Worker:
         errors: dict[tuple[int, int], str] = {}
         for wi, w in enumerate(work):
             for ji, e in enumerate(w.jobs):
-                t0 = time.perf_counter()
-                rgb, err = decode_image(e.job.image)
-                m.stage_latency.labels("decode").observe(time.perf_counter() - t0)
+                with m.stage_latency.labels("decode").time():
+                    rgb, err = decode_image(e.job.image)
                 if rgb is None:
                     errors[(wi, ji)] = err
                     continue
@@ -403,13 +400,11 @@ class Worker:
                 )  # fmt: skip
                 pipe.xadd(rkey, result.to_fields(), maxlen=self.settings.results_maxlen, approximate=True)
             pipe.expire(rkey, self.settings.session_ttl_s)
-            t0 = time.perf_counter()
-            pipe.execute()
-            m.stage_latency.labels("publish").observe(time.perf_counter() - t0)
+            with m.stage_latency.labels("publish").time():
+                pipe.execute()
             try:
-                t0 = time.perf_counter()
-                self.store.save(w.session, state, w.version)
-                m.stage_latency.labels("state_save").observe(time.perf_counter() - t0)
+                with m.stage_latency.labels("state_save").time():
+                    self.store.save(w.session, state, w.version)
             except StaleStateError:
                 m.errors.labels("stale_state").inc()
                 # Someone else advanced this session (our lease expired while we worked).
@@ -428,17 +423,15 @@ class Worker:
         return processed
 
     def _run_pipeline(self, batch, states, owners, errors):  # type: ignore[no-untyped-def]
-        t0 = time.perf_counter()
         try:
-            return dict(zip(owners, self.pipeline.process(batch, states), strict=True))
+            with self.metrics.stage_latency.labels("pipeline").time():
+                return dict(zip(owners, self.pipeline.process(batch, states), strict=True))
         except Exception as exc:  # a frame error must never stall a session
             self.metrics.errors.labels("pipeline").inc()
             log.exception("pipeline failed on a batch of %d frame(s)", len(batch))
             for o in owners:
                 errors[o] = f"pipeline error: {type(exc).__name__}: {exc}"
             return {}
-        finally:
-            self.metrics.stage_latency.labels("pipeline").observe(time.perf_counter() - t0)
 
     def _run_sequential(self, work, frames, slots, outputs, errors):  # type: ignore[no-untyped-def]
         """Frames after a failed frame of the same session, one at a time."""
