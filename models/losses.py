@@ -48,44 +48,81 @@ def _valid(joints: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return (v > 0) & (x >= 0) & (y >= 0) & (x <= w - 1) & (y <= h - 1)
 
 
-def _sample_at_joints(maps: torch.Tensor, joints: torch.Tensor, per_joint: bool) -> torch.Tensor:
-    """Values of ``maps`` at the rounded joint locations.
+def _padded(joints: list[torch.Tensor], maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch's people as one tensor, so that each loss runs in a few batched ops.
 
     Args:
-        maps: (J, T, H, W) when ``per_joint`` (joint j reads channel j), else (C, H, W).
-        joints: (K, J, 3) in output pixels.
+        joints: per image (K_i, J, 3) in output pixels.
+        maps: any (B, ...) map of the batch (gives device and dtype).
     Returns:
-        (K, J, T) when ``per_joint`` else (K, J, C).
+        (B, max K_i, J, 3) joints, padded with people whose joints are all invisible, and
+        (B,) bool: which images have any person (the images that count in batch means).
+    """
+    present = torch.tensor([jt.shape[0] > 0 for jt in joints], device=maps.device)
+    padded = torch.nn.utils.rnn.pad_sequence([jt.to(maps.dtype) for jt in joints], batch_first=True)
+    return padded, present
+
+
+def _sample_at_joints(maps: torch.Tensor, joints: torch.Tensor, per_joint: bool) -> torch.Tensor:
+    """Values of ``maps`` at the rounded joint locations, for a batch.
+
+    Args:
+        maps: (B, J, T, H, W) when ``per_joint`` (joint j reads channel j), else (B, C, H, W).
+        joints: (B, K, J, 3) in output pixels.
+    Returns:
+        (B, K, J, T) when ``per_joint`` else (B, K, J, C).
     """
     h, w = maps.shape[-2:]
+    b, k, j = joints.shape[:3]
     xi = joints[..., 0].round().long().clamp(0, w - 1)
     yi = joints[..., 1].round().long().clamp(0, h - 1)
+    bb = torch.arange(b, device=maps.device).view(b, 1, 1).expand(b, k, j)
     if per_joint:
-        jj = torch.arange(joints.shape[1], device=maps.device).expand_as(xi)
-        return maps[jj, :, yi, xi]  # (K, J, T)
-    return maps[:, yi, xi].permute(1, 2, 0)  # (K, J, C)
+        jj = torch.arange(j, device=maps.device).view(1, 1, j).expand(b, k, j)
+        return maps[bb, jj, :, yi, xi]  # (B, K, J, T)
+    return maps[bb, :, yi, xi]  # (B, K, J, C)
 
 
 def _pull(values: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Reference embeddings and the pull term of Eq. 2.
+    """Reference embeddings and the pull term of Eq. 2, per image.
 
     Args:
-        values: (K, J, T) embeddings at the joints.
-        valid: (K, J) bool.
+        values: (B, K, J, T) embeddings at the joints (more leading axes are batch axes too).
+        valid: (B, K, J) bool.
     Returns:
-        (pull scalar, references (K', T) of people with any valid joint, person mask (K,)).
+        (pull (B,) averaged over the people with a valid joint, 0 for none; references
+        (B, K, T); person mask (B, K): has a valid joint).
     """
-    count = valid.sum(dim=1)  # (K,)
+    count = valid.sum(dim=-1)  # (B, K)
     has = count > 0
     vf = valid.unsqueeze(-1).to(values.dtype)
-    ref = (values * vf).sum(dim=1) / count.clamp(min=1).unsqueeze(-1)  # (K, T)
-    sq = ((values - ref.unsqueeze(1)).pow(2).sum(-1) * valid).sum(dim=1) / count.clamp(min=1)
-    pull = sq[has].mean() if has.any() else values.sum() * 0.0
-    return pull, ref[has], has
+    per = count.clamp(min=1).to(values.dtype)
+    ref = (values * vf).sum(dim=-2) / per.unsqueeze(-1)  # (B, K, T)
+    sq = ((values - ref.unsqueeze(-2)).pow(2).sum(-1) * vf[..., 0]).sum(dim=-1) / per  # (B, K)
+    pull = (sq * has).sum(-1) / has.sum(-1).clamp(min=1)
+    return pull, ref, has
+
+
+def _pairs(has: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ordered pairs k != k' of present people: (B, K, K) mask and (B,) count k (k - 1) (>= 1)."""
+    k = has.shape[-1]
+    eye = torch.eye(k, dtype=torch.bool, device=has.device)
+    n = has.sum(-1)
+    return has.unsqueeze(-1) & has.unsqueeze(-2) & ~eye, (n * (n - 1)).clamp(min=1)
 
 
 def _pairwise_sqdist(ref: torch.Tensor) -> torch.Tensor:
-    return (ref.unsqueeze(0) - ref.unsqueeze(1)).pow(2).sum(-1)
+    """(..., K, T) -> (..., K, K) squared distances."""
+    return (ref.unsqueeze(-3) - ref.unsqueeze(-2)).pow(2).sum(-1)
+
+
+def _push(ref: torch.Tensor, has: torch.Tensor) -> torch.Tensor:
+    """Eq. 3 per image over the ordered pairs of present people: (B, K, T), (B, K) -> (B,); 0 below 2 people.
+
+    The k = k' terms of the paper's sum are constants (exp(0) = 1) and are left out.
+    """
+    pair, n_pairs = _pairs(has)
+    return (torch.exp(-0.5 * _pairwise_sqdist(ref)) * pair).sum((-2, -1)) / n_pairs
 
 
 def grouping_loss(values: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,17 +134,18 @@ def grouping_loss(values: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tens
     Returns:
         (pull, push) scalars.
     """
-    pull, ref, _ = _pull(values, valid)
-    k = ref.shape[0]
-    if k < 2:
-        return pull, values.sum() * 0.0
-    push = torch.exp(-0.5 * _pairwise_sqdist(ref))
-    push = (push.sum() - k) / (k * (k - 1))  # drop the k == k' constants
-    return pull, push
+    pull, ref, has = _pull(values.unsqueeze(0), valid.unsqueeze(0))
+    return pull[0], _push(ref, has)[0]
+
+
+def _batch_mean(per_image: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """Mean of (B, ...) per-image values over the images in ``present`` (0 with a gradient path if none)."""
+    p = present.view(-1, *([1] * (per_image.dim() - 1))).to(per_image.dtype)
+    return (per_image * p).sum() / (p.sum() * per_image[0].numel()).clamp(min=1)
 
 
 def ke_loss(tags: torch.Tensor, joints: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Keypoint Embedding loss (Eq. 2-3), averaged over the batch.
+    """Keypoint Embedding loss (Eq. 2-3), averaged over the images with people.
 
     Args:
         tags: (B, J, H, W) or (B, J, T, H, W), one tag vector per joint type.
@@ -118,16 +156,9 @@ def ke_loss(tags: torch.Tensor, joints: list[torch.Tensor]) -> tuple[torch.Tenso
     if tags.dim() == 4:
         tags = tags.unsqueeze(2)
     h, w = tags.shape[-2:]
-    pulls, pushes = [], []
-    for i, jt in enumerate(joints):
-        if jt.numel() == 0:
-            continue
-        vals = _sample_at_joints(tags[i], jt, per_joint=True)
-        pull, push = grouping_loss(vals, _valid(jt, h, w))
-        pulls.append(pull)
-        pushes.append(push)
-    zero = tags.sum() * 0.0
-    return (torch.stack(pulls).mean() if pulls else zero, torch.stack(pushes).mean() if pushes else zero)
+    jt, present = _padded(joints, tags)
+    pull, ref, has = _pull(_sample_at_joints(tags, jt, per_joint=True), _valid(jt, h, w))
+    return _batch_mean(pull, present), _batch_mean(_push(ref, has), present)
 
 
 def ordinal_targets(joints: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -139,26 +170,28 @@ def ordinal_targets(joints: torch.Tensor, h: int, w: int) -> torch.Tensor:
     reversed tasks use the negated key.
 
     Args:
-        joints: (K, J, 3) in output pixels.
+        joints: (..., K, J, 3) in output pixels (any leading batch dimensions).
     Returns:
-        (K, 6) keys; a person's value should increase with its key. NaN where unknown.
+        (..., K, 6) keys; a person's value should increase with its key. NaN where unknown.
     """
     valid = _valid(joints, h, w)
-    count = valid.sum(1).clamp(min=1)
-    cx = (joints[..., 0] * valid).sum(1) / count
-    cy = (joints[..., 1] * valid).sum(1) / count
-    hs = torch.as_tensor(head_size(joints.detach().cpu().numpy()), dtype=joints.dtype, device=joints.device)
-    none = valid.sum(1) == 0
+    count = valid.sum(-1).clamp(min=1)
+    cx = (joints[..., 0] * valid).sum(-1) / count
+    cy = (joints[..., 1] * valid).sum(-1) / count
+    flat = joints.detach().reshape(-1, *joints.shape[-2:]).cpu().numpy()
+    hs = torch.as_tensor(head_size(flat), dtype=joints.dtype, device=joints.device).reshape(cx.shape)
+    none = valid.sum(-1) == 0
     cx, cy = cx.masked_fill(none, float("nan")), cy.masked_fill(none, float("nan"))
-    return torch.stack([cx, -cx, cy, -cy, hs, -hs], dim=1)
+    return torch.stack([cx, -cx, cy, -cy, hs, -hs], dim=-1)
 
 
 def ordinal_loss(aux: torch.Tensor, joints: list[torch.Tensor]) -> torch.Tensor:
-    """Eq. 4 for the six auxiliary ordinal maps, averaged over tasks and images.
+    """Eq. 4 for the six auxiliary ordinal maps, averaged over tasks and the images with people.
 
     For a pair (k, k') with key_k < key_k' (k should have the lower value), Ord = 1 and
-    the term is ``log(1 + exp(m_k - m_k'))``; pairs with equal or unknown keys are left out.
-    The pull part of Eq. 4 keeps each person's values close to its reference.
+    the term is ``log(1 + exp(m_k - m_k'))``, averaged over the ordered pairs of people
+    with a valid joint; pairs with equal or unknown keys add nothing. The pull part of
+    Eq. 4 keeps each person's values close to its reference.
 
     Args:
         aux: (B, 6, H, W) ordinal maps in ``ORDINAL_TASKS`` order.
@@ -167,30 +200,25 @@ def ordinal_loss(aux: torch.Tensor, joints: list[torch.Tensor]) -> torch.Tensor:
         scalar.
     """
     h, w = aux.shape[-2:]
-    terms = []
-    for i, jt in enumerate(joints):
-        if jt.numel() == 0:
-            continue
-        valid = _valid(jt, h, w)
-        vals = _sample_at_joints(aux[i], jt, per_joint=False)  # (K, J, 6)
-        keys = ordinal_targets(jt, h, w)  # (K, 6)
-        for task in range(aux.shape[1]):
-            pull, ref, has = _pull(vals[..., task : task + 1], valid)
-            key = keys[has, task]
-            m = ref[:, 0]
-            lower = key.unsqueeze(1) < key.unsqueeze(0)  # (k, k'): k should be below k'
-            rank = F.softplus(m.unsqueeze(1) - m.unsqueeze(0))[lower]
-            k = m.shape[0]
-            ordinal = rank.sum() / (k * (k - 1)) if k > 1 else m.sum() * 0.0
-            terms.append(ordinal + pull)
-    return torch.stack(terms).mean() if terms else aux.sum() * 0.0
+    jt, present = _padded(joints, aux)
+    valid = _valid(jt, h, w)
+    vals = _sample_at_joints(aux, jt, per_joint=False)  # (B, K, J, 6)
+    # Each task is its own 1-d embedding: move tasks next to the batch axis.
+    pull, ref, has = _pull(vals.permute(0, 3, 1, 2).unsqueeze(-1), valid.unsqueeze(1).expand(-1, aux.shape[1], -1, -1))
+    m = ref[..., 0]  # (B, 6, K)
+    keys = ordinal_targets(jt, h, w).permute(0, 2, 1)  # (B, 6, K)
+    pair, n_pairs = _pairs(has)  # (B, 6, K, K), (B, 6)
+    lower = (keys.unsqueeze(-1) < keys.unsqueeze(-2)) & pair  # (k, k'): k should be below k'
+    rank = (F.softplus(m.unsqueeze(-1) - m.unsqueeze(-2)) * lower).sum((-2, -1)) / n_pairs
+    return _batch_mean(rank + pull, present)
 
 
 def sie_loss(svf: torch.Tensor, joints: list[torch.Tensor]) -> torch.Tensor:
     """Eq. 5: L1 between the spatial vector field at each joint and (joint - person centre).
 
     The centre is the mean of the person's visible joints. Decoding uses
-    ``SIE(p) = p - S_hat(p)`` = the predicted centre.
+    ``SIE(p) = p - S_hat(p)`` = the predicted centre. Averaged over each image's valid
+    joints, then over the images that have any.
 
     Args:
         svf: (B, 2, H, W) spatial vector field (dx, dy) in output pixels.
@@ -199,19 +227,14 @@ def sie_loss(svf: torch.Tensor, joints: list[torch.Tensor]) -> torch.Tensor:
         scalar.
     """
     h, w = svf.shape[-2:]
-    terms = []
-    for i, jt in enumerate(joints):
-        if jt.numel() == 0:
-            continue
-        valid = _valid(jt, h, w)
-        if not valid.any():
-            continue
-        count = valid.sum(1, keepdim=True).clamp(min=1)
-        centre = (jt[..., :2] * valid.unsqueeze(-1)).sum(1) / count  # (K, 2)
-        target = jt[..., :2] - centre.unsqueeze(1)  # (K, J, 2)
-        pred = _sample_at_joints(svf[i], jt, per_joint=False)  # (K, J, 2)
-        terms.append((pred - target).abs().sum(-1)[valid].mean())
-    return torch.stack(terms).mean() if terms else svf.sum() * 0.0
+    jt, _ = _padded(joints, svf)
+    valid = _valid(jt, h, w)
+    vf = valid.unsqueeze(-1).to(svf.dtype)
+    centre = (jt[..., :2] * vf).sum(2) / vf.sum(2).clamp(min=1)  # (B, K, 2)
+    target = jt[..., :2] - centre.unsqueeze(2)  # (B, K, J, 2)
+    err = (_sample_at_joints(svf, jt, per_joint=False) - target).abs().sum(-1) * vf[..., 0]
+    n = valid.sum((1, 2))
+    return _batch_mean(err.sum((1, 2)) / n.clamp(min=1), n > 0)
 
 
 def pgg_grouping_loss(iterates: list[torch.Tensor], person: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -57,9 +57,16 @@ class TrainSpatialConfig:
             training on zoomed-in crops (``augment.scale_range`` > 1) of full frames.
         augment: augmentation ranges.
         lr: Adam learning rate (seed 000: 2e-4).
-        lr_decay_steps: steps at which lr is multiplied by ``lr_decay``.
-        steps: optimiser steps in this stage.
+        lr_decay_steps: steps at which lr is multiplied by ``lr_decay`` (with ``time_limit_s``:
+            fractions ``m / steps`` of the run, whichever of steps and time is further along).
+        steps: optimiser steps in this stage (the most, with ``time_limit_s``).
+        time_limit_s: stop after this many seconds of training (summed over resumes) even
+            before ``steps``; None = no limit. Makes a run fit a fixed device lease; raising it
+            trains longer. The lr decays by progress = max(step / steps, elapsed / limit).
         batch_size: images per step.
+        crops_per_frame: differently augmented crops taken from each rendered source frame
+            (``batch_size`` must be a multiple); raising it trades sample diversity for
+            throughput when rendering, not the network, limits the step rate (GPU training).
         workers: DataLoader worker processes (0 = in the main process).
         seed: seeds the model initialisation and the sample order.
         device: "cpu", "cuda" or "auto".
@@ -82,7 +89,9 @@ class TrainSpatialConfig:
     lr_decay_steps: tuple[int, ...] = ()
     lr_decay: float = 0.1
     steps: int = 1000
+    time_limit_s: float | None = None
     batch_size: int = 8
+    crops_per_frame: int = 1
     workers: int = 0
     seed: int = 0
     device: str = "auto"
@@ -102,6 +111,10 @@ class TrainSpatialConfig:
             raise ValueError("data: coco needs coco_annotations and coco_images")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be >= 1")
+        if self.crops_per_frame < 1 or self.batch_size % self.crops_per_frame:
+            raise ValueError("batch_size must be a positive multiple of crops_per_frame")
+        if self.time_limit_s is not None and self.time_limit_s <= 0:
+            raise ValueError("time_limit_s must be > 0 (or null for no limit)")
 
 
 def load_train_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> TrainSpatialConfig:
@@ -155,43 +168,60 @@ def load_spatialnet(path: str | Path, device: str | torch.device = "cpu") -> Spa
     return net.to(device).eval()
 
 
+class _SeededOrder(torch.utils.data.Sampler[int]):
+    """Endless sample indices: a fixed seeded permutation per epoch, from sample ``start`` on.
+
+    One sampler for the whole run keeps the DataLoader's workers (and the synthetic clips
+    they have built) alive across epochs; starting at ``step * frames_per_step`` makes a
+    resumed run see the same order as an uninterrupted one.
+    """
+
+    def __init__(self, n: int, seed: int, start: int) -> None:
+        self.n, self.seed, self.start = n, seed, start
+
+    def __iter__(self) -> Iterator[int]:
+        epoch, offset = divmod(self.start, self.n)
+        while True:
+            yield from np.random.default_rng((self.seed, epoch)).permutation(self.n)[offset:].tolist()
+            epoch, offset = epoch + 1, 0
+
+
+def lr_at(cfg: TrainSpatialConfig, step: int, elapsed_s: float) -> float:
+    """The learning rate after ``step`` steps and ``elapsed_s`` seconds of training (step decay)."""
+    progress = float(step)
+    if cfg.time_limit_s is not None:
+        progress = max(progress, elapsed_s / cfg.time_limit_s * cfg.steps)
+    return cfg.lr * cfg.lr_decay ** sum(progress >= m for m in cfg.lr_decay_steps)
+
+
 def train_spatial(cfg: TrainSpatialConfig, resume: bool = True, progress: bool = True) -> Path:
     """Run (or resume) one training stage; returns the path of the final checkpoint."""
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # fixed input size: pick the fastest kernels once
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     net = SpatialNet(cfg.model).to(device)
     opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=cfg.lr)  # not frozen MoveNet
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg.lr_decay_steps), gamma=cfg.lr_decay)
-    step = 0
+    step, elapsed_before = 0, 0.0
     last = out / "last.pt"
     if resume and last.exists():
         ckpt = torch.load(last, map_location=device, weights_only=False)
         net.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        step = int(ckpt["step"])
+        step, elapsed_before = int(ckpt["step"]), float(ckpt.get("elapsed_s", 0.0))
         log.info("resumed from %s at step %d", last, step)
     elif cfg.init_from:
         init = torch.load(cfg.init_from, map_location=device, weights_only=True)
         net.load_state_dict(init["model"])
         log.info("initialised from %s", cfg.init_from)
 
-    dataset = SpatialTrainingSet(build_source(cfg), cfg.input_size, cfg.seed, cfg.augment, TargetConfig())
-
-    # A fixed permutation per epoch, seeded, so a resumed run sees the same sample order.
-    def batches():
-        epoch = step * cfg.batch_size // len(dataset)
-        offset = step * cfg.batch_size % len(dataset)
-        while True:
-            order = np.random.default_rng((cfg.seed, epoch)).permutation(len(dataset))[offset:]
-            loader = DataLoader(
-                torch.utils.data.Subset(dataset, order.tolist()), batch_size=cfg.batch_size, shuffle=False,
-                num_workers=cfg.workers, collate_fn=collate_spatial, drop_last=True,
-            )  # fmt: skip
-            yield from loader
-            epoch, offset = epoch + 1, 0
+    k = cfg.crops_per_frame
+    dataset = SpatialTrainingSet(build_source(cfg), cfg.input_size, cfg.seed, cfg.augment, TargetConfig(), k)
+    loader = DataLoader(
+        dataset, batch_size=cfg.batch_size // k, sampler=_SeededOrder(len(dataset), cfg.seed, step * cfg.batch_size // k),
+        num_workers=cfg.workers, collate_fn=collate_spatial, drop_last=True, pin_memory=device.type == "cuda",
+    )  # fmt: skip
 
     net.train()
     bar = tqdm(
@@ -199,36 +229,43 @@ def train_spatial(cfg: TrainSpatialConfig, resume: bool = True, progress: bool =
     )
     started, first_step = time.time(), step
     running: dict[str, float] = {}
-    for batch in batches():
-        if step >= cfg.steps:
-            break
-        stacks, _ = net(net.normalise(batch["image"].to(device)))
+
+    def elapsed() -> float:
+        return elapsed_before + time.time() - started
+
+    def done() -> bool:
+        return step >= cfg.steps or (cfg.time_limit_s is not None and elapsed() >= cfg.time_limit_s)
+
+    for batch in loader if not done() else ():  # a finished run starts no DataLoader workers
+        for group in opt.param_groups:
+            group["lr"] = lr_at(cfg, step, elapsed())
+        stacks, _ = net(net.normalise(batch["image"].to(device, non_blocking=True)))
         terms = net.loss(stacks, _batch_targets(batch, device))
         opt.zero_grad(set_to_none=True)
         terms["total"].backward()
         opt.step()
-        sched.step()
         step += 1
-        for k, v in terms.items():
-            running[k] = 0.9 * running.get(k, v.item()) + 0.1 * v.item()
+        for name, v in terms.items():
+            running[name] = 0.9 * running.get(name, v.item()) + 0.1 * v.item()
         if step % cfg.log_every == 0 or step == cfg.steps:
-            bar.set_postfix({k: f"{v:.3g}" for k, v in running.items()})
+            bar.set_postfix({name: f"{v:.3g}" for name, v in running.items()})
         bar.update(1)
-        if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            _save(last, net, opt, sched, step, cfg, running)
+        if step % cfg.ckpt_every == 0 or done():
+            _save(last, net, opt, step, elapsed(), cfg, running)
+        if done():
+            break
     bar.close()
     log.info("trained %d steps in %.1f s", step - first_step, time.time() - started)
     return last
 
 
 def _save(
-    path: Path, net: SpatialNet, opt, sched, step: int, cfg: TrainSpatialConfig, losses: dict[str, float]
+    path: Path, net: SpatialNet, opt, step: int, elapsed_s: float, cfg: TrainSpatialConfig, losses: dict[str, float]
 ) -> None:  # noqa: ANN001
     tmp = path.with_suffix(".tmp")
     torch.save(
         {
-            "model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "step": step, "config": config_to_dict(cfg.model), "train_config": config_to_dict(cfg), "losses": losses,
+            "model": net.state_dict(), "optimizer": opt.state_dict(), "step": step, "elapsed_s": round(elapsed_s, 3), "config": config_to_dict(cfg.model), "train_config": config_to_dict(cfg), "losses": losses,
         },
         tmp,
     )  # fmt: skip

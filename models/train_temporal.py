@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -73,8 +74,14 @@ class TrainTemporalConfig:
         lr: Adam learning rate (seed 000: 2e-4; higher here for a short CPU run).
         he_margin: triplet margin alpha (seed 000: 0.3).
         he_weight, tie_weight: loss weights.
+        time_limit_s: stop after this many seconds of training (the cache build not counted)
+            even before ``steps``; None = no limit. The cosine schedule then follows
+            progress = max(step / steps, elapsed / limit), so a time-limited run still anneals.
         seed: seeds initialisation and sampling.
         threads: torch CPU threads.
+        device: where the frozen estimator and TemporalNet run and the feature cache lives
+            ("cpu", "cuda", "auto"; 30 clips x 48 frames of 128-channel SpatialNet features at
+            512 take about 4.5 GB).
         out: checkpoint path; None = ``weights/temporalnet_movenet.pt``, or
             ``weights/temporalnet_spatialnet.pt`` with ``spatialnet`` (never the other one's).
         spatialnet: SpatialNet weights whose last-stack features and heatmaps TemporalNet
@@ -94,14 +101,18 @@ class TrainTemporalConfig:
     he_margin: float = 0.3
     he_weight: float = 1.0
     tie_weight: float = 1.0
+    time_limit_s: float | None = None
     seed: int = 0
     threads: int = 1
+    device: str = "cpu"
     out: str | None = None
     spatialnet: str | None = None
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.max_gap < 1:
             raise ValueError("steps, batch_size and max_gap must be >= 1")
+        if self.time_limit_s is not None and self.time_limit_s <= 0:
+            raise ValueError("time_limit_s must be > 0 (or null for no limit)")
         if self.spatialnet is not None and not Path(self.spatialnet).is_file():
             raise ValueError(
                 f"spatialnet weights {self.spatialnet} not found (train them with `posestream train spatial`)"
@@ -152,7 +163,7 @@ class ClipCache:
     keypoints: np.ndarray
 
 
-def frozen_movenet(device: str = "cpu") -> torch.nn.Module:
+def frozen_movenet(device: str | torch.device = "cpu") -> torch.nn.Module:
     from models.backbones.movenet import MoveNetMultiPose
     from models.weights import MOVENET_MULTIPOSE, verify
 
@@ -166,7 +177,8 @@ def movenet_maps(
     """(B, H, W, 3) uint8 canvas -> features (B, 24, h, w), heatmaps (B, 17, h, w), rgb4 (B, 3, h, w) float."""
     from models.heads import MOVENET_HEADS, activate_all
 
-    x = torch.from_numpy(canvas).permute(0, 3, 1, 2).float()
+    device = next(model.parameters()).device
+    x = torch.from_numpy(canvas).to(device).permute(0, 3, 1, 2).float()
     maps = activate_all(MOVENET_HEADS, model(x))
     return maps["features"], maps["keypoint_heatmap"], F.avg_pool2d(x, 4)
 
@@ -178,11 +190,13 @@ FeatureSource = Callable[[list[np.ndarray]], tuple[torch.Tensor, torch.Tensor, t
 def feature_source(cfg: TrainTemporalConfig) -> tuple[FeatureSource, TemporalNetConfig]:
     """The frozen estimator as ``frames -> (features, heatmaps, rgb4, Letterbox per frame)``
     at ``cfg.model.input_size``, and the model config with its feature layout filled in."""
-    size = cfg.model.input_size
+    from models.train import resolve_device
+
+    size, device = cfg.model.input_size, resolve_device(cfg.device)
     if cfg.spatialnet is None:
         from models.estimator import letterbox
 
-        movenet = frozen_movenet()
+        movenet = frozen_movenet(device)
 
         def run_movenet(
             frames: list[np.ndarray],
@@ -195,13 +209,13 @@ def feature_source(cfg: TrainTemporalConfig) -> tuple[FeatureSource, TemporalNet
         )
     from models.spatial_estimator import SpatialEstimatorConfig, SpatialNetEstimator
 
-    est = SpatialNetEstimator(cfg.spatialnet, SpatialEstimatorConfig(input_size=size, device="cpu"))
+    est = SpatialNetEstimator(cfg.spatialnet, SpatialEstimatorConfig(input_size=size, device=str(device)))
 
     def run_spatialnet(
         frames: list[np.ndarray],
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[Any]]:
         out = est.maps(frames)
-        rgb4 = F.avg_pool2d(torch.from_numpy(out.canvas).permute(0, 3, 1, 2).float(), 4)
+        rgb4 = F.avg_pool2d(torch.from_numpy(out.canvas).to(device).permute(0, 3, 1, 2).float(), 4)
         return out.features, out.last["heatmaps"].clamp(0, 1), rgb4, out.transforms
 
     model = dataclasses.replace(cfg.model, backbone="spatialnet", feature_channels=est.feature_channels)
@@ -238,7 +252,7 @@ def build_clip_cache(
             kps[t, col[int(tid)], :, 2] = kp[:, 2] > 0
         present = kps[t][kps[t, :, :, 2].sum(1) >= 1]
         sies[t] = render_sie(present, (hh, ww), cfg.sie_radius, cfg.tvf_scale, 0.5)
-    return ClipCache(features, torch.cat(heats), torch.cat(colours), torch.from_numpy(sies), kps)
+    return ClipCache(features, torch.cat(heats), torch.cat(colours), torch.from_numpy(sies).to(features.device), kps)
 
 
 def _tie_targets(kp_a: np.ndarray, kp_b: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
@@ -261,8 +275,11 @@ def _frame_inputs(c: ClipCache, t: int) -> torch.Tensor:
 
 def train_temporal(cfg: TrainTemporalConfig, progress: bool = True) -> tuple[Path, dict[str, Any]]:
     """Build the cache, train, save ``cfg.out`` with a card; returns (path, card)."""
+    from models.train import resolve_device
+
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
+    device = resolve_device(cfg.device)
     rng = np.random.default_rng(cfg.seed)
     t0 = time.perf_counter()
     source, model_cfg = feature_source(cfg)
@@ -275,15 +292,24 @@ def train_temporal(cfg: TrainTemporalConfig, progress: bool = True) -> tuple[Pat
     t_cache = time.perf_counter() - t0
     log.info("cached %d clips in %.0f s", len(clips), t_cache)
 
-    model = TemporalNet(model_cfg)
+    model = TemporalNet(model_cfg).to(device)
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps, eta_min=cfg.lr * 0.05)
     scale = model_cfg.tvf_scale
+    t_train = time.perf_counter()
     history: list[dict[str, float]] = []
     bar = tqdm(range(cfg.steps), desc="train", disable=not progress)
     run = {"tie": 0.0, "he": 0.0}
+    steps_done = 0
     for it in bar:
+        progress = it / cfg.steps
+        if cfg.time_limit_s is not None:
+            progress = max(progress, (time.perf_counter() - t_train) / cfg.time_limit_s)
+            if progress >= 1.0:
+                log.info("time limit %.0f s reached after %d steps", cfg.time_limit_s, it)
+                break
+        for group in opt.param_groups:  # cosine from lr to lr / 20 (CosineAnnealingLR's curve)
+            group["lr"] = cfg.lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress)))
         prev_in, cur_in, f_pts, f_tgt, b_pts, b_tgt = [], [], [], [], [], []
         he_feat, he_rgb, he_boxes, he_labels = [], [], [], []
         for _ in range(cfg.batch_size):
@@ -310,26 +336,30 @@ def train_temporal(cfg: TrainTemporalConfig, progress: bool = True) -> tuple[Pat
                 he_rgb.append(c.rgb4[t])
                 he_boxes.append(torch.from_numpy(human_boxes(kp[ok], model_cfg.box_margin, 0.5)))
                 he_labels += [ci * 1000 + j for j in np.flatnonzero(ok)]
-        tvf = model.tvf(torch.stack(prev_in), torch.stack(cur_in))
-        pf = torch.cat(sample_points(tvf[:, 0:2], f_pts))
-        pb = torch.cat(sample_points(tvf[:, 2:4], b_pts))
-        tgt = torch.cat([torch.cat(f_tgt), torch.cat(b_tgt)])
+        tvf = model.tvf(torch.stack(prev_in).to(device), torch.stack(cur_in).to(device))
+        pf = torch.cat(sample_points(tvf[:, 0:2], [p.to(device) for p in f_pts]))
+        pb = torch.cat(sample_points(tvf[:, 2:4], [p.to(device) for p in b_pts]))
+        tgt = torch.cat([torch.cat(f_tgt), torch.cat(b_tgt)]).to(device)
         loss_tie = F.l1_loss(torch.cat([pf, pb]), tgt) if len(tgt) else tvf.sum() * 0
-        emb = model.embed(torch.stack(he_feat), torch.stack(he_rgb), he_boxes)
-        loss_he = triplet_loss(emb, torch.tensor(he_labels), cfg.he_margin)
+        emb = model.embed(
+            torch.stack(he_feat).to(device), torch.stack(he_rgb).to(device), [b.to(device) for b in he_boxes]
+        )
+        loss_he = triplet_loss(emb, torch.tensor(he_labels, device=device), cfg.he_margin)
         loss = cfg.tie_weight * loss_tie + cfg.he_weight * loss_he
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        sched.step()
+        steps_done = it + 1
         run["tie"] = 0.95 * run["tie"] + 0.05 * loss_tie.item() if it else loss_tie.item()
         run["he"] = 0.95 * run["he"] + 0.05 * loss_he.item() if it else loss_he.item()
         if it % 50 == 0 or it == cfg.steps - 1:
             bar.set_postfix(tie=f"{run['tie']:.4f}", he=f"{run['he']:.4f}")
             history.append({"step": it, "tie_l1": round(run["tie"], 5), "he_triplet": round(run["he"], 5)})
             log.info("step %d tie %.4f he %.4f", it, run["tie"], run["he"])
+    if steps_done and (not history or history[-1]["step"] != steps_done - 1):
+        history.append({"step": steps_done - 1, "tie_l1": round(run["tie"], 5), "he_triplet": round(run["he"], 5)})
     t_total = time.perf_counter() - t0
-    model.eval()
+    model.eval().cpu()
     card = {
         "name": Path(cfg.out).stem,
         "backbone": (
@@ -342,6 +372,8 @@ def train_temporal(cfg: TrainTemporalConfig, progress: bool = True) -> tuple[Pat
         "cache_seconds": round(t_cache, 1),
         "total_seconds": round(t_total, 1),
         "threads": cfg.threads,
+        "device": str(device),
+        "steps_done": steps_done,
         "final_losses": history[-1] if history else {},
         "history": history,
     }

@@ -19,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--steps", type=int, help="override steps")
     s.add_argument("--out-dir", help="override out_dir")
     s.add_argument("--device", help="override device (cpu, cuda, auto)")
+    s.add_argument("--time-limit", type=float, help="override time_limit_s: stop after this many seconds of training")
     s.add_argument("--no-resume", action="store_true", help="start over even if out_dir/last.pt exists")
     s.add_argument(
         "--eval-seeds", default="", help="comma-separated held-out synthetic seeds to score after training"
@@ -47,6 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "with --spatialnet)",
     )
     t.add_argument("--threads", type=int, help="override torch CPU threads (default 1)")
+    t.add_argument("--device", help="override device (cpu, cuda, auto; default cpu)")
+    t.add_argument("--time-limit", type=float, help="override time_limit_s: stop after this many seconds of training")
     t.add_argument(
         "--spatialnet",
         help="train on this SpatialNet's features and heatmaps (seed-faithful path) instead of MoveNet's",
@@ -67,7 +70,14 @@ def _cmd_train_spatial(args: argparse.Namespace) -> int:
     )
 
     overrides = {
-        k: v for k, v in (("steps", args.steps), ("out_dir", args.out_dir), ("device", args.device)) if v
+        k: v
+        for k, v in (
+            ("steps", args.steps),
+            ("out_dir", args.out_dir),
+            ("device", args.device),
+            ("time_limit_s", args.time_limit),
+        )
+        if v
     }
     try:
         cfg = load_train_config(args.config, overrides)
@@ -121,6 +131,8 @@ def _cmd_train_temporal(args: argparse.Namespace) -> int:
             ("out", args.out),
             ("threads", args.threads),
             ("spatialnet", args.spatialnet),
+            ("device", args.device),
+            ("time_limit_s", args.time_limit),
         )
         if v
     }
@@ -135,5 +147,6 @@ def _cmd_train_temporal(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:  # missing / unverifiable weights, bad sizes
         raise CliError(str(exc)) from None
     print(f"checkpoint: {path}")
-    print(json.dumps({k: card[k] for k in ("train_seeds", "cache_seconds", "total_seconds", "final_losses")}))
+    keys = ("train_seeds", "cache_seconds", "total_seconds", "steps_done", "device", "final_losses")
+    print(json.dumps({k: card[k] for k in keys}))
     return 0

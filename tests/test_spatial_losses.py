@@ -89,3 +89,29 @@ def test_pgg_grouping_loss_hand():
     pull, push = pgg_grouping_loss([x, x], torch.tensor([0, 0, 1]))
     assert pull.item() == pytest.approx(0.5)  # person 0: ((1)^2 + (1)^2) / 2 = 1; person 1: 0; mean 0.5
     assert push.item() == pytest.approx(math.exp(-0.5 * 81.0))
+
+
+def test_batched_losses_equal_the_mean_of_per_image_losses():
+    """The losses run on the padded batch at once; each must equal the mean of its one-image
+    values over the images that count (an image without people never does; an image whose
+    people are all outside the map counts for KE and aux but not for SIE)."""
+    torch.manual_seed(0)
+    h, w = 12, 16
+    people = [
+        _joints([(0, 1, 1), (5, 3, 4), (11, 6, 9)], [(0, 10, 2), (6, 12, 5), (12, 14, 10), (3, 9, 1)]),
+        torch.zeros(0, 17, 3),
+        _joints([(0, 2, 2), (1, 3, 2), (5, 2, 6)]),
+        _joints([(0, 40, 40)], [(3, 2, 3), (4, 6, 3), (0, 4, 2)], [(15, 7, 11), (16, 9, 11)]),
+        _joints([(0, 50, 50)]),  # only outside the map
+    ]
+    tags, aux, svf = torch.randn(5, 17, h, w), torch.randn(5, 6, h, w), 3 * torch.randn(5, 2, h, w)
+    counted = [0, 2, 3, 4]
+    pull, push = ke_loss(tags, people)
+    singles = [ke_loss(tags[i : i + 1], [people[i]]) for i in counted]
+    assert pull.item() == pytest.approx(sum(p.item() for p, _ in singles) / 4, rel=1e-5)
+    assert push.item() == pytest.approx(sum(q.item() for _, q in singles) / 4, rel=1e-5)
+    ords = [ordinal_loss(aux[i : i + 1], [people[i]]).item() for i in counted]
+    assert ordinal_loss(aux, people).item() == pytest.approx(sum(ords) / 4, rel=1e-5)
+    sies = [sie_loss(svf[i : i + 1], [people[i]]).item() for i in (0, 2, 3)]
+    assert sie_loss(svf, people).item() == pytest.approx(sum(sies) / 3, rel=1e-5)
+    assert sie_loss(svf[4:], people[4:]).item() == 0.0
