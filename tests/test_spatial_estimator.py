@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -89,6 +91,9 @@ def test_temporalnet_trains_on_spatialnet_features_and_tracks(tmp_path):
         },
     )  # fmt: skip
     path, card = train_temporal(cfg, progress=False)
+    assert card["steps_done"] == 2 and card["device"] == "cpu"
+    timed = dataclasses.replace(cfg, steps=100000, time_limit_s=1.0, out=str(tmp_path / "tn_timed.pt"))
+    assert 1 <= train_temporal(timed, progress=False)[1]["steps_done"] < 100000  # stopped by the clock
     temporal = TemporalInference.load(path)
     assert temporal.config.backbone == "spatialnet" and temporal.config.feature_channels == 16
     assert "SpatialNet" in card["backbone"]

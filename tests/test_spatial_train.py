@@ -11,7 +11,14 @@ from models.data.augment import AugmentConfig, random_affine, transform_keypoint
 from models.data.datasets import PoseSample, SpatialTrainingSet, SyntheticPoseSource, collate_spatial
 from models.skeleton import KEYPOINT_INDEX
 from models.spatialnet import SpatialNet, SpatialNetConfig
-from models.train import _batch_targets, load_spatialnet, load_train_config, predict_frames, train_spatial
+from models.train import (
+    _batch_targets,
+    load_spatialnet,
+    load_train_config,
+    lr_at,
+    predict_frames,
+    train_spatial,
+)
 
 TINY = {"backbone": {"stacks": 1, "width": 16, "depth": 2}}
 
@@ -74,6 +81,52 @@ def test_train_resume_and_load(tmp_path):
     net = load_spatialnet(last)
     preds = predict_frames(net, [np.zeros((120, 160, 3), np.uint8)], (64, 64), torch.device("cpu"))
     assert len(preds) == 1 and preds[0][0].shape[1:] == (17, 3)
+
+
+def test_crops_per_frame_are_distinct_augmentations_of_one_frame():
+    source = SyntheticPoseSource(seed_base=7, clips=1, frames=2, people=2, width=160, height=120)
+    ds = SpatialTrainingSet(source, (64, 64), seed=0, augment=AugmentConfig(), crops_per_frame=3)
+    item = ds[1]
+    assert isinstance(item, list) and len(item) == 3
+    assert not torch.equal(item[0]["image"], item[1]["image"])  # each crop its own random affine
+    # the same source frame and crop index always give the same crop (seeded per (seed, i, c))
+    assert all(torch.equal(a["image"], b["image"]) for a, b in zip(item, ds[1], strict=True))
+    batch = collate_spatial([ds[0], item])
+    assert batch["image"].shape == (6, 3, 64, 64) and len(batch["joints"]) == 6
+    torch.testing.assert_close(batch["heatmaps"][3:], torch.stack([c["heatmaps"] for c in item]))
+    with pytest.raises(ValueError, match="crops_per_frame"):
+        SpatialTrainingSet(source, (64, 64), seed=0, augment=None, crops_per_frame=2)
+    with pytest.raises(ValueError, match="multiple of crops_per_frame"):
+        load_train_config(None, {"model": TINY, "input_size": [64, 64], "batch_size": 6, "crops_per_frame": 4})
+
+
+def test_lr_steps_down_by_step_or_by_elapsed_time_whichever_is_further():
+    cfg = load_train_config(None, {"model": TINY, "input_size": [64, 64], "lr": 1e-3, "steps": 100,
+                                   "lr_decay_steps": [50, 80], "lr_decay": 0.1})  # fmt: skip
+    assert [lr_at(cfg, s, 1e9) for s in (0, 49, 50, 79, 80)] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4, 1e-5])
+    timed = dataclasses.replace(cfg, time_limit_s=10.0)
+    assert lr_at(timed, 0, 4.9) == pytest.approx(1e-3)
+    assert lr_at(timed, 0, 5.0) == pytest.approx(1e-4)  # half the time = half the steps
+    assert lr_at(timed, 80, 1.0) == pytest.approx(1e-5)  # steps ahead of the clock
+    with pytest.raises(ValueError, match="time_limit_s"):
+        load_train_config(None, {"model": TINY, "input_size": [64, 64], "time_limit_s": 0})
+
+
+def test_time_limit_stops_a_run_and_a_finished_run_resumes_to_no_steps(tmp_path):
+    over = {
+        "model": TINY, "input_size": [64, 64], "steps": 100000, "time_limit_s": 1.5, "batch_size": 2,
+        "ckpt_every": 1000, "device": "cpu", "out_dir": str(tmp_path),
+        "synthetic": {"clips": 1, "frames": 4, "people": 2, "width": 160, "height": 120},
+    }  # fmt: skip
+    cfg = load_train_config(None, over)
+    last = train_spatial(cfg, progress=False)
+    ckpt = torch.load(last, weights_only=False)
+    assert 1 <= ckpt["step"] < 100000 and ckpt["elapsed_s"] >= 1.5  # saved when the limit hit
+    again = train_spatial(cfg, progress=False)  # the budget is spent: nothing more to train
+    after = torch.load(again, weights_only=False)
+    assert after["step"] == ckpt["step"] and after["elapsed_s"] == ckpt["elapsed_s"]
+    longer = train_spatial(dataclasses.replace(cfg, time_limit_s=ckpt["elapsed_s"] + 1.0), progress=False)
+    assert torch.load(longer, weights_only=False)["step"] > ckpt["step"]  # a larger budget continues
 
 
 def test_config_validation():
