@@ -14,7 +14,10 @@ Named stages, each usable and testable alone:
    002), or the exact log-parabola peak of a Gaussian;
 6. person score = mean joint score.
 
-``merge_multiscale`` combines several scales: heatmaps averaged, tags concatenated.
+Test-time augmentation (seed 002): ``merge_multiscale`` combines the maps of several
+scales and of the mirrored image (``unflip_maps``): heatmaps and SVF averaged, tags
+concatenated; ``DecodeConfig.scales`` and ``flip_test`` choose the passes
+(``SpatialNet.infer`` runs them).
 Maps are for one image at output resolution; poses come out in input pixels
 (``models.targets.to_input_coords``).
 """
@@ -30,7 +33,7 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
 from models.pgg import PGGConfig, pose_guided_grouping
-from models.skeleton import KEYPOINT_INDEX
+from models.skeleton import KEYPOINT_INDEX, flip_permutation
 from models.targets import to_input_coords
 
 # Head and torso first, then limbs outwards (seed 002).
@@ -73,6 +76,11 @@ class DecodeConfig:
         min_person_score: people whose mean joint score is below this are dropped.
         min_joints: people with fewer detected (not filled) joints are dropped.
         joint_order: the greedy association order.
+        scales: test-time input scales (relative to the fitted input size) whose maps are
+            merged before decoding (seed 002: heatmaps averaged, tags concatenated). More
+            scales find people at more sizes; each scale s costs about s^2 network passes.
+        flip_test: also run the mirrored input and merge its un-mirrored maps (seed 002).
+            Steadier heatmaps and one more tag per joint, at twice the network's cost.
     """
 
     top_k: int = 30
@@ -90,8 +98,12 @@ class DecodeConfig:
     min_person_score: float = 0.0
     min_joints: int = 1
     joint_order: tuple[int, ...] = DEFAULT_JOINT_ORDER
+    scales: tuple[float, ...] = (1.0,)
+    flip_test: bool = False
 
     def __post_init__(self) -> None:
+        if not self.scales or any(not 0.0 < s <= 4.0 for s in self.scales):
+            raise ValueError(f"scales must be a non-empty list of factors in (0, 4], got {self.scales}")
         if self.top_k < 1 or self.nms_kernel < 1 or self.nms_kernel % 2 == 0:
             raise ValueError("top_k must be >= 1 and nms_kernel a positive odd number")
         if self.refine not in ("quarter", "gaussian", "none"):
@@ -386,22 +398,49 @@ def merge_multiscale(
     """Seed 002 multi-scale testing: heatmaps averaged, tags concatenated.
 
     Args:
-        outputs: per scale (heatmaps (J, h, w), tags (J, T, h, w), svf (2, h, w)), each for the
-            image resized by that scale.
+        outputs: per pass (heatmaps (B, J, h, w), tags (B, J, T, h, w), svf (B, 2, h, w)), each
+            for the image resized by that pass's scale (and un-mirrored, ``unflip_maps``);
+            the batch dimension B is optional (all passes alike), and tags may be (B, J, h, w).
         size: (H, W) common output size (the scale-1 output size).
     Returns:
-        (heatmaps (J, H, W), tags (J, T * S, H, W), svf (2, H, W)); SVF vectors are rescaled to
-        the common resolution and averaged.
+        (heatmaps (B, J, H, W), tags (B, J, T * S, H, W), svf (B, 2, H, W)) without B when the
+        inputs had none; SVF vectors are rescaled to the common resolution and averaged.
     """
+    batched = outputs[0][0].dim() == 4
     heats, tags, svfs = [], [], []
     for heat, tag, svf in outputs:
-        if tag.dim() == 3:
-            tag = tag.unsqueeze(1)
-        j, t = tag.shape[:2]
+        if not batched:
+            heat, tag, svf = heat[None], tag[None], svf[None]
+        if tag.dim() == 4:
+            tag = tag.unsqueeze(2)
+        b, j, t = tag.shape[:3]
         scale_x, scale_y = size[1] / heat.shape[-1], size[0] / heat.shape[-2]
-        up = lambda m: F.interpolate(m[None], size=size, mode="bilinear", align_corners=False)[0]  # noqa: E731
+
+        def up(m: torch.Tensor) -> torch.Tensor:
+            return F.interpolate(m, size=size, mode="bilinear", align_corners=False)
+
         heats.append(up(heat))
-        tags.append(up(tag.reshape(j * t, *tag.shape[-2:])).reshape(j, t, *size))
+        tags.append(up(tag.reshape(b, j * t, *tag.shape[-2:])).reshape(b, j, t, *size))
         s = up(svf)
-        svfs.append(torch.stack([s[0] * scale_x, s[1] * scale_y]))
-    return torch.stack(heats).mean(0), torch.cat(tags, dim=1), torch.stack(svfs).mean(0)
+        svfs.append(torch.stack([s[:, 0] * scale_x, s[:, 1] * scale_y], dim=1))
+    heat, tag, svf = torch.stack(heats).mean(0), torch.cat(tags, dim=2), torch.stack(svfs).mean(0)
+    return (heat, tag, svf) if batched else (heat[0], tag[0], svf[0])
+
+
+def unflip_maps(
+    heatmaps: torch.Tensor, tags: torch.Tensor, svf: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Maps of a horizontally mirrored input brought back to the original image (flip testing).
+
+    Output cell x of the mirrored input's maps covers cell w - 1 - x of the original (stride-4
+    cells are centred on input pixel 4x + 1.5), and its left joints are the original's right
+    ones; the SVF's x component (p - centre) changes sign.
+
+    Args:
+        heatmaps: (B, J, h, w); tags: (B, J, T, h, w); svf: (B, 2, h, w), of the mirrored input.
+    Returns:
+        the same shapes, in the original image's frame and joint order.
+    """
+    perm = torch.from_numpy(flip_permutation()).to(heatmaps.device)
+    svf = svf.flip(-1)
+    return heatmaps.flip(-1)[:, perm], tags.flip(-1)[:, perm], torch.stack([-svf[:, 0], svf[:, 1]], dim=1)

@@ -98,7 +98,7 @@ class SpatialMaps:
         mats: B (2, 3) frame -> input matrices (``fit_affine``, pixel centres aligned).
         transforms: the same as B ``Letterbox`` (edge-aligned, integer padding; within half
             an input pixel of ``mats``), what TemporalNet works with.
-        last: the last stack's maps by head name (``SpatialNet.split``).
+        last: the last stack's maps by head name, test-time passes merged (``SpatialNet.infer``).
         features: (B, width, Hc/4, Wc/4) the last stack's features.
     """
 
@@ -130,7 +130,9 @@ class SpatialNetEstimator:
             raise ValueError(
                 f"input size {self.config.input_size} must be a multiple of {self.multiple} for this SpatialNet"
             )
-        self.tag_dim = self.net.config.tag_dim
+        decode = self.net.config.decode
+        # one tag per test-time pass (merge_multiscale concatenates them)
+        self.tag_dim = self.net.config.tag_dim * len(decode.scales) * (2 if decode.flip_test else 1)
         self.feature_channels = self.net.config.backbone.width
         log.info(
             "SpatialNetEstimator: %s on %s, input long side %d", weights, self.device, self.config.input_size
@@ -151,14 +153,14 @@ class SpatialNetEstimator:
         mats = [fit_affine(f.shape[1], f.shape[0], cw, ch) for f in frames]
         canvas = np.stack([warp_image(f, m, cw, ch) for f, m in zip(frames, mats, strict=True)])
         x = torch.from_numpy(canvas).to(self.device).permute(0, 3, 1, 2)
-        stacks, features = self.net(self.net.normalise(x))
+        last, features = self.net.infer(self.net.normalise(x))
         transforms = []
         for f, m in zip(frames, mats, strict=True):
             # fit_affine maps pixel centres (x_in = s * x + tx); Letterbox maps edges (x_in = s * x + pad).
             s = float(m[0, 0])
             pad_x, pad_y = round(m[0, 2] + 0.5 - 0.5 * s), round(m[1, 2] + 0.5 - 0.5 * s)
             transforms.append(Letterbox(s, s, pad_x, pad_y, cw, ch, f.shape[1], f.shape[0], STRIDE))
-        return SpatialMaps(canvas, mats, transforms, stacks[-1], features)
+        return SpatialMaps(canvas, mats, transforms, last, features)
 
     @torch.inference_mode()
     def __call__(

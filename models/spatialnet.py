@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from models.backbones.hourglass import HourglassConfig, StackedHourglass
-from models.decode import DecodeConfig, decode_spatial, sie_from_svf
+from models.decode import DecodeConfig, decode_spatial, merge_multiscale, sie_from_svf, unflip_maps
 from models.heads import HeadSpec, activate
 from models.losses import ORDINAL_TASKS, heatmap_loss, ke_loss, ordinal_loss, pgg_grouping_loss, sie_loss
 from models.pgg import PGGConfig, pose_guided_grouping
@@ -177,6 +177,43 @@ class SpatialNet(nn.Module):
         """Per-stack maps by head name, and the last stack's (B, width, H/4, W/4) features."""
         preds, features = self.backbone(images)
         return [self.split(p) for p in preds], features
+
+    @torch.inference_mode()
+    def infer(self, images: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The last stack's maps with the decoding config's test-time passes, and the features.
+
+        Runs the input as given (its maps merged only if 1.0 is a scale), then every other ``decode.scales`` factor (the input resized,
+        each side rounded to the size multiple) and, with ``decode.flip_test``, each scale's
+        mirror image; ``merge_multiscale`` averages the heatmaps and SVF at the given input's
+        output size and concatenates the tags.
+
+        Args:
+            images: (B, 3, H, W) normalised input (``normalise``).
+        Returns:
+            maps by head name: ``heatmaps`` (B, J, H/4, W/4), ``tags`` (B, J, T * P, H/4, W/4)
+            for P passes, ``svf`` (B, 2, H/4, W/4), ``aux`` of the plain pass; and the plain
+            pass's (B, width, H/4, W/4) last-stack features (what TemporalNet reads).
+        """
+        d = self.config.decode
+        stacks, features = self(images)
+        last = stacks[-1]
+        if d.scales == (1.0,) and not d.flip_test:
+            return last, features
+        h, w = images.shape[-2:]
+        m = self.config.size_multiple
+        passes = []
+        for scale in d.scales:
+            x, maps = images, last
+            if scale != 1.0:
+                size = (max(m, round(h * scale / m) * m), max(m, round(w * scale / m) * m))
+                x = torch.nn.functional.interpolate(images, size=size, mode="bilinear", align_corners=False)
+                maps = self(x)[0][-1]
+            passes.append((maps["heatmaps"], maps["tags"], maps["svf"]))
+            if d.flip_test:
+                mirrored = self(x.flip(-1))[0][-1]
+                passes.append(unflip_maps(mirrored["heatmaps"], mirrored["tags"], mirrored["svf"]))
+        heat, tags, svf = merge_multiscale(passes, tuple(last["heatmaps"].shape[-2:]))
+        return {**last, "heatmaps": heat, "tags": tags, "svf": svf}, features
 
     def loss(
         self, stacks: list[dict[str, torch.Tensor]], targets: SpatialBatchTargets

@@ -305,6 +305,8 @@ DECODE_GRID: dict[str, tuple[Any, ...]] = {
     "sie_weight": (0.1, 0.3, 0.5, 1.0, 2.0),
     "nms_kernel": (3, 5, 7),
     "min_joints": (1, 2, 3, 5),
+    "flip_test": (False, True),
+    "scales": ((1.0,), (1.0, 1.25)),
 }
 
 
@@ -315,8 +317,9 @@ def tune_decode(
 ) -> tuple[DecodeConfig, list[dict[str, Any]]]:  # fmt: skip
     """Choose decoding parameters by coordinate ascent of AP on (validation) synthetic clips.
 
-    The network runs once per frame; each candidate only re-decodes. Use seeds that are
-    neither trained on nor held out for the reported scores.
+    The network runs once per frame and set of test-time passes (``scales``, ``flip_test``);
+    each candidate only re-decodes. Use seeds that are neither trained on nor held out for
+    the reported scores.
 
     Returns:
         the best ``DecodeConfig`` (fields of ``grid`` changed, the rest as ``net``'s) and the
@@ -325,7 +328,7 @@ def tune_decode(
     from tracker.evaluation import evaluate
 
     rendered = list(synthetic_frames(seeds, frames))
-    fitted = fitted_maps(net, [rgb for rgb, _ in rendered], input_size, device)
+    fitted: dict[tuple[tuple[float, ...], bool], list[tuple[dict[str, torch.Tensor], np.ndarray]]] = {}
     gts = [FramePoses(i, 0.0, g.width, g.height, g.keypoints, g.boxes, g.scores, g.track_ids)
            for i, (_, g) in enumerate(rendered)]  # fmt: skip
     original = net.config
@@ -334,9 +337,12 @@ def tune_decode(
     def ap(decode: DecodeConfig) -> float:
         if decode not in scores:
             net.config = dataclasses.replace(original, decode=decode)
+            passes = (decode.scales, decode.flip_test)
+            if passes not in fitted:
+                fitted[passes] = fitted_maps(net, [rgb for rgb, _ in rendered], input_size, device)
             preds = [
                 FramePoses(i, 0.0, g.width, g.height, kp, boxes_from_keypoints(kp), sc, np.full(len(kp), -1))
-                for i, (g, (kp, sc)) in enumerate(zip(gts, decode_fitted(net, fitted), strict=True))
+                for i, (g, (kp, sc)) in enumerate(zip(gts, decode_fitted(net, fitted[passes]), strict=True))
             ]
             scores[decode] = float(evaluate(gts, preds)["AP"])
         return scores[decode]
@@ -366,8 +372,10 @@ def fitted_maps(net: SpatialNet, frames: list[np.ndarray], input_size: tuple[int
                 device: torch.device, batch_size: int = 8) -> list[tuple[dict[str, torch.Tensor], np.ndarray]]:  # fmt: skip
     """Run SpatialNet on RGB frames each fitted into ``input_size`` (``fit_affine``).
 
+    Test-time passes (``net.config.decode`` scales and flip) are merged (``SpatialNet.infer``).
+
     Returns:
-        per frame: its last-stack maps by head name, each (1, C, h, w) on the CPU, and its
+        per frame: its last-stack maps by head name, each (1, ...) on the CPU, and its
         (2, 3) frame -> input matrix.
     """
     out = []
@@ -376,9 +384,9 @@ def fitted_maps(net: SpatialNet, frames: list[np.ndarray], input_size: tuple[int
         chunk = frames[start : start + batch_size]
         mats = [fit_affine(f.shape[1], f.shape[0], w, h) for f in chunk]
         x = torch.from_numpy(np.stack([warp_image(f, m, w, h) for f, m in zip(chunk, mats, strict=True)]))
-        stacks, _ = net(net.normalise(x.permute(0, 3, 1, 2).to(device)))
+        maps, _ = net.infer(net.normalise(x.permute(0, 3, 1, 2).to(device)))
         for i, m in enumerate(mats):
-            out.append(({k: v[i : i + 1].cpu() for k, v in stacks[-1].items()}, m))
+            out.append(({k: v[i : i + 1].cpu() for k, v in maps.items()}, m))
     return out
 
 

@@ -1,10 +1,22 @@
 """Targets built from known poses decode back to those poses (SpatialNet path)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
-from models.decode import DecodeConfig, decode_spatial, find_peaks, merge_multiscale, refine_locations
+from models.backbones.hourglass import HourglassConfig
+from models.decode import (
+    DecodeConfig,
+    decode_spatial,
+    find_peaks,
+    merge_multiscale,
+    refine_locations,
+    unflip_maps,
+)
+from models.skeleton import flip_permutation
+from models.spatialnet import SpatialNet, SpatialNetConfig
 from models.targets import (
     TargetConfig,
     build_spatial_targets,
@@ -108,6 +120,43 @@ def test_multiscale_merge_shapes_and_averaging():
     assert h.shape == (17, 64, 64) and t.shape == (17, 2, 64, 64) and s.shape == (2, 64, 64)
     kp, _ = decode_spatial(h, t, s, DecodeConfig(refine="quarter"), stride=4)
     assert _match(kp, poses) < 4.0
+
+
+def test_flip_testing_unmirrors_the_mirrored_maps_and_decodes_back():
+    poses = known_poses(np.random.default_rng(5))
+    mirrored = poses[:, flip_permutation()].copy()  # the mirrored person's left is its right
+    mirrored[..., 0] = 255.0 - mirrored[..., 0]  # pixel x -> W - 1 - x on the 256-wide input
+    heat, tags, svf = _maps(poses)
+    uh, ut, us = unflip_maps(*(m[None] for m in _maps(mirrored)))
+    torch.testing.assert_close(uh[0], heat)  # the same Gaussians on the same cells, same joints
+    cells = np.rint(to_output_coords(poses[..., :2], 4)).astype(int).reshape(-1, 2)
+    torch.testing.assert_close(us[0][:, cells[:, 1], cells[:, 0]], svf[:, cells[:, 1], cells[:, 0]])
+    merged = merge_multiscale([(heat, tags, svf), (uh[0], ut[0], us[0])], size=(64, 64))
+    assert merged[1].shape == (17, 2, 64, 64)
+    kp, _ = decode_spatial(*merged, DecodeConfig(refine="quarter"), stride=4)
+    assert _match(kp, poses) < 1.0
+
+
+def test_test_time_passes_are_mirror_equivariant():
+    """Flip testing + scales on a random SpatialNet: mirroring the input mirrors the merged maps."""
+    torch.manual_seed(0)
+    decode = DecodeConfig(flip_test=True, scales=(1.0, 0.5))
+    net = SpatialNet(SpatialNetConfig(backbone=HourglassConfig(stacks=1, width=16, depth=2), decode=decode)).eval()
+    x = torch.rand(2, 3, 64, 96) * 2 - 1
+    maps, features = net.infer(x)
+    assert maps["heatmaps"].shape == (2, 17, 16, 24) and maps["svf"].shape == (2, 2, 16, 24)
+    assert maps["tags"].shape == (2, 17, 4, 16, 24) and features.shape == (2, 16, 16, 24)  # 2 scales x 2 flips
+    torch.testing.assert_close(features, net(x)[1])  # the plain pass's features (TemporalNet's input)
+    other, _ = net.infer(x.flip(-1))
+    h, t, s = unflip_maps(other["heatmaps"], other["tags"], other["svf"])
+    torch.testing.assert_close(h, maps["heatmaps"], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(s, maps["svf"], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(t[:, :, [1, 0, 3, 2]], maps["tags"], atol=1e-5, rtol=1e-4)  # passes swap pairwise
+    plain = dataclasses.replace(net.config, decode=DecodeConfig())
+    net.config = plain
+    torch.testing.assert_close(net.infer(x)[0]["heatmaps"], net(x)[0][-1]["heatmaps"])
+    with pytest.raises(ValueError, match="scales"):
+        DecodeConfig(scales=())
 
 
 @pytest.mark.parametrize("use_pgg", [False, True])
