@@ -11,6 +11,8 @@
 # motmetrics are missing): re-running this script's spatial command later, anywhere, resumes the
 # finished checkpoint in out/spatialnet_movenet_gpu, trains no further step, and tunes and scores it.
 # Afterwards: posestream eval --gt LOG_DIR/heldout/gt.jsonl --pred LOG_DIR/heldout/pred.jsonl --json
+# On a lent machine, bring weights/*.pt and LOG_DIR back into the repository (and commit the
+# weights with their cards) before handing it back: nothing else on it survives the session.
 set -euo pipefail
 log_dir=${1:-out/train_gpu}
 read -r -a cli <<<"${POSESTREAM:-posestream}"
