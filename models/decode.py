@@ -407,6 +407,10 @@ def merge_multiscale(
         inputs had none; SVF vectors are rescaled to the common resolution and averaged.
     """
     batched = outputs[0][0].dim() == 4
+
+    def up(m: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(m, size=size, mode="bilinear", align_corners=False)
+
     heats, tags, svfs = [], [], []
     for heat, tag, svf in outputs:
         if not batched:
@@ -415,10 +419,6 @@ def merge_multiscale(
             tag = tag.unsqueeze(2)
         b, j, t = tag.shape[:3]
         scale_x, scale_y = size[1] / heat.shape[-1], size[0] / heat.shape[-2]
-
-        def up(m: torch.Tensor) -> torch.Tensor:
-            return F.interpolate(m, size=size, mode="bilinear", align_corners=False)
-
         heats.append(up(heat))
         tags.append(up(tag.reshape(b, j * t, *tag.shape[-2:])).reshape(b, j, t, *size))
         s = up(svf)

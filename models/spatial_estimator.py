@@ -130,9 +130,6 @@ class SpatialNetEstimator:
             raise ValueError(
                 f"input size {self.config.input_size} must be a multiple of {self.multiple} for this SpatialNet"
             )
-        decode = self.net.config.decode
-        # one tag per test-time pass (merge_multiscale concatenates them)
-        self.tag_dim = self.net.config.tag_dim * len(decode.scales) * (2 if decode.flip_test else 1)
         self.feature_channels = self.net.config.backbone.width
         log.info(
             "SpatialNetEstimator: %s on %s, input long side %d", weights, self.device, self.config.input_size

@@ -182,10 +182,10 @@ class SpatialNet(nn.Module):
     def infer(self, images: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """The last stack's maps with the decoding config's test-time passes, and the features.
 
-        Runs the input as given (its maps merged only if 1.0 is a scale), then every other ``decode.scales`` factor (the input resized,
-        each side rounded to the size multiple) and, with ``decode.flip_test``, each scale's
-        mirror image; ``merge_multiscale`` averages the heatmaps and SVF at the given input's
-        output size and concatenates the tags.
+        One pass per ``decode.scales`` factor (the input resized, each side rounded to the size
+        multiple) and, with ``decode.flip_test``, one more per scale on the mirror image;
+        ``merge_multiscale`` averages heatmaps and SVF at the given input's output size and
+        concatenates the tags. The plain pass always runs (its features are returned).
 
         Args:
             images: (B, 3, H, W) normalised input (``normalise``).
