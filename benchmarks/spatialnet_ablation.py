@@ -49,7 +49,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.results import cpu_name, record_section  # noqa: E402
-from models.data.augment import fit_affine, invert_affine, transform_keypoints, warp_image  # noqa: E402
 from models.data.datasets import SpatialTrainingSet, collate_spatial  # noqa: E402
 from models.spatialnet import SpatialNet, SpatialNetConfig  # noqa: E402
 from models.targets import TargetConfig  # noqa: E402
@@ -116,46 +115,6 @@ class _Run:
             self.losses[k] = 0.9 * self.losses.get(k, v.item()) + 0.1 * v.item()
 
 
-@torch.inference_mode()
-def evaluate_grouping(net: SpatialNet, seeds: list[int], frames: int, input_size: tuple[int, int]) -> dict:
-    """COCO metrics when the network's heatmaps are replaced by the ground truth's.
-
-    Peaks are then exact, so what is left to score is how well the variant's embeddings
-    (KE tags and/or SIE, PGG-refined for the PGG variant) group the joints into people --
-    the part of the model the variants differ in -- independently of how far its
-    heatmaps have come in a small budget.
-    """
-    from models.data.synthetic import SyntheticClip, SyntheticConfig
-    from models.poses import FramePoses, boxes_from_keypoints
-    from models.targets import build_spatial_targets
-    from tracker.evaluation import evaluate
-
-    w, h = input_size
-    gt_all, pred_all, offset = [], [], 0
-    for seed in seeds:
-        clip = SyntheticClip.from_config(SyntheticConfig(seed=seed, frames=frames, people=5))
-        for t in range(frames):
-            rgb, gt = clip.render(t)
-            m = fit_affine(rgb.shape[1], rgb.shape[0], w, h)
-            x = torch.from_numpy(warp_image(rgb, m, w, h)).permute(2, 0, 1)[None]
-            stacks, _ = net(net.normalise(x))
-            maps = dict(stacks[-1])
-            heat = build_spatial_targets(
-                transform_keypoints(gt.keypoints, m, False), h // 4, w // 4, TargetConfig()
-            )
-            maps["heatmaps"] = torch.from_numpy(heat.heatmaps)[None]
-            ((kp, sc),) = net.decode_batch(maps)
-            kp = transform_keypoints(kp, invert_affine(m), flip=False)
-            idx = offset + gt.frame_index
-            gt_all.append(FramePoses(idx, gt.timestamp, gt.width, gt.height, gt.keypoints, gt.boxes, gt.scores,
-                                     gt.track_ids + 1000 * seed))  # fmt: skip
-            pred_all.append(FramePoses(idx, gt.timestamp, gt.width, gt.height, kp, boxes_from_keypoints(kp), sc,
-                                       np.full(len(kp), -1)))  # fmt: skip
-        offset += frames
-    result = evaluate(gt_all, pred_all)
-    return {k: result[k] for k in ("AP", "AP50", "AP75", "AR")}
-
-
 def _batches(cfg: TrainSpatialConfig):  # noqa: ANN202 - generator of collated batches
     dataset = SpatialTrainingSet(build_source(cfg), cfg.input_size, cfg.seed, cfg.augment, TargetConfig())
     epoch = 0
@@ -211,7 +170,8 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict]:
         r.net.eval()
         t0 = time.perf_counter()
         metrics = evaluate_spatialnet(r.net, seeds, args.eval_frames, size, torch.device("cpu"))
-        grouping = evaluate_grouping(r.net, seeds, args.eval_frames, size)
+        # The ground truth's heatmaps in place of the variant's (exact peaks) isolate its grouping.
+        grouping = evaluate_spatialnet(r.net, seeds, args.eval_frames, size, torch.device("cpu"), gt_heatmaps=True)
         rows.append({"variant": name, **metrics, "gt_heat": grouping, "train_s": r.seconds,
                      "eval_s": time.perf_counter() - t0, "steps": r.steps, "paper": PAPER_AP[name]})  # fmt: skip
         if args.save_dir:

@@ -3,10 +3,11 @@
 For held-out synthetic 640x480 frames (seeds never used in training) it times, with one
 torch thread, batch 1:
 
-- ``network``: each shipped SpatialNet's forward pass (``weights/spatialnet_movenet.pt``,
+- ``network``: each shipped SpatialNet's inference (``weights/spatialnet_movenet.pt``,
   frozen MoveNet + 1-stack hourglass, and ``weights/spatialnet_synthetic.pt``, 2-stack
-  hourglass on its own stem);
-- ``decode``: ``SpatialNet.decode_batch`` on the last stack's maps (peaks -> embeddings ->
+  hourglass on its own stem) with the test-time passes its decode settings ask for
+  (``SpatialNet.infer``: scales and flip), and, apart, one plain forward pass;
+- ``decode``: ``SpatialNet.decode_batch`` on the merged maps (peaks -> embeddings ->
   grouping -> missing joints -> refinement), with the weights' own decode settings (PGG
   refinement included when the weights were fine-tuned with PGG) and, for comparison,
   without PGG.
@@ -49,6 +50,7 @@ def time_size(net, frames, size: tuple[int, int], warmup: int) -> dict[str, list
     with_pgg = dataclasses.replace(net.config, use_pgg=True)
     out: dict[str, list[float]] = {
         "network": [],
+        "one pass": [],
         "decode": [],
         "decode, no PGG": [],
         "decode, PGG": [],
@@ -58,16 +60,17 @@ def time_size(net, frames, size: tuple[int, int], warmup: int) -> dict[str, list
         x = torch.from_numpy(warp_image(rgb, fit_affine(rgb.shape[1], rgb.shape[0], w, h), w, h))
         x = x.permute(2, 0, 1)[None].contiguous()
         t0 = time.perf_counter()
-        stacks, _ = net(net.normalise(x))
+        maps, _ = net.infer(net.normalise(x))
         t1 = time.perf_counter()
-        ((kp, _),) = net.decode_batch(stacks[-1])
+        ((kp, _),) = net.decode_batch(maps)
         t2 = time.perf_counter()
-        timings = {"network": t1 - t0, "decode": t2 - t1}
+        net(net.normalise(x))
+        timings = {"network": t1 - t0, "decode": t2 - t1, "one pass": time.perf_counter() - t2}
         original = net.config
         for name, cfg in (("decode, no PGG", no_pgg), ("decode, PGG", with_pgg)):
             net.config = cfg
             t3 = time.perf_counter()
-            net.decode_batch(stacks[-1])
+            net.decode_batch(maps)
             timings[name] = time.perf_counter() - t3
         net.config = original
         if i >= warmup:
@@ -99,9 +102,9 @@ def main() -> None:
         clip = SyntheticClip.from_config(SyntheticConfig(seed=seed, frames=args.frames, people=5))
         frames += [clip.render(t)[0] for t in range(args.frames)]
     rows = [
-        "| model | input (maps) | frames | people decoded (median) | network ms | decode ms (shipped settings) "
-        "| decode / network | decode ms, no PGG | decode ms, PGG |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| model | input (maps) | frames | people decoded (median) | network ms (shipped passes) | one pass ms "
+        "| decode ms (shipped settings) | decode / network | decode ms, no PGG | decode ms, PGG |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     models = []
     for weights in args.weights:
@@ -110,14 +113,15 @@ def main() -> None:
         stem = "frozen MoveNet + " if net.config.features == "movenet" else ""
         models.append(
             f"`{weights.relative_to(ROOT) if weights.is_relative_to(ROOT) else weights}` ({stem}{bb.stacks}-stack "
-            f"width-{bb.width} hourglass, shipped decode use_pgg={net.config.use_pgg})"
+            f"width-{bb.width} hourglass, shipped decode use_pgg={net.config.use_pgg}, "
+            f"scales {list(net.config.decode.scales)}, flip {net.config.decode.flip_test})"
         )
         for size in ((512, 384), (640, 480)):
             t = time_size(net, frames, size, args.warmup)
             med = {k: statistics.median(v) for k, v in t.items()}
             rows.append(
                 f"| `{weights.name}` | {size[0]}x{size[1]} ({size[0] // 4}x{size[1] // 4}) | {len(t['network'])} "
-                f"| {med['people']:.0f} | {med['network']:.1f} | {med['decode']:.1f} "
+                f"| {med['people']:.0f} | {med['network']:.1f} | {med['one pass']:.1f} | {med['decode']:.1f} "
                 f"| {med['decode'] / med['network']:.2f} | {med['decode, no PGG']:.1f} | {med['decode, PGG']:.1f} |"
             )
             print(rows[-1], flush=True)

@@ -35,7 +35,7 @@ from models.data.datasets import (
 from models.decode import DecodeConfig
 from models.poses import FramePoses, boxes_from_keypoints
 from models.spatialnet import SpatialBatchTargets, SpatialNet, SpatialNetConfig
-from models.targets import TargetConfig
+from models.targets import TargetConfig, build_spatial_targets
 
 log = logging.getLogger(__name__)
 
@@ -307,6 +307,7 @@ DECODE_GRID: dict[str, tuple[Any, ...]] = {
     "min_joints": (1, 2, 3, 5),
     "flip_test": (False, True),
     "scales": ((1.0,), (1.0, 1.25)),
+    "refine": ("quarter", "gaussian"),
 }
 
 
@@ -411,15 +412,56 @@ def predict_frames(net: SpatialNet, frames: list[np.ndarray], input_size: tuple[
     return decode_fitted(net, fitted_maps(net, frames, input_size, device, batch_size))
 
 
+# Tag of the ground-truth person k in ``with_ground_truth`` maps: (k + 1) * GT_TAG_STEP, 0 off people.
+# Far beyond any ``DecodeConfig.match_threshold``, so ground-truth tags never merge two people.
+GT_TAG_STEP = 100.0
+
+
+def with_ground_truth(
+    maps: dict[str, torch.Tensor], keypoints: np.ndarray, heatmaps: bool, embeddings: bool
+) -> dict[str, torch.Tensor]:
+    """One image's maps with the ground truth's heatmaps and/or embeddings in place of the network's.
+
+    An error analysis: with exact heatmaps (peaks) what is left is the grouping; with exact
+    embeddings (KE tags ``(k + 1) * GT_TAG_STEP`` and the SVF towards person k's centre,
+    ``dense_embedding_targets``) what is left is the detection and localisation of joints.
+    With both, decoding returns the ground truth itself.
+
+    Args:
+        maps: last-stack maps of one image, each (1, ...) at output resolution: "heatmaps"
+            (1, J, H, W), "tags" (1, J, T, H, W) or (1, J, H, W), "svf" (1, 2, H, W).
+        keypoints: (K, J, 3) ground truth (x, y, visibility) in network-input pixels.
+    Returns:
+        a new dict; the replaced tags are (1, J, 1, H, W).
+    """
+    from models.targets import dense_embedding_targets
+
+    if not (heatmaps or embeddings):
+        return maps
+    h, w = maps["heatmaps"].shape[-2:]
+    targets = build_spatial_targets(keypoints, h, w, TargetConfig())
+    out = dict(maps)
+    if heatmaps:
+        out["heatmaps"] = torch.from_numpy(targets.heatmaps)[None]
+    if embeddings:
+        _, svf = dense_embedding_targets(targets)
+        tags = np.where(targets.instance >= 0, (targets.instance + 1) * GT_TAG_STEP, 0.0).astype(np.float32)
+        out["tags"] = torch.from_numpy(tags)[None, :, None]
+        out["svf"] = torch.from_numpy(svf)[None]
+    return out
+
+
 def evaluate_spatialnet(net: SpatialNet, seeds: list[int], frames: int, input_size: tuple[int, int],
                         device: torch.device, people: int = 5, write_dir: str | Path | None = None,
+                        gt_heatmaps: bool = False, gt_embeddings: bool = False,
                         ) -> dict[str, Any]:  # fmt: skip
     """AP etc. (``tracker.evaluation``) of SpatialNet on held-out synthetic clips.
 
     Predictions are untracked, so only the COCO keypoint metrics are meaningful here.
     With ``write_dir`` the ground truth and predictions are also written there as
     ``gt.jsonl`` and ``pred.jsonl``, so ``posestream eval --gt ... --pred ...`` scores
-    the same frames.
+    the same frames. ``gt_heatmaps`` / ``gt_embeddings`` decode with the ground truth's
+    maps in place of the network's (``with_ground_truth``), to see which half loses the AP.
     """
     from models.data.synthetic import SyntheticClip, SyntheticConfig
     from tracker.evaluation import evaluate
@@ -429,7 +471,13 @@ def evaluate_spatialnet(net: SpatialNet, seeds: list[int], frames: int, input_si
     for seed in seeds:
         clip = SyntheticClip.from_config(SyntheticConfig(seed=seed, frames=frames, people=people))
         rendered = [clip.render(t) for t in range(frames)]
-        preds = predict_frames(net, [r[0] for r in rendered], input_size, device)
+        fitted = [
+            (with_ground_truth(maps, transform_keypoints(gt.keypoints, m, False), gt_heatmaps, gt_embeddings), m)
+            for (maps, m), (_, gt) in zip(
+                fitted_maps(net, [r[0] for r in rendered], input_size, device), rendered, strict=True
+            )
+        ]
+        preds = decode_fitted(net, fitted)
         for (_rgb, gt), (kp, sc) in zip(rendered, preds, strict=True):
             idx = offset + gt.frame_index
             gt_all.append(FramePoses(idx, gt.timestamp, gt.width, gt.height, gt.keypoints, gt.boxes,

@@ -12,12 +12,15 @@ from models.data.datasets import PoseSample, SpatialTrainingSet, SyntheticPoseSo
 from models.skeleton import KEYPOINT_INDEX
 from models.spatialnet import SpatialNet, SpatialNetConfig
 from models.train import (
+    GT_TAG_STEP,
     _batch_targets,
+    evaluate_spatialnet,
     load_spatialnet,
     load_train_config,
     lr_at,
     predict_frames,
     train_spatial,
+    with_ground_truth,
 )
 
 TINY = {"backbone": {"stacks": 1, "width": 16, "depth": 2}}
@@ -187,3 +190,33 @@ def test_tune_decode_and_export_keep_the_chosen_parameters(tmp_path):
     )
     exported = load_spatialnet(export_weights(last, tmp_path / "w.pt", decode=decode))
     assert exported.config.decode == decode
+
+
+def test_ground_truth_maps_replace_exactly_the_half_asked_for():
+    kp = np.zeros((2, 17, 3), np.float32)
+    kp[0, :, :2] = np.stack([np.linspace(20, 40, 17), np.linspace(10, 90, 17)], 1)
+    kp[1, :, :2] = kp[0, :, :2] + (60, 0)
+    kp[..., 2] = 2
+    maps = {"heatmaps": torch.rand(1, 17, 32, 32), "tags": torch.rand(1, 17, 2, 32, 32), "svf": torch.rand(1, 2, 32, 32)}
+    emb = with_ground_truth(maps, kp, heatmaps=False, embeddings=True)
+    assert emb["heatmaps"] is maps["heatmaps"] and emb["tags"].shape == (1, 17, 1, 32, 32)
+    heat = with_ground_truth(maps, kp, heatmaps=True, embeddings=False)
+    assert heat["tags"] is maps["tags"] and heat["svf"] is maps["svf"]
+    centres = (kp[..., :2] + 0.5) / 4 - 0.5  # output pixels
+    for k in range(2):
+        x, y = np.round(centres[k, 8]).astype(int)  # a joint on an exact cell centre is that cell's peak
+        assert heat["heatmaps"][0, 8, y, x] > 0.8
+        assert emb["tags"][0, 8, 0, y, x] == (k + 1) * GT_TAG_STEP
+        sie = np.array([x, y]) - emb["svf"][0, :, y, x].numpy()  # SIE = p - S(p): the person's centre
+        np.testing.assert_allclose(sie, centres[k].mean(0), atol=1e-4)
+    assert with_ground_truth(maps, kp, heatmaps=False, embeddings=False) is maps
+
+
+def test_ground_truth_heatmaps_and_embeddings_decode_back_to_the_ground_truth():
+    torch.manual_seed(0)
+    net = SpatialNet(load_train_config(None, {"model": TINY}).model).eval()
+    both = evaluate_spatialnet(net, [9005], 2, (512, 384), torch.device("cpu"), gt_heatmaps=True, gt_embeddings=True)
+    assert both["AP"] == 1.0 and both["AR"] == 1.0
+    # an untrained net's own heatmaps, or its embeddings grouping exact peaks, fall far short
+    assert evaluate_spatialnet(net, [9005], 2, (512, 384), torch.device("cpu"), gt_heatmaps=True)["AP"] < 0.9
+    assert evaluate_spatialnet(net, [9005], 2, (512, 384), torch.device("cpu"))["AP"] < 0.05
