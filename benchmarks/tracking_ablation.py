@@ -136,9 +136,10 @@ class _CachedTemporal:
 
 
 def run(
-    quick: bool, overrides: dict | None = None, validation: bool = False, model: str = "movenet"
-) -> tuple[list[dict], dict]:
-    torch.set_num_threads(1)
+    quick: bool, overrides: dict | None = None, validation: bool = False, model: str = "movenet",
+    threads: int = 1,
+) -> tuple[list[dict], dict]:  # fmt: skip
+    torch.set_num_threads(threads)
     presets = PRESETS
     if model == "spatialnet":
         from models.spatial_estimator import SpatialEstimatorConfig, SpatialNetEstimator
@@ -203,8 +204,18 @@ def run(
         "overrides": overrides or {},
         "frames": n_frames,
         "seconds": time.perf_counter() - t0,
+        "threads": threads,
+        "temporal_seeds": _train_seeds(TEMPORALNET_SPATIAL_WEIGHTS if model == "spatialnet" else TEMPORALNET_WEIGHTS),
     }
     return rows, info
+
+
+def _train_seeds(weights: Path) -> str:
+    """The synthetic seeds a TemporalNet checkpoint was trained on, from its card ("?" when absent)."""
+    if not weights.is_file():
+        return "?"
+    first, last = torch.load(weights, map_location="cpu", weights_only=True)["card"]["train_seeds"]
+    return f"{first}..{last}"
 
 
 def _shift(p: FramePoses, offset: int, clip_index: int) -> FramePoses:
@@ -221,7 +232,8 @@ def table(rows: list[dict], info: dict) -> str:
         title = "## Tracking ablation, seed-faithful SpatialNet path (`benchmarks/tracking_ablation.py --model spatialnet`)"
         detections = (
             "SpatialNet (`weights/spatialnet_movenet.pt`, input 512); HE/TIE from "
-            "`weights/temporalnet_spatialnet.pt` (trained on seeds 5000..5029, disjoint from these) where present"
+            f"`weights/temporalnet_spatialnet.pt` (trained on seeds {info['temporal_seeds']}, disjoint from these) "
+            "where present"
         )
         footer = (
             "`sie` / `ke` / `ke+sie`: Table 4's baselines on SpatialNet's own SIE and KE at the joints "
@@ -231,7 +243,7 @@ def table(rows: list[dict], info: dict) -> str:
         title = "## Tracking ablation on held-out synthetic video (`benchmarks/tracking_ablation.py`)"
         detections = (
             "MoveNet MultiPose at input 256 (single scale); HE/TIE from "
-            "`weights/temporalnet_movenet.pt` (trained on synthetic seeds 5000..5029, disjoint from these)"
+            f"`weights/temporalnet_movenet.pt` (trained on synthetic seeds {info['temporal_seeds']}, disjoint from these)"
         )
         footer = (
             "`sie` = person-centre distance (TIE with zero motion). +PGG: not available on the MoveNet path."
@@ -239,7 +251,7 @@ def table(rows: list[dict], info: dict) -> str:
     lines = [
         title,
         "",
-        f"{time.strftime('%Y-%m-%d')}; {platform.processor() or platform.machine()}, one torch thread. "
+        f"{time.strftime('%Y-%m-%d')}; {platform.processor() or platform.machine()}, {info['threads']} torch thread(s). "
         f"{len(info['clips'])} held-out clips, {info['frames']} frames pooled: {', '.join(info['clips'])}. "
         f"Same detections for every row: {detections}. "
         f"Only `TrackerConfig.preset` differs (other fields: defaults, plus {info['overrides'] or 'nothing'}). "
@@ -267,12 +279,13 @@ def main() -> int:
         "--validation", action="store_true", help="score on the validation seeds 5030..5032 instead"
     )
     ap.add_argument("--model", choices=("movenet", "spatialnet"), default="movenet", help="whose detections")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                     help="TrackerConfig field for every row, e.g. --set gate_he=2.0")  # fmt: skip
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     overrides = {k: float(v) if "." in v else int(v) for k, v in (a.split("=", 1) for a in args.set)}
-    rows, info = run(args.quick, overrides, args.validation, args.model)
+    rows, info = run(args.quick, overrides, args.validation, args.model, args.threads)
     text = table(rows, info)
     print(text)
     if args.write:
