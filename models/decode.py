@@ -73,7 +73,12 @@ class DecodeConfig:
             a person with one detected joint still gets a person-sized window.
         refine: "quarter" (seed 002's quarter-pixel shift), "gaussian" (exact peak of a
             sampled Gaussian) or "none".
-        min_person_score: people whose mean joint score is below this are dropped.
+        person_score: how a person's score (what AP ranks people by) is made from its joints'
+            heat. "detected" (seed 002): the mean over all J joints of the detected joints'
+            heat, a joint that was not detected (filled, or absent) counting 0, so people with
+            more found joints rank higher; "all": the mean heat of all J joints after
+            ``fill_missing``, filled joints included.
+        min_person_score: people whose score (``person_score``) is below this are dropped.
         min_joints: people with fewer detected (not filled) joints are dropped.
         joint_order: the greedy association order.
         scales: test-time input scales (relative to the fitted input size) whose maps are
@@ -95,6 +100,7 @@ class DecodeConfig:
     fill_window: float = 1.0
     fill_min_cells: float = 8.0
     refine: Literal["quarter", "gaussian", "none"] = "quarter"
+    person_score: Literal["detected", "all"] = "detected"
     min_person_score: float = 0.0
     min_joints: int = 1
     joint_order: tuple[int, ...] = DEFAULT_JOINT_ORDER
@@ -106,6 +112,8 @@ class DecodeConfig:
             raise ValueError(f"scales must be a non-empty list of factors in (0, 4], got {self.scales}")
         if self.top_k < 1 or self.nms_kernel < 1 or self.nms_kernel % 2 == 0:
             raise ValueError("top_k must be >= 1 and nms_kernel a positive odd number")
+        if self.person_score not in ("detected", "all"):
+            raise ValueError(f"person_score must be 'detected' or 'all', got {self.person_score!r}")
         if self.refine not in ("quarter", "gaussian", "none"):
             raise ValueError(f"refine must be 'quarter', 'gaussian' or 'none', got {self.refine!r}")
         if not self.use_tags and self.sie_weight <= 0:
@@ -381,11 +389,12 @@ def decode_spatial(
     peaks = find_peaks(heatmaps, config)
     tag_vals, sie_vals = read_embeddings(tags, sie, peaks)
     joints, mean_tags, mean_sie = group_joints(peaks, tag_vals, sie_vals, config)
-    detected = (joints[..., 2] > 0).sum(axis=1)
+    found = joints[..., 2].copy()  # (P, J) heat of the detected joints, 0 for the others
+    detected = (found > 0).sum(axis=1)
     if config.fill_missing:
         joints = fill_missing(joints, mean_tags, mean_sie, heatmaps, tags, sie, config)
     joints = refine_locations(joints, heatmaps, config.refine)
-    scores = joints[..., 2].mean(axis=1) if joints.shape[0] else np.zeros(0)
+    scores = (found if config.person_score == "detected" else joints[..., 2]).mean(axis=1)
     keep = (scores >= config.min_person_score) & (detected >= config.min_joints)
     joints, scores = joints[keep], scores[keep]
     joints[..., :2] = to_input_coords(joints[..., :2], stride)

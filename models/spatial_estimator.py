@@ -46,8 +46,8 @@ class SpatialEstimatorConfig:
             trained at (the shipped weights: frames of 640x480 at 512x384, i.e. people
             ~0.8x their 640x480 size); raising it finds smaller people at quadratic cost.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
-        min_person_score: people whose mean joint score is below this are not passed on to
-            the tracker. (Decoding keeps them, ``DecodeConfig.min_person_score`` = 0, because AP
+        min_person_score: people whose score (``DecodeConfig.person_score``) is below this are
+            not passed on to the tracker. (Decoding keeps them, ``DecodeConfig.min_person_score`` = 0, because AP
             ranks people by score; a tracker would start tracks on them.) Raising it removes
             weak, partial detections: fewer false tracks, more missed people.
     """

@@ -308,6 +308,7 @@ DECODE_GRID: dict[str, tuple[Any, ...]] = {
     "flip_test": (False, True),
     "scales": ((1.0,), (1.0, 1.25)),
     "refine": ("quarter", "gaussian"),
+    "person_score": ("detected", "all"),
 }
 
 

@@ -100,6 +100,30 @@ def test_missing_joint_is_filled_from_mean_embedding():
     assert np.all(kp[:, 9, 2] < 0.1)  # the filled joints keep their (low) heat as score
 
 
+def test_person_score_counts_the_detected_joints_unless_asked_for_all():
+    poses = known_poses(np.random.default_rng(3), people=2)
+    heat, tags, svf = _maps(poses)
+    t = build_spatial_targets(poses, 64, 64, TargetConfig())
+    weak = torch.from_numpy(t.instance == 1) & (torch.arange(17) >= 5)[:, None, None]
+    heat[weak] *= 0.08  # person 1's body joints fall below the detection threshold: filled, not detected
+    by = {}
+    for rule in ("detected", "all"):
+        cfg = DecodeConfig(person_score=rule, refine="gaussian", fill_window=0)  # whole map: the body is far below the head
+        kp, sc = decode_spatial(heat, tags, svf, cfg, stride=4)
+        assert _match(kp, poses) < 1e-2
+        order = np.argsort(kp[:, 0, 0])  # person 0 is the left one
+        by[rule] = (kp[order, :, 2], sc[order])
+    heat_kp, score = by["detected"]
+    assert np.all(heat_kp[0] > 0.5) and np.all(heat_kp[1, :5] > 0.5) and np.all(heat_kp[1, 5:] < 0.1)
+    # person 1's 12 filled joints count 0: only its 5 detected head joints' heat, over 17
+    np.testing.assert_allclose(score, [heat_kp[0].mean(), heat_kp[1, :5].sum() / 17], rtol=1e-5)
+    heat_kp, score = by["all"]
+    np.testing.assert_allclose(score, heat_kp.mean(axis=1), rtol=1e-5)  # the filled joints' heat counts
+    assert by["all"][1][1] > by["detected"][1][1] and by["all"][1][0] == pytest.approx(by["detected"][1][0])
+    with pytest.raises(ValueError, match="person_score"):
+        DecodeConfig(person_score="max")
+
+
 def test_find_peaks_nms_and_gaussian_refine():
     heat = torch.zeros(1, 9, 9)
     yy, xx = torch.meshgrid(torch.arange(9.0), torch.arange(9.0), indexing="ij")
