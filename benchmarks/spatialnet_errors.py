@@ -75,7 +75,9 @@ def main() -> None:
         )
         print(rows[-1], flush=True)
     if args.results:
-        command = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/spatialnet_errors.py " + " ".join(sys.argv[1:])
+        command = f"OMP_NUM_THREADS={args.threads} .venv/bin/python benchmarks/spatialnet_errors.py " + " ".join(
+            sys.argv[1:]
+        )
         block = "\n".join([
             "## SpatialNet error analysis: heatmaps vs embeddings (`benchmarks/spatialnet_errors.py`)",
             "",
