@@ -4,9 +4,12 @@ Every tracker runs on the **same detections**: MoveNet MultiPose at input 256 (o
 scale, ``EstimatorConfig(input_sizes=(256,))``) on each clip, run once and replayed to
 each tracker through the real ``service.pipelines.models.ModelPipeline`` (HE / TIE
 from ``weights/temporalnet_movenet.pt``). Only ``TrackerConfig.preset`` differs between
-rows; every other tracker setting is the default.
+rows; every other tracker setting is the default, plus ``--set`` overrides (the service runs
+the ``he`` / ``tie`` presets with ``gate_he = CALIBRATED_GATE_HE`` = 4.0; pass ``--set
+gate_he=4.0`` to measure what it runs).
 
-Held-out clips (no seed or scene used in training; TemporalNet trains on seeds 5000..5039):
+Held-out clips (no seed or scene used in training; each TemporalNet checkpoint was trained on
+synthetic seeds from 5000 up, its card's ``train_seeds``, which the recorded text quotes):
 
 - random scenes, seeds 9000..9005: 5 people, 100 frames at 25 fps, camera pan + zoom, 2 occluders;
 - fast motion, seeds 9006..9007: 4 people, 100 frames at 10 fps (2.5x the motion per frame);
@@ -22,7 +25,8 @@ SpatialNet (``SpatialNetEstimator`` at input 512), HE / TIE from
 ``ke+sie`` (the network's own KE tags and SIE at the joints) beside the others; it is
 recorded in its own section.
 
-    .venv/bin/python benchmarks/tracking_ablation.py [--quick] [--write] [--model spatialnet]
+    .venv/bin/python benchmarks/tracking_ablation.py --set gate_he=4.0 [--quick] [--write] \
+        [--model spatialnet] [--threads N]
 """
 
 from __future__ import annotations
@@ -70,8 +74,8 @@ BATCH = 8
 
 
 def validation_clips() -> list[tuple[str, SyntheticClip]]:
-    """Seeds 5030..5032: in TemporalNet's training range but not used by the shipped checkpoint
-    (30 clips, 5000..5029); for choosing tracker settings without looking at the held-out set."""
+    """Seeds 5030..5032: beyond the shipped TemporalNet checkpoints' training seeds (5000..5029 and
+    5000..5019); for choosing tracker settings without looking at the held-out set."""
     return [
         (f"val {s}", SyntheticClip.from_config(SyntheticConfig(seed=s, frames=100, people=5, occluders=2)))
         for s in range(5030, 5033)
@@ -214,8 +218,8 @@ def _train_seeds(weights: Path) -> str:
     """The synthetic seeds a TemporalNet checkpoint was trained on, from its card ("?" when absent)."""
     if not weights.is_file():
         return "?"
-    first, last = torch.load(weights, map_location="cpu", weights_only=True)["card"]["train_seeds"]
-    return f"{first}..{last}"
+    seeds = torch.load(weights, map_location="cpu", weights_only=True).get("card", {}).get("train_seeds")
+    return f"{seeds[0]}..{seeds[1]}" if seeds else "?"
 
 
 def _shift(p: FramePoses, offset: int, clip_index: int) -> FramePoses:
@@ -257,7 +261,8 @@ def table(rows: list[dict], info: dict) -> str:
         f"Only `TrackerConfig.preset` differs (other fields: defaults, plus {info['overrides'] or 'nothing'}). "
         "MOTA / IDF1 / IDs: py-motmetrics over whole people (OKS >= 0.5); "
         "PT-MOTA: PoseTrack per-joint MOTA (Table 4's metric); AP: COCO keypoint AP of the detections "
-        f"(the same for all rows). Run time {info['seconds']:.0f} s.",
+        f"(the same for all rows). Run time {info['seconds']:.0f} s. "
+        f"Command: `{info.get('command', '')}`.",
         "",
         "| tracker | MOTA | IDF1 | ID switches | PT-MOTA | AP |",
         "|---|---:|---:|---:|---:|---:|",
@@ -286,6 +291,9 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     overrides = {k: float(v) if "." in v else int(v) for k, v in (a.split("=", 1) for a in args.set)}
     rows, info = run(args.quick, overrides, args.validation, args.model, args.threads)
+    info["command"] = f"OMP_NUM_THREADS={args.threads} .venv/bin/python benchmarks/tracking_ablation.py " + " ".join(
+        sys.argv[1:]
+    )
     text = table(rows, info)
     print(text)
     if args.write:

@@ -426,7 +426,10 @@ def with_ground_truth(
     An error analysis: with exact heatmaps (peaks) what is left is the grouping; with exact
     embeddings (KE tags ``(k + 1) * GT_TAG_STEP`` and the SVF towards person k's centre,
     ``dense_embedding_targets``) what is left is the detection and localisation of joints.
-    With both, decoding returns the ground truth itself.
+    With both, decoding returns the ground truth itself. The ground-truth embeddings exist only
+    on each joint's Gaussian support (0 elsewhere), so ``fill_missing`` can only place a missing
+    joint there: with exact embeddings the filled joints borrow the true location, and the AP is
+    an upper bound on what the network's heatmaps allow.
 
     Args:
         maps: last-stack maps of one image, each (1, ...) at output resolution: "heatmaps"

@@ -367,7 +367,8 @@ def train_temporal(cfg: TrainTemporalConfig, progress: bool = True) -> tuple[Pat
             if cfg.spatialnet is None
             else f"SpatialNet {cfg.spatialnet} (frozen), last-stack features + heatmaps"
         ),
-        "train_config": json.loads(json.dumps(asdict(cfg))),
+        # the model config as trained (``feature_source`` sets the backbone and its channels)
+        "train_config": json.loads(json.dumps(asdict(dataclasses.replace(cfg, model=model_cfg)))),
         "train_seeds": [seeds[0], seeds[-1]],
         "cache_seconds": round(t_cache, 1),
         "total_seconds": round(t_total, 1),

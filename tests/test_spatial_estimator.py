@@ -97,6 +97,9 @@ def test_temporalnet_trains_on_spatialnet_features_and_tracks(tmp_path):
     temporal = TemporalInference.load(path)
     assert temporal.config.backbone == "spatialnet" and temporal.config.feature_channels == 16
     assert "SpatialNet" in card["backbone"]
+    # the card records the model config as trained, not the YAML's MoveNet defaults
+    assert card["train_config"]["model"]["backbone"] == "spatialnet"
+    assert card["train_config"]["model"]["feature_channels"] == 16
     est = SpatialNetEstimator(weights, SpatialEstimatorConfig(128, "cpu", 0.0))
     pipe = ModelPipeline(est, TrackerConfig(preset="he+tie"), temporal, model="spatialnet")
     from models.data.synthetic import SyntheticClip, SyntheticConfig

@@ -204,7 +204,7 @@ def test_ground_truth_maps_replace_exactly_the_half_asked_for():
     assert heat["tags"] is maps["tags"] and heat["svf"] is maps["svf"]
     centres = (kp[..., :2] + 0.5) / 4 - 0.5  # output pixels
     for k in range(2):
-        x, y = np.round(centres[k, 8]).astype(int)  # a joint on an exact cell centre is that cell's peak
+        x, y = np.round(centres[k, 8]).astype(int)  # the cell nearest the joint: heat near 1
         assert heat["heatmaps"][0, 8, y, x] > 0.8
         assert emb["tags"][0, 8, 0, y, x] == (k + 1) * GT_TAG_STEP
         sie = np.array([x, y]) - emb["svf"][0, :, y, x].numpy()  # SIE = p - S(p): the person's centre
