@@ -42,7 +42,7 @@ from benchmarks.results import cpu_name, record_section  # noqa: E402
 from models.poses import read_jsonl  # noqa: E402
 from models.skeleton import KEYPOINT_INDEX, OKS_SIGMAS, VIS_OCCLUDED, VIS_VISIBLE  # noqa: E402
 from models.train import evaluate_spatialnet, load_spatialnet  # noqa: E402
-from tracker.evaluation import oks_matrix  # noqa: E402
+from tracker.evaluation import PART_GROUPS, oks_matrix  # noqa: E402
 
 # column -> (gt_heatmaps, gt_embeddings)
 ORACLES: dict[str, tuple[bool, bool]] = {
@@ -52,18 +52,9 @@ ORACLES: dict[str, tuple[bool, bool]] = {
     "both": (True, True),
 }
 
-# Rows of the per-joint table: left and right joints pooled.
+# Rows of the per-joint table: PoseTrack's body-part groups, left and right joints pooled.
 JOINT_GROUPS: dict[str, tuple[int, ...]] = {
-    name: tuple(KEYPOINT_INDEX[j] for j in joints)
-    for name, joints in {
-        "head (nose, eyes, ears)": ("nose", "left_eye", "right_eye", "left_ear", "right_ear"),
-        "shoulders": ("left_shoulder", "right_shoulder"),
-        "elbows": ("left_elbow", "right_elbow"),
-        "wrists": ("left_wrist", "right_wrist"),
-        "hips": ("left_hip", "right_hip"),
-        "knees": ("left_knee", "right_knee"),
-        "ankles": ("left_ankle", "right_ankle"),
-    }.items()
+    part: tuple(KEYPOINT_INDEX[j] for j in joints) for part, joints in PART_GROUPS.items()
 }
 
 
