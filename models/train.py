@@ -35,7 +35,7 @@ from models.data.datasets import (
 from models.decode import DecodeConfig
 from models.poses import FramePoses, boxes_from_keypoints
 from models.spatialnet import SpatialBatchTargets, SpatialNet, SpatialNetConfig
-from models.targets import TargetConfig, build_spatial_targets
+from models.targets import TargetConfig, build_spatial_targets, dense_embedding_targets
 
 log = logging.getLogger(__name__)
 
@@ -438,8 +438,6 @@ def with_ground_truth(
     Returns:
         a new dict; the replaced tags are (1, J, 1, H, W).
     """
-    from models.targets import dense_embedding_targets
-
     if not (heatmaps or embeddings):
         return maps
     h, w = maps["heatmaps"].shape[-2:]
