@@ -1,7 +1,8 @@
 """Where a SpatialNet's AP goes: its heatmaps (detection) or its embeddings (grouping).
 
-Scores each checkpoint on held-out synthetic clips four ways, by ``evaluate_spatialnet``
-(the code behind ``posestream eval``), with the weights' own decoding and test-time passes:
+Scores each checkpoint on held-out synthetic clips four ways from one network pass per frame,
+by ``evaluate_spatialnet_oracles`` (``evaluate_spatialnet``'s code, the one behind ``posestream
+eval``), with the weights' own decoding and test-time passes:
 
 - ``network``: its own maps (what the card reports);
 - ``GT heatmaps``: the ground truth's heatmaps in place of its own (exact peaks), its KE/SIE
@@ -41,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.results import cpu_name, record_section  # noqa: E402
 from models.poses import read_jsonl  # noqa: E402
 from models.skeleton import KEYPOINT_INDEX, OKS_SIGMAS, VIS_OCCLUDED, VIS_VISIBLE  # noqa: E402
-from models.train import evaluate_spatialnet, load_spatialnet  # noqa: E402
+from models.train import evaluate_spatialnet_oracles, load_spatialnet  # noqa: E402
 from tracker.evaluation import PART_GROUPS, oks_matrix  # noqa: E402
 
 # column -> (gt_heatmaps, gt_embeddings)
@@ -115,11 +116,9 @@ def main() -> None:
         net = load_spatialnet(weights).eval()
         d = net.config.decode
         with tempfile.TemporaryDirectory() as tmp:
-            scores = {
-                name: evaluate_spatialnet(net, seeds, args.frames, size, torch.device("cpu"), gt_heatmaps=h,
-                                          gt_embeddings=e, write_dir=tmp if name == "network" else None)
-                for name, (h, e) in ORACLES.items()
-            }  # fmt: skip
+            # One network pass per frame, decoded four ways; "network" (first) is written to tmp.
+            scores = evaluate_spatialnet_oracles(net, seeds, args.frames, size, torch.device("cpu"), ORACLES,
+                                                 write_dir=tmp)  # fmt: skip
             terms = joint_terms(Path(tmp) / "gt.jsonl", Path(tmp) / "pred.jsonl")
         name = weights.relative_to(ROOT) if weights.is_relative_to(ROOT) else weights
         joint_rows += [

@@ -465,33 +465,51 @@ def evaluate_spatialnet(net: SpatialNet, seeds: list[int], frames: int, input_si
     the same frames. ``gt_heatmaps`` / ``gt_embeddings`` decode with the ground truth's
     maps in place of the network's (``with_ground_truth``), to see which half loses the AP.
     """
+    return evaluate_spatialnet_oracles(
+        net, seeds, frames, input_size, device, {"": (gt_heatmaps, gt_embeddings)}, people, write_dir
+    )[""]
+
+
+def evaluate_spatialnet_oracles(net: SpatialNet, seeds: list[int], frames: int, input_size: tuple[int, int],
+                                device: torch.device, oracles: dict[str, tuple[bool, bool]], people: int = 5,
+                                write_dir: str | Path | None = None,
+                                ) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """``evaluate_spatialnet`` for several oracles at the cost of one network pass per frame.
+
+    Args:
+        oracles: name -> (gt_heatmaps, gt_embeddings) (see ``with_ground_truth``); each is
+            decoded from the same fitted maps.
+        write_dir: where the first oracle's ground truth and predictions are written.
+    Returns:
+        name -> {"AP", "AP50", "AP75", "AR"}.
+    """
     from models.data.synthetic import SyntheticClip, SyntheticConfig
     from tracker.evaluation import evaluate
 
-    gt_all, pred_all = [], []
+    gt_all: list[FramePoses] = []
+    pred_all: dict[str, list[FramePoses]] = {name: [] for name in oracles}
     offset = 0
     for seed in seeds:
         clip = SyntheticClip.from_config(SyntheticConfig(seed=seed, frames=frames, people=people))
         rendered = [clip.render(t) for t in range(frames)]
-        fitted = [
-            (with_ground_truth(maps, transform_keypoints(gt.keypoints, m, False), gt_heatmaps, gt_embeddings), m)
-            for (maps, m), (_, gt) in zip(
-                fitted_maps(net, [r[0] for r in rendered], input_size, device), rendered, strict=True
-            )
-        ]
-        preds = decode_fitted(net, fitted)
-        for (_rgb, gt), (kp, sc) in zip(rendered, preds, strict=True):
-            idx = offset + gt.frame_index
-            gt_all.append(FramePoses(idx, gt.timestamp, gt.width, gt.height, gt.keypoints, gt.boxes,
-                                     gt.scores, gt.track_ids + 1000 * seed))  # fmt: skip
-            pred_all.append(FramePoses(idx, gt.timestamp, gt.width, gt.height, kp, boxes_from_keypoints(kp),
-                                       sc, np.full(len(kp), -1)))  # fmt: skip
+        fitted = fitted_maps(net, [r[0] for r in rendered], input_size, device)
+        for name, (gt_heatmaps, gt_embeddings) in oracles.items():
+            preds = decode_fitted(net, [
+                (with_ground_truth(maps, transform_keypoints(gt.keypoints, m, False), gt_heatmaps, gt_embeddings), m)
+                for (maps, m), (_, gt) in zip(fitted, rendered, strict=True)
+            ])  # fmt: skip
+            for (_rgb, gt), (kp, sc) in zip(rendered, preds, strict=True):
+                pred_all[name].append(FramePoses(offset + gt.frame_index, gt.timestamp, gt.width, gt.height, kp,
+                                                 boxes_from_keypoints(kp), sc, np.full(len(kp), -1)))  # fmt: skip
+        for _rgb, gt in rendered:
+            gt_all.append(FramePoses(offset + gt.frame_index, gt.timestamp, gt.width, gt.height, gt.keypoints,
+                                     gt.boxes, gt.scores, gt.track_ids + 1000 * seed))  # fmt: skip
         offset += frames
     if write_dir is not None:
         from models.poses import write_jsonl
 
         Path(write_dir).mkdir(parents=True, exist_ok=True)
         write_jsonl(Path(write_dir) / "gt.jsonl", gt_all)
-        write_jsonl(Path(write_dir) / "pred.jsonl", pred_all)
-    result = evaluate(gt_all, pred_all)
-    return {k: result[k] for k in ("AP", "AP50", "AP75", "AR")}
+        write_jsonl(Path(write_dir) / "pred.jsonl", pred_all[next(iter(oracles))])
+    results = {name: evaluate(gt_all, preds) for name, preds in pred_all.items()}
+    return {name: {k: r[k] for k in ("AP", "AP50", "AP75", "AR")} for name, r in results.items()}

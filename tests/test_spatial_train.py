@@ -9,12 +9,14 @@ import torch
 from models.backbones.hourglass import HourglassConfig
 from models.data.augment import AugmentConfig, random_affine, transform_keypoints
 from models.data.datasets import PoseSample, SpatialTrainingSet, SyntheticPoseSource, collate_spatial
+from models.poses import read_jsonl
 from models.skeleton import KEYPOINT_INDEX
 from models.spatialnet import SpatialNet, SpatialNetConfig
 from models.train import (
     GT_TAG_STEP,
     _batch_targets,
     evaluate_spatialnet,
+    evaluate_spatialnet_oracles,
     load_spatialnet,
     load_train_config,
     lr_at,
@@ -22,6 +24,7 @@ from models.train import (
     train_spatial,
     with_ground_truth,
 )
+from tracker.evaluation import evaluate
 
 TINY = {"backbone": {"stacks": 1, "width": 16, "depth": 2}}
 
@@ -220,3 +223,15 @@ def test_ground_truth_heatmaps_and_embeddings_decode_back_to_the_ground_truth():
     # an untrained net's own heatmaps, or its embeddings grouping exact peaks, fall far short
     assert evaluate_spatialnet(net, [9005], 2, (512, 384), torch.device("cpu"), gt_heatmaps=True)["AP"] < 0.9
     assert evaluate_spatialnet(net, [9005], 2, (512, 384), torch.device("cpu"))["AP"] < 0.05
+
+
+def test_oracles_from_one_pass_score_as_separate_evaluations(tmp_path):
+    torch.manual_seed(0)
+    net = SpatialNet(load_train_config(None, {"model": TINY}).model).eval()
+    cpu = torch.device("cpu")
+    oracles = {"network": (False, False), "GT heatmaps": (True, False), "both": (True, True)}
+    together = evaluate_spatialnet_oracles(net, [9005], 2, (512, 384), cpu, oracles, write_dir=tmp_path)
+    for name, (h, e) in oracles.items():
+        assert together[name] == evaluate_spatialnet(net, [9005], 2, (512, 384), cpu, gt_heatmaps=h, gt_embeddings=e)
+    # The first oracle's predictions are the ones written.
+    assert evaluate(read_jsonl(tmp_path / "gt.jsonl"), read_jsonl(tmp_path / "pred.jsonl"))["AP"] == together["network"]["AP"]
