@@ -4,9 +4,14 @@ Every tracker runs on the **same detections**: MoveNet MultiPose at input 256 (o
 scale, ``EstimatorConfig(input_sizes=(256,))``) on each clip, run once and replayed to
 each tracker through the real ``service.pipelines.models.ModelPipeline`` (HE / TIE
 from ``weights/temporalnet_movenet.pt``). Only ``TrackerConfig.preset`` differs between
-rows; every other tracker setting is the default, plus ``--set`` overrides (the service runs
-the ``he`` / ``tie`` presets with ``gate_he = CALIBRATED_GATE_HE`` = 4.0; pass ``--set
-gate_he=4.0`` to measure what it runs).
+rows; the ``he`` / ``tie`` / ``he+tie`` rows run with the TemporalNet checkpoint's calibrated
+tracker settings (``models.temporalnet.tracker_calibration``, as the service runs them), every
+other setting is the default, and ``--set`` overrides apply to every row.
+
+Calibration (validation clips only): ``--validation --grid lambda_he=0.5,1,2 --grid
+gate_he=2,4`` scores the ``--grid-preset`` (default ``he+tie``) at every combination, beside an
+``oks`` reference row; ``--calibrate`` then writes the combination with the best IDF1 into the
+checkpoint's card, where the service and the held-out run read it.
 
 Held-out clips (no seed or scene used in training; each TemporalNet checkpoint was trained on
 synthetic seeds from 5000 up, its card's ``train_seeds``, which the recorded text quotes):
@@ -25,14 +30,15 @@ SpatialNet (``SpatialNetEstimator`` at input 512), HE / TIE from
 ``ke+sie`` (the network's own KE tags and SIE at the joints) beside the others; it is
 recorded in its own section.
 
-    .venv/bin/python benchmarks/tracking_ablation.py --set gate_he=4.0 [--quick] [--write] \
-        [--model spatialnet] [--threads N]
+    .venv/bin/python benchmarks/tracking_ablation.py [--quick] [--write] [--model spatialnet] \
+        [--threads N] [--set FIELD=VALUE] [--validation --grid FIELD=V1,V2 [--calibrate]]
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import logging
 import platform
 import sys
@@ -55,7 +61,7 @@ from models.data.synthetic import (  # noqa: E402
 )
 from models.estimator import EstimatorConfig, PoseEstimator  # noqa: E402
 from models.poses import FramePoses  # noqa: E402
-from models.temporalnet import TemporalInference  # noqa: E402
+from models.temporalnet import TemporalInference, write_tracker_calibration  # noqa: E402
 from service.pipeline import FrameInput  # noqa: E402
 from service.pipelines.models import (  # noqa: E402
     SPATIALNET_WEIGHTS,
@@ -69,6 +75,7 @@ from tracker.evaluation import evaluate  # noqa: E402
 
 log = logging.getLogger("tracking_ablation")
 PRESETS = ("oks", "iou", "sie", "he", "tie", "he+tie")
+TEMPORAL_PRESETS = ("he", "tie", "he+tie")
 SPATIAL_PRESETS = ("oks", "iou", "sie", "ke", "ke+sie", "he", "tie", "he+tie")
 BATCH = 8
 
@@ -139,9 +146,30 @@ class _CachedTemporal:
         return self.inner.tie(prev, cur, cur_kp, prev_kp, tvf=self._tvf[key])
 
 
+def variants(
+    presets: tuple[str, ...], calibration: dict, overrides: dict,
+    grid: dict[str, list] | None = None, grid_preset: str = "he+tie",
+) -> list[tuple[str, TrackerConfig]]:  # fmt: skip
+    """(row label, tracker config) of every row: each preset (HE / TIE presets with the
+    checkpoint's ``calibration``), or with ``grid`` an ``oks`` reference row and
+    ``grid_preset`` at every combination of the grid's values; ``overrides`` apply to all."""
+    if not grid:
+        return [
+            (p, TrackerConfig(preset=p, **{**(calibration if p in TEMPORAL_PRESETS else {}), **overrides}))
+            for p in presets
+        ]
+    rows = [("oks", TrackerConfig(preset="oks", **overrides))]
+    base = {**(calibration if grid_preset in TEMPORAL_PRESETS else {}), **overrides}
+    for combo in itertools.product(*grid.values()):
+        setting = dict(zip(grid, combo, strict=True))
+        label = f"{grid_preset} " + ", ".join(f"{k}={v}" for k, v in setting.items())
+        rows.append((label, TrackerConfig(preset=grid_preset, **{**base, **setting})))
+    return rows
+
+
 def run(
     quick: bool, overrides: dict | None = None, validation: bool = False, model: str = "movenet",
-    threads: int = 1,
+    threads: int = 1, grid: dict[str, list] | None = None, grid_preset: str = "he+tie",
 ) -> tuple[list[dict], dict]:  # fmt: skip
     torch.set_num_threads(threads)
     presets = PRESETS
@@ -161,8 +189,10 @@ def run(
     else:
         estimator = PoseEstimator(EstimatorConfig(input_sizes=(256,), device="cpu"))
         temporal = TemporalInference.load(TEMPORALNET_WEIGHTS)
+    calibration = temporal.tracker_settings if temporal is not None else {}
+    rows_cfg = variants(presets, calibration, overrides or {}, grid, grid_preset)
     gt_all: list[FramePoses] = []
-    pred_all: dict[str, list[FramePoses]] = {p: [] for p in presets}
+    pred_all: dict[str, list[FramePoses]] = {label: [] for label, _ in rows_cfg}
     offset = 0
     t0 = time.perf_counter()
     n_frames = 0
@@ -176,10 +206,9 @@ def run(
             idx = list(range(i, i + len(chunk)))
             outputs[tuple(idx)] = estimator([f[0] for f in chunk], idx)
         cached = _CachedTemporal(temporal) if temporal is not None else None
-        for preset in presets:
-            cfg = TrackerConfig(preset=preset, **(overrides or {}))
+        for label, cfg in rows_cfg:
             pipe = ModelPipeline(
-                _Replay(outputs), cfg, cached if preset in ("he", "tie", "he+tie") else None, model=model
+                _Replay(outputs), cfg, cached if cfg.preset in TEMPORAL_PRESETS else None, model=model
             )
             state = None
             for i in range(0, len(frames), BATCH):
@@ -188,23 +217,26 @@ def run(
                     for t in range(i, min(i + BATCH, len(frames)))
                 ]
                 out = pipe.process(batch, [state] * len(batch))
-                pred_all[preset] += [_shift(poses, offset, ci) for poses, _ in out]
+                pred_all[label] += [_shift(poses, offset, ci) for poses, _ in out]
                 state = out[-1][1]
         gt_all += [_shift(g, offset, ci) for _, g in frames]
         offset += len(frames)
         log.info("%s: %d frames (%.0f s so far)", name, len(frames), time.perf_counter() - t0)
     rows = []
-    for preset in presets:
-        m = evaluate(gt_all, pred_all[preset])
+    for label, cfg in rows_cfg:
+        m = evaluate(gt_all, pred_all[label])
         rows.append(
             {
-                "tracker": preset, "MOTA": m["MOTA"], "IDF1": m["IDF1"], "IDs": m["num_switches"],
+                "tracker": label, "MOTA": m["MOTA"], "IDF1": m["IDF1"], "IDs": m["num_switches"],
                 "AP": m.get("AP"), "posetrack_MOTA": m["posetrack"]["MOTA"],
+                "settings": {k: getattr(cfg, k) for k in {**calibration, **(overrides or {}), **(grid or {})}},
             }
         )  # fmt: skip
     info = {
         "model": model,
         "clips": [n for n, _ in clips],
+        "validation": validation,
+        "calibration": calibration,
         "overrides": overrides or {},
         "frames": n_frames,
         "seconds": time.perf_counter() - t0,
@@ -212,6 +244,43 @@ def run(
         "temporal_seeds": _train_seeds(TEMPORALNET_SPATIAL_WEIGHTS if model == "spatialnet" else TEMPORALNET_WEIGHTS),
     }
     return rows, info
+
+
+def best_calibration(rows: list[dict], info: dict, preset: str) -> dict:
+    """The card entry for the grid row of ``preset`` with the best IDF1 (then MOTA)."""
+    grid_rows = [r for r in rows if r["tracker"].startswith(preset + " ")]
+    best = max(grid_rows, key=lambda r: (r["IDF1"], r["MOTA"]))
+
+    def scores(r: dict) -> dict:  # plain Python numbers: the card is loaded with weights_only=True
+        return {"IDF1": float(r["IDF1"]), "MOTA": float(r["MOTA"]), "IDs": int(r["IDs"])}
+
+    return {
+        "settings": dict(best["settings"]),
+        "preset": preset,
+        "criterion": "IDF1, then MOTA",
+        "clips": list(info["clips"]),
+        "scores": scores(best),
+        "grid": [{"settings": dict(r["settings"]), **scores(r)} for r in grid_rows],
+        "date": time.strftime("%Y-%m-%d"),
+        "command": info["command"],
+    }
+
+
+def _field(arg: str) -> tuple[str, str]:
+    if "=" not in arg:
+        raise ValueError(f"expected FIELD=VALUE, got {arg!r}")
+    k, v = arg.split("=", 1)
+    return k.strip(), v.strip()
+
+
+def _number(v: str) -> float | int:
+    try:
+        return int(v)
+    except ValueError:
+        try:
+            return float(v)
+        except ValueError:
+            raise ValueError(f"not a number: {v!r}") from None
 
 
 def _train_seeds(weights: Path) -> str:
@@ -256,9 +325,12 @@ def table(rows: list[dict], info: dict) -> str:
         title,
         "",
         f"{time.strftime('%Y-%m-%d')}; {platform.processor() or platform.machine()}, {info['threads']} torch thread(s). "
-        f"{len(info['clips'])} held-out clips, {info['frames']} frames pooled: {', '.join(info['clips'])}. "
+        f"{len(info['clips'])} {'validation' if info.get('validation') else 'held-out'} clips, "
+        f"{info['frames']} frames pooled: {', '.join(info['clips'])}. "
         f"Same detections for every row: {detections}. "
-        f"Only `TrackerConfig.preset` differs (other fields: defaults, plus {info['overrides'] or 'nothing'}). "
+        f"Only `TrackerConfig.preset` differs; he / tie / he+tie run with the checkpoint's calibrated "
+        f"settings {info.get('calibration') or '(none)'}; other fields: defaults, plus "
+        f"{info['overrides'] or 'nothing'} for every row. "
         "MOTA / IDF1 / IDs: py-motmetrics over whole people (OKS >= 0.5); "
         "PT-MOTA: PoseTrack per-joint MOTA (Table 4's metric); AP: COCO keypoint AP of the detections "
         f"(the same for all rows). Run time {info['seconds']:.0f} s. "
@@ -272,6 +344,8 @@ def table(rows: list[dict], info: dict) -> str:
             f"| {r['tracker']} | {_fmt(r['MOTA'])} | {_fmt(r['IDF1'])} | {r['IDs']} | "
             f"{_fmt(r['posetrack_MOTA'])} | {_fmt(r['AP'])} |"
         )
+    if any(r["tracker"] not in PRESETS + SPATIAL_PRESETS for r in rows):
+        footer = "A `--grid` sweep: the oks row is the reference, the others one preset at each combination."
     lines += ["", footer]
     return "\n".join(lines)
 
@@ -287,15 +361,39 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                     help="TrackerConfig field for every row, e.g. --set gate_he=2.0")  # fmt: skip
+    ap.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2",
+                    help="with --validation: score --grid-preset at every combination of these values")  # fmt: skip
+    ap.add_argument("--grid-preset", default="he+tie", choices=TEMPORAL_PRESETS)
+    ap.add_argument("--calibrate", action="store_true",
+                    help="with --grid: write the best-IDF1 combination into the TemporalNet checkpoint's card")  # fmt: skip
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    overrides = {k: float(v) if "." in v else int(v) for k, v in (a.split("=", 1) for a in args.set)}
-    rows, info = run(args.quick, overrides, args.validation, args.model, args.threads)
+    try:
+        overrides = {k: _number(v) for k, v in (_field(a) for a in args.set)}
+        grid = {k: [_number(x) for x in v.split(",")] for k, v in (_field(a) for a in args.grid)}
+        for field in {**overrides, **grid}:
+            if field not in {f.name for f in dataclasses.fields(TrackerConfig)} or field == "preset":
+                raise ValueError(f"{field!r} is not a numeric TrackerConfig field")
+        if grid and not args.validation:
+            raise ValueError("--grid chooses settings: it runs on the validation clips only (add --validation)")
+        if args.calibrate and not grid:
+            raise ValueError("--calibrate needs --grid")
+        if args.write and grid:
+            raise ValueError("--write records the ablation; a --grid sweep is not written to RESULTS.md")
+    except ValueError as exc:
+        print(f"tracking_ablation: {exc}", file=sys.stderr)
+        return 2
+    rows, info = run(args.quick, overrides, args.validation, args.model, args.threads, grid, args.grid_preset)
     info["command"] = f"OMP_NUM_THREADS={args.threads} .venv/bin/python benchmarks/tracking_ablation.py " + " ".join(
         sys.argv[1:]
     )
     text = table(rows, info)
     print(text)
+    if args.calibrate:
+        path = TEMPORALNET_SPATIAL_WEIGHTS if args.model == "spatialnet" else TEMPORALNET_WEIGHTS
+        calibration = best_calibration(rows, info, args.grid_preset)
+        write_tracker_calibration(path, calibration)
+        print(f"wrote tracker calibration {calibration['settings']} into {path}")
     if args.write:
         from benchmarks.results import record_section
 

@@ -65,16 +65,19 @@ __all__ = [
     "human_boxes",
     "render_sie",
     "roi_align",
+    "tracker_calibration",
+    "write_tracker_calibration",
     "sample_points",
     "tie_from_tvf",
     "triplet_loss",
 ]
 
-# The tracker's HE gate (``TrackerConfig.gate_he``) the shipped checkpoint
-# (weights/temporalnet_movenet.pt) is run with. Chosen on the validation seeds 5030-5032
-# (never the held-out ones): its HE of one person moves a lot when they turn or pass
-# behind others, and the generic gate of 1.0 broke such tracks into new ids (136 ID
-# switches vs 80), so HE only weighs in the cost and the motion terms gate.
+# The tracker's HE gate (``TrackerConfig.gate_he``) a checkpoint is run with when its card
+# records no calibration of its own (``tracker_calibration``). Chosen for
+# weights/temporalnet_movenet.pt on the validation seeds 5030-5032 (never the held-out ones):
+# its HE of one person moves a lot when they turn or pass behind others, and the generic gate
+# of 1.0 broke such tracks into new ids (136 ID switches vs 80), so HE only weighs in the
+# cost and the motion terms gate.
 CALIBRATED_GATE_HE = 4.0
 RGB_MEAN, RGB_STD = 127.5, 64.0
 
@@ -365,10 +368,40 @@ class TemporalNet(nn.Module):
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> TemporalNet:
         """Load a checkpoint written by ``save`` (eval mode)."""
+        return cls.load_with_card(path, device)[0]
+
+    @classmethod
+    def load_with_card(
+        cls, path: str | Path, device: str | torch.device = "cpu"
+    ) -> tuple[TemporalNet, dict[str, Any]]:
+        """Load a checkpoint written by ``save`` (eval mode) and its card."""
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         model = cls(TemporalNetConfig(**ckpt["config"]))
         model.load_state_dict(ckpt["state_dict"])
-        return model.to(device).eval()
+        return model.to(device).eval(), dict(ckpt.get("card") or {})
+
+
+def tracker_calibration(card: dict[str, Any]) -> dict[str, float]:
+    """The ``TrackerConfig`` fields a checkpoint is run with in the HE / TIE presets.
+
+    A checkpoint's HE and TIE have their own scales (how far one person's HE drifts, how
+    good its motion predictions are), so the tracker's weights and gates for them are chosen
+    per checkpoint on validation clips and stored in its card under ``"tracker"``
+    (``{"settings": {field: value}, ...}``, written by ``benchmarks/tracking_ablation.py
+    --calibrate``). A card without one gets ``{"gate_he": CALIBRATED_GATE_HE}``.
+    """
+    settings = (card.get("tracker") or {}).get("settings")
+    return dict(settings) if settings else {"gate_he": CALIBRATED_GATE_HE}
+
+
+def write_tracker_calibration(path: str | Path, calibration: dict[str, Any]) -> None:
+    """Store ``calibration`` (``{"settings": {...}, ...}``) as the card's ``"tracker"`` entry
+    of the checkpoint at ``path``, leaving its weights and the rest of its card unchanged."""
+    if not isinstance(calibration.get("settings"), dict) or not calibration["settings"]:
+        raise ValueError("a tracker calibration needs a non-empty 'settings' dict")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt["card"] = {**(ckpt.get("card") or {}), "tracker": calibration}
+    torch.save(ckpt, path)
 
 
 def triplet_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: float = 0.3) -> torch.Tensor:
@@ -488,15 +521,21 @@ class TemporalInference:
         model: a ``TemporalNet`` (eval mode).
     """
 
-    def __init__(self, model: TemporalNet) -> None:
+    def __init__(self, model: TemporalNet, card: dict[str, Any] | None = None) -> None:
         self.model = model.eval()
         self.config = model.config
+        self.card = dict(card or {})
         p = next(model.parameters())
         self.device, self.dtype = p.device, p.dtype
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> TemporalInference:
-        return cls(TemporalNet.load(path, device))
+        return cls(*TemporalNet.load_with_card(path, device))
+
+    @property
+    def tracker_settings(self) -> dict[str, float]:
+        """The tracker fields this checkpoint is run with (``tracker_calibration``)."""
+        return tracker_calibration(self.card)
 
     def _check(self, est: Any) -> None:
         if est.heatmaps is None or est.canvas is None:

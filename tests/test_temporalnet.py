@@ -9,8 +9,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from models.temporalnet import (  # noqa: E402
+    CALIBRATED_GATE_HE,
     CellTransform,
     TemporalContext,
+    TemporalInference,
     TemporalNet,
     TemporalNetConfig,
     human_boxes,
@@ -18,7 +20,9 @@ from models.temporalnet import (  # noqa: E402
     roi_align,
     sample_points,
     tie_from_tvf,
+    tracker_calibration,
     triplet_loss,
+    write_tracker_calibration,
 )
 from models.train_temporal import _tie_targets  # noqa: E402
 
@@ -164,6 +168,22 @@ def test_checkpoint_round_trip(tmp_path) -> None:  # noqa: ANN001
     assert again.config == net.config
     for a, b in zip(net.state_dict().values(), again.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_tracker_calibration_is_stored_in_the_card_and_read_back(tmp_path) -> None:  # noqa: ANN001
+    net = TemporalNet(TemporalNetConfig(embedding_dim=8, he_channels=4, tie_channels=4, he_hidden=8))
+    path = net.save(tmp_path / "t.pt", {"name": "x"})
+    # A card without a calibration runs with the shared default gate.
+    assert TemporalInference.load(path).tracker_settings == {"gate_he": CALIBRATED_GATE_HE}
+    assert tracker_calibration({}) == {"gate_he": CALIBRATED_GATE_HE}
+    write_tracker_calibration(path, {"settings": {"gate_he": 2.0, "lambda_he": 1.0}, "criterion": "IDF1"})
+    loaded = TemporalInference.load(path)
+    assert loaded.tracker_settings == {"gate_he": 2.0, "lambda_he": 1.0}
+    assert loaded.card["name"] == "x" and loaded.card["tracker"]["criterion"] == "IDF1"
+    for a, b in zip(net.state_dict().values(), loaded.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)  # the weights are untouched
+    with pytest.raises(ValueError, match="settings"):
+        write_tracker_calibration(path, {"settings": {}})
 
 
 def test_context_round_trip_and_cell_transform() -> None:

@@ -199,10 +199,8 @@ def build_model_pipeline(
     if tracker in _TEMPORAL:
         if not TEMPORALNET_WEIGHTS.is_file():
             ModelPipeline(None, config)  # raises the explanatory error
-        from models.temporalnet import CALIBRATED_GATE_HE
-
         temporal = load_temporal(TEMPORALNET_WEIGHTS, "movenet")
-        config = dataclasses.replace(config, gate_he=CALIBRATED_GATE_HE)
+        config = dataclasses.replace(config, **temporal.tracker_settings)
         size = temporal.config.input_size
         if size not in sizes:
             raise ValueError(
@@ -233,10 +231,8 @@ def _build_spatialnet(
     if config.preset in _TEMPORAL:
         if not TEMPORALNET_SPATIAL_WEIGHTS.is_file():
             ModelPipeline(None, config, model="spatialnet")  # raises the explanatory error
-        from models.temporalnet import CALIBRATED_GATE_HE
-
         temporal = load_temporal(TEMPORALNET_SPATIAL_WEIGHTS, "spatialnet")
-        config = dataclasses.replace(config, gate_he=CALIBRATED_GATE_HE)
+        config = dataclasses.replace(config, **temporal.tracker_settings)
     size = (
         int(input_sizes[0])
         if input_sizes

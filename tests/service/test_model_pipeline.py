@@ -55,6 +55,26 @@ def test_he_tie_needs_temporalnets_input_size(temporalnet_checkpoint: Path) -> N
 
 
 @pytest.mark.weights
+def test_he_tie_pipeline_runs_with_the_checkpoints_calibrated_tracker_settings(
+    temporalnet_checkpoint: Path, monkeypatch, tmp_path  # noqa: ANN001
+) -> None:
+    pytest.importorskip("torch")
+    import shutil
+
+    import service.pipelines.models as models_pipeline
+    from models.temporalnet import write_tracker_calibration
+    from service.pipeline import build_pipeline
+
+    copy = shutil.copy(temporalnet_checkpoint, tmp_path / "t.pt")
+    write_tracker_calibration(copy, {"settings": {"gate_he": 2.5, "lambda_he": 0.75}})
+    monkeypatch.setattr(models_pipeline, "TEMPORALNET_WEIGHTS", Path(copy))
+    config = build_pipeline("movenet", "he+tie", input_sizes=[256], device="cpu").tracker_config
+    assert (config.gate_he, config.lambda_he, config.lambda_tie) == (2.5, 0.75, 1.0)
+    # The presets that do not read HE/TIE keep the defaults.
+    assert build_pipeline("movenet", "oks", input_sizes=[256], device="cpu").tracker_config.gate_he == 1.0
+
+
+@pytest.mark.weights
 def test_he_tie_pipeline_tracks_synthetic_video_with_two_sessions(temporalnet_checkpoint: Path) -> None:
     """MoveNet -> TemporalNet (HE, TIE) -> tracker; two interleaved sessions keep separate TIE contexts."""
     pytest.importorskip("torch")

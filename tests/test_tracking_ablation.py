@@ -1,0 +1,40 @@
+"""``benchmarks/tracking_ablation.py``'s row building and calibration choice (no models run)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("torch")
+
+from benchmarks.tracking_ablation import best_calibration, variants  # noqa: E402
+
+
+def test_rows_give_the_calibration_to_the_temporal_presets_only() -> None:
+    rows = dict(variants(("oks", "he", "he+tie"), {"gate_he": 4.0}, {"gate_tie": 2.0}))
+    assert rows["oks"].gate_he == 1.0 and rows["oks"].gate_tie == 2.0
+    assert rows["he"].gate_he == 4.0 and rows["he+tie"].gate_he == 4.0
+    assert rows["he+tie"].gate_tie == 2.0
+
+
+def test_grid_rows_cover_every_combination_beside_an_oks_reference() -> None:
+    rows = variants(("oks",), {"gate_he": 4.0}, {}, {"lambda_he": [0.5, 1.0], "gate_he": [2.0, 4.0]})
+    labels = [label for label, _ in rows]
+    assert labels[0] == "oks" and len(labels) == 5
+    assert "he+tie lambda_he=0.5, gate_he=2.0" in labels
+    cfg = dict(rows)["he+tie lambda_he=1.0, gate_he=2.0"]
+    assert (cfg.preset, cfg.lambda_he, cfg.gate_he) == ("he+tie", 1.0, 2.0)  # the grid beats the calibration
+
+
+def test_best_calibration_takes_the_best_idf1_then_mota_of_the_grid_rows() -> None:
+    def row(label: str, idf1: float, mota: float, lam: float) -> dict:
+        return {"tracker": label, "IDF1": idf1, "MOTA": mota, "IDs": 3, "settings": {"lambda_he": lam}}
+
+    rows = [
+        row("oks", 0.99, 0.99, 0.0),  # the reference row never wins
+        row("he+tie lambda_he=1", 0.60, 0.50, 1.0),
+        row("he+tie lambda_he=2", 0.70, 0.40, 2.0),
+        row("he+tie lambda_he=3", 0.70, 0.45, 3.0),
+    ]
+    cal = best_calibration(rows, {"clips": ["val 5030"], "command": "x"}, "he+tie")
+    assert cal["settings"] == {"lambda_he": 3.0}
+    assert cal["scores"] == {"IDF1": 0.70, "MOTA": 0.45, "IDs": 3} and len(cal["grid"]) == 3
