@@ -300,13 +300,14 @@ def synthetic_frames(seeds: list[int], frames: int, people: int = 5) -> Iterator
 
 # Values ``tune_decode`` tries per field (the others held at their current best).
 DECODE_GRID: dict[str, tuple[Any, ...]] = {
-    "detection_threshold": (0.1, 0.15, 0.2, 0.25, 0.3),
-    "match_threshold": (0.5, 1.0, 1.5, 2.0, 3.0),
-    "sie_weight": (0.1, 0.3, 0.5, 1.0, 2.0),
+    "detection_threshold": (0.05, 0.1, 0.15, 0.2, 0.25, 0.3),
+    "match_threshold": (0.5, 1.0, 1.5, 2.0, 3.0, 4.0),
+    "sie_weight": (0.1, 0.2, 0.3, 0.5, 1.0, 2.0),
     "nms_kernel": (3, 5, 7),
     "min_joints": (1, 2, 3, 5),
     "flip_test": (False, True),
-    "scales": ((1.0,), (1.0, 1.25)),
+    # Scales < 1 let the heads see people whole who are taller than the training crops.
+    "scales": ((1.0,), (1.0, 1.25), (0.75, 1.0, 1.25), (0.625, 0.75, 1.0, 1.25), (0.5, 0.75, 1.0, 1.25)),
     "refine": ("quarter", "gaussian"),
     "person_score": ("detected", "all"),
 }
