@@ -241,7 +241,7 @@ def run(
         "frames": n_frames,
         "seconds": time.perf_counter() - t0,
         "threads": threads,
-        "temporal_seeds": _train_seeds(TEMPORALNET_SPATIAL_WEIGHTS if model == "spatialnet" else TEMPORALNET_WEIGHTS),
+        "temporal_seeds": _train_seeds(temporal.card if temporal is not None else {}),
     }
     return rows, info
 
@@ -283,11 +283,9 @@ def _number(v: str) -> float | int:
             raise ValueError(f"not a number: {v!r}") from None
 
 
-def _train_seeds(weights: Path) -> str:
+def _train_seeds(card: dict) -> str:
     """The synthetic seeds a TemporalNet checkpoint was trained on, from its card ("?" when absent)."""
-    if not weights.is_file():
-        return "?"
-    seeds = torch.load(weights, map_location="cpu", weights_only=True).get("card", {}).get("train_seeds")
+    seeds = card.get("train_seeds")
     return f"{seeds[0]}..{seeds[1]}" if seeds else "?"
 
 

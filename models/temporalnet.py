@@ -65,11 +65,11 @@ __all__ = [
     "human_boxes",
     "render_sie",
     "roi_align",
-    "tracker_calibration",
-    "write_tracker_calibration",
     "sample_points",
     "tie_from_tvf",
+    "tracker_calibration",
     "triplet_loss",
+    "write_tracker_calibration",
 ]
 
 # The tracker's HE gate (``TrackerConfig.gate_he``) a checkpoint is run with when its card
