@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
 from models.pgg import PGGConfig, pose_guided_grouping
-from models.skeleton import KEYPOINT_INDEX, flip_permutation
+from models.skeleton import KEYPOINT_INDEX, LIMB_PARENT, flip_permutation, mirror_pairs_outward
 from models.targets import to_input_coords
 
 # Head and torso first, then limbs outwards (seed 002).
@@ -71,6 +71,17 @@ class DecodeConfig:
             more cost; 0 searches the whole map.
         fill_min_cells: the box side (output pixels) ``fill_window`` multiplies at least, so
             a person with one detected joint still gets a person-sized window.
+        mirror_separation: a person's left and right joint of a pair (``FLIP_PAIRS``) closer
+            than this many output pixels are taken as one detection read by both channels
+            (each joint type is matched on its own, and a wrist heatmap often peaks at both
+            wrists): the side whose limb parent is nearer keeps the spot, the other moves to
+            its own heatmap's best other peak for that person (``separate_mirrored``).
+            Raising it separates more pairs, also truly close ones (feet together, side
+            views); 0 turns it off (seed 002's decoding).
+        mirror_limb_ratio: how far ``separate_mirrored`` may move a joint: at most this many
+            times the kept side's limb length (joint to its ``LIMB_PARENT``) from its own
+            parent. Raising it accepts peaks farther from the limb (more moves, more wrong
+            ones); left and right limbs are about equally long, so values near 1 are strict.
         refine: "quarter" (seed 002's quarter-pixel shift), "gaussian" (exact peak of a
             sampled Gaussian) or "none".
         person_score: how a person's score (what AP ranks people by) is made from its joints'
@@ -99,6 +110,8 @@ class DecodeConfig:
     fill_missing: bool = True
     fill_window: float = 1.0
     fill_min_cells: float = 8.0
+    mirror_separation: float = 0.0
+    mirror_limb_ratio: float = 1.5
     refine: Literal["quarter", "gaussian", "none"] = "quarter"
     person_score: Literal["detected", "all"] = "detected"
     min_person_score: float = 0.0
@@ -116,6 +129,11 @@ class DecodeConfig:
             raise ValueError(f"person_score must be 'detected' or 'all', got {self.person_score!r}")
         if self.refine not in ("quarter", "gaussian", "none"):
             raise ValueError(f"refine must be 'quarter', 'gaussian' or 'none', got {self.refine!r}")
+        if self.mirror_separation < 0 or self.mirror_limb_ratio <= 0:
+            raise ValueError(
+                f"mirror_separation must be >= 0 and mirror_limb_ratio > 0, got {self.mirror_separation}, "
+                f"{self.mirror_limb_ratio}"
+            )
         if not self.use_tags and self.sie_weight <= 0:
             raise ValueError("with use_tags=False, sie_weight must be > 0 (nothing left to group by)")
 
@@ -314,6 +332,86 @@ def fill_missing(
     return out
 
 
+def separate_mirrored(
+    joints: np.ndarray, mean_tags: np.ndarray, mean_sie: np.ndarray,
+    heatmaps: torch.Tensor, tags: torch.Tensor, sie: torch.Tensor, config: DecodeConfig,
+) -> np.ndarray:  # fmt: skip
+    """Stage 4b: a person's left and right joint of a pair do not share one spot.
+
+    Joint types are matched one at a time, so when the left-wrist heatmap also peaks at the
+    right wrist (mirror confusion, common at the limb ends) both wrists of a person can land
+    on the same peak. For each pair (``mirror_pairs_outward``, torso first) whose joints and
+    both ``LIMB_PARENT`` s were found and whose joints are closer than
+    ``config.mirror_separation``: the side whose parent is nearer the shared spot keeps it
+    (the side with more heat there when the parents themselves are that close); the other
+    moves to a peak of its own heatmap (NMS as ``find_peaks``, above the detection threshold)
+    in the person's ``fill_missing`` window that is
+
+    - at least the separation away from the kept joint,
+    - no weaker than its own heat at the shared spot,
+    - within ``mirror_limb_ratio`` times the kept limb's length of its own parent,
+    - within ``match_threshold`` of the person's embedding,
+
+    the one with the most heat minus embedding distance. Without one the pair stays as it was.
+
+    Args:
+        joints: (P, J, 3) (x, y, score) at integer output pixels, score 0 = missing;
+            mean_tags (P, T); mean_sie (P, 2) in output pixels; heatmaps (J, H, W);
+            tags (J, T, H, W); sie (2, H, W).
+    Returns:
+        (P, J, 3); a moved joint's score is the heat at its new pixel.
+    """
+    out = joints.copy()
+    sep = config.mirror_separation
+    if sep <= 0 or out.shape[0] == 0:
+        return out
+    heat_t = heatmaps.detach().cpu().double()
+    pooled = F.max_pool2d(heat_t[None], config.nms_kernel, stride=1, padding=config.nms_kernel // 2)[0]
+    is_peak = ((pooled == heat_t) & (heat_t > config.detection_threshold)).numpy()
+    heat = heat_t.numpy()
+    tg = tags.detach().cpu().double().numpy()
+    se = sie.detach().cpu().double().numpy()
+    h, w = heat.shape[1:]
+    for p in range(out.shape[0]):
+        person = out[p]
+        for k, o in mirror_pairs_outward():
+            pk, po = LIMB_PARENT[k], LIMB_PARENT[o]
+            if pk < 0 or min(person[k, 2], person[o, 2], person[pk, 2], person[po, 2]) <= 0:
+                continue  # only limbs whose parents were found can be checked
+            if np.hypot(*(person[k, :2] - person[o, :2])) >= sep:
+                continue
+            keeper, mover = _mirror_keeper(person, k, o, heat, sep)
+            x0, y0, x1, y1 = _fill_window(person, mean_sie[p], config, w, h)
+            ys, xs = np.nonzero(is_peak[mover, y0:y1, x0:x1])
+            ys, xs = ys + y0, xs + x0
+            apart = np.hypot(xs - person[keeper, 0], ys - person[keeper, 1]) >= sep
+            ys, xs = ys[apart], xs[apart]
+            if xs.size == 0:
+                continue
+            limb = max(float(np.hypot(*(person[keeper, :2] - person[LIMB_PARENT[keeper], :2]))), 1.0)
+            reach = np.hypot(xs - person[LIMB_PARENT[mover], 0], ys - person[LIMB_PARENT[mover], 1])
+            shared = heat[mover, int(person[mover, 1]), int(person[mover, 0])]
+            dist = _distance(mean_tags[p][None], mean_sie[p][None], tg[mover][:, ys, xs].T, se[:, ys, xs].T, config)[0]
+            ok = (dist < config.match_threshold) & (heat[mover, ys, xs] >= shared)
+            ok &= reach <= config.mirror_limb_ratio * limb
+            gain = np.where(ok, heat[mover, ys, xs] - dist, -np.inf)
+            best = int(gain.argmax())
+            if np.isfinite(gain[best]):
+                person[mover] = (xs[best], ys[best], heat[mover, ys[best], xs[best]])
+    return out
+
+
+def _mirror_keeper(person: np.ndarray, k: int, o: int, heat: np.ndarray, sep: float) -> tuple[int, int]:
+    """(keeper, mover) of the mirrored pair (k, o) sharing a spot: see ``separate_mirrored``."""
+    x, y = int(person[k, 0]), int(person[k, 1])
+    pk, po = LIMB_PARENT[k], LIMB_PARENT[o]
+    if np.hypot(*(person[pk, :2] - person[po, :2])) >= sep:
+        near_k = np.hypot(*(person[pk, :2] - person[k, :2])) <= np.hypot(*(person[po, :2] - person[k, :2]))
+    else:
+        near_k = heat[k, y, x] >= heat[o, y, x]
+    return (k, o) if near_k else (o, k)
+
+
 def _fill_window(
     person: np.ndarray, centre: np.ndarray, config: DecodeConfig, w: int, h: int
 ) -> tuple[int, int, int, int]:
@@ -393,6 +491,7 @@ def decode_spatial(
     detected = (found > 0).sum(axis=1)
     if config.fill_missing:
         joints = fill_missing(joints, mean_tags, mean_sie, heatmaps, tags, sie, config)
+    joints = separate_mirrored(joints, mean_tags, mean_sie, heatmaps, tags, sie, config)
     joints = refine_locations(joints, heatmaps, config.refine)
     scores = (found if config.person_score == "detected" else joints[..., 2]).mean(axis=1)
     keep = (scores >= config.min_person_score) & (detected >= config.min_joints)

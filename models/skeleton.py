@@ -42,6 +42,26 @@ EDGES: tuple[tuple[int, int], ...] = (
 # Left/right pairs that exchange places when an image is mirrored horizontally.
 FLIP_PAIRS: tuple[tuple[int, int], ...] = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
 
+# Each keypoint's neighbour one step nearer the torso along its own side's chain (-1 for
+# the nose, shoulders and hips, which hang off no other keypoint). Every (k, LIMB_PARENT[k])
+# is a limb in EDGES (ear -> eye -> nose included), and a left keypoint's parent is left.
+LIMB_PARENT: tuple[int, ...] = (-1, 0, 0, 1, 2, -1, -1, 5, 6, 7, 8, -1, -1, 11, 12, 13, 14)
+
+
+def mirror_pairs_outward() -> tuple[tuple[int, int], ...]:
+    """``FLIP_PAIRS`` ordered by their distance from the torso along ``LIMB_PARENT``.
+
+    Shoulders and hips (no parent) come first, then eyes, elbows and knees, then ears,
+    wrists and ankles, so a pass over the pairs in this order sees a pair's parents
+    already settled.
+    """
+
+    def depth(k: int) -> int:
+        return 0 if LIMB_PARENT[k] < 0 else 1 + depth(LIMB_PARENT[k])
+
+    return tuple(sorted(FLIP_PAIRS, key=lambda pair: (depth(pair[0]), pair[0])))
+
+
 # COCO per-keypoint OKS falloff constants (sigma_i in the COCO keypoint evaluation).
 OKS_SIGMAS: np.ndarray = np.array(
     [0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89]

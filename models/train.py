@@ -310,6 +310,9 @@ DECODE_GRID: dict[str, tuple[Any, ...]] = {
     "scales": ((1.0,), (1.0, 1.25), (0.75, 1.0, 1.25), (0.625, 0.75, 1.0, 1.25), (0.5, 0.75, 1.0, 1.25)),
     "refine": ("quarter", "gaussian"),
     "person_score": ("detected", "all"),
+    # Mirror confusion at the limb ends: a person's left and right wrist (etc.) on one peak.
+    "mirror_separation": (0.0, 3.0, 4.0, 6.0, 8.0),
+    "mirror_limb_ratio": (1.25, 1.5, 2.0),
 }
 
 

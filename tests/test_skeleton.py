@@ -45,6 +45,26 @@ def test_flip_pairs_symmetric_left_right():
     assert {frozenset((perm[a], perm[b])) for a, b in sk.EDGES} == edges
 
 
+def test_limb_parents_are_same_side_edges_and_pairs_go_outward():
+    edges = {frozenset(e) for e in sk.EDGES}
+    side = [n.split("_")[0] if "_" in n else "" for n in sk.KEYPOINT_NAMES]
+    assert len(sk.LIMB_PARENT) == 17
+    for k, parent in enumerate(sk.LIMB_PARENT):
+        if parent < 0:
+            assert sk.KEYPOINT_NAMES[k] in ("nose", "left_shoulder", "right_shoulder", "left_hip", "right_hip")
+            continue
+        assert frozenset((k, parent)) in edges
+        assert side[parent] in (side[k], "")  # a left joint hangs off a left joint (or the nose)
+    perm = sk.flip_permutation()
+    assert all(sk.LIMB_PARENT[perm[k]] == (perm[p] if p >= 0 else -1) for k, p in enumerate(sk.LIMB_PARENT))
+    order = sk.mirror_pairs_outward()
+    assert sorted(order) == sorted(sk.FLIP_PAIRS)
+    position = {j: i for i, pair in enumerate(order) for j in pair}
+    for a, _ in order:
+        if sk.LIMB_PARENT[a] in position:
+            assert position[sk.LIMB_PARENT[a]] < position[a]  # parents are settled first
+
+
 def test_oks_sigmas_symmetric_and_readonly():
     s = sk.OKS_SIGMAS
     assert s.shape == (17,)

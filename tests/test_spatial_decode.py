@@ -228,3 +228,58 @@ def test_fill_missing_searches_only_near_the_person():
     np.testing.assert_allclose(filled[0, 9, :2], np.round(out[9]), atol=1.0)  # the true wrist
     whole = fill_missing(joints, mean_tag, mean_sie, heat, tags, sie, DecodeConfig(fill_window=0.0))
     np.testing.assert_array_equal(whole[0, 9, :2], [62, 2])  # whole-map search takes the decoy
+
+
+def _duplicated_left_wrist(seed: int) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One person whose left-wrist heatmap also peaks at the right wrist (mirror confusion).
+
+    The true left-wrist peak keeps full heat but its tag is off by 0.5, so plain greedy
+    matching prefers the mirrored peak (perfect tag, 0.9 heat): both wrists land on one spot.
+    """
+    poses = known_poses(np.random.default_rng(seed), people=1)
+    heat, tags, svf = _maps(poses)
+    heat[9] = torch.maximum(heat[9], 0.9 * heat[10])
+    x, y = np.round(to_output_coords(poses[0, 9, :2], 4)).astype(int)
+    tags[9, y - 2 : y + 3, x - 2 : x + 3] += 0.5
+    return poses, heat, tags, svf
+
+
+def test_mirrored_duplicate_moves_to_its_own_peak():
+    poses, heat, tags, svf = _duplicated_left_wrist(7)
+    plain = DecodeConfig(refine="gaussian", min_joints=2)  # the lone unmatched true wrist is no person
+    kp, _ = decode_spatial(heat, tags, svf, plain, stride=4)
+    assert kp.shape[0] == 1 and np.abs(kp[0, 9, :2] - poses[0, 10, :2]).max() < 2.0  # the duplicate: left wrist on the right one
+    separated = dataclasses.replace(plain, mirror_separation=4.0)
+    kp, _ = decode_spatial(heat, tags, svf, separated, stride=4)
+    assert np.abs(kp[0, 9, :2] - poses[0, 9, :2]).max() < 1.0  # moved to its own peak
+    assert np.abs(kp[0, 10, :2] - poses[0, 10, :2]).max() < 1.0  # the right wrist (elbow nearer) kept
+    assert _match(kp, poses) < 1.0
+
+
+def test_mirror_separation_leaves_unconfirmed_pairs_alone():
+    poses, heat, tags, svf = _duplicated_left_wrist(8)
+    plain = DecodeConfig(refine="gaussian", min_joints=2)
+    kp_plain, _ = decode_spatial(heat, tags, svf, plain, stride=4)
+    # The own peak is farther from the left elbow than 0.5x the right forearm: no move.
+    strict = dataclasses.replace(plain, mirror_separation=4.0, mirror_limb_ratio=0.5)
+    np.testing.assert_array_equal(decode_spatial(heat, tags, svf, strict, stride=4)[0], kp_plain)
+    # A weaker own peak is not enough evidence either.
+    weak = heat.clone()
+    weak[9] = torch.maximum(0.5 * _maps(poses)[0][9], 0.9 * heat[10])
+    on = dataclasses.replace(plain, mirror_separation=4.0)
+    np.testing.assert_array_equal(
+        decode_spatial(weak, tags, svf, on, stride=4)[0], decode_spatial(weak, tags, svf, plain, stride=4)[0]
+    )
+    # Truly close joints (feet together, one peak each) stay together.
+    together = poses.copy()
+    together[0, 16, :2] = together[0, 15, :2] + 1.0
+    heat, tags, svf = _maps(together)
+    kp, _ = decode_spatial(heat, tags, svf, on, stride=4)
+    assert _match(kp, together) < 1e-2
+
+
+def test_mirror_separation_config_is_validated():
+    with pytest.raises(ValueError, match="mirror_separation"):
+        DecodeConfig(mirror_separation=-1.0)
+    with pytest.raises(ValueError, match="mirror_limb_ratio"):
+        DecodeConfig(mirror_limb_ratio=0.0)
