@@ -35,6 +35,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "ascent of AP) and store them with --export (never the --eval-seeds)",
     )
     s.set_defaults(func=_cmd_train_spatial)
+    d = tsub.add_parser(
+        "decode",
+        help="re-choose the decoding parameters stored with trained SpatialNet weights (no training)",
+    )
+    d.add_argument("--weights", required=True, help="SpatialNet weights or checkpoint to start from")
+    d.add_argument(
+        "--tune-decode-seeds", required=True, help="comma-separated validation synthetic seeds to choose them on"
+    )
+    d.add_argument("--export", required=True, help="write the weights with the chosen decoding here (may be --weights)")
+    d.add_argument("--input-size", default="512x384", help="WxH whole frames are fitted into (default 512x384)")
+    d.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    d.add_argument("--eval-seeds", default="", help="comma-separated held-out synthetic seeds to score afterwards")
+    d.add_argument("--eval-out", help="with --eval-seeds: also write gt.jsonl and pred.jsonl into this folder")
+    d.set_defaults(func=_cmd_train_decode)
     t = tsub.add_parser(
         "temporal",
         help="train TemporalNet's HE and TIE heads on frozen MoveNet (or SpatialNet) features, synthetic video",
@@ -58,16 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train_spatial(args: argparse.Namespace) -> int:
-    from models.train import (
-        config_to_dict,
-        evaluate_spatialnet,
-        export_weights,
-        load_spatialnet,
-        load_train_config,
-        resolve_device,
-        train_spatial,
-        tune_decode,
-    )
+    from models.train import load_train_config, train_spatial
 
     overrides = {
         k: v
@@ -88,9 +93,50 @@ def _cmd_train_spatial(args: argparse.Namespace) -> int:
         raise CliError("--tune-decode-seeds and --eval-seeds must not share seeds")
     last = train_spatial(cfg, resume=not args.no_resume)
     print(f"checkpoint: {last}")
-    device = resolve_device(cfg.device)
     size = cfg.eval_input_size or cfg.input_size
-    net = load_spatialnet(last, device)
+    _tune_export_evaluate(last, size, cfg.device, tune_seeds, args.export, eval_seeds, args.eval_out)
+    return 0
+
+
+def _cmd_train_decode(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    try:
+        w, h = (int(v) for v in args.input_size.lower().split("x"))
+    except ValueError:
+        raise CliError(f"--input-size must be WxH, e.g. 512x384, got {args.input_size!r}") from None
+    eval_seeds, tune_seeds = _seeds(args.eval_seeds), _seeds(args.tune_decode_seeds)
+    if not tune_seeds:
+        raise CliError("--tune-decode-seeds names no seed")
+    if set(tune_seeds) & set(eval_seeds):
+        raise CliError("--tune-decode-seeds and --eval-seeds must not share seeds")
+    if not Path(args.weights).is_file():
+        raise CliError(f"no such weights file: {args.weights}")
+    _tune_export_evaluate(args.weights, (w, h), args.device, tune_seeds, args.export, eval_seeds, args.eval_out)
+    return 0
+
+
+def _tune_export_evaluate(
+    source: str, size: tuple[int, int], device_name: str, tune_seeds: list[int], export: str | None,
+    eval_seeds: list[int], eval_out: str | None,
+) -> None:  # fmt: skip
+    """Choose the decoding on ``tune_seeds`` (if any), export the weights with it, score ``eval_seeds``."""
+    from models.train import (
+        config_to_dict,
+        evaluate_spatialnet,
+        export_weights,
+        load_spatialnet,
+        resolve_device,
+        tune_decode,
+    )
+
+    try:
+        device = resolve_device(device_name)
+        net = load_spatialnet(source, device)
+    except (OSError, KeyError, ValueError, RuntimeError) as exc:
+        raise CliError(f"cannot load SpatialNet weights from {source}: {exc}") from None
+    if size[0] % net.config.size_multiple or size[1] % net.config.size_multiple:
+        raise CliError(f"input size {size} must be multiples of {net.config.size_multiple} for this network")
     decode = None
     if tune_seeds:
         decode, trail = tune_decode(net, tune_seeds, 8, size, device)
@@ -103,15 +149,14 @@ def _cmd_train_spatial(args: argparse.Namespace) -> int:
             )
         )
         net.config = dataclasses.replace(net.config, decode=decode)
-    if args.export:
-        print(f"weights: {export_weights(last, args.export, decode=decode)}")
-        net = load_spatialnet(args.export, device)  # score exactly what ships (fp16 weights)
+    if export:
+        print(f"weights: {export_weights(source, export, decode=decode)}")
+        net = load_spatialnet(export, device)  # score exactly what ships (fp16 weights)
     if eval_seeds:
-        metrics = evaluate_spatialnet(net, eval_seeds, 30, size, device, write_dir=args.eval_out)
+        metrics = evaluate_spatialnet(net, eval_seeds, 30, size, device, write_dir=eval_out)
         print(
             json.dumps({k: (None if v is None or math.isnan(v) else round(v, 4)) for k, v in metrics.items()})
         )
-    return 0
 
 
 def _seeds(text: str) -> list[int]:

@@ -235,3 +235,38 @@ def test_oracles_from_one_pass_score_as_separate_evaluations(tmp_path):
         assert together[name] == evaluate_spatialnet(net, [9005], 2, (512, 384), cpu, gt_heatmaps=h, gt_embeddings=e)
     # The first oracle's predictions are the ones written.
     assert evaluate(read_jsonl(tmp_path / "gt.jsonl"), read_jsonl(tmp_path / "pred.jsonl"))["AP"] == together["network"]["AP"]
+
+
+def test_train_decode_cli_retunes_stored_weights_and_rejects_bad_input(tmp_path, capsys):
+    """``posestream train decode`` re-chooses the decoding of existing weights without training."""
+    import json
+
+    from models.train import config_to_dict
+    from service.cli import main
+
+    over = {
+        "model": TINY, "input_size": [64, 64], "steps": 2, "batch_size": 2, "device": "cpu",
+        "synthetic": {"clips": 1, "frames": 4, "people": 2, "width": 160, "height": 120}, "out_dir": str(tmp_path),
+    }  # fmt: skip
+    last = str(train_spatial(load_train_config(None, over), progress=False))
+    out = tmp_path / "w.pt"
+    base = ["train", "decode", "--weights", last, "--export", str(out), "--input-size", "64x64"]
+    capsys.readouterr()
+    assert main([*base, "--tune-decode-seeds", "8000", "--eval-seeds", "9000"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    tuned, metrics = lines[0]["tuned_decode"], lines[1]
+    exported = load_spatialnet(out)
+    assert config_to_dict(exported.config.decode) == tuned  # what was printed is what is stored
+    assert exported.config.backbone == load_spatialnet(last).config.backbone
+    assert next(iter(torch.load(out, weights_only=True)["model"].values())).dtype == torch.float16
+    assert set(metrics) >= {"AP", "AP50", "AP75", "AR"}
+    for bad, message in (
+        (["--tune-decode-seeds", "8000", "--input-size", "64by64"], "WxH"),
+        (["--tune-decode-seeds", "8000", "--input-size", "60x60"], "multiples"),
+        (["--tune-decode-seeds", "8000", "--eval-seeds", "8000"], "must not share"),
+        (["--tune-decode-seeds", ""], "no seed"),
+        (["--tune-decode-seeds", "8000", "--weights", str(tmp_path / "missing.pt")], "no such weights"),
+        (["--tune-decode-seeds", "8000", "--device", "gpu"], "cannot load"),
+    ):
+        assert main([*base, *bad]) == 2
+        assert message in capsys.readouterr().err
