@@ -5,6 +5,7 @@ import contextlib
 import io
 import itertools
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -522,3 +523,17 @@ def test_evaluation_does_not_import_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
+
+
+def test_untracked_warning_only_when_some_predictions_are_tracked(gt, caplog):
+    """A detection-only evaluation (no track ids at all) logs at INFO; a partly tracked one warns."""
+    untracked = [f.with_track_ids(np.full(len(f), -1)) for f in gt]
+    with caplog.at_level(logging.INFO, logger="tracker.evaluation"):
+        evaluate(gt, untracked)
+    records = [r for r in caplog.records if "no track id" in r.getMessage()]
+    assert records and all(r.levelno == logging.INFO for r in records)
+    caplog.clear()
+    partly = [f.with_track_ids(np.full(len(f), -1)) if i % 2 else f for i, f in enumerate(gt)]
+    with caplog.at_level(logging.INFO, logger="tracker.evaluation"):
+        evaluate(gt, partly)
+    assert any(r.levelno == logging.WARNING and "no track id" in r.getMessage() for r in caplog.records)

@@ -394,7 +394,10 @@ def _prepare(
             )
         )  # fmt: skip
     if counts["pred_people_untracked"]:
-        log.warning(
+        # All untracked is a detection-only evaluation (AP is what it is for): no cause for alarm.
+        level = logging.INFO if counts["pred_people_untracked"] == counts["pred_people"] else logging.WARNING
+        log.log(
+            level,
             "%d predicted people have no track id; each got a fresh id, so they count as ID switches",
             counts["pred_people_untracked"],
         )
