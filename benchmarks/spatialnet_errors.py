@@ -15,7 +15,12 @@ eval``), with the weights' own decoding and test-time passes:
 
 A second table breaks the network's own predictions down by joint: for every ground-truth
 person whose best prediction has OKS >= 0.5, the mean per-joint OKS term
-``exp(-d^2 / (2 area (2 sigma)^2))`` of its visible and of its occluded joints.
+``exp(-d^2 / (2 area (2 sigma)^2))`` of its visible and of its occluded joints. A third counts
+mirror confusion in the same pairs: of the left/right joint pairs (``FLIP_PAIRS``) whose two
+ground-truth joints are labelled and apart (twice the distance at which a joint's OKS term falls to
+0.5, so no point is near both), how
+many predictions put both joints on one of them (a duplicate: ``DecodeConfig.mirror_separation``
+is the decoder's answer) or each on the other's place (a swap).
 
 Nothing is chosen from these figures, so held-out seeds are used. Run from the repository root::
 
@@ -41,7 +46,15 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.results import cpu_name, record_section  # noqa: E402
 from models.poses import read_jsonl  # noqa: E402
-from models.skeleton import KEYPOINT_INDEX, OKS_SIGMAS, VIS_OCCLUDED, VIS_VISIBLE  # noqa: E402
+from models.skeleton import (  # noqa: E402
+    FLIP_PAIRS,
+    KEYPOINT_INDEX,
+    KEYPOINT_NAMES,
+    OKS_SIGMAS,
+    VIS_OCCLUDED,
+    VIS_VISIBLE,
+    flip_permutation,
+)
 from models.train import evaluate_spatialnet_oracles, load_spatialnet  # noqa: E402
 from tracker.evaluation import PART_GROUPS, oks_matrix  # noqa: E402
 
@@ -59,31 +72,72 @@ JOINT_GROUPS: dict[str, tuple[int, ...]] = {
 }
 
 
-def joint_terms(gt_path: Path, pred_path: Path, min_oks: float = 0.5) -> dict[str, dict[int, list[float]]]:
-    """Per-joint OKS terms of matched people, by joint group and ground-truth visibility.
-
-    Each ground-truth person is paired with its best prediction (by OKS, box-area scale as in
+def matched_people(
+    gt_path: Path, pred_path: Path, min_oks: float = 0.5
+) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """Each ground-truth person with its best prediction (by OKS, box-area scale as in
     ``tracker.evaluation``); pairs under ``min_oks`` are left out.
 
     Returns:
-        group name -> {VIS_VISIBLE: [terms], VIS_OCCLUDED: [terms]}, each term in [0, 1].
+        (ground truth (17, 3) with visibility, prediction (17, 3), box area in pixels^2) per pair.
     """
-    var = (2.0 * np.asarray(OKS_SIGMAS, np.float64)) ** 2
-    out: dict[str, dict[int, list[float]]] = {g: {VIS_VISIBLE: [], VIS_OCCLUDED: []} for g in JOINT_GROUPS}
+    out = []
     for gt, pred in zip(read_jsonl(gt_path), read_jsonl(pred_path), strict=True):
         if len(gt.keypoints) == 0 or len(pred.keypoints) == 0:
             continue
         areas = (gt.boxes[:, 2] - gt.boxes[:, 0]) * (gt.boxes[:, 3] - gt.boxes[:, 1])
         oks = oks_matrix(gt.keypoints, gt.boxes, areas, pred.keypoints)
         for g in np.nonzero(oks.max(axis=1) >= min_oks)[0]:
-            p = pred.keypoints[oks[g].argmax()]
-            d2 = ((p[:, :2] - gt.keypoints[g, :, :2]) ** 2).sum(axis=1)
-            term = np.exp(-d2 / (2.0 * areas[g] * var))
-            for name, joints in JOINT_GROUPS.items():
-                for j in joints:
-                    vis = int(gt.keypoints[g, j, 2])
-                    if vis in (VIS_VISIBLE, VIS_OCCLUDED):
-                        out[name][vis].append(float(term[j]))
+            out.append((gt.keypoints[g], pred.keypoints[oks[g].argmax()], float(areas[g])))
+    return out
+
+
+def _terms(a: np.ndarray, b: np.ndarray, area: float) -> np.ndarray:
+    """(17,) OKS terms ``exp(-d^2 / (2 area (2 sigma)^2))`` of points a against points b, both (17, >=2)."""
+    d2 = ((a[:, :2] - b[:, :2]) ** 2).sum(axis=1)
+    return np.exp(-d2 / (2.0 * area * (2.0 * np.asarray(OKS_SIGMAS, np.float64)) ** 2))
+
+
+def joint_terms(pairs: list[tuple[np.ndarray, np.ndarray, float]]) -> dict[str, dict[int, list[float]]]:
+    """Per-joint OKS terms of ``matched_people``, by joint group and ground-truth visibility.
+
+    Returns:
+        group name -> {VIS_VISIBLE: [terms], VIS_OCCLUDED: [terms]}, each term in [0, 1].
+    """
+    out: dict[str, dict[int, list[float]]] = {g: {VIS_VISIBLE: [], VIS_OCCLUDED: []} for g in JOINT_GROUPS}
+    for gt, p, area in pairs:
+        term = _terms(p, gt, area)
+        for name, joints in JOINT_GROUPS.items():
+            for j in joints:
+                vis = int(gt[j, 2])
+                if vis in (VIS_VISIBLE, VIS_OCCLUDED):
+                    out[name][vis].append(float(term[j]))
+    return out
+
+
+def mirror_confusion(pairs: list[tuple[np.ndarray, np.ndarray, float]], near: float = 0.5) -> dict[str, dict[str, int]]:
+    """Left/right mix-ups of ``matched_people``, per ``FLIP_PAIRS`` pair.
+
+    A predicted joint is "on" a ground-truth joint when its OKS term there (with its own
+    sigma) is >= ``near``. Only pairs whose two ground-truth joints are labelled and apart
+    count: at least twice the "on" radius, so no point is on both (OKS term < ``near ** 4``).
+
+    Returns:
+        pair name (``elbow`` etc.) -> {"pairs", "duplicates" (both predicted joints on one
+        ground-truth joint), "swaps" (each on the other's)}.
+    """
+    perm = flip_permutation()
+    out = {KEYPOINT_NAMES[a].removeprefix("left_"): {"pairs": 0, "duplicates": 0, "swaps": 0} for a, _ in FLIP_PAIRS}
+    for gt, p, area in pairs:
+        own, mirrored = _terms(p, gt, area) >= near, _terms(p, gt[perm], area) >= near
+        apart = _terms(gt, gt[perm], area) < near**4
+        for a, b in FLIP_PAIRS:
+            if gt[a, 2] <= 0 or gt[b, 2] <= 0 or not apart[a] or not apart[b]:
+                continue
+            row = out[KEYPOINT_NAMES[a].removeprefix("left_")]
+            row["pairs"] += 1
+            row["duplicates"] += int((own[a] and mirrored[b]) or (own[b] and mirrored[a]))
+            row["swaps"] += int(mirrored[a] and mirrored[b])
     return out
 
 
@@ -112,6 +166,10 @@ def main() -> None:
         "| model | joints | visible: mean OKS term (n) | occluded: mean OKS term (n) |",
         "|---|---|---:|---:|",
     ]
+    mirror_rows = [
+        "| model | pair | pairs apart | duplicates | swaps |",
+        "|---|---|---:|---:|---:|",
+    ]
     for weights in args.weights:
         net = load_spatialnet(weights).eval()
         d = net.config.decode
@@ -119,19 +177,27 @@ def main() -> None:
             # One network pass per frame, decoded four ways; "network" (first) is written to tmp.
             scores = evaluate_spatialnet_oracles(net, seeds, args.frames, size, torch.device("cpu"), ORACLES,
                                                  write_dir=tmp)  # fmt: skip
-            terms = joint_terms(Path(tmp) / "gt.jsonl", Path(tmp) / "pred.jsonl")
+            matched = matched_people(Path(tmp) / "gt.jsonl", Path(tmp) / "pred.jsonl")
+        terms, mirrors = joint_terms(matched), mirror_confusion(matched)
         name = weights.relative_to(ROOT) if weights.is_relative_to(ROOT) else weights
         joint_rows += [
             f"| `{weights.name}` | {group} | {_mean(t[VIS_VISIBLE])} | {_mean(t[VIS_OCCLUDED])} |"
             for group, t in terms.items()
         ]
+        mirror_rows += [
+            f"| `{weights.name}` | {pair} | {m['pairs']} | {m['duplicates']} | {m['swaps']} |"
+            for pair, m in mirrors.items()
+            if m["pairs"]
+        ]
         rows.append(
-            f"| `{name}` | scales {list(d.scales)}, flip {d.flip_test}, PGG {net.config.use_pgg} | "
+            f"| `{name}` | scales {list(d.scales)}, flip {d.flip_test}, mirror separation "
+            f"{d.mirror_separation}, PGG {net.config.use_pgg} | "
             + " | ".join(f"{scores[c]['AP']:.3f}" for c in ORACLES)
             + f" | {scores['network']['AR']:.3f} |"
         )
         print(rows[-1], flush=True)
     print("\n".join(joint_rows))
+    print("\n".join(mirror_rows))
     if args.results:
         command = f"OMP_NUM_THREADS={args.threads} .venv/bin/python benchmarks/spatialnet_errors.py " + " ".join(
             sys.argv[1:]
@@ -157,6 +223,13 @@ def main() -> None:
             "visibility (1 = a perfectly placed joint), and how many joints.",
             "",
             *joint_rows,
+            "",
+            "Mirror confusion in the same people: of the left/right pairs whose ground-truth joints are labelled "
+            "and apart (at least twice the distance at which a joint's OKS term falls to 0.5), how many predictions "
+            "put both joints on one of them (OKS term >= 0.5 there: duplicates) or each on the other's place "
+            "(swaps).",
+            "",
+            *mirror_rows,
         ])  # fmt: skip
         record_section("spatialnet_errors", block, args.results)
 
