@@ -333,7 +333,7 @@ def fill_missing(
 
 
 def separate_mirrored(
-    joints: np.ndarray, mean_tags: np.ndarray, mean_sie: np.ndarray,
+    joints: np.ndarray, mean_tags: np.ndarray, mean_sie: np.ndarray, peaks: Peaks,
     heatmaps: torch.Tensor, tags: torch.Tensor, sie: torch.Tensor, config: DecodeConfig,
 ) -> np.ndarray:  # fmt: skip
     """Stage 4b: a person's left and right joint of a pair do not share one spot.
@@ -344,8 +344,8 @@ def separate_mirrored(
     both ``LIMB_PARENT`` s were found and whose joints are closer than
     ``config.mirror_separation``: the side whose parent is nearer the shared spot keeps it
     (the side with more heat there when the parents themselves are that close); the other
-    moves to a peak of its own heatmap (NMS as ``find_peaks``, above the detection threshold)
-    in the person's ``fill_missing`` window that is
+    moves to one of its own ``find_peaks`` peaks above the detection threshold, in the
+    person's ``fill_missing`` window, that is
 
     - at least the separation away from the kept joint,
     - no weaker than its own heat at the shared spot,
@@ -356,8 +356,8 @@ def separate_mirrored(
 
     Args:
         joints: (P, J, 3) (x, y, score) at integer output pixels, score 0 = missing;
-            mean_tags (P, T); mean_sie (P, 2) in output pixels; heatmaps (J, H, W);
-            tags (J, T, H, W); sie (2, H, W).
+            mean_tags (P, T); mean_sie (P, 2) in output pixels; peaks: ``find_peaks`` of
+            ``heatmaps`` (J, H, W); tags (J, T, H, W); sie (2, H, W).
     Returns:
         (P, J, 3); a moved joint's score is the heat at its new pixel.
     """
@@ -365,13 +365,12 @@ def separate_mirrored(
     sep = config.mirror_separation
     if sep <= 0 or out.shape[0] == 0:
         return out
-    heat_t = heatmaps.detach().cpu().double()
-    pooled = F.max_pool2d(heat_t[None], config.nms_kernel, stride=1, padding=config.nms_kernel // 2)[0]
-    is_peak = ((pooled == heat_t) & (heat_t > config.detection_threshold)).numpy()
-    heat = heat_t.numpy()
-    tg = tags.detach().cpu().double().numpy()
-    se = sie.detach().cpu().double().numpy()
+    heat = heatmaps.detach().cpu()
     h, w = heat.shape[1:]
+    tg = tags.detach().cpu().numpy()
+    se = sie.detach().cpu().numpy()
+    strong = (peaks.scores > config.detection_threshold).cpu().numpy()
+    peak_xs, peak_ys, peak_heat = peaks.xs.cpu().numpy(), peaks.ys.cpu().numpy(), peaks.scores.cpu().numpy()
     for p in range(out.shape[0]):
         person = out[p]
         for k, o in mirror_pairs_outward():
@@ -382,33 +381,33 @@ def separate_mirrored(
                 continue
             keeper, mover = _mirror_keeper(person, k, o, heat, sep)
             x0, y0, x1, y1 = _fill_window(person, mean_sie[p], config, w, h)
-            ys, xs = np.nonzero(is_peak[mover, y0:y1, x0:x1])
-            ys, xs = ys + y0, xs + x0
-            apart = np.hypot(xs - person[keeper, 0], ys - person[keeper, 1]) >= sep
-            ys, xs = ys[apart], xs[apart]
-            if xs.size == 0:
+            xs, ys = peak_xs[mover], peak_ys[mover]
+            take = strong[mover] & (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
+            take &= np.hypot(xs - person[keeper, 0], ys - person[keeper, 1]) >= sep
+            if not take.any():
                 continue
+            xs, ys, cand = xs[take], ys[take], peak_heat[mover, take].astype(np.float64)
             limb = max(float(np.hypot(*(person[keeper, :2] - person[LIMB_PARENT[keeper], :2]))), 1.0)
             reach = np.hypot(xs - person[LIMB_PARENT[mover], 0], ys - person[LIMB_PARENT[mover], 1])
-            shared = heat[mover, int(person[mover, 1]), int(person[mover, 0])]
-            dist = _distance(mean_tags[p][None], mean_sie[p][None], tg[mover][:, ys, xs].T, se[:, ys, xs].T, config)[0]
-            ok = (dist < config.match_threshold) & (heat[mover, ys, xs] >= shared)
-            ok &= reach <= config.mirror_limb_ratio * limb
-            gain = np.where(ok, heat[mover, ys, xs] - dist, -np.inf)
+            shared = float(heat[mover, int(person[mover, 1]), int(person[mover, 0])])
+            tag_c, sie_c = tg[mover][:, ys, xs].T.astype(np.float64), se[:, ys, xs].T.astype(np.float64)
+            dist = _distance(mean_tags[p][None], mean_sie[p][None], tag_c, sie_c, config)[0]
+            ok = (dist < config.match_threshold) & (cand >= shared) & (reach <= config.mirror_limb_ratio * limb)
+            gain = np.where(ok, cand - dist, -np.inf)
             best = int(gain.argmax())
             if np.isfinite(gain[best]):
-                person[mover] = (xs[best], ys[best], heat[mover, ys[best], xs[best]])
+                person[mover] = (xs[best], ys[best], cand[best])
     return out
 
 
-def _mirror_keeper(person: np.ndarray, k: int, o: int, heat: np.ndarray, sep: float) -> tuple[int, int]:
+def _mirror_keeper(person: np.ndarray, k: int, o: int, heat: torch.Tensor, sep: float) -> tuple[int, int]:
     """(keeper, mover) of the mirrored pair (k, o) sharing a spot: see ``separate_mirrored``."""
     x, y = int(person[k, 0]), int(person[k, 1])
     pk, po = LIMB_PARENT[k], LIMB_PARENT[o]
     if np.hypot(*(person[pk, :2] - person[po, :2])) >= sep:
         near_k = np.hypot(*(person[pk, :2] - person[k, :2])) <= np.hypot(*(person[po, :2] - person[k, :2]))
     else:
-        near_k = heat[k, y, x] >= heat[o, y, x]
+        near_k = bool(heat[k, y, x] >= heat[o, y, x])
     return (k, o) if near_k else (o, k)
 
 
@@ -491,7 +490,7 @@ def decode_spatial(
     detected = (found > 0).sum(axis=1)
     if config.fill_missing:
         joints = fill_missing(joints, mean_tags, mean_sie, heatmaps, tags, sie, config)
-    joints = separate_mirrored(joints, mean_tags, mean_sie, heatmaps, tags, sie, config)
+    joints = separate_mirrored(joints, mean_tags, mean_sie, peaks, heatmaps, tags, sie, config)
     joints = refine_locations(joints, heatmaps, config.refine)
     scores = (found if config.person_score == "detected" else joints[..., 2]).mean(axis=1)
     keep = (scores >= config.min_person_score) & (detected >= config.min_joints)
