@@ -31,7 +31,7 @@ SpatialNet (``SpatialNetEstimator`` at input 512), HE / TIE from
 recorded in its own section.
 
     .venv/bin/python benchmarks/tracking_ablation.py [--quick] [--write] [--model spatialnet] \
-        [--threads N] [--set FIELD=VALUE] [--validation --grid FIELD=V1,V2 [--calibrate]]
+        [--threads N] [--set FIELD=VALUE] [--validation [--validation-clips N] --grid FIELD=V1,V2 [--calibrate]]
 """
 
 from __future__ import annotations
@@ -80,12 +80,19 @@ SPATIAL_PRESETS = ("oks", "iou", "sie", "ke", "ke+sie", "he", "tie", "he+tie")
 BATCH = 8
 
 
-def validation_clips() -> list[tuple[str, SyntheticClip]]:
-    """Seeds 5030..5032: beyond the shipped TemporalNet checkpoints' training seeds (5000..5029 and
-    5000..5019); for choosing tracker settings without looking at the held-out set."""
+VALIDATION_SEED = 5030  # the first validation seed; MAX_VALIDATION_CLIPS seeds from it are validation only
+MAX_VALIDATION_CLIPS = 20
+
+
+def validation_clips(n: int = 3) -> list[tuple[str, SyntheticClip]]:
+    """Seeds 5030..5030 + n - 1: beyond the shipped TemporalNet checkpoints' training seeds
+    (5000..5029 and 5000..5019); for choosing tracker settings without looking at the held-out
+    set. 100 frames each, 5 people, 2 occluders."""
+    if not 1 <= n <= MAX_VALIDATION_CLIPS:
+        raise ValueError(f"validation clips must number 1..{MAX_VALIDATION_CLIPS}, got {n}")
     return [
         (f"val {s}", SyntheticClip.from_config(SyntheticConfig(seed=s, frames=100, people=5, occluders=2)))
-        for s in range(5030, 5033)
+        for s in range(VALIDATION_SEED, VALIDATION_SEED + n)
     ]
 
 
@@ -170,6 +177,7 @@ def variants(
 def run(
     quick: bool, overrides: dict | None = None, validation: bool = False, model: str = "movenet",
     threads: int = 1, grid: dict[str, list] | None = None, grid_preset: str = "he+tie",
+    validation_clips_n: int = 3,
 ) -> tuple[list[dict], dict]:  # fmt: skip
     torch.set_num_threads(threads)
     presets = PRESETS
@@ -196,7 +204,7 @@ def run(
     offset = 0
     t0 = time.perf_counter()
     n_frames = 0
-    clips = validation_clips() if validation else held_out_clips(quick)
+    clips = validation_clips(validation_clips_n) if validation else held_out_clips(quick)
     for ci, (name, clip) in enumerate(clips):
         frames = [clip.render(t) for t in range(len(clip))]
         n_frames += len(frames)
@@ -353,8 +361,10 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="fewer random clips")
     ap.add_argument("--write", action="store_true", help="write the section of benchmarks/RESULTS.md")
     ap.add_argument(
-        "--validation", action="store_true", help="score on the validation seeds 5030..5032 instead"
+        "--validation", action="store_true", help="score on the validation seeds 5030.. instead"
     )
+    ap.add_argument("--validation-clips", type=int, default=3,
+                    help=f"with --validation: how many validation seeds from 5030 (1..{MAX_VALIDATION_CLIPS})")  # fmt: skip
     ap.add_argument("--model", choices=("movenet", "spatialnet"), default="movenet", help="whose detections")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
@@ -374,6 +384,10 @@ def main() -> int:
                 raise ValueError(f"{field!r} is not a numeric TrackerConfig field")
         if grid and not args.validation:
             raise ValueError("--grid chooses settings: it runs on the validation clips only (add --validation)")
+        if args.validation_clips != 3 and not args.validation:
+            raise ValueError("--validation-clips needs --validation")
+        if not 1 <= args.validation_clips <= MAX_VALIDATION_CLIPS:
+            raise ValueError(f"--validation-clips must be 1..{MAX_VALIDATION_CLIPS}, got {args.validation_clips}")
         if args.calibrate and not grid:
             raise ValueError("--calibrate needs --grid")
         if args.write and grid:
@@ -381,7 +395,8 @@ def main() -> int:
     except ValueError as exc:
         print(f"tracking_ablation: {exc}", file=sys.stderr)
         return 2
-    rows, info = run(args.quick, overrides, args.validation, args.model, args.threads, grid, args.grid_preset)
+    rows, info = run(args.quick, overrides, args.validation, args.model, args.threads, grid, args.grid_preset,
+                     args.validation_clips)  # fmt: skip
     info["command"] = f"OMP_NUM_THREADS={args.threads} .venv/bin/python benchmarks/tracking_ablation.py " + " ".join(
         sys.argv[1:]
     )

@@ -6,7 +6,9 @@ import pytest
 
 pytest.importorskip("torch")
 
-from benchmarks.tracking_ablation import best_calibration, variants  # noqa: E402
+import sys  # noqa: E402
+
+from benchmarks.tracking_ablation import best_calibration, main, validation_clips, variants  # noqa: E402
 
 
 def test_rows_give_the_calibration_to_the_temporal_presets_only() -> None:
@@ -38,3 +40,24 @@ def test_best_calibration_takes_the_best_idf1_then_mota_of_the_grid_rows() -> No
     cal = best_calibration(rows, {"clips": ["val 5030"], "command": "x"}, "he+tie")
     assert cal["settings"] == {"lambda_he": 3.0}
     assert cal["scores"] == {"IDF1": 0.70, "MOTA": 0.45, "IDs": 3} and len(cal["grid"]) == 3
+
+
+def test_validation_clips_are_consecutive_seeds_from_5030_and_bounded() -> None:
+    assert [name for name, _ in validation_clips(5)] == [f"val {s}" for s in range(5030, 5035)]
+    with pytest.raises(ValueError, match="1..20"):
+        validation_clips(0)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--validation-clips", "5"], "needs --validation"),
+        (["--validation", "--validation-clips", "21"], "must be 1..20"),
+        (["--grid", "lambda_he=1,2"], "validation clips only"),
+        (["--validation", "--grid", "preset=1"], "numeric TrackerConfig field"),
+    ],
+)
+def test_bad_flags_exit_2_before_any_model_runs(monkeypatch, capsys, argv, message) -> None:
+    monkeypatch.setattr(sys, "argv", ["tracking_ablation.py", *argv])
+    assert main() == 2
+    assert message in capsys.readouterr().err
