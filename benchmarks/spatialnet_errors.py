@@ -50,13 +50,12 @@ from models.skeleton import (  # noqa: E402
     FLIP_PAIRS,
     KEYPOINT_INDEX,
     KEYPOINT_NAMES,
-    OKS_SIGMAS,
     VIS_OCCLUDED,
     VIS_VISIBLE,
     flip_permutation,
 )
 from models.train import evaluate_spatialnet_oracles, load_spatialnet  # noqa: E402
-from tracker.evaluation import PART_GROUPS, oks_matrix  # noqa: E402
+from tracker.evaluation import PART_GROUPS, keypoint_similarity, oks_matrix  # noqa: E402
 
 # column -> (gt_heatmaps, gt_embeddings)
 ORACLES: dict[str, tuple[bool, bool]] = {
@@ -93,9 +92,8 @@ def matched_people(
 
 
 def _terms(a: np.ndarray, b: np.ndarray, area: float) -> np.ndarray:
-    """(17,) OKS terms ``exp(-d^2 / (2 area (2 sigma)^2))`` of points a against points b, both (17, >=2)."""
-    d2 = ((a[:, :2] - b[:, :2]) ** 2).sum(axis=1)
-    return np.exp(-d2 / (2.0 * area * (2.0 * np.asarray(OKS_SIGMAS, np.float64)) ** 2))
+    """(17,) OKS terms (``keypoint_similarity``) of points a against points b, both (17, >=2)."""
+    return keypoint_similarity(((a[:, :2] - b[:, :2]) ** 2).sum(axis=1), area)
 
 
 def joint_terms(pairs: list[tuple[np.ndarray, np.ndarray, float]]) -> dict[str, dict[int, list[float]]]:

@@ -363,8 +363,8 @@ def main() -> int:
     ap.add_argument(
         "--validation", action="store_true", help="score on the validation seeds 5030.. instead"
     )
-    ap.add_argument("--validation-clips", type=int, default=3,
-                    help=f"with --validation: how many validation seeds from 5030 (1..{MAX_VALIDATION_CLIPS})")  # fmt: skip
+    ap.add_argument("--validation-clips", type=int,
+                    help=f"with --validation: how many validation seeds from 5030 (1..{MAX_VALIDATION_CLIPS}, default 3)")  # fmt: skip
     ap.add_argument("--model", choices=("movenet", "spatialnet"), default="movenet", help="whose detections")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
@@ -384,10 +384,11 @@ def main() -> int:
                 raise ValueError(f"{field!r} is not a numeric TrackerConfig field")
         if grid and not args.validation:
             raise ValueError("--grid chooses settings: it runs on the validation clips only (add --validation)")
-        if args.validation_clips != 3 and not args.validation:
+        if args.validation_clips is not None and not args.validation:
             raise ValueError("--validation-clips needs --validation")
-        if not 1 <= args.validation_clips <= MAX_VALIDATION_CLIPS:
-            raise ValueError(f"--validation-clips must be 1..{MAX_VALIDATION_CLIPS}, got {args.validation_clips}")
+        n_validation = 3 if args.validation_clips is None else args.validation_clips
+        if not 1 <= n_validation <= MAX_VALIDATION_CLIPS:
+            raise ValueError(f"--validation-clips must be 1..{MAX_VALIDATION_CLIPS}, got {n_validation}")
         if args.calibrate and not grid:
             raise ValueError("--calibrate needs --grid")
         if args.write and grid:
@@ -396,7 +397,7 @@ def main() -> int:
         print(f"tracking_ablation: {exc}", file=sys.stderr)
         return 2
     rows, info = run(args.quick, overrides, args.validation, args.model, args.threads, grid, args.grid_preset,
-                     args.validation_clips)  # fmt: skip
+                     n_validation)  # fmt: skip
     info["command"] = f"OMP_NUM_THREADS={args.threads} .venv/bin/python benchmarks/tracking_ablation.py " + " ".join(
         sys.argv[1:]
     )

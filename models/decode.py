@@ -371,9 +371,10 @@ def separate_mirrored(
     se = sie.detach().cpu().numpy()
     strong = (peaks.scores > config.detection_threshold).cpu().numpy()
     peak_xs, peak_ys, peak_heat = peaks.xs.cpu().numpy(), peaks.ys.cpu().numpy(), peaks.scores.cpu().numpy()
+    pairs = mirror_pairs_outward()
     for p in range(out.shape[0]):
         person = out[p]
-        for k, o in mirror_pairs_outward():
+        for k, o in pairs:
             pk, po = LIMB_PARENT[k], LIMB_PARENT[o]
             if pk < 0 or min(person[k, 2], person[o, 2], person[pk, 2], person[po, 2]) <= 0:
                 continue  # only limbs whose parents were found can be checked

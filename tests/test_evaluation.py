@@ -15,7 +15,7 @@ import pytest
 
 from models.poses import FramePoses, write_jsonl
 from models.skeleton import KEYPOINT_INDEX, KEYPOINT_NAMES, NUM_KEYPOINTS, OKS_SIGMAS
-from tracker.evaluation import EvalConfig, evaluate, format_report, oks_matrix
+from tracker.evaluation import EvalConfig, evaluate, format_report, keypoint_similarity, oks_matrix
 
 REPO = Path(__file__).resolve().parents[1]
 W, H = 640, 480
@@ -537,3 +537,14 @@ def test_untracked_warning_only_when_some_predictions_are_tracked(gt, caplog):
     with caplog.at_level(logging.INFO, logger="tracker.evaluation"):
         evaluate(gt, partly)
     assert any(r.levelno == logging.WARNING and "no track id" in r.getMessage() for r in caplog.records)
+
+
+def test_keypoint_similarity_is_what_oks_averages():
+    rng = np.random.default_rng(3)
+    gt = np.concatenate([rng.uniform(0, 100, (1, 17, 2)), np.full((1, 17, 1), 2.0)], axis=2)
+    pred = gt + np.concatenate([rng.normal(0, 4, (1, 17, 2)), np.zeros((1, 17, 1))], axis=2)
+    area = np.array([5000.0])
+    terms = keypoint_similarity(((pred[0, :, :2] - gt[0, :, :2]) ** 2).sum(axis=1), area[0])
+    assert terms.shape == (17,) and np.all((terms > 0) & (terms < 1))
+    assert oks_matrix(gt, np.array([[0, 0, 100, 100]]), area, pred)[0, 0] == pytest.approx(terms.mean())
+    assert keypoint_similarity(np.zeros(17), 5000.0) == pytest.approx(np.ones(17))

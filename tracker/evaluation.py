@@ -204,6 +204,20 @@ class EvalConfig:
             raise ValueError(f"EvalConfig.area_scale must be a positive number, got {self.area_scale!r}")
 
 
+def keypoint_similarity(d2: np.ndarray, areas: np.ndarray, sigmas: np.ndarray = OKS_SIGMAS) -> np.ndarray:
+    """COCO's per-keypoint OKS term ``exp(-d^2 / (2 area (2 sigma)^2))``, which ``oks_matrix`` averages.
+
+    Args:
+        d2: (..., 17) squared distances in pixels^2.
+        areas: OKS scale areas in pixels^2, broadcastable against ``d2`` (e.g. (..., 1)).
+        sigmas: (17,) per-keypoint falloff constants.
+    Returns:
+        (..., 17) float64 terms in [0, 1].
+    """
+    var = (2.0 * np.asarray(sigmas, np.float64)) ** 2
+    return np.exp(-np.asarray(d2, np.float64) / var / (np.asarray(areas, np.float64) + np.spacing(1)) / 2.0)
+
+
 def oks_matrix(
     gt_keypoints: np.ndarray,
     gt_boxes: np.ndarray,
@@ -234,7 +248,6 @@ def oks_matrix(
     areas = np.asarray(gt_areas, np.float64).reshape(-1)
     if gt.shape[0] == 0 or pr.shape[0] == 0:
         return np.zeros((gt.shape[0], pr.shape[0]))
-    var = (2.0 * np.asarray(sigmas, np.float64)) ** 2  # (17,)
     vis = gt[:, :, 2] > 0  # (G, 17)
     labelled = vis.any(axis=1)  # (G,)
 
@@ -249,9 +262,8 @@ def oks_matrix(
     out_y = np.maximum(0.0, y0 - py) + np.maximum(0.0, py - y1)
     d2 = np.where(labelled[:, None, None], d[..., 0] ** 2 + d[..., 1] ** 2, out_x**2 + out_y**2)
 
-    e = d2 / var / (areas[:, None, None] + np.spacing(1)) / 2.0
     weight = np.where(labelled[:, None], vis, True)[:, None, :]  # (G, 1, 17)
-    return (np.exp(-e) * weight).sum(axis=-1) / weight.sum(axis=-1)
+    return (keypoint_similarity(d2, areas[:, None, None], sigmas) * weight).sum(axis=-1) / weight.sum(axis=-1)
 
 
 # ----------------------------------------------------------------------------- preparation
