@@ -12,7 +12,10 @@ Named stages, each usable and testable alone:
    embedding is close to the person's mean (seed 002 "missing joints");
 5. ``refine_locations``: quarter-pixel shift towards the higher neighbour (seed
    002), or the exact log-parabola peak of a Gaussian;
-6. person score = mean joint score.
+6. ``complete_with_prior`` (optional, not from the seeds): joints whose heat stays weak are
+   put where a Gaussian body-shape prior (``models.pose_prior``) expects them given the
+   person's confident joints;
+7. person score = mean joint score.
 
 Test-time augmentation (seed 002): ``merge_multiscale`` combines the maps of several
 scales and of the mirrored image (``unflip_maps``): heatmaps and SVF averaged, tags
@@ -33,6 +36,7 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
 from models.pgg import PGGConfig, pose_guided_grouping
+from models.pose_prior import PosePrior
 from models.skeleton import KEYPOINT_INDEX, LIMB_PARENT, flip_permutation, mirror_pairs_outward
 from models.targets import to_input_coords
 
@@ -84,6 +88,15 @@ class DecodeConfig:
             ones); left and right limbs are about equally long, so values near 1 are strict.
         refine: "quarter" (seed 002's quarter-pixel shift), "gaussian" (exact peak of a
             sampled Gaussian) or "none".
+        prior_threshold: ``complete_with_prior``: a person's joints whose heat (after filling and
+            refinement) is below this are replaced by the pose prior's conditional mean given
+            its joints at or above it. 0 turns the stage off (seed 002's decoding; no prior
+            needed). Raising it replaces more joints by the prior's guess: fewer wrong weak
+            peaks, but also generic poses where a weak peak was right.
+        prior_noise: the confident joints' assumed position error (output pixels, one standard
+            deviation). Raising it trusts their exact places less and the mean shape more.
+        prior_min_joints: people with fewer confident joints are left as they are (the prior
+            needs enough of the body to place the rest; at least 2).
         person_score: how a person's score (what AP ranks people by) is made from its joints'
             heat. "detected" (seed 002): the mean over all J joints of the detected joints'
             heat, a joint that was not detected (filled, or absent) counting 0, so people with
@@ -113,6 +126,9 @@ class DecodeConfig:
     mirror_separation: float = 0.0
     mirror_limb_ratio: float = 1.5
     refine: Literal["quarter", "gaussian", "none"] = "quarter"
+    prior_threshold: float = 0.0
+    prior_noise: float = 1.0
+    prior_min_joints: int = 4
     person_score: Literal["detected", "all"] = "detected"
     min_person_score: float = 0.0
     min_joints: int = 1
@@ -133,6 +149,11 @@ class DecodeConfig:
             raise ValueError(
                 f"mirror_separation must be >= 0 and mirror_limb_ratio > 0, got {self.mirror_separation}, "
                 f"{self.mirror_limb_ratio}"
+            )
+        if self.prior_threshold < 0 or self.prior_noise <= 0 or self.prior_min_joints < 2:
+            raise ValueError(
+                f"prior_threshold must be >= 0, prior_noise > 0 and prior_min_joints >= 2, got "
+                f"{self.prior_threshold}, {self.prior_noise}, {self.prior_min_joints}"
             )
         if not self.use_tags and self.sie_weight <= 0:
             raise ValueError("with use_tags=False, sie_weight must be > 0 (nothing left to group by)")
@@ -467,15 +488,55 @@ def refine_locations(joints: np.ndarray, heatmaps: torch.Tensor, mode: str) -> n
     return out
 
 
+def complete_with_prior(
+    joints: np.ndarray, heatmaps: torch.Tensor, prior: PosePrior | None, config: DecodeConfig
+) -> np.ndarray:
+    """Stage 6: weak joints where the pose prior expects them (``config.prior_threshold``).
+
+    For each person with at least ``prior_min_joints`` joints whose heat is at or above the
+    threshold, every other joint moves to the prior's conditional mean given those
+    (``PosePrior.complete``, noise ``prior_noise`` output pixels); its score becomes the heat
+    at its new place (0 off the map). People the prior cannot place are left as they are.
+
+    Args:
+        joints: (P, J, 3) (x, y, score) in output pixels, after ``refine_locations``;
+            heatmaps (J, H, W); prior: required when the stage is on.
+    Returns:
+        (P, J, 3).
+    """
+    out = joints.astype(np.float64).copy()
+    if config.prior_threshold <= 0 or out.shape[0] == 0:
+        return out
+    if prior is None:
+        raise ValueError("DecodeConfig.prior_threshold > 0 needs a pose prior (models.pose_prior) with the weights")
+    heat = heatmaps.detach().cpu().double().numpy()
+    _, h, w = heat.shape
+    for person in out:
+        reliable = person[:, 2] >= config.prior_threshold
+        if reliable.sum() < config.prior_min_joints or reliable.all():
+            continue
+        placed = prior.complete(person[:, :2], reliable, config.prior_noise)
+        if placed is None:
+            continue
+        for j in np.nonzero(~reliable)[0]:
+            x, y = placed[j]
+            xi, yi = int(round(x)), int(round(y))
+            person[j] = (x, y, heat[j, yi, xi] if 0 <= xi < w and 0 <= yi < h else 0.0)
+    return out
+
+
 def decode_spatial(
-    heatmaps: torch.Tensor, tags: torch.Tensor, svf: torch.Tensor, config: DecodeConfig, stride: int
-) -> tuple[np.ndarray, np.ndarray]:
+    heatmaps: torch.Tensor, tags: torch.Tensor, svf: torch.Tensor, config: DecodeConfig, stride: int,
+    prior: PosePrior | None = None,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """All stages for one image.
 
     Args:
         heatmaps: (J, H, W) in [0, 1]; tags: (J, H, W) or (J, T, H, W); svf: (2, H, W)
             spatial vector field (SIE = p - svf), all at output resolution.
         stride: input pixels per output pixel.
+        prior: the body-shape prior ``complete_with_prior`` uses (only with
+            ``config.prior_threshold > 0``).
     Returns:
         keypoints (P, J, 3) as (x, y, score) in input pixels, person scores (P,).
     """
@@ -493,6 +554,7 @@ def decode_spatial(
         joints = fill_missing(joints, mean_tags, mean_sie, heatmaps, tags, sie, config)
     joints = separate_mirrored(joints, mean_tags, mean_sie, peaks, heatmaps, tags, sie, config)
     joints = refine_locations(joints, heatmaps, config.refine)
+    joints = complete_with_prior(joints, heatmaps, prior, config)
     scores = (found if config.person_score == "detected" else joints[..., 2]).mean(axis=1)
     keep = (scores >= config.min_person_score) & (detected >= config.min_joints)
     joints, scores = joints[keep], scores[keep]

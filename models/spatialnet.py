@@ -5,7 +5,8 @@ A stride-4 backbone (stacked hourglass) predicts, per stack, the heads of
 joint type, seed 002), the six auxiliary ordinal maps and the spatial vector field
 S_hat (SIE = p - S_hat(p)). ``SpatialNet.loss`` applies Eq. 1-5 to every stack
 (intermediate supervision) and, when PGG is on, the pull/push grouping loss on every
-PGG iterate; ``decode_batch`` turns the last stack's maps into poses.
+PGG iterate; ``decode_batch`` turns the last stack's maps into poses (with ``pose_prior``,
+the body-shape prior stored with the weights, when the decoding asks for it).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from models.decode import DecodeConfig, decode_spatial, merge_multiscale, sie_fr
 from models.heads import HeadSpec, activate
 from models.losses import ORDINAL_TASKS, heatmap_loss, ke_loss, ordinal_loss, pgg_grouping_loss, sie_loss
 from models.pgg import PGGConfig, pose_guided_grouping
+from models.pose_prior import PosePrior
 from models.skeleton import NUM_KEYPOINTS
 
 STRIDE = 4
@@ -143,6 +145,9 @@ class SpatialNet(nn.Module):
     def __init__(self, config: SpatialNetConfig, movenet_weights: str | Path | None = None) -> None:
         super().__init__()
         self.config = config
+        # Fitted on the training poses, not learned by gradient: saved beside the state dict
+        # (``models.train.export_weights``), used by ``decode_batch``.
+        self.pose_prior: PosePrior | None = None
         self.heads = spatialnet_heads(config.tag_dim)
         out = sum(h.channels for h in self.heads)
         if config.features == "movenet":
@@ -258,6 +263,6 @@ class SpatialNet(nn.Module):
         dcfg = self.config.decode_config()
         heat = maps["heatmaps"].float().clamp(0, 1)
         return [
-            decode_spatial(heat[i], maps["tags"][i].float(), maps["svf"][i].float(), dcfg, STRIDE)
+            decode_spatial(heat[i], maps["tags"][i].float(), maps["svf"][i].float(), dcfg, STRIDE, self.pose_prior)
             for i in range(heat.shape[0])
         ]

@@ -33,6 +33,7 @@ from models.data.datasets import (
     collate_spatial,
 )
 from models.decode import DecodeConfig
+from models.pose_prior import PosePrior, fit_pose_prior
 from models.poses import FramePoses, boxes_from_keypoints
 from models.spatialnet import SpatialBatchTargets, SpatialNet, SpatialNetConfig
 from models.targets import TargetConfig, build_spatial_targets, dense_embedding_targets
@@ -160,11 +161,14 @@ def _batch_targets(batch: dict[str, Any], device: torch.device) -> SpatialBatchT
 
 
 def load_spatialnet(path: str | Path, device: str | torch.device = "cpu") -> SpatialNet:
-    """A SpatialNet from a checkpoint or exported weights file (``{"config", "model"}``)."""
+    """A SpatialNet from a checkpoint or exported weights file (``{"config", "model"}``, and
+    ``"pose_prior"`` when one was fitted: ``export_weights``)."""
     ckpt = torch.load(path, map_location=device, weights_only=True)
     config = TypeAdapter(SpatialNetConfig).validate_python(ckpt["config"])
     net = SpatialNet(config)
     net.load_state_dict({k: v.float() for k, v in ckpt["model"].items()})
+    if "pose_prior" in ckpt:
+        net.pose_prior = PosePrior.from_dict({k: v.double().cpu().numpy() for k, v in ckpt["pose_prior"].items()})
     return net.to(device).eval()
 
 
@@ -273,18 +277,26 @@ def _save(
 
 
 def export_weights(
-    checkpoint: str | Path, out: str | Path, half: bool = True, decode: DecodeConfig | None = None
-) -> Path:
+    checkpoint: str | Path, out: str | Path, half: bool = True, decode: DecodeConfig | None = None,
+    pose_prior: PosePrior | None = None,
+) -> Path:  # fmt: skip
     """Strip a training checkpoint to ``{"config", "model"}`` (fp16 by default) for ``weights/``.
 
-    ``decode`` replaces the decoding parameters stored with the weights (``tune_decode``).
+    ``decode`` replaces the decoding parameters stored with the weights (``tune_decode``);
+    ``pose_prior`` (``fit_synthetic_pose_prior``) is stored as ``"pose_prior"`` (float64, it is
+    small), replacing the checkpoint's own if it has one, which is kept otherwise.
     """
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
     model = {k: (v.half() if half and v.is_floating_point() else v) for k, v in ckpt["model"].items()}
     config = dict(ckpt["config"])
     if decode is not None:
         config["decode"] = config_to_dict(decode)
-    torch.save({"config": config, "model": model}, out)
+    out_dict: dict[str, Any] = {"config": config, "model": model}
+    if pose_prior is not None:
+        out_dict["pose_prior"] = {"mean": torch.from_numpy(pose_prior.mean), "cov": torch.from_numpy(pose_prior.cov)}
+    elif "pose_prior" in ckpt:
+        out_dict["pose_prior"] = ckpt["pose_prior"]
+    torch.save(out_dict, out)
     return Path(out)
 
 
@@ -296,6 +308,12 @@ def synthetic_frames(seeds: list[int], frames: int, people: int = 5) -> Iterator
         clip = SyntheticClip.from_config(SyntheticConfig(seed=seed, frames=frames, people=people))
         for t in range(frames):
             yield clip.render(t)
+
+
+def fit_synthetic_pose_prior(seeds: list[int], frames: int = 30, people: int = 5) -> PosePrior:
+    """``fit_pose_prior`` on the ground-truth poses of synthetic clips (use the training seeds)."""
+    poses = [g.keypoints for _, g in synthetic_frames(seeds, frames, people) if len(g.keypoints)]
+    return fit_pose_prior(np.concatenate(poses))
 
 
 # Values ``tune_decode`` tries per field (the others held at their current best).
@@ -313,7 +331,14 @@ DECODE_GRID: dict[str, tuple[Any, ...]] = {
     # Mirror confusion at the limb ends: a person's left and right wrist (etc.) on one peak.
     "mirror_separation": (0.0, 3.0, 4.0, 6.0, 8.0),
     "mirror_limb_ratio": (1.25, 1.5, 2.0),
+    # Weak joints placed by the body-shape prior (only tried when the network has one).
+    "prior_threshold": (0.0, 0.15, 0.2, 0.25, 0.3),
+    "prior_noise": (0.5, 1.0, 2.0),
+    "prior_min_joints": (3, 4, 6),
 }
+
+# The fields that only matter when ``prior_threshold > 0`` (``tune_decode`` skips them otherwise).
+PRIOR_FIELDS = ("prior_threshold", "prior_noise", "prior_min_joints")
 
 
 @torch.inference_mode()
@@ -325,7 +350,8 @@ def tune_decode(
 
     The network runs once per frame and set of test-time passes (``scales``, ``flip_test``);
     each candidate only re-decodes. Use seeds that are neither trained on nor held out for
-    the reported scores.
+    the reported scores. The pose-prior fields (``PRIOR_FIELDS``) are tried only when
+    ``net.pose_prior`` is set.
 
     Returns:
         the best ``DecodeConfig`` (fields of ``grid`` changed, the rest as ``net``'s) and the
@@ -359,6 +385,10 @@ def tune_decode(
         trail = [{"field": "start", "value": None, "AP": best_ap}]
         for _ in range(rounds):
             for name, values in (grid or DECODE_GRID).items():
+                if name in PRIOR_FIELDS and (
+                    net.pose_prior is None or (name != "prior_threshold" and best.prior_threshold <= 0)
+                ):
+                    continue  # no prior to try, or the stage is off and the field changes nothing
                 for value in values:
                     if getattr(best, name) == value:
                         continue

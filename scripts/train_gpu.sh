@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Train the seed-faithful pair on one CUDA GPU in one sitting (about 9 minutes on an H200):
 #   1. SpatialNet on frozen MoveNet features (configs/spatialnet_movenet_gpu.yaml, time-boxed),
-#      its decoding tuned on validation seeds 8000-8001, exported to weights/spatialnet_movenet.pt
+#      its body-shape prior fitted on training clips 1000-1039 and its decoding tuned on validation
+#      seeds 8000-8001, exported to weights/spatialnet_movenet.pt
 #      and scored as exported on the held-out seeds 9000-9007;
 #   2. TemporalNet on that SpatialNet's features (configs/temporalnet_spatialnet_gpu.yaml),
 #      written to weights/temporalnet_spatialnet.pt.
@@ -16,7 +17,7 @@
 set -euo pipefail
 log_dir=${1:-out/train_gpu}
 read -r -a cli <<<"${POSESTREAM:-posestream}"
-score=(--tune-decode-seeds 8000,8001 --eval-seeds 9000,9001,9002,9003,9004,9005,9006,9007 --eval-out "$log_dir/heldout")
+score=(--pose-prior-seeds 1000-1039 --tune-decode-seeds 8000,8001 --eval-seeds 9000,9001,9002,9003,9004,9005,9006,9007 --eval-out "$log_dir/heldout")
 [[ ${SCORE:-1} == 0 ]] && score=()
 mkdir -p "$log_dir"
 "${cli[@]}" train spatial --config configs/spatialnet_movenet_gpu.yaml --no-resume \

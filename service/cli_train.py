@@ -34,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="comma-separated validation synthetic seeds: choose the decoding parameters there (coordinate "
         "ascent of AP) and store them with --export (never the --eval-seeds)",
     )
+    _decode_options(s)
     s.set_defaults(func=_cmd_train_spatial)
     d = tsub.add_parser(
         "decode",
@@ -48,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     d.add_argument("--eval-seeds", default="", help="comma-separated held-out synthetic seeds to score afterwards")
     d.add_argument("--eval-out", help="with --eval-seeds: also write gt.jsonl and pred.jsonl into this folder")
+    _decode_options(d)
     d.set_defaults(func=_cmd_train_decode)
     t = tsub.add_parser(
         "temporal",
@@ -71,6 +73,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.set_defaults(func=_cmd_train_temporal)
 
 
+def _decode_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--pose-prior-seeds",
+        default="",
+        help="synthetic seeds (e.g. 1000-1039: the training clips) whose ground-truth poses fit the body-shape "
+        "prior stored with --export (models/pose_prior.py); the decoding may then use it (prior_threshold)",
+    )
+    p.add_argument(
+        "--tune-fields",
+        default="",
+        help="comma-separated decoding fields (models.train.DECODE_GRID) to tune; default all. Leaving out "
+        "scales and flip_test keeps the merged heatmaps TemporalNet was trained on",
+    )
+
+
+def _decode_choices(args: argparse.Namespace, tune_seeds: list[int], eval_seeds: list[int]) -> dict:
+    """``_tune_export_evaluate``'s prior seeds and grid from the shared options, checked."""
+    from models.train import DECODE_GRID
+
+    prior_seeds = _seeds(args.pose_prior_seeds)
+    if set(prior_seeds) & (set(tune_seeds) | set(eval_seeds)):
+        raise CliError("--pose-prior-seeds must not share seeds with --tune-decode-seeds or --eval-seeds")
+    fields = [f.strip() for f in args.tune_fields.split(",") if f.strip()]
+    unknown = sorted(set(fields) - set(DECODE_GRID))
+    if unknown:
+        raise CliError(f"--tune-fields: unknown decoding fields {unknown}; choose from {sorted(DECODE_GRID)}")
+    if fields and not tune_seeds:
+        raise CliError("--tune-fields needs --tune-decode-seeds")
+    return {"prior_seeds": prior_seeds, "grid": {f: DECODE_GRID[f] for f in fields} or None}
+
+
 def _cmd_train_spatial(args: argparse.Namespace) -> int:
     from models.train import load_train_config, train_spatial
 
@@ -91,10 +124,11 @@ def _cmd_train_spatial(args: argparse.Namespace) -> int:
     eval_seeds, tune_seeds = _seeds(args.eval_seeds), _seeds(args.tune_decode_seeds)
     if set(tune_seeds) & set(eval_seeds):
         raise CliError("--tune-decode-seeds and --eval-seeds must not share seeds")
+    choices = _decode_choices(args, tune_seeds, eval_seeds)
     last = train_spatial(cfg, resume=not args.no_resume)
     print(f"checkpoint: {last}")
     size = cfg.eval_input_size or cfg.input_size
-    _tune_export_evaluate(last, size, cfg.device, tune_seeds, args.export, eval_seeds, args.eval_out)
+    _tune_export_evaluate(last, size, cfg.device, tune_seeds, args.export, eval_seeds, args.eval_out, **choices)
     return 0
 
 
@@ -110,21 +144,27 @@ def _cmd_train_decode(args: argparse.Namespace) -> int:
         raise CliError("--tune-decode-seeds names no seed")
     if set(tune_seeds) & set(eval_seeds):
         raise CliError("--tune-decode-seeds and --eval-seeds must not share seeds")
+    choices = _decode_choices(args, tune_seeds, eval_seeds)
     if not Path(args.weights).is_file():
         raise CliError(f"no such weights file: {args.weights}")
-    _tune_export_evaluate(args.weights, (w, h), args.device, tune_seeds, args.export, eval_seeds, args.eval_out)
+    _tune_export_evaluate(
+        args.weights, (w, h), args.device, tune_seeds, args.export, eval_seeds, args.eval_out, **choices
+    )
     return 0
 
 
 def _tune_export_evaluate(
     source: str, size: tuple[int, int], device_name: str, tune_seeds: list[int], export: str | None,
-    eval_seeds: list[int], eval_out: str | None,
+    eval_seeds: list[int], eval_out: str | None, prior_seeds: list[int] | None = None,
+    grid: dict | None = None,
 ) -> None:  # fmt: skip
-    """Choose the decoding on ``tune_seeds`` (if any), export the weights with it, score ``eval_seeds``."""
+    """Fit the pose prior on ``prior_seeds`` (if any), choose the decoding on ``tune_seeds`` (if any;
+    ``grid``: the fields to try, default all), export the weights with both, score ``eval_seeds``."""
     from models.train import (
         config_to_dict,
         evaluate_spatialnet,
         export_weights,
+        fit_synthetic_pose_prior,
         load_spatialnet,
         resolve_device,
         tune_decode,
@@ -137,9 +177,13 @@ def _tune_export_evaluate(
         raise CliError(f"cannot load SpatialNet weights from {source}: {exc}") from None
     if size[0] % net.config.size_multiple or size[1] % net.config.size_multiple:
         raise CliError(f"input size {size} must be multiples of {net.config.size_multiple} for this network")
+    prior = None
+    if prior_seeds:
+        prior = net.pose_prior = fit_synthetic_pose_prior(prior_seeds)
+        print(f"pose prior: fitted on the ground truth of {len(prior_seeds)} synthetic clips")
     decode = None
     if tune_seeds:
-        decode, trail = tune_decode(net, tune_seeds, 8, size, device)
+        decode, trail = tune_decode(net, tune_seeds, 8, size, device, grid=grid)
         print(
             json.dumps(
                 {
@@ -150,7 +194,7 @@ def _tune_export_evaluate(
         )
         net.config = dataclasses.replace(net.config, decode=decode)
     if export:
-        print(f"weights: {export_weights(source, export, decode=decode)}")
+        print(f"weights: {export_weights(source, export, decode=decode, pose_prior=prior)}")
         net = load_spatialnet(export, device)  # score exactly what ships (fp16 weights)
     if eval_seeds:
         metrics = evaluate_spatialnet(net, eval_seeds, 30, size, device, write_dir=eval_out)
@@ -160,10 +204,20 @@ def _tune_export_evaluate(
 
 
 def _seeds(text: str) -> list[int]:
+    """Comma-separated seeds, each an integer or an inclusive range ``A-B``."""
+    out: list[int] = []
     try:
-        return [int(s) for s in text.split(",") if s.strip()]
+        for item in (s.strip() for s in text.split(",")):
+            if not item:
+                continue
+            lo, _, hi = item.partition("-")
+            first, last = int(lo), int(hi or lo)
+            if last < first:
+                raise ValueError(item)
+            out.extend(range(first, last + 1))
     except ValueError:
-        raise CliError(f"seeds must be comma-separated integers, got {text!r}") from None
+        raise CliError(f"seeds must be comma-separated integers or ranges A-B, got {text!r}") from None
+    return out
 
 
 def _cmd_train_temporal(args: argparse.Namespace) -> int:

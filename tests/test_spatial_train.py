@@ -270,3 +270,45 @@ def test_train_decode_cli_retunes_stored_weights_and_rejects_bad_input(tmp_path,
     ):
         assert main([*base, *bad]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_train_decode_fits_stores_and_tunes_the_pose_prior(tmp_path, capsys):
+    """``--pose-prior-seeds`` fits the body-shape prior into the export; ``--tune-fields`` limits the search."""
+    import json
+
+    from models.train import config_to_dict, tune_decode
+    from service.cli import main
+
+    over = {
+        "model": TINY, "input_size": [64, 64], "steps": 2, "batch_size": 2, "device": "cpu",
+        "synthetic": {"clips": 1, "frames": 4, "people": 2, "width": 160, "height": 120}, "out_dir": str(tmp_path),
+    }  # fmt: skip
+    last = str(train_spatial(load_train_config(None, over), progress=False))
+    net = load_spatialnet(last)
+    assert net.pose_prior is None
+    _, trail = tune_decode(net, [8000], 2, (64, 64), torch.device("cpu"), grid={"prior_threshold": (0.0, 0.2)}, rounds=1)
+    assert len(trail) == 1  # without a prior its fields are never tried
+    out = tmp_path / "w.pt"
+    base = ["train", "decode", "--weights", last, "--export", str(out), "--input-size", "64x64",
+            "--tune-decode-seeds", "8000"]  # fmt: skip
+    capsys.readouterr()
+    assert main([*base, "--pose-prior-seeds", "1000-1001", "--tune-fields", "prior_threshold,prior_noise"]) == 0
+    printed = capsys.readouterr().out
+    tuned = json.loads(next(line for line in printed.splitlines() if line.startswith("{")))["tuned_decode"]
+    exported = load_spatialnet(out)
+    assert "fitted on the ground truth of 2 synthetic clips" in printed and exported.pose_prior is not None
+    assert config_to_dict(exported.config.decode) == tuned
+    start = config_to_dict(net.config.decode)
+    assert {k for k in tuned if tuned[k] != start[k]} <= {"prior_threshold", "prior_noise"}
+    again = tmp_path / "again.pt"  # re-exported without --pose-prior-seeds: the stored prior stays
+    assert main(["train", "decode", "--weights", str(out), "--export", str(again), "--input-size", "64x64",
+                 "--tune-decode-seeds", "8000", "--tune-fields", "min_joints"]) == 0  # fmt: skip
+    np.testing.assert_array_equal(load_spatialnet(again).pose_prior.cov, exported.pose_prior.cov)
+    capsys.readouterr()
+    for bad, message in (
+        (["--tune-fields", "bogus"], "unknown decoding fields"),
+        (["--pose-prior-seeds", "8000"], "must not share"),
+        (["--pose-prior-seeds", "1010-1000"], "ranges A-B"),
+    ):
+        assert main([*base, *bad]) == 2
+        assert message in capsys.readouterr().err
