@@ -8,7 +8,8 @@ torch thread, batch 1:
   hourglass on its own stem) with the test-time passes its decode settings ask for
   (``SpatialNet.infer``: scales and flip), and, apart, one plain forward pass;
 - ``decode``: ``SpatialNet.decode_batch`` on the merged maps (peaks -> embeddings ->
-  grouping -> missing joints -> refinement), with the weights' own decode settings (PGG
+  grouping -> missing joints -> mirror separation -> refinement -> body-shape prior), with the
+  weights' own decode settings (PGG
   refinement included when the weights were fine-tuned with PGG) and, for comparison,
   without PGG.
 

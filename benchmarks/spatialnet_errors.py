@@ -189,7 +189,7 @@ def main() -> None:
         ]
         rows.append(
             f"| `{name}` | scales {list(d.scales)}, flip {d.flip_test}, mirror separation "
-            f"{d.mirror_separation}, PGG {net.config.use_pgg} | "
+            f"{d.mirror_separation}, prior threshold {d.prior_threshold}, PGG {net.config.use_pgg} | "
             + " | ".join(f"{scores[c]['AP']:.3f}" for c in ORACLES)
             + f" | {scores['network']['AR']:.3f} |"
         )

@@ -29,6 +29,15 @@ from tracker.evaluation import evaluate
 TINY = {"backbone": {"stacks": 1, "width": 16, "depth": 2}}
 
 
+def _tiny_checkpoint(tmp_path):
+    """A two-step tiny SpatialNet training run's last.pt (for decode tuning and export tests)."""
+    over = {
+        "model": TINY, "input_size": [64, 64], "steps": 2, "batch_size": 2, "device": "cpu",
+        "synthetic": {"clips": 1, "frames": 4, "people": 2, "width": 160, "height": 120}, "out_dir": str(tmp_path),
+    }  # fmt: skip
+    return train_spatial(load_train_config(None, over), progress=False)
+
+
 def test_flip_swaps_left_and_right():
     kp = np.zeros((1, 17, 3), np.float32)
     kp[0, KEYPOINT_INDEX["left_wrist"]] = (10, 50, 2)
@@ -177,11 +186,7 @@ def test_frozen_movenet_backbone_trains_only_the_hourglass(movenet_tflite, tmp_p
 def test_tune_decode_and_export_keep_the_chosen_parameters(tmp_path):
     from models.train import export_weights, tune_decode
 
-    over = {
-        "model": TINY, "input_size": [64, 64], "steps": 2, "batch_size": 2, "device": "cpu",
-        "synthetic": {"clips": 1, "frames": 4, "people": 2, "width": 160, "height": 120}, "out_dir": str(tmp_path),
-    }  # fmt: skip
-    last = train_spatial(load_train_config(None, over), progress=False)
+    last = _tiny_checkpoint(tmp_path)
     net = load_spatialnet(last)
     grid = {"detection_threshold": (0.05, 0.5), "min_joints": (1, 4)}
     decode, trail = tune_decode(net, [8000], 2, (64, 64), torch.device("cpu"), grid=grid, rounds=1)
@@ -244,11 +249,7 @@ def test_train_decode_cli_retunes_stored_weights_and_rejects_bad_input(tmp_path,
     from models.train import config_to_dict
     from service.cli import main
 
-    over = {
-        "model": TINY, "input_size": [64, 64], "steps": 2, "batch_size": 2, "device": "cpu",
-        "synthetic": {"clips": 1, "frames": 4, "people": 2, "width": 160, "height": 120}, "out_dir": str(tmp_path),
-    }  # fmt: skip
-    last = str(train_spatial(load_train_config(None, over), progress=False))
+    last = str(_tiny_checkpoint(tmp_path))
     out = tmp_path / "w.pt"
     base = ["train", "decode", "--weights", last, "--export", str(out), "--input-size", "64x64"]
     capsys.readouterr()
@@ -279,11 +280,7 @@ def test_train_decode_fits_stores_and_tunes_the_pose_prior(tmp_path, capsys):
     from models.train import config_to_dict, tune_decode
     from service.cli import main
 
-    over = {
-        "model": TINY, "input_size": [64, 64], "steps": 2, "batch_size": 2, "device": "cpu",
-        "synthetic": {"clips": 1, "frames": 4, "people": 2, "width": 160, "height": 120}, "out_dir": str(tmp_path),
-    }  # fmt: skip
-    last = str(train_spatial(load_train_config(None, over), progress=False))
+    last = str(_tiny_checkpoint(tmp_path))
     net = load_spatialnet(last)
     assert net.pose_prior is None
     _, trail = tune_decode(net, [8000], 2, (64, 64), torch.device("cpu"), grid={"prior_threshold": (0.0, 0.2)}, rounds=1)
