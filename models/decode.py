@@ -96,7 +96,8 @@ class DecodeConfig:
         prior_noise: the confident joints' assumed position error (output pixels, one standard
             deviation). Raising it trusts their exact places less and the mean shape more.
         prior_min_joints: people with fewer confident joints are left as they are (the prior
-            needs enough of the body to place the rest; at least 2).
+            needs enough of the body to place the rest; at least 2). Raising it completes
+            fewer people, only those whose confident joints pin the body down well.
         person_score: how a person's score (what AP ranks people by) is made from its joints'
             heat. "detected" (seed 002): the mean over all J joints of the detected joints'
             heat, a joint that was not detected (filled, or absent) counting 0, so people with
@@ -496,7 +497,10 @@ def complete_with_prior(
     For each person with at least ``prior_min_joints`` joints whose heat is at or above the
     threshold, every other joint moves to the prior's conditional mean given those
     (``PosePrior.complete``, noise ``prior_noise`` output pixels); its score becomes the heat
-    at its new place (0 off the map). People the prior cannot place are left as they are.
+    at its new place. The conditional mean may lie off the map (a joint outside the frame,
+    as the ground truth has them); such a joint keeps that place with score 0. People the
+    prior cannot place are left as they are. The person score (``person_score``) is made
+    from the grouping's detections before this stage, so it does not change.
 
     Args:
         joints: (P, J, 3) (x, y, score) in output pixels, after ``refine_locations``;

@@ -9,9 +9,10 @@ ankles, knees and wrists, whose heatmaps are weakest, gain most.
 
 Shape space: a pose's 17 (x, y) minus their mean, divided by their RMS distance from that mean
 (translation and scale removed, no rotation: people are upright), flattened to 34 numbers
-(x0, y0, x1, y1, ...). ``PosePrior.complete`` works in any pixel frame: it alternately fits the
-scale and translation that map the current shape estimate onto the reliable joints (least
-squares) and takes the Gaussian's conditional mean of the other joints given those joints.
+(x0, y0, x1, y1, ...). ``PosePrior.complete`` works in any pixel frame: it fits the scale and
+translation that map the mean shape's reliable joints onto the person's (least squares), brings
+those joints into shape space with them, and takes the Gaussian's conditional mean of the other
+joints given them, mapped back.
 
 Pure numpy, so the tracker side could use it too.
 """
@@ -53,11 +54,12 @@ class PosePrior:
     cov: np.ndarray
 
     def __post_init__(self) -> None:
-        mean, cov = np.asarray(self.mean, np.float64), np.asarray(self.cov, np.float64)
+        mean, cov = np.array(self.mean, np.float64), np.array(self.cov, np.float64)  # own copies
         if mean.shape != (SHAPE_DIM,) or cov.shape != (SHAPE_DIM, SHAPE_DIM):
             raise ValueError(f"a pose prior needs a ({SHAPE_DIM},) mean and ({SHAPE_DIM}, {SHAPE_DIM}) covariance")
         if not (np.isfinite(mean).all() and np.isfinite(cov).all()) or not np.allclose(cov, cov.T, atol=1e-8):
             raise ValueError("a pose prior's mean and covariance must be finite and the covariance symmetric")
+        mean.flags.writeable = cov.flags.writeable = False  # frozen all the way down
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "cov", cov)
 
@@ -67,9 +69,10 @@ class PosePrior:
 
     @classmethod
     def from_dict(cls, data: dict) -> PosePrior:
+        """The prior from ``to_dict``'s form (or any mapping of array-likes ``mean``, ``cov``)."""
         return cls(np.asarray(data["mean"], np.float64), np.asarray(data["cov"], np.float64))
 
-    def complete(self, xy: np.ndarray, reliable: np.ndarray, noise: float, iterations: int = 3) -> np.ndarray | None:
+    def complete(self, xy: np.ndarray, reliable: np.ndarray, noise: float) -> np.ndarray | None:
         """The person's unreliable joints at the prior's conditional mean given its reliable ones.
 
         Args:
@@ -77,7 +80,6 @@ class PosePrior:
             reliable: (17,) bool, the joints to condition on (at least two, not all at one point).
             noise: standard deviation (pixels of ``xy``) of the reliable joints' positions:
                 raising it trusts them less and pulls the completion towards the mean shape.
-            iterations: scale / translation / shape refits.
         Returns:
             (17, 2): the reliable joints as given, the others completed; None when the reliable
             joints fix no positive scale (fewer than two, all at one point, or mirrored against
@@ -88,21 +90,18 @@ class PosePrior:
             return None if reliable.sum() < 2 else np.asarray(xy, np.float64).copy()
         obs = np.repeat(reliable, 2)
         z = np.asarray(xy, np.float64)[reliable]
-        shape = self.mean.reshape(NUM_KEYPOINTS, 2)
-        for _ in range(iterations):
-            a = shape[reliable]
-            da, dz = a - a.mean(axis=0), z - z.mean(axis=0)
-            scale = float((da * dz).sum() / max(float((da**2).sum()), 1e-12))
-            if not scale > 1e-9:
-                return None
-            shift = z.mean(axis=0) - scale * a.mean(axis=0)
-            seen = ((z - shift) / scale).reshape(-1)
-            s_oo = self.cov[np.ix_(obs, obs)] + (noise / scale) ** 2 * np.eye(int(obs.sum()))
-            hidden = self.mean[~obs] + self.cov[np.ix_(~obs, obs)] @ np.linalg.solve(s_oo, seen - self.mean[obs])
-            full = np.empty(SHAPE_DIM)
-            full[obs], full[~obs] = seen, hidden
-            shape = full.reshape(NUM_KEYPOINTS, 2)
-        out = scale * shape + shift
+        a = self.mean.reshape(NUM_KEYPOINTS, 2)[reliable]
+        da, dz = a - a.mean(axis=0), z - z.mean(axis=0)
+        scale = float((da * dz).sum() / max(float((da**2).sum()), 1e-12))
+        if not scale > 1e-9:
+            return None
+        shift = z.mean(axis=0) - scale * a.mean(axis=0)
+        seen = ((z - shift) / scale).reshape(-1)
+        s_oo = self.cov[np.ix_(obs, obs)] + (noise / scale) ** 2 * np.eye(int(obs.sum()))
+        hidden = self.mean[~obs] + self.cov[np.ix_(~obs, obs)] @ np.linalg.solve(s_oo, seen - self.mean[obs])
+        full = np.empty(SHAPE_DIM)
+        full[obs], full[~obs] = seen, hidden
+        out = scale * full.reshape(NUM_KEYPOINTS, 2) + shift
         out[reliable] = np.asarray(xy, np.float64)[reliable]
         return out
 

@@ -285,6 +285,9 @@ def export_weights(
     ``decode`` replaces the decoding parameters stored with the weights (``tune_decode``);
     ``pose_prior`` (``fit_synthetic_pose_prior``) is stored as ``"pose_prior"`` (float64, it is
     small), replacing the checkpoint's own if it has one, which is kept otherwise.
+
+    Raises:
+        ValueError: the decoding would use the prior (``prior_threshold > 0``) and there is none.
     """
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
     model = {k: (v.half() if half and v.is_floating_point() else v) for k, v in ckpt["model"].items()}
@@ -293,9 +296,12 @@ def export_weights(
         config["decode"] = config_to_dict(decode)
     out_dict: dict[str, Any] = {"config": config, "model": model}
     if pose_prior is not None:
-        out_dict["pose_prior"] = {"mean": torch.from_numpy(pose_prior.mean), "cov": torch.from_numpy(pose_prior.cov)}
+        out_dict["pose_prior"] = {"mean": torch.from_numpy(pose_prior.mean.copy()),
+                                  "cov": torch.from_numpy(pose_prior.cov.copy())}  # fmt: skip
     elif "pose_prior" in ckpt:
         out_dict["pose_prior"] = ckpt["pose_prior"]
+    if config.get("decode", {}).get("prior_threshold", 0.0) > 0 and "pose_prior" not in out_dict:
+        raise ValueError("the decoding uses a pose prior (prior_threshold > 0) but none was fitted or stored")
     torch.save(out_dict, out)
     return Path(out)
 
@@ -337,8 +343,8 @@ DECODE_GRID: dict[str, tuple[Any, ...]] = {
     "prior_min_joints": (3, 4, 6),
 }
 
-# The fields that only matter when ``prior_threshold > 0`` (``tune_decode`` skips them otherwise).
-PRIOR_FIELDS = ("prior_threshold", "prior_noise", "prior_min_joints")
+# The fields of ``complete_with_prior`` (``tune_decode`` skips them without a prior).
+PRIOR_FIELDS = tuple(f for f in DECODE_GRID if f.startswith("prior_"))
 
 
 @torch.inference_mode()

@@ -105,7 +105,7 @@ def _decode_choices(args: argparse.Namespace, tune_seeds: list[int], eval_seeds:
 
 
 def _cmd_train_spatial(args: argparse.Namespace) -> int:
-    from models.train import load_train_config, train_spatial
+    from models.train import PRIOR_FIELDS, load_train_config, train_spatial
 
     overrides = {
         k: v
@@ -125,9 +125,14 @@ def _cmd_train_spatial(args: argparse.Namespace) -> int:
     if set(tune_seeds) & set(eval_seeds):
         raise CliError("--tune-decode-seeds and --eval-seeds must not share seeds")
     choices = _decode_choices(args, tune_seeds, eval_seeds)
+    uses_prior = cfg.model.decode.prior_threshold > 0 or bool(set(choices["grid"] or ()) & set(PRIOR_FIELDS))
+    if uses_prior and not choices["prior_seeds"]:  # checked before training: a trained checkpoint has no prior
+        raise CliError("the decoding would use a pose prior (prior_threshold > 0 or a prior_ field to tune): "
+                       "pass --pose-prior-seeds")  # fmt: skip
     last = train_spatial(cfg, resume=not args.no_resume)
     print(f"checkpoint: {last}")
     size = cfg.eval_input_size or cfg.input_size
+    choices["prior_clips"] = (cfg.synthetic.frames, cfg.synthetic.people)
     _tune_export_evaluate(last, size, cfg.device, tune_seeds, args.export, eval_seeds, args.eval_out, **choices)
     return 0
 
@@ -156,11 +161,13 @@ def _cmd_train_decode(args: argparse.Namespace) -> int:
 def _tune_export_evaluate(
     source: str, size: tuple[int, int], device_name: str, tune_seeds: list[int], export: str | None,
     eval_seeds: list[int], eval_out: str | None, prior_seeds: list[int] | None = None,
-    grid: dict | None = None,
+    grid: dict | None = None, prior_clips: tuple[int, int] = (30, 5),
 ) -> None:  # fmt: skip
-    """Fit the pose prior on ``prior_seeds`` (if any), choose the decoding on ``tune_seeds`` (if any;
-    ``grid``: the fields to try, default all), export the weights with both, score ``eval_seeds``."""
+    """Fit the pose prior on ``prior_seeds`` (if any; ``prior_clips``: frames and people per clip,
+    those of the training data), choose the decoding on ``tune_seeds`` (if any; ``grid``: the
+    fields to try, default all), export the weights with both, score ``eval_seeds``."""
     from models.train import (
+        PRIOR_FIELDS,
         config_to_dict,
         evaluate_spatialnet,
         export_weights,
@@ -179,8 +186,13 @@ def _tune_export_evaluate(
         raise CliError(f"input size {size} must be multiples of {net.config.size_multiple} for this network")
     prior = None
     if prior_seeds:
-        prior = net.pose_prior = fit_synthetic_pose_prior(prior_seeds)
+        try:
+            prior = net.pose_prior = fit_synthetic_pose_prior(prior_seeds, *prior_clips)
+        except ValueError as exc:
+            raise CliError(f"--pose-prior-seeds: {exc}") from None
         print(f"pose prior: fitted on the ground truth of {len(prior_seeds)} synthetic clips")
+    if net.pose_prior is None and (set(grid or ()) & set(PRIOR_FIELDS) or net.config.decode.prior_threshold > 0):
+        raise CliError(f"{source} has no pose prior to tune or decode with: pass --pose-prior-seeds")
     decode = None
     if tune_seeds:
         decode, trail = tune_decode(net, tune_seeds, 8, size, device, grid=grid)
@@ -194,7 +206,10 @@ def _tune_export_evaluate(
         )
         net.config = dataclasses.replace(net.config, decode=decode)
     if export:
-        print(f"weights: {export_weights(source, export, decode=decode, pose_prior=prior)}")
+        try:
+            print(f"weights: {export_weights(source, export, decode=decode, pose_prior=prior)}")
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
         net = load_spatialnet(export, device)  # score exactly what ships (fp16 weights)
     if eval_seeds:
         metrics = evaluate_spatialnet(net, eval_seeds, 30, size, device, write_dir=eval_out)
@@ -203,21 +218,26 @@ def _tune_export_evaluate(
         )
 
 
+MAX_SEEDS = 100_000  # more clips than any run renders; a typo like 1000-10000000 stops here
+
+
 def _seeds(text: str) -> list[int]:
-    """Comma-separated seeds, each an integer or an inclusive range ``A-B``."""
-    out: list[int] = []
+    """Comma-separated seeds, each an integer or an inclusive range ``A-B``; repeats count once."""
+    out: dict[int, None] = {}
     try:
         for item in (s.strip() for s in text.split(",")):
             if not item:
                 continue
-            lo, _, hi = item.partition("-")
-            first, last = int(lo), int(hi or lo)
-            if last < first:
+            lo, dash, hi = item.partition("-")
+            first, last = int(lo), int(hi) if dash else int(lo)
+            if last < first or len(out) + last - first >= MAX_SEEDS:
                 raise ValueError(item)
-            out.extend(range(first, last + 1))
+            out.update(dict.fromkeys(range(first, last + 1)))
     except ValueError:
-        raise CliError(f"seeds must be comma-separated integers or ranges A-B, got {text!r}") from None
-    return out
+        raise CliError(
+            f"seeds must be comma-separated integers or ranges A-B (A <= B, at most {MAX_SEEDS} in all), got {text!r}"
+        ) from None
+    return list(out)
 
 
 def _cmd_train_temporal(args: argparse.Namespace) -> int:

@@ -100,6 +100,7 @@ def test_decoder_puts_a_weak_misplaced_ankle_where_the_body_says():
     import torch
 
     from models.decode import DecodeConfig, decode_spatial
+    from models.targets import to_output_coords
     from tests.test_spatial_decode import _maps, known_poses
 
     prior = fit_pose_prior(people(np.random.default_rng(6), 300))
@@ -115,11 +116,38 @@ def test_decoder_puts_a_weak_misplaced_ankle_where_the_body_says():
     assert np.abs(done[0, ankle, :2] - poses[0, ankle, :2]).max() < 4.0  # one output cell
     others = np.arange(17) != ankle
     np.testing.assert_array_equal(done[0, others], kp[0, others])  # confident joints untouched
-    assert done[0, ankle, 2] < 0.2  # its score is the (weak) heat where it now is
+    x, y = np.round(to_output_coords(done[0, ankle, :2], 4)).astype(int)
+    assert done[0, ankle, 2] == pytest.approx(float(heat[ankle, y, x]))  # its score: the heat where it now is
+    strict = dataclasses.replace(on, prior_min_joints=17)  # 16 confident joints are not enough
+    np.testing.assert_array_equal(decode_spatial(heat, tags, svf, strict, stride=4, prior=prior)[0], kp)
     # Off (the default), the prior changes nothing; on, it must be there.
     np.testing.assert_array_equal(decode_spatial(heat, tags, svf, plain, stride=4, prior=prior)[0], kp)
     with pytest.raises(ValueError, match="pose prior"):
         decode_spatial(heat, tags, svf, on, stride=4)
+
+
+def test_joints_the_prior_puts_off_the_map_score_zero():
+    import torch
+
+    from models.decode import DecodeConfig, complete_with_prior
+
+    prior = fit_pose_prior(people(np.random.default_rng(8), 300))
+    truth = people(np.random.default_rng(9), 1)[0]
+    xy = truth[:, :2] - truth[:, :2].min(axis=0)
+    truth[:, :2] = xy * 60.0 / np.ptp(xy[:, 1]) + [20.0, 10.0]  # 60 cells from eyes to ankles at y ~70: off a 64 x 64 map
+    joints = np.concatenate([truth[:, :2], np.full((17, 1), 0.5)], axis=1)[None]
+    ankles = [KEYPOINT_INDEX["left_ankle"], KEYPOINT_INDEX["right_ankle"]]
+    joints[0, ankles] = (30.0, 60.0, 0.05)  # filled weakly at the bottom edge
+    heat = torch.full((17, 64, 64), 0.3)
+    done = complete_with_prior(joints, heat, prior, DecodeConfig(prior_threshold=0.2))
+    assert (done[0, ankles, 1] > 63).all() and (done[0, ankles, 2] == 0).all()
+    assert np.abs(done[0, ankles, :2] - truth[ankles, :2]).max() < 0.05 * 60
+
+
+def test_prior_arrays_cannot_be_changed_in_place():
+    prior = fit_pose_prior(people(np.random.default_rng(10), 60))
+    with pytest.raises(ValueError, match="read-only"):
+        prior.mean[0] = 1.0
 
 
 def test_prior_decode_fields_are_validated():

@@ -277,7 +277,7 @@ def test_train_decode_fits_stores_and_tunes_the_pose_prior(tmp_path, capsys):
     """``--pose-prior-seeds`` fits the body-shape prior into the export; ``--tune-fields`` limits the search."""
     import json
 
-    from models.train import config_to_dict, tune_decode
+    from models.train import config_to_dict, export_weights, tune_decode
     from service.cli import main
 
     last = str(_tiny_checkpoint(tmp_path))
@@ -304,8 +304,30 @@ def test_train_decode_fits_stores_and_tunes_the_pose_prior(tmp_path, capsys):
     capsys.readouterr()
     for bad, message in (
         (["--tune-fields", "bogus"], "unknown decoding fields"),
+        (["--tune-fields", "prior_threshold"], "has no pose prior"),  # neither fitted nor stored
         (["--pose-prior-seeds", "8000"], "must not share"),
         (["--pose-prior-seeds", "1010-1000"], "ranges A-B"),
+        (["--pose-prior-seeds", "1010-"], "ranges A-B"),
     ):
         assert main([*base, *bad]) == 2
         assert message in capsys.readouterr().err
+    uses_prior = dataclasses.replace(net.config.decode, prior_threshold=0.2)
+    with pytest.raises(ValueError, match="none was fitted or stored"):
+        export_weights(last, tmp_path / "broken.pt", decode=uses_prior)  # a file that could not decode
+
+
+def test_train_spatial_refuses_a_prior_decoding_without_prior_seeds_before_training(tmp_path, capsys):
+    import yaml
+
+    from service.cli import main
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"model": {**TINY, "decode": {"prior_threshold": 0.2}}, "input_size": [64, 64],
+                                      "steps": 1, "batch_size": 2, "device": "cpu", "out_dir": str(tmp_path / "run")}))  # fmt: skip
+    assert main(["train", "spatial", "--config", str(config)]) == 2
+    assert "pass --pose-prior-seeds" in capsys.readouterr().err
+    config.write_text(config.read_text().replace("prior_threshold: 0.2", "prior_threshold: 0.0"))
+    assert main(["train", "spatial", "--config", str(config), "--tune-decode-seeds", "8000",
+                 "--tune-fields", "prior_noise"]) == 2  # fmt: skip
+    assert "pass --pose-prior-seeds" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # refused before a step was trained
