@@ -9,9 +9,8 @@ torch thread, batch 1:
   (``SpatialNet.infer``: scales and flip), and, apart, one plain forward pass;
 - ``decode``: ``SpatialNet.decode_batch`` on the merged maps (peaks -> embeddings ->
   grouping -> missing joints -> mirror separation -> refinement -> body-shape prior), with the
-  weights' own decode settings (PGG
-  refinement included when the weights were fine-tuned with PGG) and, for comparison,
-  without PGG.
+  weights' own decode settings (PGG refinement included when the weights were fine-tuned with
+  PGG) and, for comparison, without PGG.
 
 The whole frame is fitted into the network input: 512x384 (the shipped inference size)
 and 640x480 (native, 160x120 maps). Times are medians over frames after warm-up; the

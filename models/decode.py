@@ -513,8 +513,7 @@ def complete_with_prior(
         return out
     if prior is None:
         raise ValueError("DecodeConfig.prior_threshold > 0 needs a pose prior (models.pose_prior) with the weights")
-    heat = heatmaps.detach().cpu().double().numpy()
-    _, h, w = heat.shape
+    _, h, w = heatmaps.shape
     for person in out:
         reliable = person[:, 2] >= config.prior_threshold
         if reliable.sum() < config.prior_min_joints or reliable.all():
@@ -525,7 +524,7 @@ def complete_with_prior(
         for j in np.nonzero(~reliable)[0]:
             x, y = placed[j]
             xi, yi = int(round(x)), int(round(y))
-            person[j] = (x, y, heat[j, yi, xi] if 0 <= xi < w and 0 <= yi < h else 0.0)
+            person[j] = (x, y, float(heatmaps[j, yi, xi]) if 0 <= xi < w and 0 <= yi < h else 0.0)
     return out
 
 

@@ -86,8 +86,10 @@ class PosePrior:
             the shape so badly that the best scale is not positive).
         """
         reliable = np.asarray(reliable, bool)
-        if reliable.sum() < 2 or reliable.all():
-            return None if reliable.sum() < 2 else np.asarray(xy, np.float64).copy()
+        if reliable.sum() < 2:
+            return None
+        if reliable.all():
+            return np.asarray(xy, np.float64).copy()
         obs = np.repeat(reliable, 2)
         z = np.asarray(xy, np.float64)[reliable]
         a = self.mean.reshape(NUM_KEYPOINTS, 2)[reliable]

@@ -104,8 +104,15 @@ def _decode_choices(args: argparse.Namespace, tune_seeds: list[int], eval_seeds:
     return {"prior_seeds": prior_seeds, "grid": {f: DECODE_GRID[f] for f in fields} or None}
 
 
+def _needs_prior(decode, grid: dict | None) -> bool:  # noqa: ANN001 - a models.decode.DecodeConfig
+    """Whether decoding with ``decode``, or tuning ``grid``'s fields, needs a pose prior."""
+    from models.train import PRIOR_FIELDS
+
+    return decode.prior_threshold > 0 or bool(set(grid or ()) & set(PRIOR_FIELDS))
+
+
 def _cmd_train_spatial(args: argparse.Namespace) -> int:
-    from models.train import PRIOR_FIELDS, load_train_config, train_spatial
+    from models.train import load_train_config, train_spatial
 
     overrides = {
         k: v
@@ -125,8 +132,7 @@ def _cmd_train_spatial(args: argparse.Namespace) -> int:
     if set(tune_seeds) & set(eval_seeds):
         raise CliError("--tune-decode-seeds and --eval-seeds must not share seeds")
     choices = _decode_choices(args, tune_seeds, eval_seeds)
-    uses_prior = cfg.model.decode.prior_threshold > 0 or bool(set(choices["grid"] or ()) & set(PRIOR_FIELDS))
-    if uses_prior and not choices["prior_seeds"]:  # checked before training: a trained checkpoint has no prior
+    if _needs_prior(cfg.model.decode, choices["grid"]) and not choices["prior_seeds"]:  # a new checkpoint has none
         raise CliError("the decoding would use a pose prior (prior_threshold > 0 or a prior_ field to tune): "
                        "pass --pose-prior-seeds")  # fmt: skip
     last = train_spatial(cfg, resume=not args.no_resume)
@@ -167,7 +173,6 @@ def _tune_export_evaluate(
     those of the training data), choose the decoding on ``tune_seeds`` (if any; ``grid``: the
     fields to try, default all), export the weights with both, score ``eval_seeds``."""
     from models.train import (
-        PRIOR_FIELDS,
         config_to_dict,
         evaluate_spatialnet,
         export_weights,
@@ -191,7 +196,7 @@ def _tune_export_evaluate(
         except ValueError as exc:
             raise CliError(f"--pose-prior-seeds: {exc}") from None
         print(f"pose prior: fitted on the ground truth of {len(prior_seeds)} synthetic clips")
-    if net.pose_prior is None and (set(grid or ()) & set(PRIOR_FIELDS) or net.config.decode.prior_threshold > 0):
+    if net.pose_prior is None and _needs_prior(net.config.decode, grid):
         raise CliError(f"{source} has no pose prior to tune or decode with: pass --pose-prior-seeds")
     decode = None
     if tune_seeds:
