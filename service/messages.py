@@ -12,6 +12,8 @@ Keys (all under ``Settings.redis_prefix``, see ``RedisKeys``):
 - ``state:{session}``: the session's tracker state (owned by the tracker's state store).
 - ``lease:{session}``: which worker may process the session right now.
 - ``seq:{session}``: the gateway's per-session sequence counter.
+- ``stream:{session}``: owner and last queued frame index of a WebSocket session.
+- ``conn:{session}``: which WebSocket connection streams the session right now.
 - ``video:{id}``: status hash of an uploaded video.
 - ``upload-lease:{id}``: which gateway feeds and collects an uploaded video right now.
 - ``workers``: sorted set of worker ids scored by their last heartbeat (unix seconds).
@@ -218,6 +220,14 @@ class RedisKeys:
 
     def seq(self, session: str) -> str:
         return f"{self.prefix}seq:{session}"
+
+    def stream(self, session: str) -> str:
+        """Hash of a WebSocket session: ``owner`` (hash of its API key), ``last_index`` (last queued frame index)."""
+        return f"{self.prefix}stream:{session}"
+
+    def conn(self, session: str) -> str:
+        """Lock of the one WebSocket connection streaming a session right now (value: its token)."""
+        return f"{self.prefix}conn:{session}"
 
     def video(self, video_id: str) -> str:
         return f"{self.prefix}video:{video_id}"

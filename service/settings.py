@@ -62,16 +62,48 @@ class Settings(BaseSettings):
         100_000, gt=0,
         description="Approximate cap of the jobs stream; in-flight limits keep unprocessed jobs far below it.",
     )  # fmt: skip
-    results_maxlen: int = Field(1000, gt=0, description="Approximate cap of each session's result stream.")
+    results_maxlen: int = Field(
+        1000, gt=0,
+        description="Approximate cap of each session's result stream (Redis memory per session). A resumed stream "
+        "replays the results it is owed from it: raising it lets a client be further behind when it resumes; a "
+        "client further behind than this gets a ``results_expired`` message for the trimmed ones.",
+    )  # fmt: skip
     max_inflight: int = Field(8, gt=0, description="Frames of one session queued in Redis at once (backpressure).")
     upload_inflight: int = Field(32, gt=0, description="Frames of one uploaded video queued in Redis at once (backpressure).")
     live_queue: int = Field(4, gt=0, description="Frames waiting in the gateway per live session before the oldest drops.")
+    stream_window: int = Field(
+        16, gt=0,
+        description="Ordered-mode credit window: the most frames of one WebSocket connection received but not yet "
+        "answered; the server grants it as ``credit`` and keeps reading the socket while a client stays within it. "
+        "Raising it keeps more frames in flight per stream (throughput on slow links, gateway memory up to "
+        "window x max_ws_frame_bytes per stream); below max_inflight it leaves worker capacity unused.",
+    )  # fmt: skip
+    stream_lock_ms: int = Field(
+        10_000, gt=0,
+        description="A connection's lock on its stream session lives this long unless renewed (every third of it). "
+        "After a gateway dies, a client resuming the session gets 4409 until it lapses; raising it delays that, "
+        "lowering it lets a gateway whose event loop stalls lose the session to a resuming connection.",
+    )  # fmt: skip
+    max_frame_pixels: int = Field(
+        4096 * 4096, gt=0,
+        description="Most pixels (width x height) of one frame, checked in the stream hello and in every image "
+        "header before it is decoded (gateway and worker). Raising it admits larger frames; each costs about "
+        "6 bytes per pixel of worker memory while it is decoded (BGR and RGB copies).",
+    )  # fmt: skip
 
     # --- worker ------------------------------------------------------------------------------
     batch_size: int = Field(8, gt=0, description="Most frames run through the pipeline in one batch (across sessions).")
     batch_wait_ms: int = Field(5, ge=0, description="How long a worker waits to fill a batch once a frame arrived.")
     lease_ms: int = Field(10_000, gt=0, description="A session lease lives this long unless renewed (dead-worker takeover).")
     claim_idle_ms: int = Field(15_000, gt=0, description="Pending jobs idle this long are claimed by another worker.")
+    seq_gap_timeout_ms: int = Field(
+        60_000, gt=0,
+        description="A session's frame that waits this long (since it was queued) for an earlier seq that never "
+        "arrives makes the worker declare the missing seqs lost (each gets a ``frame_lost`` result) and go on; "
+        "until then the waiting frame is re-queued with a back-off. The gateway queues seqs atomically, so a gap "
+        "means Redis lost jobs. Must exceed the dead-worker takeover time (about 2 x claim_idle_ms + lease_ms); "
+        "raising it delays recovery from a lost job, lowering it below the takeover time skips live frames.",
+    )  # fmt: skip
     heartbeat_interval_s: float = Field(2.0, gt=0, description="How often a worker announces itself.")
     heartbeat_ttl_s: float = Field(10.0, gt=0, description="A worker heartbeat older than this does not count as alive.")
     worker_id: str = Field("", description="Consumer name in the group; empty = hostname-pid-random.")
@@ -134,6 +166,16 @@ class Settings(BaseSettings):
         if 2 * self.upload_lease_renew_ms > self.upload_lease_ms:
             raise ValueError(
                 "upload_lease_renew_ms must be at most half of upload_lease_ms, or one slow renewal lets a lease lapse"
+            )
+        if self.seq_gap_timeout_ms < 2 * self.claim_idle_ms + self.lease_ms:
+            raise ValueError(
+                "seq_gap_timeout_ms must be at least 2 x claim_idle_ms + lease_ms, or a frame pending at a dead "
+                "worker is declared lost before another worker takes it over"
+            )
+        if self.results_maxlen <= self.stream_window + self.max_inflight:
+            raise ValueError(
+                "results_maxlen must be larger than stream_window + max_inflight: a resumed stream replays the "
+                "results it was owed from the session's result stream, so trimming must not reach them"
             )
         if self.results_maxlen <= self.upload_inflight:
             raise ValueError(

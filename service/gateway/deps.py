@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from dataclasses import dataclass
 from typing import Annotated
@@ -49,6 +50,14 @@ def key_is_valid(settings: Settings, key: str | None) -> bool:
     if not key:
         return False
     return any(hmac.compare_digest(key.encode(), k.encode()) for k in settings.api_keys)
+
+
+def key_owner(settings: Settings, key: str | None) -> str:
+    """Who owns what a request creates: the SHA-256 hex of its API key (never the key itself).
+
+    With authentication off (no ``api_keys``) every client is the same anonymous owner.
+    """
+    return hashlib.sha256((key or "").encode() if settings.api_keys else b"").hexdigest()
 
 
 def key_from_headers(headers: object) -> str | None:

@@ -7,14 +7,18 @@ code  name                   when
 ====  =====================  =============================================================
 1000  normal                 after ``{"end": true}`` once every result was sent
 1003  unsupported_data       a text message where a binary frame was expected (other than ``{"end": true}``)
-1007  invalid_frame          binary message shorter than 9 bytes, not a JPEG/PNG, or not the hello's size
+1007  invalid_frame          binary message shorter than 9 bytes, no JPEG/PNG header, or not the hello's size
 1009  frame_too_large        binary message larger than ``max_ws_frame_bytes``
 1011  internal_error         unexpected server error
 1013  unavailable            Redis unreachable (try again later)
-4400  bad_hello              first message missing, not JSON, or fields invalid; bad ``?session=``
+4400  bad_hello              first message missing, not JSON, fields invalid, over ``max_frame_pixels``, or
+                             ``ack`` beyond the session's last frame; bad ``?session=``
 4401  unauthorized           API keys configured and none / a wrong one given
+4404  no_session             ``?session=ID`` unknown, expired, or created with another API key (the same
+                             answer for all three, so a key learns nothing about others' sessions)
 4408  hello_timeout          no hello within 10 s
-4409  session_busy           ``?session=ID`` is streaming on another connection
+4409  session_busy           ``?session=ID`` is streaming on another connection, or this connection lost the
+                             session's lock (it stalled past ``stream_lock_ms`` and another connection took over)
 ====  =====================  =============================================================
 
 Not closing: a duplicate or decreasing frame index gets the text message
@@ -40,6 +44,7 @@ WS_INTERNAL = 1011
 WS_UNAVAILABLE = 1013
 WS_BAD_HELLO = 4400
 WS_UNAUTHORIZED = 4401
+WS_NO_SESSION = 4404
 WS_HELLO_TIMEOUT = 4408
 WS_SESSION_BUSY = 4409
 

@@ -2,23 +2,46 @@
 
 Protocol (client -> server):
 
-1. A JSON text hello: ``{"fps": 25, "width": 640, "height": 480, "mode": "live"|"ordered"}``.
+1. A JSON text hello: ``{"fps": 25, "width": 640, "height": 480, "mode": "live"|"ordered"}``,
+   plus ``"ack": SEQ`` when resuming (``?session=ID``): the ``seq`` of the last result the
+   client received (-1: none). ``width * height`` must be at most ``max_frame_pixels``.
 2. Binary messages, one frame each: an 8-byte big-endian unsigned frame index, then the
-   JPEG or PNG bytes. Frame indices must strictly increase on a connection.
+   JPEG or PNG bytes. Frame indices must strictly increase within a session (across
+   its connections too).
 3. Optionally the text ``{"end": true}``: the server finishes the frames it holds, sends
    ``{"end": {...}}`` and closes with 1000.
 
-Server -> client: first ``{"session": ID, "resumed": bool, "mode": ..., "next_seq": N}``,
-then one text message per processed frame, in order: the JSON Lines frame object plus
-``"dropped"`` (frames dropped on this connection so far). A duplicate or decreasing index
-gets ``{"error": {"code": "frame_out_of_order", ...}}`` and is ignored; other bad input
-closes the socket (codes in ``service.gateway.errors``).
+Server -> client: first ``{"session", "resumed", "mode", "next_seq", "last_index"}`` (plus
+``"credit"`` in ordered mode), then one text message per processed frame, in ``seq``
+order: the JSON Lines frame object plus ``"seq"`` (the session's result number, from 0),
+``"dropped"`` (frames dropped on this connection so far) and, in ordered mode,
+``"credit"``. A duplicate or decreasing index gets ``{"error": {"code":
+"frame_out_of_order", ...}}`` and is ignored; other bad input closes the socket (codes in
+``service.gateway.errors``). Only the image header is read here (size check); a frame
+whose body is corrupt comes back as a result with ``"error": {"code": "frame_failed"}``.
+
+Credit (ordered mode): ``credit`` is cumulative: the client may have sent at most
+``credit`` binary messages on this connection. It starts at ``stream_window`` and each
+answered frame raises it by one. A client within its credit is always read, so pings
+and close frames are handled however slow the workers are. A client that ignores credit
+still works: the server stops reading it (TCP backpressure, as before credits existed)
+and, while paused, sends ``{"credit": N}`` every half second, which also finds dead peers.
 
 ``live`` mode: at most ``max_inflight`` frames of the session are queued in Redis and at
 most ``live_queue`` wait in the gateway; when a new frame arrives with the waiting queue
-full, the oldest waiting frame is dropped. ``ordered`` mode: when the waiting queue is
-full the gateway stops reading the socket until results come back (TCP backpressure).
-Either way frames are never reordered.
+full, the oldest waiting frame is dropped. Either way frames are never reordered.
+
+Numbering and resume: a frame gets its ``seq`` in the same Lua script that queues it
+(and records ``last_index``, and checks this connection still holds the session's lock),
+so a disconnect can never leave a numbered frame unqueued. Every queued frame is
+processed and its result kept on the session's result stream (``results_maxlen``). After
+any disconnect or gateway restart, a client reconnects with ``?session=ID`` and its last
+received ``seq`` as ``ack``: it gets every result after ``ack`` (those computed while it
+was away first), then live ones, each ``seq`` once; it resends its frames after
+``last_index`` (those the server had received but not queued are not kept). Without
+``ack`` a resume starts at ``next_seq`` (results still owed are skipped). A session
+belongs to the API key that created it (stored as its SHA-256); another key, an unknown
+or an expired session all get 4404.
 """
 
 from __future__ import annotations
@@ -35,14 +58,14 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
-import cv2
-import numpy as np
 import redis.asyncio as aioredis
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from service.frames import ImageHeaderError, image_size
 from service.gateway import errors as E
-from service.gateway.deps import GatewayContext, WsCtx, key_is_valid, ws_credentials
+from service.gateway.deps import GatewayContext, WsCtx, key_is_valid, key_owner, ws_credentials
+from service.leases import RENEW_SCRIPT
 from service.messages import FrameJob, FrameResult
 
 log = logging.getLogger(__name__)
@@ -52,7 +75,25 @@ router = APIRouter(tags=["streams"])
 _SESSION_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _HEADER = struct.Struct(">Q")
 HELLO_TIMEOUT_S = 10.0
-_CONN_LOCK_S = 30
+# While a client that ignores its credit is not read, probe it this often (finds dead peers).
+_PAUSED_PROBE_S = 0.5
+# The worker marks a result whose job Redis lost with this error prefix.
+_LOST_PREFIX = "frame_lost"
+
+# KEYS[1] conn lock, KEYS[2] seq counter, KEYS[3] stream hash, KEYS[4] jobs stream.
+# ARGV[1] lock token, ARGV[2] lock ttl ms, ARGV[3] session ttl s, ARGV[4] jobs maxlen,
+# ARGV[5] frame index, ARGV[6] owner, ARGV[7..] job fields (name, value, ...) without seq.
+# Numbers and queues one frame atomically; -1 when this connection no longer holds the lock.
+ENQUEUE_SCRIPT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local seq = redis.call('INCR', KEYS[2]) - 1
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+redis.call('HSET', KEYS[3], 'last_index', ARGV[5], 'owner', ARGV[6])
+redis.call('EXPIRE', KEYS[3], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[4], '*', 'seq', seq, unpack(ARGV, 7))
+return seq
+"""
 
 
 class Hello(BaseModel):
@@ -61,9 +102,10 @@ class Hello(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     fps: float = Field(gt=0, le=1000)
-    width: int = Field(gt=0, le=16384)
-    height: int = Field(gt=0, le=16384)
+    width: int = Field(gt=0, le=65535)
+    height: int = Field(gt=0, le=65535)
     mode: Literal["live", "ordered"] = "live"
+    ack: int | None = Field(None, ge=-1, description="resume: seq of the last result received (-1: none)")
 
 
 class _Close(Exception):
@@ -83,9 +125,18 @@ class _Frame:
 class _Stream:
     session: str
     hello: Hello
-    next_seq: int  # the seq the next enqueued frame gets (and the next result we expect)
+    token: str  # this connection's value of the session lock
+    owner: str  # key_owner of the API key that created the session
+    next_seq: int  # the seq of the next result to send
+    own_from: int  # seqs from here on are this connection's frames
+    last_index: int  # the session's last accepted frame index
+    window: int
+    assigned: int = 0  # the session's seq counter after this connection's last enqueue
     waiting: deque[_Frame] = field(default_factory=deque)
-    inflight: int = 0
+    enqueuing: bool = False
+    inflight: int = 0  # this connection's frames queued in Redis, result not sent yet
+    taken: int = 0  # binary messages read on this connection
+    answered: int = 0  # of those, answered (result sent, dropped, or ignored)
     dropped: int = 0
     received: int = 0
     sent: int = 0
@@ -93,15 +144,20 @@ class _Stream:
     cond: asyncio.Condition = field(default_factory=asyncio.Condition)
     received_at: dict[int, float] = field(default_factory=dict)
 
+    @property
+    def credit(self) -> int:
+        return self.answered + self.window
 
-def _validate_image(data: bytes, hello: Hello) -> str | None:
-    """None when ``data`` is a JPEG/PNG of the hello's size, else what is wrong."""
-    if not (data.startswith(b"\xff\xd8\xff") or data.startswith(b"\x89PNG\r\n\x1a\n")):
-        return "frame payload is not a JPEG or PNG image"
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        return "frame image could not be decoded (corrupt JPEG/PNG)"
-    h, w = img.shape[:2]
+    def finished(self) -> bool:
+        return self.reading_done and not self.waiting and not self.enqueuing and self.next_seq >= self.assigned
+
+
+def check_frame(data: bytes, hello: Hello) -> str | None:
+    """None when ``data`` has a JPEG/PNG header of the hello's size, else what is wrong (header only)."""
+    try:
+        w, h = image_size(data)
+    except ImageHeaderError as exc:
+        return str(exc)
     if (w, h) != (hello.width, hello.height):
         return f"frame is {w}x{h} but the hello announced {hello.width}x{hello.height}"
     return None
@@ -112,7 +168,7 @@ async def stream(websocket: WebSocket, ctx: WsCtx) -> None:
     key, subprotocol = ws_credentials(websocket)
     await websocket.accept(subprotocol=subprotocol)
     metrics = ctx.metrics
-    lock_key = None
+    lock_key = token = None
     try:
         if not key_is_valid(ctx.settings, key):
             raise _Close(E.WS_UNAUTHORIZED, "missing API key" if not key else "invalid API key")
@@ -120,20 +176,18 @@ async def stream(websocket: WebSocket, ctx: WsCtx) -> None:
         if requested is not None and not _SESSION_RE.match(requested):
             raise _Close(E.WS_BAD_HELLO, "session must be 1-64 characters of A-Z a-z 0-9 _ . -")
         hello = await _read_hello(websocket)
-        session = requested or uuid.uuid4().hex
-        lock_key = f"{ctx.keys.prefix}conn:{session}"
-        if not await ctx.redis.set(lock_key, "1", nx=True, ex=_CONN_LOCK_S):
-            lock_key = None
-            raise _Close(E.WS_SESSION_BUSY, f"session {session} is streaming on another connection")
-        raw_seq = await ctx.redis.get(ctx.keys.seq(session))
-        next_seq = int(raw_seq) if raw_seq else 0
-        st = _Stream(session, hello, next_seq)
-        await websocket.send_text(
-            json.dumps({"session": session, "resumed": next_seq > 0, "mode": hello.mode, "next_seq": next_seq})
-        )
+        st, replay_gap = await _open_session(ctx, hello, requested, key_owner(ctx.settings, key))
+        lock_key, token = ctx.keys.conn(st.session), st.token
+        ready = {"session": st.session, "resumed": requested is not None, "mode": hello.mode,
+                 "next_seq": st.own_from, "last_index": st.last_index}  # fmt: skip
+        if hello.mode == "ordered":
+            ready["credit"] = st.credit
+        await websocket.send_text(json.dumps(ready))
+        if replay_gap:
+            await websocket.send_text(json.dumps({"error": {"code": "results_expired", "message": replay_gap}}))
         metrics.active_sessions.labels("websocket").inc()
         try:
-            await _serve(websocket, ctx, st, lock_key)
+            await _serve(websocket, ctx, st)
         finally:
             metrics.active_sessions.labels("websocket").dec()
     except _Close as exc:
@@ -153,14 +207,59 @@ async def stream(websocket: WebSocket, ctx: WsCtx) -> None:
     finally:
         if lock_key:
             with contextlib.suppress(Exception):
-                await ctx.redis.delete(lock_key)
+                await ctx.redis.eval(_RELEASE_IF, 1, lock_key, token)
+
+
+_RELEASE_IF = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
+async def _open_session(ctx: GatewayContext, hello: Hello, requested: str | None, owner: str) -> tuple[_Stream, str]:
+    """Check the hello against the session, take its lock; (stream state, results_expired message or "")."""
+    s, r = ctx.settings, ctx.redis
+    if hello.width * hello.height > s.max_frame_pixels:
+        raise _Close(E.WS_BAD_HELLO, f"bad hello: {hello.width}x{hello.height} is over max_frame_pixels={s.max_frame_pixels}")
+    if requested is not None:
+        session = requested
+        stored = await r.hget(ctx.keys.stream(session), "owner")
+        if stored is None or stored.decode() != owner:
+            raise _Close(E.WS_NO_SESSION, f"no session {session} for this API key (unknown, expired or another key's)")
+    else:
+        if hello.ack is not None:
+            raise _Close(E.WS_BAD_HELLO, "bad hello: ack is only for resuming a session (?session=ID)")
+        session = uuid.uuid4().hex
+        pipe = r.pipeline(transaction=True)
+        pipe.hset(ctx.keys.stream(session), mapping={"owner": owner, "last_index": -1})
+        pipe.expire(ctx.keys.stream(session), s.session_ttl_s)
+        await pipe.execute()
+    token = uuid.uuid4().hex
+    if not await r.set(ctx.keys.conn(session), token, nx=True, px=s.stream_lock_ms):
+        raise _Close(E.WS_SESSION_BUSY, f"session {session} is streaming on another connection")
+    pipe = r.pipeline(transaction=False)
+    pipe.get(ctx.keys.seq(session))
+    pipe.hget(ctx.keys.stream(session), "last_index")
+    pipe.xrange(ctx.keys.results(session), count=1)
+    raw_seq, raw_last, first = await pipe.execute()
+    assigned = int(raw_seq) if raw_seq else 0
+    start, gap = assigned, ""
+    if hello.ack is not None:
+        start = hello.ack + 1
+        if start > assigned:
+            await r.eval(_RELEASE_IF, 1, ctx.keys.conn(session), token)
+            raise _Close(E.WS_BAD_HELLO, f"bad hello: ack {hello.ack} is beyond the session's last seq {assigned - 1}")
+        oldest = FrameResult.from_fields(first[0][1]).seq if first else None
+        if oldest is not None and start < oldest:
+            gap = f"results of seq {start}-{oldest - 1} are no longer kept (results_maxlen); replay starts at {oldest}"
+            start = oldest
+    st = _Stream(session, hello, token, owner, next_seq=start, own_from=assigned, assigned=assigned,
+                 last_index=int(raw_last) if raw_last is not None else -1, window=s.stream_window)  # fmt: skip
+    return st, gap
 
 
 def _close_name(code: int) -> str:
     return {
         E.WS_UNSUPPORTED: "unsupported_data", E.WS_INVALID_FRAME: "invalid_frame", E.WS_TOO_LARGE: "frame_too_large",
         E.WS_BAD_HELLO: "bad_hello", E.WS_UNAUTHORIZED: "unauthorized", E.WS_HELLO_TIMEOUT: "hello_timeout",
-        E.WS_SESSION_BUSY: "session_busy",
+        E.WS_SESSION_BUSY: "session_busy", E.WS_NO_SESSION: "no_session",
     }.get(code, str(code))  # fmt: skip
 
 
@@ -182,22 +281,23 @@ async def _read_hello(websocket: WebSocket) -> Hello:
         raise _Close(E.WS_BAD_HELLO, f"bad hello: {where}: {first.get('msg')}") from None
 
 
-async def _serve(websocket: WebSocket, ctx: GatewayContext, st: _Stream, lock_key: str) -> None:
+async def _serve(websocket: WebSocket, ctx: GatewayContext, st: _Stream) -> None:
     rkey = ctx.keys.results(st.session)
-    # Results of this connection's frames can only appear after the stream's current end.
-    last = await ctx.redis.xrevrange(rkey, count=1)
-    start_id = last[0][0] if last else "0-0"
+    if st.next_seq < st.assigned:
+        start_id: str | bytes = "0-0"  # owed results may already be on the stream: read it all
+    else:  # results of this connection's frames can only appear after the stream's current end
+        last = await ctx.redis.xrevrange(rkey, count=1)
+        start_id = last[0][0] if last else "0-0"
     send_lock = asyncio.Lock()
-    ended = asyncio.Event()
 
     async def send(obj: dict) -> None:
         async with send_lock:
             await websocket.send_text(json.dumps(obj, separators=(",", ":")))
 
     tasks = [
-        asyncio.create_task(_receiver(websocket, ctx, st, send, ended)),
-        asyncio.create_task(_enqueuer(ctx, st, lock_key)),
-        asyncio.create_task(_relay(ctx, st, rkey, start_id, send, lock_key)),
+        asyncio.create_task(_receiver(websocket, ctx, st, send)),
+        asyncio.create_task(_enqueuer(ctx, st)),
+        asyncio.create_task(_relay(ctx, st, rkey, start_id, send)),
     ]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -213,14 +313,13 @@ async def _serve(websocket: WebSocket, ctx: GatewayContext, st: _Stream, lock_ke
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _receiver(websocket: WebSocket, ctx: GatewayContext, st: _Stream, send, ended: asyncio.Event) -> None:
+async def _receiver(websocket: WebSocket, ctx: GatewayContext, st: _Stream, send) -> None:
     s = ctx.settings
     metrics = ctx.metrics
-    last_index = -1
+    ordered = st.hello.mode == "ordered"
     while True:
-        if st.hello.mode == "ordered":
-            async with st.cond:  # backpressure: do not read the socket while the queue is full
-                await st.cond.wait_for(lambda: len(st.waiting) < s.live_queue)
+        if ordered and st.taken - st.answered >= st.window:
+            await _wait_for_credit(st, send)
         msg = await websocket.receive()
         if msg["type"] == "websocket.disconnect":
             raise WebSocketDisconnect(msg.get("code", 1000))
@@ -235,7 +334,6 @@ async def _receiver(websocket: WebSocket, ctx: GatewayContext, st: _Stream, send
                 async with st.cond:
                     st.reading_done = True
                     st.cond.notify_all()
-                ended.set()
                 return
             raise _Close(E.WS_UNSUPPORTED, 'expected a binary frame message (8-byte index + image) or {"end": true}')
         if len(data) > s.max_ws_frame_bytes:
@@ -244,36 +342,51 @@ async def _receiver(websocket: WebSocket, ctx: GatewayContext, st: _Stream, send
             raise _Close(E.WS_INVALID_FRAME, "frame message must be an 8-byte big-endian index followed by image bytes")
         (index,) = _HEADER.unpack_from(data)
         received_at = time.time()
-        if index <= last_index:
+        st.taken += 1
+        if index <= st.last_index:
             metrics.errors.labels("frame_out_of_order").inc()
-            await send({
-                "error": {
-                    "code": "frame_out_of_order",
-                    "message": f"frame index {index} is not after {last_index}; indices must strictly increase (frame ignored)",
-                }
-            })  # fmt: skip
+            st.answered += 1
+            err = {"error": {"code": "frame_out_of_order",
+                             "message": f"frame index {index} is not after {st.last_index}; indices must strictly "
+                             "increase within a session (frame ignored)"}}  # fmt: skip
+            if ordered:
+                err["credit"] = st.credit
+            await send(err)
             continue
         image = data[_HEADER.size :]
         t0 = time.perf_counter()
-        problem = await asyncio.to_thread(_validate_image, image, st.hello)
+        problem = check_frame(image, st.hello)
         metrics.stage_latency.labels("decode").observe(time.perf_counter() - t0)
         if problem:
             raise _Close(E.WS_INVALID_FRAME, problem)
-        last_index = index
+        st.last_index = index
         metrics.frames_in.labels("websocket").inc()
         async with st.cond:
             st.received += 1
-            if st.hello.mode == "live" and len(st.waiting) >= s.live_queue:
+            if not ordered and len(st.waiting) >= s.live_queue:
                 st.waiting.popleft()
                 st.dropped += 1
+                st.answered += 1
                 metrics.frames_dropped.inc()
             st.waiting.append(_Frame(index, image, received_at))
             st.cond.notify_all()
 
 
-async def _enqueuer(ctx: GatewayContext, st: _Stream, lock_key: str) -> None:
+async def _wait_for_credit(st: _Stream, send) -> None:
+    """A client past its credit: stop reading it until results come back, probing it meanwhile."""
+    while True:
+        async with st.cond:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(st.cond.wait_for(lambda: st.taken - st.answered < st.window), _PAUSED_PROBE_S)
+            if st.taken - st.answered < st.window:
+                return
+        await send({"credit": st.credit})  # raises once the peer is gone
+
+
+async def _enqueuer(ctx: GatewayContext, st: _Stream) -> None:
     s = ctx.settings
-    seq_key = ctx.keys.seq(st.session)
+    keys = [ctx.keys.conn(st.session), ctx.keys.seq(st.session), ctx.keys.stream(st.session), ctx.keys.jobs]
+    script = ctx.redis.register_script(ENQUEUE_SCRIPT)
     while True:
         async with st.cond:
             await st.cond.wait_for(lambda: (st.waiting and st.inflight < s.max_inflight) or (st.reading_done and not st.waiting))
@@ -281,54 +394,73 @@ async def _enqueuer(ctx: GatewayContext, st: _Stream, lock_key: str) -> None:
                 return
             frame = st.waiting.popleft()
             st.inflight += 1
+            st.enqueuing = True
             st.cond.notify_all()
-        pipe = ctx.redis.pipeline(transaction=True)
-        pipe.incr(seq_key)
-        pipe.expire(seq_key, s.session_ttl_s)
-        pipe.expire(lock_key, _CONN_LOCK_S)
-        seq = int((await pipe.execute())[0]) - 1
-        st.received_at[seq] = frame.received_at
         hello = st.hello
         job = FrameJob(
-            session=st.session, seq=seq, frame_index=frame.index, timestamp=frame.index / hello.fps,
+            session=st.session, seq=0, frame_index=frame.index, timestamp=frame.index / hello.fps,
             width=hello.width, height=hello.height, image=frame.image,
         )  # fmt: skip
-        await ctx.redis.xadd(ctx.keys.jobs, job.to_fields(), maxlen=s.jobs_maxlen, approximate=True)
+        fields = job.to_fields()
+        del fields["seq"]  # the script numbers the frame
+        args: list[bytes | str | int] = [st.token, s.stream_lock_ms, s.session_ttl_s, s.jobs_maxlen, frame.index, st.owner]
+        for name, value in fields.items():
+            args += [name, value]
+        seq = int(await script(keys=keys, args=args))
+        if seq < 0:
+            raise _Close(E.WS_SESSION_BUSY, f"session {st.session} was taken over by another connection")
+        st.received_at[seq] = frame.received_at
+        async with st.cond:
+            st.assigned = seq + 1
+            st.enqueuing = False
+            st.cond.notify_all()
 
 
-async def _relay(ctx: GatewayContext, st: _Stream, rkey: str, last_id: str | bytes, send, lock_key: str) -> None:
-    metrics = ctx.metrics
+async def _relay(ctx: GatewayContext, st: _Stream, rkey: str, last_id: str | bytes, send) -> None:
+    s, metrics = ctx.settings, ctx.metrics
+    renew = ctx.redis.register_script(RENEW_SCRIPT)
+    lock_key = ctx.keys.conn(st.session)
     pending: dict[int, FrameResult] = {}
-    lock_refreshed = time.monotonic()
+    lock_renewed = time.monotonic()
     while True:
         async with st.cond:
-            if st.reading_done and not st.waiting and st.inflight == 0:
+            if st.finished():
                 return
-        if time.monotonic() - lock_refreshed > _CONN_LOCK_S / 3:
-            lock_refreshed = time.monotonic()
-            await ctx.redis.expire(lock_key, _CONN_LOCK_S)
+        if time.monotonic() - lock_renewed > s.stream_lock_ms / 3000:
+            lock_renewed = time.monotonic()
+            if not await renew(keys=[lock_key], args=[st.token, s.stream_lock_ms]):
+                raise _Close(E.WS_SESSION_BUSY, f"session {st.session} was taken over by another connection")
         resp = await ctx.redis.xread({rkey: last_id}, count=64, block=200)
         for _, entries in resp or []:
             for entry_id, fields in entries:
                 last_id = entry_id
                 result = FrameResult.from_fields(fields)
-                if result.seq >= st.next_seq:  # older seqs: duplicates or a previous connection's
+                if result.seq >= st.next_seq:  # older seqs: duplicates or results already sent
                     pending[result.seq] = result
         while st.next_seq in pending:
-            result = pending.pop(st.next_seq)
-            obj = json.loads(result.frame)
-            obj["dropped"] = st.dropped
-            if result.error:
-                obj["error"] = {"code": "frame_failed", "message": result.error}
-            await send(obj)
-            now = time.time()
-            metrics.observe_result(result.enqueued_at, result.started_at, result.finished_at, now)
-            received_at = st.received_at.pop(st.next_seq, None)
-            if received_at is not None:
-                metrics.stage_latency.labels("end_to_end").observe(now - received_at)
-            metrics.frames_out.labels("websocket").inc()
+            seq = st.next_seq
+            result = pending.pop(seq)
+            if result.error.startswith(_LOST_PREFIX):
+                obj: dict = {"seq": seq, "error": {"code": "frame_lost", "message": result.error}}
+            else:
+                obj = json.loads(result.frame)
+                obj["seq"] = seq
+                if result.error:
+                    obj["error"] = {"code": "frame_failed", "message": result.error}
             async with st.cond:
                 st.next_seq += 1
                 st.sent += 1
-                st.inflight -= 1
+                if seq >= st.own_from:
+                    st.inflight -= 1
+                    st.answered += 1
                 st.cond.notify_all()
+            obj["dropped"] = st.dropped
+            if st.hello.mode == "ordered":
+                obj["credit"] = st.credit
+            await send(obj)
+            now = time.time()
+            metrics.observe_result(result.enqueued_at, result.started_at, result.finished_at, now)
+            received_at = st.received_at.pop(seq, None)
+            if received_at is not None:
+                metrics.stage_latency.labels("end_to_end").observe(now - received_at)
+            metrics.frames_out.labels("websocket").inc()

@@ -40,6 +40,7 @@ import numpy as np
 import redis
 
 from models.poses import FramePoses
+from service.frames import ImageHeaderError, image_size
 from service.leases import RELEASE_SCRIPT, RENEW_SCRIPT, default_owner_id
 from service.messages import JOBS_GROUP, FrameJob, FrameResult, RedisKeys
 from service.pipeline import FrameInput, FramePipeline
@@ -77,9 +78,10 @@ def ensure_group(client: redis.Redis, keys: RedisKeys) -> None:
 
 @dataclass
 class _Entry:
-    entry_id: bytes
+    entry_id: bytes | None  # None: a seq declared lost (no job on the stream)
     fields: dict[bytes, bytes]
     job: FrameJob
+    lost: str = ""  # why the seq is declared lost; it is published as a failed frame
 
 
 @dataclass
@@ -121,6 +123,7 @@ class Worker:
         self._release = self.redis.register_script(RELEASE_SCRIPT)
         self._stop = threading.Event()
         self._last_claim = 0.0
+        self._idle_backoff = 0.0
         self.frames_processed = 0
         self.metrics = metrics or WorkerMetrics()
         ensure_group(self.redis, self.keys)
@@ -193,8 +196,12 @@ class Worker:
         done = self._process_entries(entries)
         if done == 0:
             # Only re-queued frames (another worker holds the session, or a frame before
-            # them is still pending): back off so the stream is not spun.
-            self._stop.wait(0.01)
+            # them is still pending): back off, doubling up to 0.32 s while nothing runs,
+            # so a session waiting for a seq cannot spin the stream.
+            self._idle_backoff = min(0.32, max(0.01, 2 * self._idle_backoff))
+            self._stop.wait(self._idle_backoff)
+        else:
+            self._idle_backoff = 0.0
         return done
 
     def _parse(self, raw: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> list[_Entry]:
@@ -336,6 +343,25 @@ class Worker:
                 done.append(e)
             else:  # a frame before it is still pending somewhere
                 ahead.append(e)
+        waited = time.time() - min((e.job.enqueued_at for e in ahead), default=time.time())
+        if ahead and not runnable and waited > self.settings.seq_gap_timeout_ms / 1000:
+            # A frame has waited past any dead-worker takeover for seqs queued before it that
+            # never came: their jobs were lost (Redis lost data). Declare them lost, go on.
+            first = ahead[0].job
+            log.error("session %s: seqs %d-%d never arrived; declaring them lost", first.session, expected, first.seq - 1)
+            why = f"frame_lost: the job of seq {{}} was lost before processing (waited {self.settings.seq_gap_timeout_ms} ms)"
+            for seq in range(expected, first.seq):
+                lost = first.model_copy(update={"seq": seq, "image": b""})
+                runnable.append(_Entry(None, {}, lost, why.format(seq)))
+            expected = first.seq
+            still = []
+            for e in ahead:
+                if e.job.seq == expected:
+                    runnable.append(e)
+                    expected += 1
+                else:
+                    still.append(e)
+            ahead = still
         if done:
             self.metrics.duplicates.inc(len(done))
             log.info("acknowledging %d frame(s) of %s already processed", len(done), items[0].job.session)
@@ -356,8 +382,11 @@ class Worker:
         errors: dict[tuple[int, int], str] = {}
         for wi, w in enumerate(work):
             for ji, e in enumerate(w.jobs):
+                if e.lost:
+                    errors[(wi, ji)] = e.lost
+                    continue
                 with m.stage_latency.labels("decode").time():
-                    rgb, err = decode_image(e.job.image)
+                    rgb, err = decode_image(e.job.image, self.settings.max_frame_pixels)
                 if rgb is None:
                     errors[(wi, ji)] = err
                     continue
@@ -413,10 +442,10 @@ class Worker:
                 current, _ = self.store.load(w.session)
                 last = next_seq(current) - 1
                 log.warning("state of %s changed under us (now at seq %d); re-queueing the rest", w.session, last)
-                self._ack([e.entry_id for e in w.jobs if e.job.seq <= last])
-                self._requeue([e for e in w.jobs if e.job.seq > last], "stale_state")
+                self._ack([e.entry_id for e in w.jobs if e.job.seq <= last and e.entry_id])
+                self._requeue([e for e in w.jobs if e.job.seq > last and e.entry_id], "stale_state")
                 continue
-            self._ack([e.entry_id for e in w.jobs])
+            self._ack([e.entry_id for e in w.jobs if e.entry_id])
             processed += len(w.jobs)
         self.frames_processed += processed
         m.frames_processed.inc(processed)
@@ -480,8 +509,19 @@ def _split_after_errors(batch, states, owners, errors):  # type: ignore[no-untyp
     return keep_b, keep_s, keep_o, ([(later_f, later_o)] if later_f else [])
 
 
-def decode_image(data: bytes) -> tuple[np.ndarray | None, str]:
-    """JPEG/PNG bytes -> ((H, W, 3) uint8 RGB, "") or (None, error message)."""
+def decode_image(data: bytes, max_pixels: int | None = None) -> tuple[np.ndarray | None, str]:
+    """JPEG/PNG bytes -> ((H, W, 3) uint8 RGB, "") or (None, error message).
+
+    With ``max_pixels``, the size is read from the header first and a larger image is
+    refused before anything is allocated for its pixels.
+    """
+    if max_pixels is not None:
+        try:
+            w, h = image_size(data)
+        except ImageHeaderError as exc:
+            return None, f"undecodable image: {exc}"
+        if w * h > max_pixels:
+            return None, f"image is {w}x{h} = {w * h} pixels; the limit is max_frame_pixels={max_pixels}"
     try:
         bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     except cv2.error as exc:

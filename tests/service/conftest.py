@@ -60,18 +60,18 @@ def free_port() -> int:
 
 
 class ServerThread:
-    """A real uvicorn server for a gateway app on a loopback port, in a thread."""
+    """A real uvicorn server for a gateway app on a loopback port, in a thread (``config``: more uvicorn options)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, **config: object) -> None:
         from service.gateway.app import create_app
 
         self.port = free_port()
         self.settings = settings
-        config = uvicorn.Config(
+        uv_config = uvicorn.Config(
             create_app(settings), host="127.0.0.1", port=self.port, log_level="warning",
-            ws_max_size=settings.max_ws_frame_bytes + 1024, lifespan="on",
+            ws_max_size=settings.max_ws_frame_bytes + 1024, lifespan="on", **config,  # type: ignore[arg-type]
         )  # fmt: skip
-        self.server = uvicorn.Server(config)
+        self.server = uvicorn.Server(uv_config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property

@@ -72,7 +72,8 @@ def test_resumed_session_continues_track_ids(stack: ServerThread) -> None:
     ready, first, _ = asyncio.run(_stream(url, 20, "ordered"))
     session = ready["session"]
     ready2, second, _ = asyncio.run(_stream(f"{url}?session={session}", 20, "ordered", start=20))
-    assert ready2 == {"session": session, "resumed": True, "mode": "ordered", "next_seq": 20}
+    assert ready2 == {"session": session, "resumed": True, "mode": "ordered", "next_seq": 20, "last_index": 19,
+                      "credit": 16}
     assert [r["frame_index"] for r in second] == list(range(20, 40))
     ids = lane_ids(first + second)
     assert all(len(v) == 1 for v in ids.values()), ids  # same ids across the reconnect
