@@ -35,6 +35,7 @@ class StreamRun:
     close_reason: str = ""
     sent: list[int] = field(default_factory=list)
     latencies_s: list[float] = field(default_factory=list)
+    timed_out: bool = False  # nothing arrived for timeout_s: the client gave up (and closed)
 
     @property
     def last_seq(self) -> int | None:
@@ -70,6 +71,7 @@ async def run_stream(
             TCP connection, no close frame) or ``close`` (close 1000); ``end`` sends
             ``{"end": true}`` after the last frame and waits for the server's end.
         interval_s: pause between frames (0: as fast as the credit allows).
+        timeout_s: give up (``timed_out``) when no message arrives for this long.
     """
     run = StreamRun()
     target = f"{url}?session={session}" if session else url
@@ -110,7 +112,7 @@ async def run_stream(
                     more.set()
                 if "end" in obj:
                     run.end = obj["end"]
-                elif "seq" in obj:
+                elif "seq" in obj or "frame_index" in obj:  # (servers before seq had only frame_index)
                     run.results.append(obj)
                     if "frame_index" in obj and obj["frame_index"] in sent_at:
                         run.latencies_s.append(time.perf_counter() - sent_at.pop(obj["frame_index"]))
@@ -124,6 +126,8 @@ async def run_stream(
                     break
         except ConnectionClosed:
             pass
+        except TimeoutError:
+            run.timed_out = True
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)

@@ -114,9 +114,13 @@ def test_resume_without_ack_after_abrupt_closes_is_never_stuck(make_settings) ->
         async def run() -> object:
             session, nxt = None, 0
             for c in range(10):
-                run = await _until_accepted(url, session, None, 10, count=30, start=nxt, honour_credit=False,
-                                            stop_after=1 + c % 4, stop="abort") if session else await run_stream(
-                    url, HELLO, _image, 30, honour_credit=False, stop_after=1, stop="abort")  # fmt: skip
+                if session is None:
+                    run = await run_stream(url, HELLO, _image, 30, honour_credit=False, stop_after=1, stop="abort")
+                else:
+                    run = await _until_accepted(url, session, None, 10, count=30, start=nxt, honour_credit=False,
+                                                stop_after=1 + c % 4, stop="abort", timeout_s=10)  # fmt: skip
+                assert run.ready, f"resume {c} refused: {run.close_code} {run.close_reason}"
+                assert run.results, f"resume {c} got no result within 10 s: the session is stuck"
                 session = run.ready["session"]
                 nxt = max(run.sent) + 1
             return await _until_accepted(url, session, None, 10, count=20, start=nxt, honour_credit=False,
@@ -233,8 +237,8 @@ def test_a_session_belongs_to_the_key_that_created_it(make_settings, redis_clien
         url = gw.ws_url + "/v1/streams"
         first = asyncio.run(run_stream(url, HELLO, _image, 3, **k1))
         session = first.ready["session"]
-        other = asyncio.run(run_stream(url, HELLO, _image, 3, session=session, ack=2, **k2))
-        unknown = asyncio.run(run_stream(url, HELLO, _image, 3, session="no-such-session", ack=2, **k1))
+        other = asyncio.run(run_stream(url, HELLO, _image, 3, session=session, **k2))
+        unknown = asyncio.run(run_stream(url, HELLO, _image, 3, session="no-such-session", **k1))
         mine = asyncio.run(run_stream(url, HELLO, _image, 3, session=session, ack=2, **k1))
     assert first.close_code == 1000 and len(first.results) == 3
     assert other.close_code == 4404 and not other.results
