@@ -10,6 +10,7 @@ code  name                   when
 1007  invalid_frame          binary message shorter than 9 bytes, no JPEG/PNG header, or not the hello's size
 1009  frame_too_large        binary message larger than ``max_ws_frame_bytes``
 1011  internal_error         unexpected server error
+1012  (uvicorn)              the gateway is shutting down (resume the session after the restart)
 1013  unavailable            Redis unreachable (try again later)
 4400  bad_hello              first message missing, not JSON, fields invalid, over ``max_frame_pixels``, or
                              ``ack`` beyond the session's last frame; bad ``?session=``
