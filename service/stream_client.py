@@ -35,6 +35,7 @@ class StreamRun:
     close_reason: str = ""
     sent: list[int] = field(default_factory=list)
     latencies_s: list[float] = field(default_factory=list)
+    probes: int = 0  # bare {"credit": N} messages: the server had stopped reading this client
     timed_out: bool = False  # nothing arrived for timeout_s: the client gave up (and closed)
 
     @property
@@ -109,6 +110,7 @@ async def run_stream(
                 obj = json.loads(await asyncio.wait_for(ws.recv(), timeout_s))
                 if "credit" in obj:
                     credit[0] = max(credit[0], int(obj["credit"]))
+                    run.probes += len(obj) == 1
                     more.set()
                 if "end" in obj:
                     run.end = obj["end"]

@@ -24,7 +24,7 @@ Credit (ordered mode): ``credit`` is cumulative: the client may have sent at mos
 ``credit`` binary messages on this connection. It starts at ``stream_window`` and each
 answered frame raises it by one. A client within its credit is always read, so pings
 and close frames are handled however slow the workers are. A client that ignores credit
-still works: the server stops reading it (TCP backpressure, as before credits existed)
+still works: once it is past its credit the server stops reading it (TCP backpressure, as before)
 and, while paused, sends ``{"credit": N}`` every half second, which also finds dead peers.
 
 ``live`` mode: at most ``max_inflight`` frames of the session are queued in Redis and at
@@ -318,7 +318,7 @@ async def _receiver(websocket: WebSocket, ctx: GatewayContext, st: _Stream, send
     metrics = ctx.metrics
     ordered = st.hello.mode == "ordered"
     while True:
-        if ordered and st.taken - st.answered >= st.window:
+        if ordered and st.taken - st.answered > st.window:  # the client sent past its credit
             await _wait_for_credit(st, send)
         msg = await websocket.receive()
         if msg["type"] == "websocket.disconnect":
@@ -377,8 +377,8 @@ async def _wait_for_credit(st: _Stream, send) -> None:
     while True:
         async with st.cond:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(st.cond.wait_for(lambda: st.taken - st.answered < st.window), _PAUSED_PROBE_S)
-            if st.taken - st.answered < st.window:
+                await asyncio.wait_for(st.cond.wait_for(lambda: st.taken - st.answered <= st.window), _PAUSED_PROBE_S)
+            if st.taken - st.answered <= st.window:
                 return
         await send({"credit": st.credit})  # raises once the peer is gone
 

@@ -62,6 +62,28 @@ _IDLE_BLOCK_MS = 500
 _CONSUMER_GONE_MS = 10 * 60 * 1000
 
 
+# Field a re-queued job gets when it first waits for a missing earlier seq (unix seconds).
+_AHEAD_SINCE = b"ahead_since"
+# KEYS[1] jobs stream; ARGV[1] session, ARGV[2] lo, ARGV[3] hi. The smallest seq in [lo, hi)
+# of the session's jobs on the stream, or -1. Scans in chunks inside Redis (no images move).
+_FIND_SEQ_SCRIPT = """
+local best, start = -1, '-'
+local lo, hi = tonumber(ARGV[2]), tonumber(ARGV[3])
+while true do
+  local entries = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', 256)
+  if #entries == 0 then return best end
+  for _, e in ipairs(entries) do
+    local f, s, q = e[2], nil, nil
+    for i = 1, #f, 2 do
+      if f[i] == 'session' then s = f[i + 1] elseif f[i] == 'seq' then q = tonumber(f[i + 1]) end
+    end
+    if s == ARGV[1] and q and q >= lo and q < hi and (best < 0 or q < best) then best = q end
+  end
+  start = '(' .. entries[#entries][1]
+end
+"""
+
+
 def default_worker_id() -> str:
     """Consumer name of a worker without a configured id: ``host-pid-random``."""
     return default_owner_id()
@@ -121,6 +143,7 @@ class Worker:
         self.worker_id = worker_id or settings.worker_id or default_worker_id()
         self._renew = self.redis.register_script(RENEW_SCRIPT)
         self._release = self.redis.register_script(RELEASE_SCRIPT)
+        self._find_seq = self.redis.register_script(_FIND_SEQ_SCRIPT)
         self._stop = threading.Event()
         self._last_claim = 0.0
         self._idle_backoff = 0.0
@@ -283,6 +306,8 @@ class Worker:
         self.metrics.requeued.labels(reason).inc(len(entries))
         pipe = self.redis.pipeline(transaction=True)
         for e in entries:
+            if reason == "ahead" and _AHEAD_SINCE not in e.fields:  # when it began waiting for a missing seq
+                e.fields = {**e.fields, _AHEAD_SINCE: repr(time.time()).encode()}
             pipe.xadd(self.keys.jobs, e.fields, maxlen=self.settings.jobs_maxlen, approximate=True)
         ids = [e.entry_id for e in entries]
         pipe.xack(self.keys.jobs, JOBS_GROUP, *ids)
@@ -343,31 +368,45 @@ class Worker:
                 done.append(e)
             else:  # a frame before it is still pending somewhere
                 ahead.append(e)
-        waited = time.time() - min((e.job.enqueued_at for e in ahead), default=time.time())
-        if ahead and not runnable and waited > self.settings.seq_gap_timeout_ms / 1000:
-            # A frame has waited past any dead-worker takeover for seqs queued before it that
-            # never came: their jobs were lost (Redis lost data). Declare them lost, go on.
-            first = ahead[0].job
-            log.error("session %s: seqs %d-%d never arrived; declaring them lost", first.session, expected, first.seq - 1)
-            why = f"frame_lost: the job of seq {{}} was lost before processing (waited {self.settings.seq_gap_timeout_ms} ms)"
-            for seq in range(expected, first.seq):
-                lost = first.model_copy(update={"seq": seq, "image": b""})
-                runnable.append(_Entry(None, {}, lost, why.format(seq)))
-            expected = first.seq
-            still = []
-            for e in ahead:
-                if e.job.seq == expected:
-                    runnable.append(e)
-                    expected += 1
-                else:
-                    still.append(e)
-            ahead = still
+        if ahead and not runnable:
+            ahead = self._lost_before(ahead, expected, runnable)
         if done:
             self.metrics.duplicates.inc(len(done))
             log.info("acknowledging %d frame(s) of %s already processed", len(done), items[0].job.session)
             self._ack([e.entry_id for e in done])
         self._requeue(ahead, "ahead")
         return runnable
+
+    def _lost_before(self, ahead: list[_Entry], expected: int, runnable: list[_Entry]) -> list[_Entry]:
+        """Seqs a session's ahead frames wait for: declare those gone from the jobs stream lost.
+
+        Only once a frame has waited ``seq_gap_timeout_ms``. A job is on the stream from its
+        XADD until it is acknowledged (pending or re-queued included), so a missing seq that
+        is not on it was lost by Redis: it gets a ``frame_lost`` result (appended to
+        ``runnable``) and the frames after it run. Returns the frames still waiting.
+        """
+        since = min(float(e.fields.get(_AHEAD_SINCE, b"inf")) for e in ahead)
+        if time.time() - since <= self.settings.seq_gap_timeout_ms / 1000:
+            return ahead
+        first = ahead[0].job
+        found = int(self._find_seq(keys=[self.keys.jobs], args=[first.session, expected, first.seq]))
+        if found == expected:  # still queued or pending: wait another timeout before looking again
+            for e in ahead:
+                e.fields = {k: v for k, v in e.fields.items() if k != _AHEAD_SINCE}
+            return ahead
+        upto = first.seq if found < 0 else found
+        log.error("session %s: seqs %d-%d are not on the jobs stream; declaring them lost", first.session, expected, upto - 1)
+        for seq in range(expected, upto):
+            lost = first.model_copy(update={"seq": seq, "image": b""})
+            runnable.append(_Entry(None, {}, lost, f"frame_lost: the job of seq {seq} was lost before processing"))
+        expected, still = upto, []
+        for e in ahead:
+            if e.job.seq == expected:
+                runnable.append(e)
+                expected += 1
+            else:
+                still.append(e)
+        return still
 
     def _run_and_commit(self, work: list[_SessionWork]) -> int:
         m = self.metrics
