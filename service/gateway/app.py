@@ -1,8 +1,8 @@
 """The gateway application factory: ``create_app(settings)``.
 
 Routes: ``/v1/videos`` (uploads), ``/v1/streams`` (WebSocket), ``/healthz``, ``/readyz``,
-``/metrics``. The gateway never imports torch; it decodes uploads with PyAV, validates
-WebSocket images with OpenCV and talks to the workers only through ``service.messages``
+``/metrics``. The gateway never imports torch; it decodes uploads with PyAV, reads
+WebSocket image headers only (``service.frames``) and talks to the workers only through ``service.messages``
 over Redis.
 """
 
