@@ -105,6 +105,19 @@ def test_results_computed_while_disconnected_are_replayed_from_the_ack(make_sett
     assert again.end == {"frames_received": 5, "frames_sent": queued + 5 - ack - 1, "dropped": 0}
 
 
+def test_a_client_further_behind_than_the_result_stream_is_told_and_replayed_from_the_oldest(make_settings) -> None:
+    settings = make_settings(results_maxlen=30, stream_window=8, max_inflight=4, upload_inflight=8)
+    with WorkerThread(settings), ServerThread(settings) as gw:
+        url = gw.ws_url + "/v1/streams"
+        first = asyncio.run(run_stream(url, HELLO, _image, 250))
+        again = asyncio.run(run_stream(url, HELLO, _image, 2, session=first.ready["session"], ack=0))
+    assert first.close_code == 1000 and len(first.results) == 250
+    assert [e["error"]["code"] for e in again.errors] == ["results_expired"]
+    seqs = [r["seq"] for r in again.results]
+    assert 1 < seqs[0] <= 250 - 30 and seqs == list(range(seqs[0], 252)), seqs[:5]  # MAXLEN ~ keeps >= 30
+    assert again.close_code == 1000
+
+
 def test_resume_without_ack_after_abrupt_closes_is_never_stuck(make_settings) -> None:
     """Old clients (no ack, no credit): after abrupt closes the session still gets every new frame's result."""
     settings = make_settings(stream_lock_ms=1500)
