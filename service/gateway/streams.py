@@ -255,6 +255,10 @@ async def _open_session(ctx: GatewayContext, hello: Hello, requested: str | None
     return st, gap
 
 
+def _lost_lock(session: str) -> _Close:
+    return _Close(E.WS_SESSION_BUSY, f"session {session}: this connection lost its lock (lapsed, taken over, or Redis restarted)")
+
+
 def _close_name(code: int) -> str:
     return {
         E.WS_UNSUPPORTED: "unsupported_data", E.WS_INVALID_FRAME: "invalid_frame", E.WS_TOO_LARGE: "frame_too_large",
@@ -408,7 +412,7 @@ async def _enqueuer(ctx: GatewayContext, st: _Stream) -> None:
             args += [name, value]
         seq = int(await script(keys=keys, args=args))
         if seq < 0:
-            raise _Close(E.WS_SESSION_BUSY, f"session {st.session} was taken over by another connection")
+            raise _lost_lock(st.session)
         st.received_at[seq] = frame.received_at
         async with st.cond:
             st.assigned = seq + 1
@@ -429,7 +433,7 @@ async def _relay(ctx: GatewayContext, st: _Stream, rkey: str, last_id: str | byt
         if time.monotonic() - lock_renewed > s.stream_lock_ms / 3000:
             lock_renewed = time.monotonic()
             if not await renew(keys=[lock_key], args=[st.token, s.stream_lock_ms]):
-                raise _Close(E.WS_SESSION_BUSY, f"session {st.session} was taken over by another connection")
+                raise _lost_lock(st.session)
         resp = await ctx.redis.xread({rkey: last_id}, count=64, block=200)
         for _, entries in resp or []:
             for entry_id, fields in entries:
