@@ -51,7 +51,7 @@ HELLO = {"fps": 25, "width": 320, "height": 240, "mode": "ordered"}
 IMAGES = [jpeg(shapes_frame(i)) for i in range(64)]
 # Short takeover times so the fault cases finish in seconds (same values as the tests).
 FAST = {"LEASE_MS": "2000", "CLAIM_IDLE_MS": "1500", "HEARTBEAT_INTERVAL_S": "0.5", "HEARTBEAT_TTL_S": "3",
-        "SEQ_GAP_TIMEOUT_MS": "2000", "STREAM_LOCK_MS": "2000", "SESSION_TTL_S": "300"}  # fmt: skip
+        "SEQ_GAP_TIMEOUT_MS": "5000", "STREAM_LOCK_MS": "2000", "SESSION_TTL_S": "300"}  # fmt: skip
 
 
 def image(i: int) -> bytes:

@@ -97,12 +97,13 @@ class Settings(BaseSettings):
     lease_ms: int = Field(10_000, gt=0, description="A session lease lives this long unless renewed (dead-worker takeover).")
     claim_idle_ms: int = Field(15_000, gt=0, description="Pending jobs idle this long are claimed by another worker.")
     seq_gap_timeout_ms: int = Field(
-        10_000, gt=0,
+        30_000, gt=0,
         description="A session's frame that has waited this long for an earlier seq makes the worker look for that "
         "seq on the jobs stream (a scan inside Redis); if it is not there, Redis lost its job (e.g. a restart "
         "without persistence): the seq gets a ``frame_lost`` result and the session goes on. A seq still queued or "
-        "pending (a dead worker's) is waited for. Raising it delays recovery from a lost job; lowering it scans "
-        "the stream more often while sessions legitimately wait.",
+        "pending (a dead worker's) is waited for. Each worker scans at most once per session per timeout. Raising "
+        "it delays recovery from a lost job (only trimming at jobs_maxlen or a Redis that lost data makes one); "
+        "lowering it costs Redis CPU under a backlog, when frames legitimately wait behind re-queued ones.",
     )  # fmt: skip
     heartbeat_interval_s: float = Field(2.0, gt=0, description="How often a worker announces itself.")
     heartbeat_ttl_s: float = Field(10.0, gt=0, description="A worker heartbeat older than this does not count as alive.")

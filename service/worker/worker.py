@@ -147,6 +147,7 @@ class Worker:
         self._stop = threading.Event()
         self._last_claim = 0.0
         self._idle_backoff = 0.0
+        self._gap_scans: dict[str, float] = {}  # session -> when its missing seq was last looked for
         self.frames_processed = 0
         self.metrics = metrics or WorkerMetrics()
         ensure_group(self.redis, self.keys)
@@ -380,15 +381,21 @@ class Worker:
     def _lost_before(self, ahead: list[_Entry], expected: int, runnable: list[_Entry]) -> list[_Entry]:
         """Seqs a session's ahead frames wait for: declare those gone from the jobs stream lost.
 
-        Only once a frame has waited ``seq_gap_timeout_ms``. A job is on the stream from its
+        Only once a frame has waited ``seq_gap_timeout_ms``, and at most once per session per
+        timeout (the scan reads the whole stream inside Redis). A job is on the stream from its
         XADD until it is acknowledged (pending or re-queued included), so a missing seq that
         is not on it was lost by Redis: it gets a ``frame_lost`` result (appended to
         ``runnable``) and the frames after it run. Returns the frames still waiting.
         """
+        timeout = self.settings.seq_gap_timeout_ms / 1000
         since = min(float(e.fields.get(_AHEAD_SINCE, b"inf")) for e in ahead)
-        if time.time() - since <= self.settings.seq_gap_timeout_ms / 1000:
-            return ahead
         first = ahead[0].job
+        now = time.monotonic()
+        if time.time() - since <= timeout or now - self._gap_scans.get(first.session, -timeout) <= timeout:
+            return ahead  # not waited long enough, or this session's stream was scanned recently
+        if len(self._gap_scans) > 10_000:  # forget sessions not scanned for a while (bounded memory)
+            self._gap_scans = {k: t for k, t in self._gap_scans.items() if now - t <= timeout}
+        self._gap_scans[first.session] = now
         found = int(self._find_seq(keys=[self.keys.jobs], args=[first.session, expected, first.seq]))
         if found == expected:  # still queued or pending: wait another timeout before looking again
             for e in ahead:
