@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from dataclasses import dataclass
 from typing import Annotated
@@ -78,6 +79,17 @@ def require_api_key(request: Request) -> None:
         raise ApiError(401, "invalid_api_key", "the API key is not valid", headers={"WWW-Authenticate": "Bearer"})
 
 
+def key_owner(key: str | None) -> str:
+    """What a video stores of the API key that created it: SHA-256 hex of the key ("" without a key)."""
+    return hashlib.sha256(key.encode()).hexdigest() if key else ""
+
+
+def caller_owner(request: Request) -> str:
+    """HTTP dependency: the caller's ``key_owner`` when API keys are configured, else "" (no isolation)."""
+    settings: Settings = request.app.state.ctx.settings
+    return key_owner(key_from_headers(request.headers)) if settings.api_keys else ""
+
+
 def ws_credentials(websocket: WebSocket) -> tuple[str | None, str | None]:
     """(API key from headers or an ``apikey.KEY`` subprotocol, subprotocol to select in the reply)."""
     key = key_from_headers(websocket.headers)
@@ -94,3 +106,4 @@ def ws_credentials(websocket: WebSocket) -> tuple[str | None, str | None]:
 
 
 Authorized = Depends(require_api_key)
+Owner = Annotated[str, Depends(caller_owner)]

@@ -64,12 +64,13 @@ class ServerThread:
 
     def __init__(self, settings: Settings) -> None:
         from service.gateway.app import create_app
+        from service.gateway.http import uvicorn_options
 
         self.port = free_port()
         self.settings = settings
         config = uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=self.port, log_level="warning",
-            ws_max_size=settings.max_ws_frame_bytes + 1024, lifespan="on",
+            create_app(settings), host="127.0.0.1", port=self.port, log_level="warning", lifespan="on",
+            **uvicorn_options(settings),  # type: ignore[arg-type]
         )  # fmt: skip
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -28,7 +28,7 @@ def test_upload_yields_one_result_line_per_frame_and_a_rendering(stack: ServerTh
         body = r.json()
         assert set(body) == {"id", "status_url"} and body["status_url"] == f"/v1/videos/{body['id']}"
         status = wait_video(client, body["id"])
-        assert status == {"id": body["id"], "status": "done", "frames_done": 36, "frames_total": 36, "error": None}
+        assert status == {"id": body["id"], "status": "done", "frames_done": 36, "frames_total": 36, "error": None, "warnings": []}
 
         r = client.get(f"/v1/videos/{body['id']}/poses")
         assert r.status_code == 200 and r.headers["content-type"].startswith("application/x-ndjson")
