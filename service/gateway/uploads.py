@@ -408,10 +408,12 @@ class UploadManager:
         """Feed the frames not yet in ``poses.jsonl`` and collect their results; then render.
 
         Resuming (another gateway, or this one, died mid-way) continues from the first
-        ``seq`` not in ``poses.jsonl``: the frames before it are decoded and skipped, the
-        rest are enqueued again (copies of frames still queued are acknowledged by the
-        workers without a second result), and the result stream is read from its start,
-        because results published while no gateway collected are only there.
+        ``seq`` not in ``poses.jsonl``: the frames before it are decoded and skipped (but
+        the last ``upload_inflight`` of them are queued again, in case Redis lost the
+        worker's last state saves), the rest are enqueued again (copies of frames still
+        queued are acknowledged by the workers without a second result), and the result
+        stream is read from its start, because results published while no gateway
+        collected are only there.
         """
         ctx = self.ctx
         rkey = ctx.keys.results(video_session(status.id))
@@ -471,7 +473,13 @@ class UploadManager:
         session = video_session(status.id)
         rkey = ctx.keys.results(session)
         progress = asyncio.Condition()  # notified when `written` grows
-        enqueued = written  # frames decoded so far (their seqs are 0 .. enqueued - 1)
+        # A resumed upload queues again the upload_inflight frames before its first unwritten
+        # one: if Redis lost the worker's last state saves (a crash with appendfsync everysec)
+        # but not the results we collected, the worker's session is behind `written` and
+        # waits for those frames; otherwise the worker acknowledges them as duplicates.
+        resumed_at = written
+        replay_from = max(0, written - s.upload_inflight)
+        enqueued = replay_from  # frames decoded so far (their seqs are 0 .. enqueued - 1)
         feeding_done = asyncio.Event()
         decode_error: list[str] = []
         fatal: list[ApiErrorBody] = []
@@ -484,7 +492,7 @@ class UploadManager:
 
         async def feed() -> None:
             nonlocal enqueued, queued_bytes
-            frames = _encoded_frames(path, s.upload_jpeg_quality, skip=written, max_pixels=s.max_frame_pixels)
+            frames = _encoded_frames(path, s.upload_jpeg_quality, skip=replay_from, max_pixels=s.max_frame_pixels)
             try:
                 while True:
                     t0 = time.perf_counter()
@@ -494,6 +502,11 @@ class UploadManager:
                     ctx.metrics.stage_latency.labels("decode").observe(time.perf_counter() - t0)
                     seq = enqueued
                     index, ts, w, h, jpeg = item
+                    job = FrameJob(session=session, seq=seq, frame_index=index, timestamp=ts, width=w, height=h, image=jpeg)
+                    if seq < resumed_at:  # a replay (see above): its result, if any, is ignored
+                        await self.enqueue(job, lease)
+                        enqueued += 1
+                        continue
                     size = len(jpeg)
                     async with progress:  # backpressure: upload_inflight frames, upload_inflight_bytes bytes
                         await progress.wait_for(lambda seq=seq, size=size: fits(seq, size))
@@ -503,7 +516,6 @@ class UploadManager:
                     await self.budget.take(len(jpeg))  # upload_inflight_bytes_total
                     sizes[seq] = len(jpeg)
                     queued_bytes += len(jpeg)
-                    job = FrameJob(session=session, seq=seq, frame_index=index, timestamp=ts, width=w, height=h, image=jpeg)
                     received_at[seq] = time.time()
                     await self.enqueue(job, lease)
                     ctx.metrics.frames_in.labels("upload").inc()

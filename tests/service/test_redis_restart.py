@@ -111,3 +111,44 @@ def test_a_redis_restart_with_append_only_persistence_loses_no_frame(
     ids = lane_ids([json.loads(line) for line in lines])
     assert all(len(v) == 1 for v in ids.values()), ids  # the tracker state survived: no id switch
     assert lines == reference
+
+
+def test_an_upload_resumes_when_redis_lost_the_workers_last_state_saves(make_settings, redis_client, tmp_path: Path) -> None:
+    # What a Redis host crash with appendfsync everysec can leave: the results of frames 2
+    # and 3 reached the gateway (they are in poses.jsonl) but the worker's state saves after
+    # them were lost, so the session waits for frame 2 while the upload resumes at frame 4.
+    from models.data.video import iter_video_frames
+    from service.messages import FrameJob, FrameResult, RedisKeys, VideoStatus
+    from service.worker.worker import Worker
+    from tests.service.clips import jpeg
+
+    settings = make_settings(upload_lease_ms=1500, upload_lease_renew_ms=300, upload_resume_interval_s=0.3)
+    keys = RedisKeys(settings.redis_prefix)
+    video_id = "ef" * 16
+    session = f"video:{video_id}"
+    folder = Path(settings.data_dir) / "videos" / video_id
+    folder.mkdir(parents=True)
+    clip = write_clip(folder / "input.mp4", frames=12)
+    clip.rename(folder / "input")
+    frames = list(iter_video_frames(folder / "input"))
+    worker = Worker(settings, build_pipeline("blobs", "iou"), worker_id="before")
+    for seq in (0, 1):
+        i, ts, rgb = frames[seq]
+        job = FrameJob(session=session, seq=seq, frame_index=i, timestamp=ts, width=320, height=240, image=jpeg(rgb, 95))
+        redis_client.xadd(keys.jobs, job.to_fields())
+    while redis_client.xlen(keys.results(session)) < 2:
+        worker.run_once()
+    results = [FrameResult.from_fields(f) for _, f in redis_client.xrange(keys.results(session))]
+    for seq in (2, 3):  # published and collected, then the state save was lost
+        forged = results[1].model_copy(update={"seq": seq})
+        redis_client.xadd(keys.results(session), forged.to_fields())
+    (folder / "poses.jsonl").write_text("".join(r.frame + "\n" for r in results) * 2)
+    status = VideoStatus(id=video_id, status="running", frames_done=4, frames_total=12, created_at=time.time())
+    redis_client.hset(keys.video(video_id), mapping=status.to_fields())
+    assert worker.store.load(session)[0].frame_index == 2  # the session is behind the upload
+
+    with WorkerThread(settings), ServerThread(settings) as gateway, httpx.Client(base_url=gateway.url, timeout=30) as c:
+        status = _poll(c, video_id, 30)
+        assert status["status"] == "done" and status["frames_done"] == 12, status
+        lines = c.get(f"/v1/videos/{video_id}/poses").text.splitlines()
+    assert [json.loads(line)["frame_index"] for line in lines] == [0, 1, 0, 1, *range(4, 12)]  # lines 2, 3 as forged
