@@ -195,6 +195,7 @@ class UploadManager:
         self._xadd_if_owner = ctx.redis.register_script(XADD_IF_OWNER_SCRIPT)
         self._create_hash = ctx.redis.register_script(CREATE_HASH_SCRIPT)
         self.budget = ByteBudget(ctx.settings.upload_inflight_bytes_total)
+        self._checked_epoch: str | None = None  # epoch of the last full meta.json scan
 
     def folder(self, video_id: str) -> Path:
         return self.root / video_id
@@ -249,11 +250,19 @@ class UploadManager:
         """
         redis, keys = self.ctx.redis, self.ctx.keys
         current = await self.epoch()
+        full = current != self._checked_epoch  # at start, and after Redis lost its data
         restored = []
+        unsettled = False  # a task of the old epoch still runs (it stops on its lost lease): scan again
         folders = await asyncio.to_thread(lambda: sorted(self.root.iterdir()) if self.root.is_dir() else [])
         for folder in folders:
             video_id = folder.name
-            if not _valid_id(video_id) or video_id in self.tasks:
+            if not _valid_id(video_id):
+                continue
+            if video_id in self.tasks:
+                if full and (await asyncio.to_thread(_read_json, folder / "meta.json") or {}).get("epoch") != current:
+                    unsettled = True
+                continue
+            if not full and (folder / "meta.json").is_file():
                 continue
             meta = await asyncio.to_thread(_read_json, folder / "meta.json")
             if meta is None:
@@ -271,6 +280,8 @@ class UploadManager:
                 log.warning("video %s: Redis lost its status; restored it as %s", video_id, status.status)
                 restored.append(video_id)
             await asyncio.to_thread(_write_json, folder / "meta.json", {**meta, "epoch": current})
+        if not unsettled:
+            self._checked_epoch = current
         return restored
 
     async def write_status(self, status: VideoStatus, lease: UploadLease) -> None:
