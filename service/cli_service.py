@@ -180,6 +180,9 @@ def register_worker(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metrics-port", dest="worker_metrics_port", type=int, default=argparse.SUPPRESS,
                    help="port of the Prometheus endpoint GET /metrics (default 9101; 0 = off; "
                    "workers sharing a host need one each)")  # fmt: skip
+    p.add_argument("--metrics-addr", dest="worker_metrics_addr", default=argparse.SUPPRESS,
+                   help="address the metrics endpoint binds (default 127.0.0.1; 0.0.0.0 to be scraped from "
+                   "other hosts, as in docker-compose.yml)")  # fmt: skip
     p.add_argument("--debug-delay-ms", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_worker)
 
@@ -195,7 +198,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     overrides = {
         k: v for k, v in vars(args).items()
         if k in ("model", "tracker", "input_sizes", "device", "batch_size", "batch_wait_ms", "worker_id", "debug_delay_ms",
-                 "worker_metrics_port")
+                 "worker_metrics_port", "worker_metrics_addr")
     }  # fmt: skip
     try:
         settings = Settings(**overrides)
