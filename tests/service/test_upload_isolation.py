@@ -127,3 +127,36 @@ def test_a_transfer_cut_by_a_dead_gateway_is_cleaned_up_at_start(make_settings, 
         time.sleep(3 * settings.upload_resume_interval_s)
         assert (videos / video_id / "poses.jsonl").is_file()
         assert c.get(f"/v1/videos/{video_id}/poses").status_code == 200
+
+
+def test_a_gateway_killed_mid_transfer_leaves_nothing_behind(make_settings, tmp_path: Path) -> None:
+    import signal
+
+    from tests.service.test_upload_resume import FAST_RESUME, GatewayProcess
+
+    settings = make_settings(**FAST_RESUME)
+    videos = Path(settings.data_dir) / "videos"
+    data = write_clip(tmp_path / "clip.mp4", frames=6).read_bytes()
+    first = GatewayProcess(settings, tmp_path / "gateway1.log")
+    try:
+        with socket.create_connection(("127.0.0.1", first.port), timeout=30) as s:
+            s.sendall(b"POST /v1/videos HTTP/1.1\r\nHost: x\r\nContent-Type: video/mp4\r\nContent-Length: "
+                      + str(len(data)).encode() + b"\r\n\r\n" + data[:2000])  # fmt: skip
+            deadline = time.monotonic() + 10
+            while not [p for p in videos.iterdir() if (p / "input").is_file()]:
+                assert time.monotonic() < deadline, "the transfer did not start"
+                time.sleep(0.02)
+            first.proc.send_signal(signal.SIGKILL)
+            first.proc.wait(timeout=10)
+    finally:
+        first.close()
+    (partial,) = list(videos.iterdir())
+    second = GatewayProcess(settings, tmp_path / "gateway2.log")
+    try:
+        deadline = time.monotonic() + 15  # once the dead gateway's transfer lease lapsed
+        while partial.exists():
+            assert time.monotonic() < deadline, "the partial upload was not cleaned up"
+            time.sleep(0.05)
+        assert httpx.get(f"{second.url}/v1/videos/{partial.name}", timeout=10).status_code == 404
+    finally:
+        second.close()
