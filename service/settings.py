@@ -43,9 +43,9 @@ class Settings(BaseSettings):
     )  # fmt: skip
     max_frame_pixels: int = Field(
         33_177_600, gt=0,
-        description="Largest width*height of one frame accepted from an upload or stream (default 7680x4320); "
-        "raising it admits larger frames at proportionally more memory per frame.",
-    )  # fmt: skip
+        description="largest width*height of one frame accepted from an upload or stream; raising it admits "
+        "larger frames at proportionally more memory per frame",
+    )  # fmt: skip  (33_177_600 = 7680x4320)
     upload_inflight_bytes: int = Field(
         32 * 1024 * 1024, gt=0,
         description="Most bytes of one upload's encoded frames queued in Redis at once (a frame larger than this "
