@@ -70,8 +70,12 @@ def default_worker_id() -> str:
 
 
 def is_nogroup(exc: redis.ResponseError) -> bool:
-    """Whether Redis refused a command because the jobs stream or its consumer group does not exist."""
-    return str(exc).startswith("NOGROUP")
+    """Whether Redis refused a command because the jobs stream or its consumer group does not exist.
+
+    ``NOGROUP`` on any stream command; ``UNBLOCKED`` on a blocking read whose stream was
+    deleted meanwhile (FLUSHALL, DEL).
+    """
+    return str(exc).startswith(("NOGROUP", "UNBLOCKED"))
 
 
 def ensure_group(client: redis.Redis, keys: RedisKeys) -> None:

@@ -113,7 +113,7 @@ def test_truncated_streamable_video_keeps_what_was_decoded(stack: ServerThread, 
     data = clip.read_bytes()
     (tmp_path / "cut.mkv").write_bytes(data[: len(data) * 6 // 10])
     with httpx.Client(base_url=stack.url, timeout=30) as client:
-        r = _upload(client, tmp_path / "cut.mkv", "cut.mkv")
+        r = _upload(client, tmp_path / "cut.mkv", "cut.mkv", query="?render=true")
         assert r.status_code == 202
         status = wait_video(client, r.json()["id"])
         assert status["status"] == "done" and 0 < status["frames_done"] < 40, status
@@ -123,6 +123,10 @@ def test_truncated_streamable_video_keeps_what_was_decoded(stack: ServerThread, 
         assert warning["declared_frames"] == 40 and warning["decoded_frames"] == status["frames_done"], warning
         lines = client.get(f"/v1/videos/{r.json()['id']}/poses").text.splitlines()
         assert len(lines) == status["frames_done"]
+        rendered = client.get(f"/v1/videos/{r.json()['id']}/render")  # the decoded part renders
+        assert rendered.status_code == 200, rendered.text
+        (tmp_path / "rendered.mp4").write_bytes(rendered.content)
+        assert sum(1 for _ in iter_video_frames(tmp_path / "rendered.mp4")) == len(lines)
 
 
 def test_api_keys_on_http(make_settings, tmp_path: Path) -> None:
