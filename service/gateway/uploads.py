@@ -370,6 +370,24 @@ class UploadManager:
                 resumed.append(video_id)
         return resumed
 
+    async def _forget_if_deleted(self, video_id: str) -> None:
+        """Delete this gateway's files of an upload deleted through another gateway.
+
+        Deleted means: no status, and the epoch in ``meta.json`` is still current (a new
+        epoch means Redis lost its data instead; a status means another gateway took over).
+        Without this a later Redis data loss would bring the deleted video back.
+        """
+        folder = self.folder(video_id)
+        try:
+            meta = await asyncio.to_thread(_read_json, folder / "meta.json")
+            if meta is None or await self.ctx.redis.exists(self.ctx.keys.video(video_id)):
+                return
+            if meta.get("epoch") == await self.epoch():
+                log.info("video %s: deleted through another gateway; deleting its files here", video_id)
+                await asyncio.to_thread(shutil.rmtree, folder, True)
+        except aioredis.RedisError as exc:
+            log.warning("video %s: could not tell whether it was deleted (%s); the janitor removes it", video_id, exc)
+
     async def resume_loop(self) -> None:
         """``recover_lost()`` and ``resume_orphans()`` now and every ``upload_resume_interval_s`` until cancelled."""
         while True:
@@ -396,6 +414,7 @@ class UploadManager:
             await self._process(status, self.folder(video_id) / "input", lease)
         except LeaseLost:
             log.warning("video %s: stopped (this gateway no longer owns it)", video_id)
+            await self._forget_if_deleted(video_id)
         except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
             # Not the video's fault: leave it running; once the lease lapses, a gateway
             # (this one too) resumes it where it stopped.

@@ -135,3 +135,28 @@ def test_delete_purges_the_videos_queued_jobs(make_settings, redis_client, tmp_p
         with WorkerThread(settings):
             assert wait_video(client, kept)["frames_done"] == 40
         assert _queued(redis_client, keys) == []
+
+
+def test_a_delete_through_another_gateway_removes_the_files_and_jobs_of_the_first(
+    make_settings, redis_client, tmp_path: Path
+) -> None:
+    # Two gateways on one Redis with their own data folders: B deletes what A holds.
+    a = make_settings(upload_inflight=4, upload_lease_ms=1500, upload_lease_renew_ms=300)
+    b = a.model_copy(update={"data_dir": tmp_path / "other-data"})
+    keys = RedisKeys(a.redis_prefix)
+    clip = write_clip(tmp_path / "clip.mp4", frames=20)
+    with ServerThread(a) as ga, ServerThread(b) as gb, httpx.Client(timeout=30) as client:
+        with open(clip, "rb") as fh:
+            video_id = client.post(ga.url + "/v1/videos", files={"file": ("c.mp4", fh, "video/mp4")}).json()["id"]
+        deadline = time.monotonic() + 20
+        while len(_queued(redis_client, keys, f"video:{video_id}")) < 4:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert client.delete(f"{gb.url}/v1/videos/{video_id}").json() == {"id": video_id, "deleted": True}
+        folder = Path(a.data_dir) / "videos" / video_id
+        deadline = time.monotonic() + 10
+        while folder.exists():
+            assert time.monotonic() < deadline, "gateway A kept the deleted video's files"
+            time.sleep(0.05)
+        assert _queued(redis_client, keys, f"video:{video_id}") == []
+        assert client.get(f"{ga.url}/v1/videos/{video_id}").status_code == 404
