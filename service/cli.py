@@ -2,7 +2,8 @@
 
 Each subcommand imports its implementation only when it runs, so ``posestream eval``
 never loads torch and ``posestream --help`` is instant. Exit codes: 0 success,
-1 runtime failure (message on stderr), 2 bad usage or bad input.
+1 runtime failure (message on stderr), 2 bad usage or bad input, 3 (``track``) the input
+video is truncated: results for every decoded frame are written, stderr says what is missing.
 """
 
 from __future__ import annotations

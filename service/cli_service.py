@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 
 # service.cli imports this module to register it, so its names are imported in the commands.
 EXIT_OK, EXIT_FAILURE = 0, 1
+# `posestream track`: the input is truncated (fewer frames decoded than the container declares,
+# or decoding broke off); the output holds every frame that decoded.
+EXIT_TRUNCATED = 3
 
 _MODELS = ("movenet", "spatialnet", "blobs")
 _TRACKERS = tuple(PRESET_TERMS)
@@ -51,7 +54,12 @@ def _model_args(p: argparse.ArgumentParser, with_defaults_from_settings: bool) -
 
 # ---- track ------------------------------------------------------------------------------------
 def register_track(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("track", help="track the people in a video file (no Redis needed)")
+    p = sub.add_parser(
+        "track", help="track the people in a video file (no Redis needed)",
+        epilog=f"Exit codes: 0 done; 2 bad input; {EXIT_TRUNCATED} the video is truncated (fewer frames decoded than "
+        "its container declares, or decoding broke off): the output holds every frame that decoded, and a warning "
+        "on stderr gives both counts.",
+    )  # fmt: skip
     p.add_argument("video", help="input video (any container/codec PyAV reads)")
     p.add_argument("--out", default=None, help="JSON Lines output (default: VIDEO with .poses.jsonl)")
     p.add_argument("--render", default=None, metavar="MP4", help="also write an annotated H.264 MP4 here")
@@ -67,6 +75,8 @@ def _cmd_track(args: argparse.Namespace) -> int:
     from models.poses import dumps_frame
     from service.cli import CliError
     from service.pipeline import build_pipeline, run_frames
+    from service.settings import Settings
+    from service.video_checks import declared, truncation
 
     video = Path(args.video)
     if not video.is_file():
@@ -123,9 +133,11 @@ def _cmd_track(args: argparse.Namespace) -> int:
         f"{frames / max(elapsed, 1e-9):.1f} fps ({pipeline.name}) -> {out}"
         + (f", {args.render}" if args.render else "")
     )
-    if error:
-        print(f"posestream track: warning: the video broke off: {error}", file=sys.stderr)
-        return EXIT_FAILURE
+    limited = args.max_frames > 0 and frames >= args.max_frames
+    warn = None if limited else truncation(declared(video), frames, error, Settings.model_fields["truncation_tolerance"].default)
+    if warn is not None:
+        print(f"posestream track: warning: {warn['message']}", file=sys.stderr)
+        return EXIT_TRUNCATED
     return EXIT_OK
 
 
@@ -149,9 +161,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         get_settings()  # fail at start-up, with the variable's name, not on the first request
     except ValidationError as exc:
         raise CliError(f"invalid POSESTREAM_* settings:\n{exc}") from None
+    from service.gateway.http import uvicorn_options
+
     uvicorn.run(
         "service.gateway.app:create_app", factory=True, host=args.host, port=args.port,
-        log_level=args.log_level, ws_max_size=get_settings().max_ws_frame_bytes + 1024,
+        log_level=args.log_level, **uvicorn_options(get_settings()),
     )  # fmt: skip
     return EXIT_OK
 
@@ -166,6 +180,9 @@ def register_worker(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metrics-port", dest="worker_metrics_port", type=int, default=argparse.SUPPRESS,
                    help="port of the Prometheus endpoint GET /metrics (default 9101; 0 = off; "
                    "workers sharing a host need one each)")  # fmt: skip
+    p.add_argument("--metrics-addr", dest="worker_metrics_addr", default=argparse.SUPPRESS,
+                   help="address the metrics endpoint binds (default 127.0.0.1; 0.0.0.0 to be scraped from "
+                   "other hosts, as in docker-compose.yml)")  # fmt: skip
     p.add_argument("--debug-delay-ms", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_worker)
 
@@ -181,7 +198,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     overrides = {
         k: v for k, v in vars(args).items()
         if k in ("model", "tracker", "input_sizes", "device", "batch_size", "batch_wait_ms", "worker_id", "debug_delay_ms",
-                 "worker_metrics_port")
+                 "worker_metrics_port", "worker_metrics_addr")
     }  # fmt: skip
     try:
         settings = Settings(**overrides)

@@ -40,3 +40,18 @@ return 1
 def default_owner_id() -> str:
     """A lease owner name unique to this process: ``host-pid-random``."""
     return f"{socket.gethostname()}-{os.getpid()}-{random.randrange(16**6):06x}"
+# KEYS[1] lease, KEYS[2] stream; ARGV[1] owner, ARGV[2] approximate MAXLEN, ARGV[3..] field, value, ...
+# The entry id when added, false when the caller does not own the lease: an upload whose
+# lease is gone (deleted, taken over, or lost with Redis's data) queues no more jobs, so a
+# DELETE that removed the lease and then purged the stream leaves none behind.
+XADD_IF_OWNER_SCRIPT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
+return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
+"""
+# KEYS[1] hash; ARGV[1] TTL in s, ARGV[2..] field, value, ... Writes the hash only if it does not exist.
+CREATE_HASH_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+"""

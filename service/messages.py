@@ -16,6 +16,8 @@ Keys (all under ``Settings.redis_prefix``, see ``RedisKeys``):
 - ``conn:{session}``: which WebSocket connection streams the session right now.
 - ``video:{id}``: status hash of an uploaded video.
 - ``upload-lease:{id}``: which gateway feeds and collects an uploaded video right now.
+- ``epoch``: a random value written once; when it changes, Redis lost its data (restart
+  without persistence) and gateways re-publish the uploads they hold on disk.
 - ``workers``: sorted set of worker ids scored by their last heartbeat (unix seconds).
 """
 
@@ -154,6 +156,24 @@ class ApiError(BaseModel):
     message: str
 
 
+class VideoWarning(BaseModel):
+    """Something the client should know about a video that still produced results.
+
+    ``truncated_input``: the video decoded fewer frames than its container declares, or
+    broke off while decoding; ``declared_frames`` comes from the container
+    (``declared_by``: ``"frame_count"``, exact, or ``"duration"``, duration x frame rate),
+    ``decoded_frames`` is how many frames were decoded (and have results), and
+    ``decode_error`` the decoder's message when it broke off (else null).
+    """
+
+    code: str
+    message: str
+    declared_frames: int | None = None
+    declared_by: str | None = None
+    decoded_frames: int | None = None
+    decode_error: str | None = None
+
+
 class VideoStatus(BaseModel):
     """Status of an uploaded video: the ``video:{id}`` hash and the body of ``GET /v1/videos/{id}``."""
 
@@ -162,10 +182,13 @@ class VideoStatus(BaseModel):
     frames_done: int = 0
     frames_total: int = 0
     error: ApiError | None = None
+    warnings: list[VideoWarning] = Field(default_factory=list)
     render: bool = False
     created_at: float = 0.0
     collected: bool = False
     """Every frame's result is in ``poses.jsonl`` (a resumed upload only renders, if asked)."""
+    owner: str = ""
+    """SHA-256 (hex) of the API key that uploaded the video; empty when the gateway had no keys."""
 
     def to_fields(self) -> dict[str, str]:
         return {
@@ -174,13 +197,19 @@ class VideoStatus(BaseModel):
             "frames_done": str(self.frames_done),
             "frames_total": str(self.frames_total),
             "error": self.error.model_dump_json() if self.error else "",
+            "warnings": json.dumps([w.model_dump() for w in self.warnings], separators=(",", ":")),
             "render": "1" if self.render else "0",
             "created_at": repr(self.created_at),
             "collected": "1" if self.collected else "0",
+            "owner": self.owner,
         }
 
     @classmethod
     def from_fields(cls, fields: dict[Any, Any]) -> VideoStatus:
+        def optional(name: str, default: str) -> str:
+            value = fields.get(name.encode(), fields.get(name, default))
+            return value.decode() if isinstance(value, bytes) else str(value)
+
         error = _text(fields, "error")
         return cls(
             id=_text(fields, "id"),
@@ -188,14 +217,16 @@ class VideoStatus(BaseModel):
             frames_done=int(_text(fields, "frames_done")),
             frames_total=int(_text(fields, "frames_total")),
             error=ApiError.model_validate_json(error) if error else None,
+            warnings=[VideoWarning.model_validate(w) for w in json.loads(optional("warnings", "[]"))],
             render=_text(fields, "render") == "1",
             created_at=float(_text(fields, "created_at")),
-            collected=fields.get(b"collected", fields.get("collected")) in (b"1", "1"),
+            collected=optional("collected", "0") == "1",
+            owner=optional("owner", ""),
         )
 
     def public(self) -> dict[str, Any]:
-        """The API body (``render``/``created_at``/``collected`` are internal)."""
-        return self.model_dump(include={"id", "status", "frames_done", "frames_total", "error"})
+        """The API body (``render``/``created_at``/``collected``/``owner`` are internal)."""
+        return self.model_dump(include={"id", "status", "frames_done", "frames_total", "error", "warnings"})
 
 
 @dataclass(frozen=True)
@@ -234,6 +265,11 @@ class RedisKeys:
 
     def upload_lease(self, video_id: str) -> str:
         return f"{self.prefix}upload-lease:{video_id}"
+
+    @property
+    def epoch(self) -> str:
+        """A random value set once; a different (or no) value later means Redis lost its data."""
+        return f"{self.prefix}epoch"
 
     @property
     def state_prefix(self) -> str:

@@ -30,13 +30,18 @@ def render_video(video: str | Path, poses: Iterable[FramePoses], out: str | Path
     """Re-decode ``video`` and draw the matching ``poses`` (by frame index) onto it."""
     info = probe_video(video)
     by_index = {p.frame_index: p for p in poses}
+    last = max(by_index, default=-1)
 
     def pairs() -> Iterator[tuple[np.ndarray, FramePoses]]:
+        if last < 0:
+            return
+        # Stops after the last frame with poses, never decoding past it: a truncated video
+        # breaks off right there, and its decoded part still renders.
         for index, ts, rgb in iter_video_frames(video):
             if index not in by_index:
-                if index > max(by_index, default=-1):
-                    return
                 by_index[index] = FramePoses.empty(index, ts, rgb.shape[1], rgb.shape[0])
             yield rgb, by_index[index]
+            if index >= last:
+                return
 
     return render_frames(out, pairs(), info.width, info.height, info.fps)

@@ -36,7 +36,44 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(512 * 1024 * 1024, gt=0, description="Largest accepted upload (HTTP 413 above).")
     max_ws_frame_bytes: int = Field(8 * 1024 * 1024, gt=0, description="Largest accepted WebSocket frame message.")
     video_ttl_s: int = Field(24 * 3600, gt=0, description="Uploaded videos, results and status are deleted after this.")
-    upload_jpeg_quality: int = Field(95, ge=1, le=100, description="JPEG quality of uploaded frames sent to workers.")
+    upload_jpeg_quality: int = Field(
+        95, ge=1, le=100,
+        description="JPEG quality of uploaded frames queued for the workers. Raising it sends the workers frames "
+        "closer to the decoded video at more bytes per queued frame (upload_inflight_bytes bounds the total).",
+    )  # fmt: skip
+    upload_inflight_bytes: int = Field(
+        32 * 1024 * 1024, gt=0,
+        description="Most bytes of one upload's encoded frames queued in Redis at once (a frame larger than this "
+        "is still queued, alone). Raising it lets an upload of large frames keep more workers busy, at that much "
+        "more Redis memory per upload.",
+    )  # fmt: skip
+    upload_inflight_bytes_total: int = Field(
+        256 * 1024 * 1024, gt=0,
+        description="Most bytes of encoded frames that all uploads of one gateway queue in Redis at once. Raising "
+        "it admits more concurrent uploads of large frames before they wait for each other, at that much Redis memory.",
+    )  # fmt: skip
+    fail_on_truncated: bool = Field(
+        False,
+        description="An upload that decodes fewer frames than its container declares (or breaks off while decoding) "
+        "ends 'failed' with error truncated_input instead of 'done' with a truncated_input warning.",
+    )
+    truncation_tolerance: float = Field(
+        0.02, ge=0, lt=1,
+        description="Fraction of the frame count estimated from a container's duration (when it states no exact "
+        "count) that may be missing before an upload is called truncated. Raising it tolerates containers whose "
+        "duration overstates their frames, and misses shorter cuts; an exact declared count is always held exactly.",
+    )  # fmt: skip
+    docs_open: bool = Field(
+        False,
+        description="Serve /docs, /redoc and /openapi.json even when api_keys is set (without keys they are always "
+        "served). They list every route and parameter, not data.",
+    )
+    http_implementation: Literal["json-errors", "h11"] = Field(
+        "json-errors",
+        description="The gateway's HTTP/1.1 implementation: 'json-errors' is uvicorn's h11 protocol answering a "
+        "request it cannot parse (bad Content-Length, broken headers) with the JSON error body; 'h11' is "
+        "uvicorn's own (plain-text 400).",
+    )
     upload_lease_ms: int = Field(
         15_000, gt=0,
         description="A gateway's lease on an upload it is processing lives this long unless renewed; when a gateway "
@@ -114,7 +151,9 @@ class Settings(BaseSettings):
         "host (not containers) each need their own port.",
     )  # fmt: skip
     worker_metrics_addr: str = Field(
-        "0.0.0.0", description="Address the worker's metrics endpoint binds (127.0.0.1 keeps it local to the host)."
+        "127.0.0.1",
+        description="Address the worker's metrics endpoint binds: loopback by default, so only this host can read "
+        "it; docker-compose.yml sets 0.0.0.0 so Prometheus can scrape workers over the compose network.",
     )
 
     # --- pipeline ----------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """The gateway application factory: ``create_app(settings)``.
 
 Routes: ``/v1/videos`` (uploads), ``/v1/streams`` (WebSocket), ``/healthz``, ``/readyz``,
-``/metrics``. The gateway never imports torch; it decodes uploads with PyAV, reads
-WebSocket image headers only (``service.frames``) and talks to the workers only through ``service.messages``
+``/metrics``, and ``/docs``, ``/redoc``, ``/openapi.json`` unless API keys are set
+(``docs_open`` serves them anyway). Serve it with ``service.gateway.http.uvicorn_options``.
+The gateway never imports torch; it decodes uploads with PyAV, reads WebSocket image
+headers only (``service.frames``) and talks to the workers only through ``service.messages``
 over Redis.
 """
 
@@ -54,11 +56,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await uploads.shutdown()
             await client.aclose()
 
+    # With API keys, the route list is not public unless docs_open says so.
+    docs = not settings.api_keys or settings.docs_open
     app = FastAPI(
         title="posestream",
         version="1",
         summary="Multi-person pose tracking for uploaded clips and live WebSocket streams.",
         lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
     )
     install_error_handlers(app)
     app.include_router(uploads_router)

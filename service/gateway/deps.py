@@ -87,6 +87,12 @@ def require_api_key(request: Request) -> None:
         raise ApiError(401, "invalid_api_key", "the API key is not valid", headers={"WWW-Authenticate": "Bearer"})
 
 
+def caller_owner(request: Request) -> str:
+    """HTTP dependency: the caller's ``key_owner`` when API keys are configured, else "" (no isolation)."""
+    settings: Settings = request.app.state.ctx.settings
+    return key_owner(settings, key_from_headers(request.headers)) if settings.api_keys else ""
+
+
 def ws_credentials(websocket: WebSocket) -> tuple[str | None, str | None]:
     """(API key from headers or an ``apikey.KEY`` subprotocol, subprotocol to select in the reply)."""
     key = key_from_headers(websocket.headers)
@@ -103,3 +109,4 @@ def ws_credentials(websocket: WebSocket) -> tuple[str | None, str | None]:
 
 
 Authorized = Depends(require_api_key)
+Owner = Annotated[str, Depends(caller_owner)]

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 
+import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -90,6 +91,15 @@ def install_error_handlers(app: FastAPI) -> None:
             where = ".".join(str(p) for p in err.get("loc", ()))
             parts.append(f"{where}: {err.get('msg')}")
         return JSONResponse(error_body("validation_error", "; ".join(parts) or "invalid request"), status_code=422)
+
+    @app.exception_handler(aioredis.ConnectionError)
+    @app.exception_handler(aioredis.TimeoutError)
+    async def _redis_down(_: Request, exc: Exception) -> JSONResponse:
+        # Redis restarting: nothing is lost on the client's side; try again in a moment.
+        return JSONResponse(
+            error_body("redis_unavailable", f"Redis does not answer ({exc}); try again shortly"),
+            status_code=503, headers={"Retry-After": "1"},
+        )  # fmt: skip
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

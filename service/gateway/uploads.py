@@ -6,14 +6,25 @@ background task decodes it frame by frame, JPEG-encodes each frame and enqueues 
 upload never drops a frame), collects the results from ``results:video:{id}`` in
 ``seq`` order into ``poses.jsonl`` and keeps the status hash ``video:{id}`` current.
 
-The task holds a lease on the upload (``upload-lease:{id}``); if its gateway dies, any
-gateway that sees the same data folder resumes the upload once the lease lapsed, from
-the first frame missing in ``poses.jsonl`` (``UploadManager.resume_orphans``).
+The task holds a lease on the upload (``upload-lease:{id}``, taken before the transfer
+starts); if its gateway dies, any gateway that sees the same data folder resumes the
+upload once the lease lapsed, from the first frame missing in ``poses.jsonl``
+(``UploadManager.resume_orphans``). Jobs are queued only while that lease is held (one
+Lua call), so a DELETE, which removes the lease and then purges the video's queued jobs,
+leaves none behind. Queued bytes are bounded per upload (``upload_inflight_bytes``) and
+per gateway (``upload_inflight_bytes_total``).
+
+``meta.json`` in the folder keeps the status as of the upload (and its end) with the Redis
+``epoch``; when Redis loses its data (restart without persistence: new epoch, no status),
+the gateway holding the files writes the status again and resumes the upload
+(``UploadManager.recover_lost``). A folder without ``meta.json``, status or lease is a
+transfer its gateway did not finish; it is deleted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import shutil
@@ -29,15 +40,23 @@ import redis.asyncio as aioredis
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
-from models.data.video import VideoError, iter_video_frames, probe_video
+from models.data.video import VideoError, iter_video_frames
 from models.poses import iter_jsonl
-from service.gateway.deps import Authorized, Ctx, GatewayContext
+from service.gateway.deps import Authorized, Ctx, GatewayContext, Owner
 from service.gateway.errors import ApiError
 from service.gateway.upload_io import receive_upload
-from service.leases import RELEASE_SCRIPT, RENEW_SCRIPT, WRITE_HASH_IF_OWNER_SCRIPT, default_owner_id
+from service.leases import (
+    CREATE_HASH_SCRIPT,
+    RELEASE_SCRIPT,
+    RENEW_SCRIPT,
+    WRITE_HASH_IF_OWNER_SCRIPT,
+    XADD_IF_OWNER_SCRIPT,
+    default_owner_id,
+)
+from service.messages import JOBS_GROUP, FrameJob, FrameResult, VideoStatus, VideoWarning
 from service.messages import ApiError as ApiErrorBody
-from service.messages import FrameJob, FrameResult, VideoStatus
 from service.render import render_video
+from service.video_checks import declared, frame_too_large, truncation
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +76,39 @@ def _valid_id(video_id: str) -> bool:
 
 class LeaseLost(Exception):
     """This gateway no longer owns an upload (it stalled past its lease, or the upload was deleted)."""
+
+
+class FrameTooLarge(Exception):
+    """A frame of the video is larger than ``max_frame_pixels``."""
+
+
+class ByteBudget:
+    """Bytes that may be queued at once, shared by the tasks of one event loop.
+
+    ``take(n)`` waits until ``n`` more bytes fit under ``limit`` (or nothing is taken, so
+    one frame larger than the limit still goes through alone); ``give(n)`` returns them.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._waiters: list[asyncio.Future[None]] = []
+
+    async def take(self, n: int) -> None:
+        while self.used and self.used + n > self.limit:
+            fut = asyncio.get_running_loop().create_future()
+            self._waiters.append(fut)
+            await fut
+        self.used += n
+
+    def give(self, n: int) -> None:
+        if n <= 0:
+            return
+        self.used -= n
+        waiters, self._waiters = self._waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
 
 
 class UploadLease:
@@ -140,9 +192,97 @@ class UploadManager:
         self.renew_script = ctx.redis.register_script(RENEW_SCRIPT)
         self.release_script = ctx.redis.register_script(RELEASE_SCRIPT)
         self._write_if_owner = ctx.redis.register_script(WRITE_HASH_IF_OWNER_SCRIPT)
+        self._xadd_if_owner = ctx.redis.register_script(XADD_IF_OWNER_SCRIPT)
+        self._create_hash = ctx.redis.register_script(CREATE_HASH_SCRIPT)
+        self.budget = ByteBudget(ctx.settings.upload_inflight_bytes_total)
+        self._checked_epoch: str | None = None  # epoch of the last full meta.json scan
 
     def folder(self, video_id: str) -> Path:
         return self.root / video_id
+
+    async def epoch(self) -> str:
+        """The Redis data epoch (set here if missing): it changes when Redis loses its data."""
+        key = self.ctx.keys.epoch
+        await self.ctx.redis.set(key, uuid.uuid4().hex, nx=True)
+        value = await self.ctx.redis.get(key)
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    async def save_meta(self, status: VideoStatus) -> None:
+        """Record ``status`` and the current epoch in ``meta.json`` (what ``recover_lost`` restores)."""
+        meta = {"epoch": await self.epoch(), "status": status.model_dump(mode="json")}
+        await asyncio.to_thread(_write_json, self.folder(status.id) / "meta.json", meta)
+
+    async def enqueue(self, job: FrameJob, lease: UploadLease) -> None:
+        """Queue ``job`` if this gateway still owns the upload, else raise ``LeaseLost``."""
+        fields = [x for kv in job.to_fields().items() for x in kv]
+        args = [lease.owner, self.ctx.settings.jobs_maxlen, *fields]
+        if await self._xadd_if_owner(keys=[lease.key, self.ctx.keys.jobs], args=args) is None:
+            lease.lost = True
+            raise LeaseLost(job.session)
+
+    async def purge_jobs(self, session: str) -> int:
+        """Delete every queued (or pending) job of ``session`` from the jobs stream; returns how many."""
+        redis, jobs = self.ctx.redis, self.ctx.keys.jobs
+        start, purged = "-", 0
+        while True:
+            entries = await redis.xrange(jobs, min=start, max="+", count=256)
+            if not entries:
+                return purged
+            ids = [eid for eid, fields in entries if fields.get(b"session") == session.encode()]
+            if ids:
+                pipe = redis.pipeline(transaction=True)
+                pipe.xack(jobs, JOBS_GROUP, *ids)
+                pipe.xdel(jobs, *ids)
+                await pipe.execute()
+                purged += len(ids)
+            last = entries[-1][0]
+            start = "(" + (last.decode() if isinstance(last, bytes) else last)
+
+    async def recover_lost(self) -> list[str]:
+        """Repair what a Redis data loss (or a gateway killed mid-transfer) left in this data folder.
+
+        For each video folder: no ``meta.json`` and no status or lease in Redis -> a
+        transfer that never finished: deleted. ``meta.json`` from an older epoch and no
+        status -> Redis lost the status: it is written again from ``meta.json`` (a finished
+        video as it ended; an unfinished one as ``running`` from frame 0, since its results
+        and tracker state are gone too), so ``resume_orphans`` picks it up. Returns the ids
+        whose status was written again.
+        """
+        redis, keys = self.ctx.redis, self.ctx.keys
+        current = await self.epoch()
+        full = current != self._checked_epoch  # at start, and after Redis lost its data
+        restored = []
+        unsettled = False  # a task of the old epoch still runs (it stops on its lost lease): scan again
+        folders = await asyncio.to_thread(lambda: sorted(self.root.iterdir()) if self.root.is_dir() else [])
+        for folder in folders:
+            video_id = folder.name
+            if not _valid_id(video_id):
+                continue
+            if video_id in self.tasks:
+                if full and (await asyncio.to_thread(_read_json, folder / "meta.json") or {}).get("epoch") != current:
+                    unsettled = True
+                continue
+            if not full and (folder / "meta.json").is_file():
+                continue
+            meta = await asyncio.to_thread(_read_json, folder / "meta.json")
+            if meta is None:
+                if not await redis.exists(keys.video(video_id), keys.upload_lease(video_id)):
+                    log.warning("video %s: deleting an upload whose transfer never finished", video_id)
+                    await asyncio.to_thread(shutil.rmtree, folder, True)
+                continue
+            if meta.get("epoch") == current:
+                continue
+            status = VideoStatus.model_validate(meta["status"])
+            if status.status in ("queued", "running"):
+                status = status.model_copy(update={"status": "running", "frames_done": 0, "collected": False})
+            fields = [x for kv in status.to_fields().items() for x in kv]
+            if await self._create_hash(keys=[keys.video(video_id)], args=[self.ctx.settings.video_ttl_s, *fields]):
+                log.warning("video %s: Redis lost its status; restored it as %s", video_id, status.status)
+                restored.append(video_id)
+            await asyncio.to_thread(_write_json, folder / "meta.json", {**meta, "epoch": current})
+        if not unsettled:
+            self._checked_epoch = current
+        return restored
 
     async def write_status(self, status: VideoStatus, lease: UploadLease) -> None:
         """Write the status hash (with the video TTL) if this gateway still owns the upload."""
@@ -158,13 +298,11 @@ class UploadManager:
         fields = await self.ctx.redis.hgetall(self.ctx.keys.video(video_id))
         return VideoStatus.from_fields(fields) if fields else None
 
-    async def submit(self, status: VideoStatus) -> None:
-        """Register a new upload (its file is in ``folder(id)/input``) and start processing it."""
-        lease = UploadLease(self, status.id)
-        if not await lease.acquire():  # a fresh random id: only a bug gets here
-            raise RuntimeError(f"upload lease of the new video {status.id} is taken")
+    async def submit(self, status: VideoStatus, lease: UploadLease) -> None:
+        """Register a new upload (its file is in ``folder(id)/input``, ``lease`` held) and start processing it."""
         try:
             await self.write_status(status, lease)
+            await self.save_meta(status)
         except BaseException:
             await lease.release()
             raise
@@ -198,6 +336,10 @@ class UploadManager:
             keys.video(video_id), keys.upload_lease(video_id), keys.results(session), keys.seq(session)
         )
         await self.cancel(video_id)
+        # After the lease is gone no gateway can queue a job of it (enqueue is fenced by it).
+        purged = await self.purge_jobs(session)
+        if purged:
+            log.info("video %s: deleted %d queued job(s)", video_id, purged)
         await asyncio.to_thread(shutil.rmtree, self.folder(video_id), True)
 
     async def shutdown(self) -> None:
@@ -228,10 +370,29 @@ class UploadManager:
                 resumed.append(video_id)
         return resumed
 
+    async def _forget_if_deleted(self, video_id: str) -> None:
+        """Delete this gateway's files of an upload deleted through another gateway.
+
+        Deleted means: no status, and the epoch in ``meta.json`` is still current (a new
+        epoch means Redis lost its data instead; a status means another gateway took over).
+        Without this a later Redis data loss would bring the deleted video back.
+        """
+        folder = self.folder(video_id)
+        try:
+            meta = await asyncio.to_thread(_read_json, folder / "meta.json")
+            if meta is None or await self.ctx.redis.exists(self.ctx.keys.video(video_id)):
+                return
+            if meta.get("epoch") == await self.epoch():
+                log.info("video %s: deleted through another gateway; deleting its files here", video_id)
+                await asyncio.to_thread(shutil.rmtree, folder, True)
+        except aioredis.RedisError as exc:
+            log.warning("video %s: could not tell whether it was deleted (%s); the janitor removes it", video_id, exc)
+
     async def resume_loop(self) -> None:
-        """``resume_orphans()`` now and every ``upload_resume_interval_s`` until cancelled."""
+        """``recover_lost()`` and ``resume_orphans()`` now and every ``upload_resume_interval_s`` until cancelled."""
         while True:
             try:
+                await self.recover_lost()
                 await self.resume_orphans()
             except aioredis.RedisError as exc:
                 log.warning("looking for orphaned uploads failed (%s); retrying", exc)
@@ -253,6 +414,7 @@ class UploadManager:
             await self._process(status, self.folder(video_id) / "input", lease)
         except LeaseLost:
             log.warning("video %s: stopped (this gateway no longer owns it)", video_id)
+            await self._forget_if_deleted(video_id)
         except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
             # Not the video's fault: leave it running; once the lease lapses, a gateway
             # (this one too) resumes it where it stopped.
@@ -276,10 +438,12 @@ class UploadManager:
         """Feed the frames not yet in ``poses.jsonl`` and collect their results; then render.
 
         Resuming (another gateway, or this one, died mid-way) continues from the first
-        ``seq`` not in ``poses.jsonl``: the frames before it are decoded and skipped, the
-        rest are enqueued again (copies of frames still queued are acknowledged by the
-        workers without a second result), and the result stream is read from its start,
-        because results published while no gateway collected are only there.
+        ``seq`` not in ``poses.jsonl``: the frames before it are decoded and skipped (but
+        the last ``upload_inflight`` of them are queued again, in case Redis lost the
+        worker's last state saves), the rest are enqueued again (copies of frames still
+        queued are acknowledged by the workers without a second result), and the result
+        stream is read from its start, because results published while no gateway
+        collected are only there.
         """
         ctx = self.ctx
         rkey = ctx.keys.results(video_session(status.id))
@@ -288,19 +452,24 @@ class UploadManager:
         if not status.collected:
             written = await asyncio.to_thread(_complete_lines, poses_path)
             if written and not await ctx.redis.exists(rkey):
-                # Results are only deleted once collected, so the stream expired: no worker
-                # published for session_ttl_s, and the session's tracker state (same TTL,
-                # saved after each publish) is gone too. The tracker starts over; so do we.
-                log.warning("video %s: its session expired while no gateway ran it; starting it over", status.id)
+                # Results are only deleted once collected, so the stream is gone: it expired
+                # (no worker published for session_ttl_s) or Redis lost its data; either way
+                # the session's tracker state (same TTL, saved after each publish) is gone
+                # too. The tracker starts over; so do we, so that track ids stay consistent.
+                log.warning("video %s: its results and tracker state are gone; starting it over", status.id)
                 await asyncio.to_thread(poses_path.write_bytes, b"")
                 written = 0
             await lease.ensure()
             status = status.model_copy(update={"status": "running", "frames_done": written})
             await self.write_status(status, lease)
-            status, decode_error = await self._collect(status, path, lease, written)
-            status = status.model_copy(update={"collected": decode_error is None})
-            if decode_error is not None:
-                await self.write_status(status.model_copy(update={"status": "failed", "error": decode_error}), lease)
+            status, fatal, warning = await self._collect(status, path, lease, written)
+            if warning is not None:
+                status = status.model_copy(update={"warnings": [*status.warnings, warning]})
+                if ctx.settings.fail_on_truncated:
+                    fatal = ApiErrorBody(code="truncated_input", message=warning.message)
+            status = status.model_copy(update={"collected": True})
+            if fatal is not None:
+                await self.finish(status.model_copy(update={"status": "failed", "error": fatal}), lease)
                 await ctx.redis.delete(rkey)
                 return
             await self.write_status(status, lease)
@@ -313,28 +482,47 @@ class UploadManager:
                 part.replace(folder / "annotated.mp4")
             finally:
                 part.unlink(missing_ok=True)
-        await self.write_status(status.model_copy(update={"status": "done"}), lease)
+        await self.finish(status.model_copy(update={"status": "done"}), lease)
+
+    async def finish(self, status: VideoStatus, lease: UploadLease) -> None:
+        """Write the final status (``done``/``failed``) to Redis and to ``meta.json``."""
+        await self.write_status(status, lease)
+        await self.save_meta(status)
 
     async def _collect(
         self, status: VideoStatus, path: Path, lease: UploadLease, written: int
-    ) -> tuple[VideoStatus, ApiErrorBody | None]:
+    ) -> tuple[VideoStatus, ApiErrorBody | None, VideoWarning | None]:
         """Enqueue frames from ``seq == written`` on and append their results to ``poses.jsonl`` in order.
 
-        Returns the last status written and the decode error that ended the video early, if any.
+        Returns the last status written, the error that makes the video fail (a frame over
+        ``max_frame_pixels``), and the ``truncated_input`` warning when fewer frames decoded
+        than the container declares or decoding broke off.
         """
         ctx = self.ctx
         s = ctx.settings
         session = video_session(status.id)
         rkey = ctx.keys.results(session)
         progress = asyncio.Condition()  # notified when `written` grows
-        enqueued = written  # frames decoded so far (their seqs are 0 .. enqueued - 1)
+        # A resumed upload queues again the upload_inflight frames before its first unwritten
+        # one: if Redis lost the worker's last state saves (a crash with appendfsync everysec)
+        # but not the results we collected, the worker's session is behind `written` and
+        # waits for those frames; otherwise the worker acknowledges them as duplicates.
+        resumed_at = written
+        replay_from = max(0, written - s.upload_inflight)
+        enqueued = replay_from  # frames decoded so far (their seqs are 0 .. enqueued - 1)
         feeding_done = asyncio.Event()
-        decode_error: list[ApiErrorBody] = []
+        decode_error: list[str] = []
+        fatal: list[ApiErrorBody] = []
         received_at: dict[int, float] = {}
+        sizes: dict[int, int] = {}  # bytes of each queued frame whose result is not written yet
+        queued_bytes = 0
+
+        def fits(seq: int, size: int) -> bool:
+            return seq < written + s.upload_inflight and (not sizes or queued_bytes + size <= s.upload_inflight_bytes)
 
         async def feed() -> None:
-            nonlocal enqueued
-            frames = _encoded_frames(path, s.upload_jpeg_quality, skip=written)
+            nonlocal enqueued, queued_bytes
+            frames = _encoded_frames(path, s.upload_jpeg_quality, skip=replay_from, max_pixels=s.max_frame_pixels)
             try:
                 while True:
                     t0 = time.perf_counter()
@@ -343,18 +531,28 @@ class UploadManager:
                         break
                     ctx.metrics.stage_latency.labels("decode").observe(time.perf_counter() - t0)
                     seq = enqueued
-                    async with progress:  # backpressure: at most upload_inflight frames queued
-                        await progress.wait_for(lambda seq=seq: seq < written + s.upload_inflight)
+                    index, ts, w, h, jpeg = item
+                    job = FrameJob(session=session, seq=seq, frame_index=index, timestamp=ts, width=w, height=h, image=jpeg)
+                    if seq < resumed_at:  # a replay (see above): its result, if any, is ignored
+                        await self.enqueue(job, lease)
+                        enqueued += 1
+                        continue
+                    size = len(jpeg)
+                    async with progress:  # backpressure: upload_inflight frames, upload_inflight_bytes bytes
+                        await progress.wait_for(lambda seq=seq, size=size: fits(seq, size))
                     enqueued += 1
                     if seq < written:
                         continue  # its result was already in the stream (resumed upload)
-                    index, ts, w, h, jpeg = item
-                    job = FrameJob(session=session, seq=seq, frame_index=index, timestamp=ts, width=w, height=h, image=jpeg)
+                    await self.budget.take(len(jpeg))  # upload_inflight_bytes_total
+                    sizes[seq] = len(jpeg)
+                    queued_bytes += len(jpeg)
                     received_at[seq] = time.time()
-                    await ctx.redis.xadd(ctx.keys.jobs, job.to_fields(), maxlen=s.jobs_maxlen, approximate=True)
+                    await self.enqueue(job, lease)
                     ctx.metrics.frames_in.labels("upload").inc()
+            except FrameTooLarge as exc:
+                fatal.append(ApiErrorBody(code="frame_too_large", message=str(exc)))
             except VideoError as exc:
-                decode_error.append(ApiErrorBody(code="decode_failed", message=str(exc).replace(str(path), "upload")))
+                decode_error.append(str(exc).replace(str(path), "upload"))
             finally:
                 frames.close()
                 feeding_done.set()
@@ -381,6 +579,9 @@ class UploadManager:
                         while written in pending:
                             result = pending.pop(written)
                             lines.append(_line(result) + "\n")
+                            done_bytes = sizes.pop(written, 0)
+                            queued_bytes -= done_bytes
+                            self.budget.give(done_bytes)
                             ctx.metrics.observe_result(result.enqueued_at, result.started_at, result.finished_at, now)
                             if written in received_at:
                                 ctx.metrics.stage_latency.labels("end_to_end").observe(now - received_at.pop(written))
@@ -401,8 +602,19 @@ class UploadManager:
                         raise feeder.exception()  # type: ignore[misc]
         finally:
             feeder.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await feeder
+            self.budget.give(queued_bytes)  # frames this task will not see answered
         status = status.model_copy(update={"frames_done": written, "frames_total": written})
-        return status, (decode_error[0] if decode_error else None)
+        if fatal:
+            return status, fatal[0], None
+        if decode_error and enqueued == 0:
+            return status, ApiErrorBody(code="decode_failed", message=decode_error[0]), None
+        decl = await asyncio.to_thread(declared, path)
+        warn = truncation(decl, enqueued, decode_error[0] if decode_error else None, s.truncation_tolerance)
+        if warn is not None:
+            log.warning("video %s: %s", status.id, warn["message"])
+        return status, None, (VideoWarning.model_validate(warn) if warn is not None else None)
 
 
 def _complete_lines(path: Path) -> int:
@@ -448,10 +660,11 @@ class _EncodedFrames:
     a resumed upload's frames whose results are already written.
     """
 
-    def __init__(self, path: Path, quality: int, skip: int = 0) -> None:
+    def __init__(self, path: Path, quality: int, skip: int = 0, max_pixels: int = 0) -> None:
         self._it: Iterator[tuple[int, float, np.ndarray]] = iter_video_frames(path)
         self._params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
         self._skip = skip
+        self._max_pixels = max_pixels
 
     def __iter__(self) -> _EncodedFrames:
         return self
@@ -461,6 +674,8 @@ class _EncodedFrames:
             next(self._it)
             self._skip -= 1
         index, ts, rgb = next(self._it)
+        if self._max_pixels and (msg := frame_too_large(rgb.shape[1], rgb.shape[0], self._max_pixels)):
+            raise FrameTooLarge(f"frame {index}: {msg}")  # the stream changed size mid-way
         ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), self._params)
         if not ok:
             raise VideoError(f"frame {index} could not be JPEG-encoded")
@@ -472,21 +687,39 @@ class _EncodedFrames:
             close()
 
 
-def _encoded_frames(path: Path, quality: int, skip: int = 0) -> _EncodedFrames:
-    return _EncodedFrames(path, quality, skip)
+def _encoded_frames(path: Path, quality: int, skip: int = 0, max_pixels: int = 0) -> _EncodedFrames:
+    return _EncodedFrames(path, quality, skip, max_pixels)
 
 
-def _check_video(path: Path) -> int:
-    """Decode the first frame (raises ``VideoError``); returns the container's frame count (0 if unknown)."""
+def _check_video(path: Path, max_pixels: int) -> int:
+    """Check the header's frame size, then decode the first frame; returns the declared frame count (0 if unknown).
+
+    Raises ``FrameTooLarge`` (before any frame is decoded) or ``VideoError``.
+    """
+    decl = declared(path)
+    if msg := frame_too_large(decl.width, decl.height, max_pixels):
+        raise FrameTooLarge(msg)
     frames = iter_video_frames(path)
     try:
         next(frames)
     finally:
         frames.close()  # type: ignore[attr-defined]
+    return decl.frames
+
+
+def _write_json(path: Path, obj: object) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically (a reader sees the old file or the new one)."""
+    part = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+    part.write_text(json.dumps(obj), encoding="utf-8")
+    part.replace(path)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``; None when it is missing or unreadable."""
     try:
-        return probe_video(path).frames
-    except VideoError:
-        return 0
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def _manager(ctx: GatewayContext) -> UploadManager:
@@ -495,47 +728,64 @@ def _manager(ctx: GatewayContext) -> UploadManager:
 
 @router.post("", status_code=202, summary="Upload a clip for tracking")
 async def upload_video(
-    request: Request, ctx: Ctx, render: bool = Query(False, description="also produce an annotated MP4")
+    request: Request, ctx: Ctx, owner: Owner, render: bool = Query(False, description="also produce an annotated MP4")
 ) -> JSONResponse:
     manager = _manager(ctx)
     video_id = uuid.uuid4().hex
+    # Held from before the folder exists: a folder without meta.json, status and lease is a
+    # transfer whose gateway died (recover_lost deletes it), never one still arriving.
+    lease = UploadLease(manager, video_id)
+    if not await lease.acquire():  # a fresh random id: only a bug gets here
+        raise RuntimeError(f"upload lease of the new video {video_id} is taken")
+    keeper = asyncio.create_task(lease.keep(), name=f"video-{video_id}-transfer-lease")
     folder = manager.folder(video_id)
-    folder.mkdir(parents=True)
     target = folder / "input"
     try:
+        folder.mkdir(parents=True)
         size = await receive_upload(request, target, ctx.settings.max_upload_bytes)
         if size == 0:
             raise ApiError(400, "empty_upload", "the uploaded file is empty (0 bytes)")
         try:
-            frames_total = await asyncio.to_thread(_check_video, target)
+            frames_total = await asyncio.to_thread(_check_video, target, ctx.settings.max_frame_pixels)
+        except FrameTooLarge as exc:
+            raise ApiError(413, "frame_too_large", f"the video's {exc}") from None
         except VideoError as exc:
             raise ApiError(
                 400, "invalid_video", f"the upload is not a video PyAV can decode: {str(exc).replace(str(target), 'upload')}"
             ) from None
     except BaseException:
+        keeper.cancel()
         shutil.rmtree(folder, ignore_errors=True)
+        await lease.release()
         raise
-    status = VideoStatus(id=video_id, status="queued", frames_total=frames_total, render=render, created_at=time.time())
-    await manager.submit(status)
+    keeper.cancel()
+    status = VideoStatus(
+        id=video_id, status="queued", frames_total=frames_total, render=render, created_at=time.time(), owner=owner
+    )
+    await manager.submit(status, lease)
     url = str(request.url_for("video_status", video_id=video_id).path)
     return JSONResponse({"id": video_id, "status_url": url}, status_code=202, headers={"Location": url})
 
 
-async def _status_or_404(ctx: GatewayContext, video_id: str) -> VideoStatus:
+async def _status_or_404(ctx: GatewayContext, video_id: str, owner: str) -> VideoStatus:
+    """The video's status; 404 ``not_found`` when it does not exist or belongs to another API key.
+
+    Both get the same body, so a key cannot tell another key's video from a missing one.
+    """
     status = await _manager(ctx).read_status(video_id)
-    if status is None:
+    if status is None or (ctx.settings.api_keys and status.owner != owner):
         raise ApiError(404, "not_found", f"no video with id {video_id!r} (never uploaded, deleted or expired)")
     return status
 
 
 @router.get("/{video_id}", name="video_status", summary="Status of an uploaded clip")
-async def get_status(video_id: str, ctx: Ctx) -> dict[str, Any]:
-    return (await _status_or_404(ctx, video_id)).public()
+async def get_status(video_id: str, ctx: Ctx, owner: Owner) -> dict[str, Any]:
+    return (await _status_or_404(ctx, video_id, owner)).public()
 
 
 @router.get("/{video_id}/poses", summary="The JSON Lines result (one line per frame)")
-async def get_poses(video_id: str, ctx: Ctx) -> StreamingResponse:
-    status = await _status_or_404(ctx, video_id)
+async def get_poses(video_id: str, ctx: Ctx, owner: Owner) -> StreamingResponse:
+    status = await _status_or_404(ctx, video_id, owner)
     if status.status in ("queued", "running"):
         raise ApiError(409, "not_ready", f"video {video_id} is {status.status} ({status.frames_done}/{status.frames_total} frames)")
     path = _manager(ctx).folder(video_id) / "poses.jsonl"
@@ -553,8 +803,8 @@ async def get_poses(video_id: str, ctx: Ctx) -> StreamingResponse:
 
 
 @router.get("/{video_id}/render", summary="The annotated MP4 (upload with ?render=true)")
-async def get_render(video_id: str, ctx: Ctx) -> FileResponse:
-    status = await _status_or_404(ctx, video_id)
+async def get_render(video_id: str, ctx: Ctx, owner: Owner) -> FileResponse:
+    status = await _status_or_404(ctx, video_id, owner)
     if not status.render:
         raise ApiError(404, "render_not_requested", "this video was uploaded without ?render=true")
     if status.status != "done":
@@ -566,8 +816,8 @@ async def get_render(video_id: str, ctx: Ctx) -> FileResponse:
 
 
 @router.delete("/{video_id}", summary="Delete a clip, its results and its status")
-async def delete_video(video_id: str, ctx: Ctx) -> dict[str, Any]:
-    await _status_or_404(ctx, video_id)
+async def delete_video(video_id: str, ctx: Ctx, owner: Owner) -> dict[str, Any]:
+    await _status_or_404(ctx, video_id, owner)
     await _manager(ctx).delete(video_id)
     return {"id": video_id, "deleted": True}
 

@@ -16,6 +16,9 @@ Guarantees, and how they are kept:
   acknowledged without republishing.
 - **Dead workers**: every ``claim_idle_ms / 2`` a worker XAUTOCLAIMs entries idle longer
   than ``claim_idle_ms``; a dead worker's leases expire after ``lease_ms``.
+- **Redis restarts**: a connection error is retried every second; a restart that lost
+  the data (no persistence) also lost the jobs stream and its group (``NOGROUP``), which
+  the worker recreates and carries on. The lost jobs are the gateways' to re-queue.
 - **Bounded**: processed jobs are deleted from the stream (so its length is the queue
   depth), result streams have a MAXLEN and a TTL, state has the session TTL, and
   consumers that vanished without pending jobs are removed from the group.
@@ -87,6 +90,15 @@ end
 def default_worker_id() -> str:
     """Consumer name of a worker without a configured id: ``host-pid-random``."""
     return default_owner_id()
+
+
+def is_nogroup(exc: redis.ResponseError) -> bool:
+    """Whether Redis refused a command because the jobs stream or its consumer group does not exist.
+
+    ``NOGROUP`` on any stream command; ``UNBLOCKED`` on a blocking read whose stream was
+    deleted meanwhile (FLUSHALL, DEL).
+    """
+    return str(exc).startswith(("NOGROUP", "UNBLOCKED"))
 
 
 def ensure_group(client: redis.Redis, keys: RedisKeys) -> None:
@@ -172,6 +184,18 @@ class Worker:
                     self.metrics.errors.labels("redis").inc()
                     log.warning("redis unavailable (%s); retrying", exc)
                     self._stop.wait(1.0)
+                except redis.ResponseError as exc:
+                    if not is_nogroup(exc):
+                        raise
+                    # Redis restarted without persistence (or the stream was deleted): the
+                    # jobs stream and its group are gone. Make them again and carry on.
+                    self.metrics.errors.labels("nogroup").inc()
+                    log.warning("the jobs stream or its consumer group is gone (%s); recreating it", exc)
+                    try:
+                        ensure_group(self.redis, self.keys)
+                    except redis.RedisError as again:
+                        log.warning("recreating the consumer group failed (%s); retrying", again)
+                        self._stop.wait(1.0)
         finally:
             self._stop.set()
             hb.join(timeout=5)

@@ -64,12 +64,13 @@ class ServerThread:
 
     def __init__(self, settings: Settings, **config: object) -> None:
         from service.gateway.app import create_app
+        from service.gateway.http import uvicorn_options
 
         self.port = free_port()
         self.settings = settings
         uv_config = uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=self.port, log_level="warning",
-            ws_max_size=settings.max_ws_frame_bytes + 1024, lifespan="on", **config,  # type: ignore[arg-type]
+            create_app(settings), host="127.0.0.1", port=self.port, log_level="warning", lifespan="on",
+            **{**uvicorn_options(settings), **config},  # type: ignore[arg-type]
         )  # fmt: skip
         self.server = uvicorn.Server(uv_config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from models.poses import FramePoses, loads_frame
-from service.messages import FrameJob, FrameResult, RedisKeys, VideoStatus
+from service.messages import FrameJob, FrameResult, RedisKeys, VideoStatus, VideoWarning
 from service.settings import Settings
 
 
@@ -31,13 +31,19 @@ def test_frame_result_carries_the_json_lines_frame() -> None:
 
 
 def test_video_status_round_trip_and_public_shape() -> None:
-    status = VideoStatus(id="a" * 32, status="running", frames_done=3, frames_total=9, render=True, collected=True)
+    warning = VideoWarning(code="truncated_input", message="m", declared_frames=40, declared_by="frame_count",
+                           decoded_frames=20)  # fmt: skip
+    status = VideoStatus(
+        id="a" * 32, status="running", frames_done=3, frames_total=9, render=True, collected=True,
+        warnings=[warning], owner="f" * 64,
+    )  # fmt: skip
     back = VideoStatus.from_fields({k.encode(): v.encode() for k, v in status.to_fields().items()})
     assert back == status
-    assert set(back.public()) == {"id", "status", "frames_done", "frames_total", "error"}
-    # A hash written before ``collected`` existed still reads (as not collected).
-    old = {k: v for k, v in status.to_fields().items() if k != "collected"}
-    assert VideoStatus.from_fields(old) == status.model_copy(update={"collected": False})
+    assert set(back.public()) == {"id", "status", "frames_done", "frames_total", "error", "warnings"}
+    assert back.public()["warnings"][0]["declared_frames"] == 40
+    # A hash written before ``collected``, ``warnings`` and ``owner`` existed still reads.
+    old = {k: v for k, v in status.to_fields().items() if k not in ("collected", "warnings", "owner")}
+    assert VideoStatus.from_fields(old) == status.model_copy(update={"collected": False, "warnings": [], "owner": ""})
 
 
 def test_malformed_job_is_rejected() -> None:

@@ -55,6 +55,9 @@ def test_worker_serves_metrics_and_its_healthcheck_reads_them(compose: dict, doc
     worker = compose["services"]["worker"]
     port = worker["environment"]["POSESTREAM_WORKER_METRICS_PORT"]
     assert int(port) > 0 and port in [str(p) for p in worker["expose"]]
+    # Loopback by default (a worker on a host is not scraped from outside); compose opens it.
+    assert Settings.model_fields["worker_metrics_addr"].default == "127.0.0.1"
+    assert worker["environment"]["POSESTREAM_WORKER_METRICS_ADDR"] == "0.0.0.0"
     assert worker["healthcheck"]["test"][-2:] == ["/app/healthcheck.py", "worker"]
     body = dockerfile.split("AS worker\n", 1)[1]
     assert "COPY docker/healthcheck.py /app/healthcheck.py" in body and f"EXPOSE {port}" in body

@@ -121,7 +121,7 @@ def test_a_killed_gateways_upload_is_resumed_by_the_next_gateway(
         gateways.append(second := GatewayProcess(settings, tmp_path / "gateway2.log"))
         with httpx.Client(base_url=second.url, timeout=30) as client:
             status = wait_video(client, video_id, timeout=30)
-            assert status == {"id": video_id, "status": "done", "frames_done": n, "frames_total": n, "error": None}
+            assert status == {"id": video_id, "status": "done", "frames_done": n, "frames_total": n, "error": None, "warnings": []}
             lines = client.get(f"/v1/videos/{video_id}/poses").text.splitlines()
             r = client.get(f"/v1/videos/{video_id}/render")
             assert r.status_code == 200 and r.headers["content-type"] == "video/mp4"

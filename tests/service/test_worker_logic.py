@@ -79,3 +79,33 @@ def test_a_session_leased_by_another_worker_is_requeued_not_processed(make_setti
     redis_client.delete(keys.lease("s"))
     _drain(worker, 2)
     assert [r.seq for r in _results(redis_client, keys)] == [0]
+
+
+def test_a_worker_recreates_its_group_when_the_jobs_stream_vanishes(make_settings, redis_client) -> None:
+    # What a Redis restart without persistence does to a running worker: NOGROUP on its next read.
+    import threading
+    import time
+
+    settings = make_settings(batch_size=8, batch_wait_ms=0)
+    keys = RedisKeys(settings.redis_prefix)
+    worker = Worker(settings, build_pipeline("blobs", "iou"), worker_id="w1")
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        redis_client.xadd(keys.jobs, _job(0, session="before"))
+        deadline = time.monotonic() + 10
+        while redis_client.xlen(keys.results("before")) < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        redis_client.delete(keys.jobs)  # the stream and its consumer group are gone
+        time.sleep(0.7)  # the worker's blocking read returns and meets NOGROUP
+        for seq in range(3):
+            redis_client.xadd(keys.jobs, _job(seq, session="after"))
+        while redis_client.xlen(keys.results("after")) < 3:
+            assert thread.is_alive(), "the worker died on NOGROUP"
+            assert time.monotonic() < deadline + 10, "the worker stopped processing"
+            time.sleep(0.02)
+        assert worker.metrics.errors.labels("nogroup")._value.get() >= 1
+    finally:
+        worker.stop()
+        thread.join(timeout=10)

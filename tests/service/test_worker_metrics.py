@@ -107,3 +107,40 @@ def test_a_metrics_port_in_use_fails_clearly(make_settings) -> None:
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 1, out
     assert "POSESTREAM_WORKER_METRICS_PORT" in out and "Traceback" not in out, out
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """Local addresses (dotted IPv4) listening on ``port``, from /proc/net/tcp."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        addr, p = local.split(":")
+        if int(p, 16) == port and state == "0A":  # LISTEN
+            found.add(".".join(str(int(addr[i : i + 2], 16)) for i in (6, 4, 2, 0)))
+    return found
+
+
+def test_the_metrics_endpoint_binds_loopback_unless_told_otherwise(make_settings, redis_client: redis.Redis) -> None:
+    if not Path("/proc/net/tcp").is_file():
+        import pytest
+
+        pytest.skip("needs Linux /proc/net/tcp to read the bound address")
+    settings = make_settings()
+    keys = RedisKeys(settings.redis_prefix)
+    for extra, expected in (([], "127.0.0.1"), (["--metrics-addr", "0.0.0.0"], "0.0.0.0")):
+        port = free_port()
+        env = settings_env(settings, "heartbeat_interval_s", "heartbeat_ttl_s")
+        env.pop("POSESTREAM_WORKER_METRICS_ADDR", None)
+        cmd = [*POSESTREAM, "worker", "--model", "blobs", "--tracker", "iou", "--id", "bound", "--metrics-port", str(port),
+               *extra]  # fmt: skip
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.monotonic() + 30
+            while redis_client.zscore(keys.workers, "bound") is None:
+                assert proc.poll() is None and time.monotonic() < deadline, "the worker did not start"
+                time.sleep(0.05)
+            assert _listening_addresses(port) == {expected}
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=15)
+            redis_client.zrem(keys.workers, "bound")
