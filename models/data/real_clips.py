@@ -23,8 +23,11 @@ import os
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from models.weights import WeightsError, _exclusive, _pip_download, sha256_file
 
@@ -174,6 +177,16 @@ REALDEV_CLIP = LocalClip(
     "and tests only, never copied into the repository (../shared/data/real-dev/README.md)",
     how_to_get="check out ../shared beside the repository (real-dev set)",
 )
+
+# Which real frames TemporalNet's fine-tuning may see, and which are held out for its scores
+# (``benchmarks/tracking_ablation.py --real``): vtest.avi is split in time, the fetched sets by
+# clip (pose2sim's cam04 is held out) or in time (sports2d's last 80 frames).
+# pose2sim (60 fps) at every second frame.
+REAL_TRAIN_CLIPS: tuple[str, ...] = (
+    "vtest:0:400", "pose2sim/cam01:0::2", "pose2sim/cam02:0::2", "pose2sim/cam03:0::2",
+    "sports2d/demo:0:150", "realdev/posetrack18_000001",
+)  # fmt: skip
+REAL_HELD_OUT_CLIPS: tuple[str, ...] = ("vtest:400:", "pose2sim/cam04:0::2", "sports2d/demo:150:")
 
 WHEEL_SETS: dict[str, WheelClipsSpec] = {s.name: s for s in (POSE2SIM, SPORTS2D)}
 LOCAL_CLIPS: dict[str, LocalClip] = {c.name: c for c in (VTEST, REALDEV_CLIP)}
@@ -340,3 +353,39 @@ def _fetch_locked(spec: WheelClipsSpec, target: Path, wheel: str | Path | None, 
         staged.rename(target)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def parse_clip_spec(spec: str) -> tuple[str, int, int | None, int]:
+    """``"name[:start[:stop[:step]]]"`` -> (clip name, first frame, stop frame or None = to the end, step).
+
+    Frame numbers count decoded frames from 0, ``stop`` exclusive (``"vtest:400:"`` = frames
+    400 to the end; ``"pose2sim/cam01:0::2"`` = every second frame). Raises ``DataError`` on an
+    unknown name or a bad range.
+    """
+    name, *rng = spec.split(":")
+    if name not in clip_names():
+        raise DataError(f"unknown clip {name!r} in {spec!r}; known: {clip_names()}")
+    if len(rng) > 3:
+        raise DataError(f"{spec!r}: expected name[:start[:stop[:step]]]")
+    rng += [""] * (3 - len(rng))
+    try:
+        start = int(rng[0]) if rng[0] else 0
+        stop = int(rng[1]) if rng[1] else None
+        step = int(rng[2]) if rng[2] else 1
+    except ValueError:
+        raise DataError(f"{spec!r}: start, stop and step must be whole numbers") from None
+    if start < 0 or step < 1 or (stop is not None and stop <= start):
+        raise DataError(f"{spec!r}: need 0 <= start < stop and step >= 1")
+    return name, start, stop, step
+
+
+def iter_clip_frames(spec: str, cache_dir: str | Path | None = None) -> Iterator[tuple[int, float, np.ndarray]]:
+    """Decoded (frame index, seconds, RGB (H, W, 3) uint8) of a verified clip's ``spec`` range."""
+    from models.data.video import iter_video_frames
+
+    name, start, stop, step = parse_clip_spec(spec)
+    for index, ts, rgb in iter_video_frames(clip_path(name, cache_dir)):
+        if stop is not None and index >= stop:
+            return
+        if index >= start and (index - start) % step == 0:
+            yield index, ts, rgb
