@@ -90,3 +90,31 @@ def test_clip_specs() -> None:
     for bad in ("nope:0:10", "vtest:10:5", "vtest:a", "vtest:0:10:0", "vtest:1:2:3:4"):
         with pytest.raises(DataError):
             parse_clip_spec(bad)
+
+
+@pytest.mark.weights
+def test_real_clip_fine_tuning_is_resumable_and_records_a_learning_curve(
+    temporalnet_checkpoint, tmp_path  # noqa: ANN001
+) -> None:
+    """``posestream train temporal`` with real clips: stops, then resumes from ``work_dir/last.pt``
+    (the real caches are reused), and the card keeps the held-out learning curve from step 0."""
+    from models.data.real_clips import VTEST
+    from models.train_temporal import load_temporal_config, train_temporal
+
+    if not VTEST.resolved().is_file():
+        pytest.skip(f"{VTEST.path} missing; install the Debian package opencv-doc")
+    raw = {
+        "init": str(temporalnet_checkpoint), "data": {"clips": 1, "frames": 8},
+        "real": {"train": ["vtest:0:16"], "held_out": ["vtest:400:416"], "batch_size": 2, "eval_pairs": 6},
+        "steps": 2, "batch_size": 2, "eval_every": 1, "work_dir": str(tmp_path / "work"),
+        "out": str(tmp_path / "t.pt"),
+    }  # fmt: skip
+    _, first = train_temporal(load_temporal_config(None, raw), progress=False)
+    assert first["steps_done"] == 2 and (tmp_path / "work" / "last.pt").is_file()
+    assert sorted(p.name for p in (tmp_path / "work").glob("real_*.pt")) == ["real_vtest_0_16.pt", "real_vtest_400_416.pt"]
+    _, card = train_temporal(load_temporal_config(None, {**raw, "steps": 4}), progress=False)
+    assert card["steps_done"] == 4
+    steps = [h["step"] for h in card["history"]]
+    assert steps[0] == 0 and "real_reid" in card["history"][0] and steps == sorted(steps)
+    assert card["history"][: len(first["history"]) - 1] == first["history"][:-1]  # the curve carries over
+    assert card["real_clips"]["held_out"] == ["vtest:400:416"] and card["init"]["path"] == str(temporalnet_checkpoint)

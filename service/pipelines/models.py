@@ -180,15 +180,7 @@ class ModelPipeline:
         return out
 
     def _at_temporal_scale(self, frames: list[np.ndarray], est: Any) -> Any:
-        """``est`` with the features, heatmaps, canvas and transforms of TemporalNet's training
-        scale: its own when the estimator returned that scale's, else those of one extra pass."""
-        size = self.temporal.config.input_size  # type: ignore[union-attr]
-        if est.heatmaps is not None and est.canvas is not None and all(
-            _long_side(lb) == size for lb in est.transforms
-        ):
-            return est
-        features, heatmaps, canvas, transforms = self.estimator.feature_pass(frames, size)  # type: ignore[attr-defined]
-        return dataclasses.replace(est, features=features, heatmaps=heatmaps, canvas=canvas, transforms=transforms)
+        return at_temporal_scale(self.estimator, frames, est, self.temporal.config.input_size)  # type: ignore[union-attr]
 
     def _remember(self, session_id: str, context: Any) -> None:
         self._contexts[session_id] = context
@@ -277,6 +269,17 @@ def load_temporal(path: Path, backbone: str) -> Any:
             f"`posestream train temporal`" + (" --config configs/temporalnet_spatialnet.yaml" if backbone == "spatialnet" else "")
         )
     return temporal
+
+
+def at_temporal_scale(estimator: Any, frames: Sequence[np.ndarray], est: Any, size: int) -> Any:
+    """``est`` (a ``models.estimator.EstimatorOutput`` of ``frames``) with the features, heatmaps,
+    canvas and transforms of long side ``size`` (TemporalNet's training scale): its own when the
+    estimator returned that scale's, else those of one extra undecoded pass
+    (``PoseEstimator.feature_pass``). The people (``est.poses``) are unchanged."""
+    if est.heatmaps is not None and est.canvas is not None and all(_long_side(lb) == size for lb in est.transforms):
+        return est
+    features, heatmaps, canvas, transforms = estimator.feature_pass(frames, size)
+    return dataclasses.replace(est, features=features, heatmaps=heatmaps, canvas=canvas, transforms=transforms)
 
 
 def _long_side(lb: Any) -> int:
