@@ -226,8 +226,12 @@ def _detect_clip(estimator: PoseEstimator, frames, sizes: set[int]) -> tuple[dic
     return outputs, info
 
 
-def run_real(checkpoints: list[Path], overrides: dict | None = None, threads: int = 1) -> tuple[list[dict], dict]:
-    """Every tracker on the held-out real clips, the same default-estimator detections for each row."""
+def run_real(
+    checkpoints: list[Path], overrides: dict | None = None, threads: int = 1, cache_dir: Path | None = None
+) -> tuple[list[dict], dict]:
+    """Every tracker on the held-out real clips, the same default-estimator detections for each row
+    (kept in ``cache_dir`` when given, and read back from there by a later run: delete it after
+    changing the estimator)."""
     from models.data.real_clips import REAL_HELD_OUT_CLIPS, iter_clip_frames, parse_clip_spec
     from models.data.tracklets import tracklet_scores, unambiguous_tracklets
 
@@ -245,7 +249,16 @@ def run_real(checkpoints: list[Path], overrides: dict | None = None, threads: in
     n_frames = 0
     placeholder = np.zeros((1, 1, 3), np.uint8)
     for spec, run_spec, score_from in segments:
-        outputs, frame_info = _detect_clip(estimator, iter_clip_frames(run_spec), sizes)
+        cached_file = (
+            Path(cache_dir) / f"real_dets_{run_spec.replace('/', '_').replace(':', '_')}.pt" if cache_dir else None
+        )
+        if cached_file is not None and cached_file.is_file():
+            outputs, frame_info = torch.load(cached_file, weights_only=False)
+        else:
+            outputs, frame_info = _detect_clip(estimator, iter_clip_frames(run_spec), sizes)
+            if cached_file is not None:
+                cached_file.parent.mkdir(parents=True, exist_ok=True)
+                torch.save((outputs, frame_info), cached_file)
         n_frames += len(frame_info)
         poses = [p for k in sorted(outputs) for p in outputs[k].poses]
         scored = [i for i, (index, _) in enumerate(frame_info) if index >= score_from]
@@ -520,6 +533,8 @@ def main() -> int:
     ap.add_argument("--temporal", action="append", default=[], type=Path, metavar="PATH",
                     help="TemporalNet checkpoint for the he / tie / he+tie rows (default weights/temporalnet_movenet.pt; "
                     "with --real repeatable)")  # fmt: skip
+    ap.add_argument("--detections-cache", type=Path, metavar="DIR",
+                    help="with --real: keep the estimator's outputs here and reuse them in later runs")  # fmt: skip
     ap.add_argument("--calibrate", action="store_true",
                     help="with --grid: write the best-IDF1 combination into the TemporalNet checkpoint's card")  # fmt: skip
     args = ap.parse_args()
@@ -553,7 +568,7 @@ def main() -> int:
         return 2
     command = f"OMP_NUM_THREADS={args.threads} .venv/bin/python benchmarks/tracking_ablation.py " + " ".join(sys.argv[1:])
     if args.real:
-        rows, info = run_real(args.temporal or [TEMPORALNET_WEIGHTS], overrides, args.threads)
+        rows, info = run_real(args.temporal or [TEMPORALNET_WEIGHTS], overrides, args.threads, args.detections_cache)
         info["command"] = command
         text = real_table(rows, info)
         print(text)
