@@ -88,7 +88,8 @@ class TemporalNetConfig:
 
     Attributes:
         input_size: the estimator scale (long side, px) whose features it was trained on;
-            the pipeline takes features from this scale (``EstimatorConfig.feature_size``).
+            the pipeline feeds it this scale's features whatever scales the estimator runs
+            (its own pass at this size, else one extra ``PoseEstimator.feature_pass``).
         embedding_dim: HE size (seed 000: 3072; 128 keeps the tracker state small).
         he_channels: channels of the HE convolutions before ROI-Align.
         roi_size: (height, width) bins of ROI-Align (people are tall).
@@ -517,8 +518,8 @@ class TemporalContext:
 class TemporalInference:
     """TemporalNet applied to ``models.estimator.EstimatorOutput`` batches, numpy out.
 
-    The estimator must return the features of ``model.config.input_size``
-    (``EstimatorConfig.feature_size``). Typical use per batch::
+    ``est`` must hold the features, heatmaps, canvas and transforms of ``model.config.input_size``
+    (``service.pipelines.models.at_temporal_scale`` makes sure of it). Typical use per batch::
 
         contexts = ti.contexts(est, seqs)            # one TemporalContext per frame
         he = ti.embeddings(est)                      # (N_i, E) per frame
