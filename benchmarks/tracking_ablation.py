@@ -202,10 +202,9 @@ def _temporal_rows(checkpoints: list[Path], overrides: dict) -> list[tuple[str, 
     ]
     for path in checkpoints:
         temporal = TemporalInference.load(path)
-        cached = _CachedTemporal(temporal)
         tag = f" [{path.stem}]" if len(checkpoints) > 1 else ""
         for p in TEMPORAL_PRESETS:
-            rows.append((p + tag, TrackerConfig(preset=p, **{**temporal.tracker_settings, **overrides}), cached))
+            rows.append((p + tag, TrackerConfig(preset=p, **{**temporal.tracker_settings, **overrides}), temporal))
     return rows
 
 
@@ -263,7 +262,9 @@ def run_real(
         poses = [p for k in sorted(outputs) for p in outputs[k].poses]
         scored = [i for i, (index, _) in enumerate(frame_info) if index >= score_from]
         tracklets = unambiguous_tracklets([poses[i] for i in scored])
-        for label, cfg, cached in rows_cfg:
+        cache: dict[int, _CachedTemporal] = {}  # per clip: its keys are ids of this clip's outputs
+        for label, cfg, temporal in rows_cfg:
+            cached = None if temporal is None else cache.setdefault(id(temporal), _CachedTemporal(temporal))
             pipe = ModelPipeline(_Replay(outputs), cfg, cached)
             state, ids = None, []
             for k in sorted(outputs):

@@ -73,8 +73,9 @@ __all__ = [
 ]
 
 # The tracker's HE gate (``TrackerConfig.gate_he``) a checkpoint is run with when its card
-# records no calibration of its own (``tracker_calibration``). Chosen for
-# weights/temporalnet_movenet.pt on the validation seeds 5030-5032 (never the held-out ones):
+# records no calibration of its own (``tracker_calibration``). Chosen for the synthetic-only
+# predecessor of weights/temporalnet_movenet.pt (the real-clip fine-tuning's start; the shipped
+# file runs with it too, not re-calibrated) on the validation seeds 5030-5032 (never the held-out ones):
 # its HE of one person moves a lot when they turn or pass behind others, and the generic gate
 # of 1.0 broke such tracks into new ids (136 ID switches vs 80), so HE only weighs in the
 # cost and the motion terms gate.
