@@ -30,8 +30,18 @@ SpatialNet (``SpatialNetEstimator`` at input 512), HE / TIE from
 ``ke+sie`` (the network's own KE tags and SIE at the joints) beside the others; it is
 recorded in its own section.
 
+``--real`` scores the trackers on **real held-out video** instead (issue 16 item 5), with the
+service's default estimator (``EstimatorConfig()``) run once per clip and replayed to every row:
+ID switches, lost links and fragmented tracklets against the unambiguous tracklets
+(``models.data.tracklets``) of the held-out clips (``REAL_HELD_OUT_CLIPS``: vtest.avi frames
+400-794, pose2sim cam04, sports2d frames 150-229; the tracker runs vtest.avi from frame 0),
+and the number of tracks over the whole of vtest.avi against ``VTEST_PEOPLE``, counted by hand.
+``--temporal PATH`` (repeatable) names the TemporalNet checkpoints whose HE / TIE rows to run
+(default ``weights/temporalnet_movenet.pt``).
+
     .venv/bin/python benchmarks/tracking_ablation.py [--quick] [--write] [--model spatialnet] \
-        [--threads N] [--set FIELD=VALUE] [--validation [--validation-clips N] --grid FIELD=V1,V2 [--calibrate]]
+        [--threads N] [--set FIELD=VALUE] [--validation [--validation-clips N] --grid FIELD=V1,V2 [--calibrate]] \
+        [--real] [--temporal PATH ...]
 """
 
 from __future__ import annotations
@@ -68,6 +78,7 @@ from service.pipelines.models import (  # noqa: E402
     TEMPORALNET_SPATIAL_WEIGHTS,
     TEMPORALNET_WEIGHTS,
     ModelPipeline,
+    at_temporal_scale,
     load_temporal,
 )
 from tracker.config import TrackerConfig  # noqa: E402
@@ -174,10 +185,151 @@ def variants(
     return rows
 
 
+VTEST_HELD_OUT_START = 400  # vtest.avi frames before this are TemporalNet training frames
+# Distinct people in vtest.avi frames 400-499 (10 s), counted by hand on every 10th frame (full
+# resolution, looked at one by one): A (dark jacket, jeans) stands left of the lamp post and walks
+# right; B (black) comes down the road from the top and walks right; C (black jacket, holding a
+# paper) walks out at the right edge by frame 410; D (red jacket) enters at the right at 420 and
+# walks left past the lamp post; E (dark jacket, jeans) enters at the bottom right at 460 and walks
+# left to A and B. Nobody else is visible; at most 4 at once.
+VTEST_COUNT_WINDOW = (400, 500)
+VTEST_PEOPLE = 5
+
+
+def _temporal_rows(checkpoints: list[Path], overrides: dict) -> list[tuple[str, TrackerConfig, object]]:
+    rows: list[tuple[str, TrackerConfig, object]] = [
+        (p, TrackerConfig(preset=p, **overrides), None) for p in ("oks", "iou", "sie")
+    ]
+    for path in checkpoints:
+        temporal = TemporalInference.load(path)
+        tag = f" [{path.stem}]" if len(checkpoints) > 1 else ""
+        for p in TEMPORAL_PRESETS:
+            rows.append((p + tag, TrackerConfig(preset=p, **{**temporal.tracker_settings, **overrides}), temporal))
+    return rows
+
+
+def _detect_clip(estimator: PoseEstimator, frames, sizes: set[int]) -> tuple[dict, list[tuple[int, float]]]:  # noqa: ANN001
+    """The estimator's output of each batch of BATCH frames (with TemporalNet's scale's features),
+    keyed by the batch's positions, and (frame index, seconds) of each frame."""
+    outputs: dict[tuple[int, ...], object] = {}
+    info: list[tuple[int, float]] = []
+    frames = iter(frames)
+    while chunk := list(itertools.islice(frames, BATCH)):
+        idx = tuple(range(len(info), len(info) + len(chunk)))
+        rgbs = [c[2] for c in chunk]
+        est = estimator(rgbs, list(idx), [c[1] for c in chunk])
+        for size in sizes:
+            est = at_temporal_scale(estimator, rgbs, est, size)
+        outputs[idx] = est
+        info += [(c[0], c[1]) for c in chunk]
+    return outputs, info
+
+
+def run_real(
+    checkpoints: list[Path], overrides: dict | None = None, threads: int = 1, cache_dir: Path | None = None
+) -> tuple[list[dict], dict]:
+    """Every tracker on the held-out real clips, the same default-estimator detections for each row
+    (kept in ``cache_dir`` when given, and read back from there by a later run: delete it after
+    changing the estimator)."""
+    from models.data.real_clips import REAL_HELD_OUT_CLIPS, iter_clip_frames, parse_clip_spec
+    from models.data.tracklets import tracklet_scores, unambiguous_tracklets
+
+    torch.set_num_threads(threads)
+    estimator = PoseEstimator(EstimatorConfig(device="cpu"))
+    rows_cfg = _temporal_rows(checkpoints, overrides or {})
+    sizes = {c.config.input_size for _, _, c in rows_cfg if c is not None}
+    segments = []
+    for spec in REAL_HELD_OUT_CLIPS:  # vtest.avi is tracked whole, scored from VTEST_HELD_OUT_START on
+        name, start, stop, step = parse_clip_spec(spec)
+        segments.append((spec, f"{name}:0:{stop or ''}:{step}" if name == "vtest" else spec, start if name == "vtest" else 0))
+    t0 = time.perf_counter()
+    totals: dict[str, dict[str, float]] = {label: {} for label, _, _ in rows_cfg}
+    per_clip: dict[str, dict[str, int]] = {label: {} for label, _, _ in rows_cfg}
+    n_frames = 0
+    placeholder = np.zeros((1, 1, 3), np.uint8)
+    for spec, run_spec, score_from in segments:
+        cached_file = (
+            Path(cache_dir) / f"real_dets_{run_spec.replace('/', '_').replace(':', '_')}.pt" if cache_dir else None
+        )
+        if cached_file is not None and cached_file.is_file():
+            outputs, frame_info = torch.load(cached_file, weights_only=False)
+        else:
+            outputs, frame_info = _detect_clip(estimator, iter_clip_frames(run_spec), sizes)
+            if cached_file is not None:
+                cached_file.parent.mkdir(parents=True, exist_ok=True)
+                torch.save((outputs, frame_info), cached_file)
+        n_frames += len(frame_info)
+        poses = [p for k in sorted(outputs) for p in outputs[k].poses]
+        scored = [i for i, (index, _) in enumerate(frame_info) if index >= score_from]
+        tracklets = unambiguous_tracklets([poses[i] for i in scored])
+        cache: dict[int, _CachedTemporal] = {}  # per clip: its keys are ids of this clip's outputs
+        for label, cfg, temporal in rows_cfg:
+            cached = None if temporal is None else cache.setdefault(id(temporal), _CachedTemporal(temporal))
+            pipe = ModelPipeline(_Replay(outputs), cfg, cached)
+            state, ids = None, []
+            for k in sorted(outputs):
+                batch = [FrameInput(spec, i, i, frame_info[i][1], placeholder) for i in k]
+                out = pipe.process(batch, [state] * len(batch))
+                ids += [p.track_ids for p, _ in out]
+                state = out[-1][1]
+            scores = tracklet_scores(tracklets, [ids[i] for i in scored])
+            for key in ("links", "id_switches", "lost", "tracklets", "fragmented"):
+                totals[label][key] = totals[label].get(key, 0) + scores[key]
+            per_clip[label][spec] = len({int(t) for f in ids for t in f if t >= 0})
+            if spec.startswith("vtest"):
+                lo, hi = VTEST_COUNT_WINDOW
+                window = [f for f, (index, _) in zip(ids, frame_info, strict=True) if lo <= index < hi]
+                per_clip[label]["vtest window"] = len({int(t) for f in window for t in f if t >= 0})
+        log.info("%s: %d frames, %d tracklets (%.0f s so far)", spec, len(frame_info),
+                 max((int(t.max()) + 1 for t in tracklets if len(t)), default=0), time.perf_counter() - t0)  # fmt: skip
+    rows = [{"tracker": label, **totals[label], "tracks": per_clip[label]} for label, _, _ in rows_cfg]
+    info = {
+        "clips": [s for s, _, _ in segments], "frames": n_frames, "seconds": time.perf_counter() - t0,
+        "threads": threads, "checkpoints": [str(p.relative_to(ROOT) if p.is_relative_to(ROOT) else p) for p in checkpoints],
+        "input_sizes": list(estimator.config.input_sizes), "overrides": overrides or {},
+    }  # fmt: skip
+    return rows, info
+
+
+def real_table(rows: list[dict], info: dict) -> str:
+    vtest = next(c for c in info["clips"] if c.startswith("vtest"))
+    others = [c for c in info["clips"] if c != vtest]
+    lo, hi = VTEST_COUNT_WINDOW
+    lines = [
+        "## Tracking on held-out real video (`benchmarks/tracking_ablation.py --real`)",
+        "",
+        f"{time.strftime('%Y-%m-%d')}; {platform.processor() or platform.machine()}, {info['threads']} torch thread(s). "
+        f"Detections: the service's default estimator (input sizes {info['input_sizes']}), run once and replayed "
+        f"to every row; HE / TIE from {', '.join(f'`{c}`' for c in info['checkpoints'])} (each with its card's "
+        f"tracker settings). Clips (held out from TemporalNet's real-clip training): {', '.join(info['clips'])}; "
+        f"vtest.avi is tracked from frame 0 and scored from frame {VTEST_HELD_OUT_START}. {info['frames']} frames, "
+        f"{info['seconds']:.0f} s. No labels: the reference is the **unambiguous tracklets** of the same detections "
+        "(`models.data.tracklets`: person score >= 0.25, box IoU >= 0.5 to exactly one confident person of the "
+        "previous frame and no other overlap > 0.1, >= 8 frames). `links`: consecutive-frame pairs inside them; "
+        "`ID sw.`: links whose two detections get different ids; `lost`: links whose later detection gets none; "
+        f"`frag.`: tracklets whose detections carry more than one id. `tracks vtest {lo}-{hi - 1}`: distinct ids in "
+        f"vtest.avi frames {lo}-{hi - 1}, against **{VTEST_PEOPLE} people counted by hand** there (the count and who "
+        "they are: `VTEST_PEOPLE` in the script); `tracks <clip>`: distinct ids over the whole clip (vtest.avi: all "
+        "795 frames). "
+        f"Command: `{info.get('command', '')}`.",
+        "",
+        f"| tracker | links | ID sw. | lost | tracklets | frag. | tracks vtest {lo}-{hi - 1} (hand: {VTEST_PEOPLE}) | "
+        + " | ".join(["tracks vtest.avi (795 frames)", *(f"tracks {c}" for c in others)]) + " |",
+        "|---|---:|---:|---:|---:|---:|---:|" + "---:|" * (1 + len(others)),
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['tracker']} | {r['links']} | {r['id_switches']} | {r['lost']} | {r['tracklets']} | "
+            f"{r['fragmented']} | {r['tracks']['vtest window']} | "
+            + " | ".join(str(r["tracks"][c]) for c in [vtest, *others]) + " |"
+        )
+    return "\n".join(lines)
+
+
 def run(
     quick: bool, overrides: dict | None = None, validation: bool = False, model: str = "movenet",
     threads: int = 1, grid: dict[str, list] | None = None, grid_preset: str = "he+tie",
-    validation_clips_n: int = 3,
+    validation_clips_n: int = 3, temporal_path: Path | None = None,
 ) -> tuple[list[dict], dict]:  # fmt: skip
     torch.set_num_threads(threads)
     presets = PRESETS
@@ -196,7 +348,7 @@ def run(
         presets = SPATIAL_PRESETS if temporal is not None else SPATIAL_PRESETS[:5]
     else:
         estimator = PoseEstimator(EstimatorConfig(input_sizes=(256,), device="cpu"))
-        temporal = TemporalInference.load(TEMPORALNET_WEIGHTS)
+        temporal = TemporalInference.load(temporal_path or TEMPORALNET_WEIGHTS)
     calibration = temporal.tracker_settings if temporal is not None else {}
     rows_cfg = variants(presets, calibration, overrides or {}, grid, grid_preset)
     gt_all: list[FramePoses] = []
@@ -250,6 +402,8 @@ def run(
         "seconds": time.perf_counter() - t0,
         "threads": threads,
         "temporal_seeds": _train_seeds(temporal.card if temporal is not None else {}),
+        "temporal_path": str(temporal_path or TEMPORALNET_WEIGHTS),
+        "temporal_real": bool(temporal is not None and temporal.card.get("real_clips")),
     }
     return rows, info
 
@@ -320,9 +474,12 @@ def table(rows: list[dict], info: dict) -> str:
         )
     else:
         title = "## Tracking ablation on held-out synthetic video (`benchmarks/tracking_ablation.py`)"
+        ckpt = Path(info["temporal_path"])
+        ckpt_name = ckpt.relative_to(ROOT) if ckpt.is_relative_to(ROOT) else ckpt
         detections = (
-            "MoveNet MultiPose at input 256 (single scale); HE/TIE from "
-            f"`weights/temporalnet_movenet.pt` (trained on synthetic seeds {info['temporal_seeds']}, disjoint from these)"
+            f"MoveNet MultiPose at input 256 (single scale); HE/TIE from `{ckpt_name}` (trained on synthetic "
+            f"seeds {info['temporal_seeds']}, disjoint from these"
+            + (", and fine-tuned on real clips" if info.get("temporal_real") else "") + ")"
         )
         footer = (
             "`sie` = person-centre distance (TIE with zero motion). +PGG: not available on the MoveNet path."
@@ -372,6 +529,13 @@ def main() -> int:
     ap.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2",
                     help="with --validation: score --grid-preset at every combination of these values")  # fmt: skip
     ap.add_argument("--grid-preset", default="he+tie", choices=TEMPORAL_PRESETS)
+    ap.add_argument("--real", action="store_true",
+                    help="score on held-out real clips against unambiguous tracklets, and count vtest.avi's tracks")  # fmt: skip
+    ap.add_argument("--temporal", action="append", default=[], type=Path, metavar="PATH",
+                    help="TemporalNet checkpoint for the he / tie / he+tie rows (default weights/temporalnet_movenet.pt; "
+                    "with --real repeatable)")  # fmt: skip
+    ap.add_argument("--detections-cache", type=Path, metavar="DIR",
+                    help="with --real: keep the estimator's outputs here and reuse them in later runs")  # fmt: skip
     ap.add_argument("--calibrate", action="store_true",
                     help="with --grid: write the best-IDF1 combination into the TemporalNet checkpoint's card")  # fmt: skip
     args = ap.parse_args()
@@ -393,11 +557,29 @@ def main() -> int:
             raise ValueError("--calibrate needs --grid")
         if args.write and grid:
             raise ValueError("--write records the ablation; a --grid sweep is not written to RESULTS.md")
+        if args.real and (args.validation or grid or args.calibrate or args.model != "movenet"):
+            raise ValueError("--real runs the MoveNet trackers on the held-out real clips only")
+        if len(args.temporal) > 1 and not args.real:
+            raise ValueError("several --temporal checkpoints need --real")
+        for path in args.temporal:
+            if not path.is_file():
+                raise ValueError(f"--temporal: no such file: {path}")
     except ValueError as exc:
         print(f"tracking_ablation: {exc}", file=sys.stderr)
         return 2
+    command = f"OMP_NUM_THREADS={args.threads} .venv/bin/python benchmarks/tracking_ablation.py " + " ".join(sys.argv[1:])
+    if args.real:
+        rows, info = run_real(args.temporal or [TEMPORALNET_WEIGHTS], overrides, args.threads, args.detections_cache)
+        info["command"] = command
+        text = real_table(rows, info)
+        print(text)
+        if args.write:
+            from benchmarks.results import record_section
+
+            record_section("tracking_real", text)
+        return 0
     rows, info = run(args.quick, overrides, args.validation, args.model, args.threads, grid, args.grid_preset,
-                     n_validation)  # fmt: skip
+                     n_validation, args.temporal[0] if args.temporal else None)  # fmt: skip
     info["command"] = f"OMP_NUM_THREADS={args.threads} .venv/bin/python benchmarks/tracking_ablation.py " + " ".join(
         sys.argv[1:]
     )

@@ -382,6 +382,22 @@ class PoseEstimator:
 
     estimate = __call__
 
+    @torch.inference_mode()
+    def feature_pass(
+        self, frames: Sequence[np.ndarray], size: int
+    ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, list[Letterbox]]:
+        """One network pass at long side ``size`` without decoding, for readers of the features
+        (TemporalNet) whose scale is not one of ``config.input_sizes``.
+
+        Returns:
+            features (B, C, Hc/4, Wc/4), keypoint heatmaps (B, 17, Hc/4, Wc/4) on the model's
+            device and dtype, the (B, Hc, Wc, 3) uint8 canvas and one ``Letterbox`` per frame.
+        """
+        frame_batch(frames)
+        canvas, transforms = letterbox(frames, size, self.config.square)
+        maps = self._run(canvas)
+        return maps["features"], maps["keypoint_heatmap"], canvas, transforms
+
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(N, 4) x (M, 4) boxes (x1, y1, x2, y2) -> (N, M) intersection over union."""

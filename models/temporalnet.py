@@ -73,8 +73,9 @@ __all__ = [
 ]
 
 # The tracker's HE gate (``TrackerConfig.gate_he``) a checkpoint is run with when its card
-# records no calibration of its own (``tracker_calibration``). Chosen for
-# weights/temporalnet_movenet.pt on the validation seeds 5030-5032 (never the held-out ones):
+# records no calibration of its own (``tracker_calibration``). Chosen for the synthetic-only
+# predecessor of weights/temporalnet_movenet.pt (the real-clip fine-tuning's start; the shipped
+# file runs with it too, not re-calibrated) on the validation seeds 5030-5032 (never the held-out ones):
 # its HE of one person moves a lot when they turn or pass behind others, and the generic gate
 # of 1.0 broke such tracks into new ids (136 ID switches vs 80), so HE only weighs in the
 # cost and the motion terms gate.
@@ -88,7 +89,8 @@ class TemporalNetConfig:
 
     Attributes:
         input_size: the estimator scale (long side, px) whose features it was trained on;
-            the pipeline takes features from this scale (``EstimatorConfig.feature_size``).
+            the pipeline feeds it this scale's features whatever scales the estimator runs
+            (its own pass at this size, else one extra ``PoseEstimator.feature_pass``).
         embedding_dim: HE size (seed 000: 3072; 128 keeps the tracker state small).
         he_channels: channels of the HE convolutions before ROI-Align.
         roi_size: (height, width) bins of ROI-Align (people are tall).
@@ -404,15 +406,22 @@ def write_tracker_calibration(path: str | Path, calibration: dict[str, Any]) -> 
     torch.save(ckpt, path)
 
 
-def triplet_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: float = 0.3) -> torch.Tensor:
+def triplet_loss(
+    embeddings: torch.Tensor, labels: torch.Tensor, margin: float = 0.3, negatives: torch.Tensor | None = None
+) -> torch.Tensor:
     """Seed 000 Eq. 6 over every valid triplet of the batch (same-id anchor/positive,
     other-id negative), squared L2 on unit HE, averaged over the triplets that still
-    violate the margin ("batch all"); 0 when there is none."""
+    violate the margin ("batch all"); 0 when there is none.
+
+    ``negatives``: optional (N, N) bool, which (anchor, negative) pairs are known to be
+    different people (unlabelled real video: only people of the same frame are); default
+    every pair with different labels.
+    """
     d = torch.cdist(embeddings, embeddings).pow(2)
     same = labels[:, None] == labels[None, :]
     eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
     pos = same & ~eye
-    neg = ~same
+    neg = ~same if negatives is None else ~same & negatives
     loss = d[:, :, None] - d[:, None, :] + margin  # [a, p, n]
     valid = pos[:, :, None] & neg[:, None, :]
     loss = loss.clamp(min=0) * valid
@@ -510,8 +519,8 @@ class TemporalContext:
 class TemporalInference:
     """TemporalNet applied to ``models.estimator.EstimatorOutput`` batches, numpy out.
 
-    The estimator must return the features of ``model.config.input_size``
-    (``EstimatorConfig.feature_size``). Typical use per batch::
+    ``est`` must hold the features, heatmaps, canvas and transforms of ``model.config.input_size``
+    (``service.pipelines.models.at_temporal_scale`` makes sure of it). Typical use per batch::
 
         contexts = ti.contexts(est, seqs)            # one TemporalContext per frame
         he = ti.embeddings(est)                      # (N_i, E) per frame

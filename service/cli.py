@@ -111,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 _COMMAND_MODULES: tuple[str, ...] = (
     "service.cli_service:register",  # track, serve, worker
     "service.cli_weights:register",  # weights fetch / verify / path
+    "service.cli_data:register",  # data fetch / verify / path (real clips)
     "service.cli_train:register",  # train spatial
 )
 

@@ -55,6 +55,10 @@ def test_validation_clips_are_consecutive_seeds_from_5030_and_bounded() -> None:
         (["--validation", "--validation-clips", "21"], "must be 1..20"),
         (["--grid", "lambda_he=1,2"], "validation clips only"),
         (["--validation", "--grid", "preset=1"], "numeric TrackerConfig field"),
+        (["--real", "--validation"], "--real runs"),
+        (["--real", "--model", "spatialnet"], "--real runs"),
+        (["--temporal", "no/such.pt"], "no such file"),
+        (["--temporal", "a.pt", "--temporal", "b.pt"], "need --real"),
     ],
 )
 def test_bad_flags_exit_2_before_any_model_runs(monkeypatch, capsys, argv, message) -> None:

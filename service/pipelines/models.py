@@ -8,7 +8,10 @@ Wired:
 - ``movenet`` (``models.estimator.PoseEstimator``) with every tracker of DESIGN.md: ``oks``,
   ``iou`` and ``sie`` (keypoints and boxes only), and ``he``, ``tie``, ``he+tie`` with
   TemporalNet's heads (``models.temporalnet``, checkpoint ``weights/temporalnet_movenet.pt``)
-  on the estimator's stride-4 features of TemporalNet's training scale (256).
+  on stride-4 features of TemporalNet's training scale (``TemporalNetConfig.input_size``, 256)
+  whatever ``input_sizes`` the estimator runs: the estimator's own pass at that scale when it
+  runs one, else one extra undecoded pass at it (``PoseEstimator.feature_pass``; +25 % of a
+  512 pass for a 256 one). HE boxes and TIE points come from the merged people of every scale.
 - ``spatialnet`` (``models.spatial_estimator.SpatialNetEstimator``, the seed-faithful path,
   checkpoint ``SPATIALNET_WEIGHTS``) with ``oks``, ``iou`` and seed 000 Table 4's
   SpatialNet baselines ``sie``, ``ke`` and ``ke+sie``, which compare the network's own SIE
@@ -116,6 +119,7 @@ class ModelPipeline:
         self.temporal = temporal
         self.use_he = "he" in terms
         self.use_tie = "tie" in terms
+        self.model = model
         self.max_contexts = int(max_contexts)
         self._contexts: OrderedDict[str, Any] = OrderedDict()
         self.name = f"{model}/{tracker_config.preset}"
@@ -130,6 +134,8 @@ class ModelPipeline:
         est = self.estimator(  # type: ignore[operator]
             [f.rgb for f in batch], [f.frame_index for f in batch], [f.timestamp for f in batch]
         )
+        if self.temporal is not None and self.model == "movenet":
+            est = self._at_temporal_scale([f.rgb for f in batch], est)
         n = len(batch)
         embeddings: list[np.ndarray | None] = [None] * n
         contexts: list[Any] = [None] * n
@@ -173,6 +179,9 @@ class ModelPipeline:
             out.append((tracked.to_frame_poses(), state))
         return out
 
+    def _at_temporal_scale(self, frames: list[np.ndarray], est: Any) -> Any:
+        return at_temporal_scale(self.estimator, frames, est, self.temporal.config.input_size)  # type: ignore[union-attr]
+
     def _remember(self, session_id: str, context: Any) -> None:
         self._contexts[session_id] = context
         self._contexts.move_to_end(session_id)
@@ -201,13 +210,8 @@ def build_model_pipeline(
             ModelPipeline(None, config)  # raises the explanatory error
         temporal = load_temporal(TEMPORALNET_WEIGHTS, "movenet")
         config = dataclasses.replace(config, **temporal.tracker_settings)
-        size = temporal.config.input_size
-        if size not in sizes:
-            raise ValueError(
-                f"tracker {tracker!r}: TemporalNet was trained on the features of input size {size}; "
-                f"include {size} in --input-sizes (got {list(sizes)})"
-            )
-        extra["feature_size"] = size
+        if temporal.config.input_size in sizes:  # else ModelPipeline runs one extra pass at that size
+            extra["feature_size"] = temporal.config.input_size
     elif tracker not in _KEYPOINT_ONLY:
         ModelPipeline(None, config)  # raises the explanatory error
     estimator = PoseEstimator(EstimatorConfig(device=device, input_sizes=sizes, **extra))
@@ -265,6 +269,22 @@ def load_temporal(path: Path, backbone: str) -> Any:
             f"`posestream train temporal`" + (" --config configs/temporalnet_spatialnet.yaml" if backbone == "spatialnet" else "")
         )
     return temporal
+
+
+def at_temporal_scale(estimator: Any, frames: Sequence[np.ndarray], est: Any, size: int) -> Any:
+    """``est`` (a ``models.estimator.EstimatorOutput`` of ``frames``) with the features, heatmaps,
+    canvas and transforms of long side ``size`` (TemporalNet's training scale): its own when the
+    estimator returned that scale's, else those of one extra undecoded pass
+    (``PoseEstimator.feature_pass``). The people (``est.poses``) are unchanged."""
+    if est.heatmaps is not None and est.canvas is not None and all(_long_side(lb) == size for lb in est.transforms):
+        return est
+    features, heatmaps, canvas, transforms = estimator.feature_pass(frames, size)
+    return dataclasses.replace(est, features=features, heatmaps=heatmaps, canvas=canvas, transforms=transforms)
+
+
+def _long_side(lb: Any) -> int:
+    """The long side (input pixels) a ``models.estimator.Letterbox`` resized its frame to: the scale."""
+    return max(round(lb.frame_width * lb.scale_x), round(lb.frame_height * lb.scale_y))
 
 
 def _same_device(temporal: Any | None, device: Any) -> None:

@@ -46,15 +46,6 @@ def test_he_tie_without_temporalnet_checkpoint_says_what_to_do(monkeypatch, tmp_
 
 
 @pytest.mark.weights
-def test_he_tie_needs_temporalnets_input_size(temporalnet_checkpoint: Path) -> None:
-    pytest.importorskip("torch")
-    from service.pipeline import build_pipeline
-
-    with pytest.raises(ValueError, match="include 256"):
-        build_pipeline("movenet", "he+tie", input_sizes=[512], device="cpu")
-
-
-@pytest.mark.weights
 def test_he_tie_pipeline_runs_with_the_checkpoints_calibrated_tracker_settings(
     temporalnet_checkpoint: Path, monkeypatch, tmp_path  # noqa: ANN001
 ) -> None:
