@@ -58,6 +58,10 @@ __all__ = [
 ]
 
 
+# How the people of several input sizes (and of the flipped pass) become one set (``EstimatorConfig.scale_merge``).
+SCALE_MERGES: tuple[str, ...] = ("nearest_height",)
+
+
 @dataclass(frozen=True)
 class EstimatorConfig:
     """How ``PoseEstimator`` runs the model.
@@ -101,6 +105,8 @@ class EstimatorConfig:
     feature_size: int | None = None
     preferred_height: float = 128.0
     merge_iou: float = 0.4
+    scale_merge: str = "nearest_height"
+    flip: bool = False
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
 
     def __post_init__(self) -> None:
@@ -117,6 +123,8 @@ class EstimatorConfig:
             raise ValueError(f"feature_size {self.feature_size} is not one of input_sizes {sizes}")
         if self.preferred_height <= 0:
             raise ValueError(f"preferred_height must be > 0 pixels, got {self.preferred_height}")
+        if self.scale_merge not in SCALE_MERGES:
+            raise ValueError(f"scale_merge must be one of {SCALE_MERGES}, got {self.scale_merge!r}")
         if not 0.0 < self.merge_iou <= 1.0:
             raise ValueError(f"merge_iou must be in (0, 1], got {self.merge_iou}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
