@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -42,6 +42,7 @@ from models.backbones.movenet import FEATURE_STRIDE, INPUT_MULTIPLE, MoveNetMult
 from models.heads import MOVENET_HEADS, activate_all
 from models.movenet_decode import DecodedPoses, DecoderConfig, PoseRescorer, decode, oks_matrix, pose_nms
 from models.poses import UNTRACKED, FramePoses
+from models.refine import RefineConfig, ThunderRefiner
 from models.skeleton import NUM_KEYPOINTS
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,8 @@ class EstimatorConfig:
             stands close to another.
         decoder: the decoder's thresholds (``DecoderConfig``); its ``nms_oks`` also removes
             duplicates after merging scales.
+        refine: gated second-stage refinement by MoveNet Thunder (``models.refine``); off
+            unless ``refine.enabled``.
     """
 
     input_sizes: tuple[int, ...] = (256, 512)
@@ -108,6 +111,7 @@ class EstimatorConfig:
     scale_merge: str = "nearest_height"
     flip: bool = False
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    refine: RefineConfig = field(default_factory=RefineConfig)
 
     def __post_init__(self) -> None:
         sizes = tuple(int(s) for s in self.input_sizes)
@@ -325,6 +329,11 @@ class PoseEstimator:
             torch.compile(self.model, options={"freezing": True}) if self.config.compile else self.model
         )
         self.rescorer = rescorer
+        self.refiner = (
+            ThunderRefiner(self.config.refine, device=self.device, dtype=self.dtype)
+            if self.config.refine.enabled
+            else None
+        )
         self.feature_size = self.config.feature_size or max(self.config.input_sizes)
         log.info(
             "PoseEstimator: MoveNet MultiPose on %s (%s), input sizes %s",
@@ -373,6 +382,7 @@ class PoseEstimator:
         for i, parts in enumerate(per_frame):
             h, w = frames[i].shape[:2]
             merged = parts[0] if len(parts) == 1 else merge_scales(parts, self.config, max(h, w))
+            merged = self._refine(frames[i], merged)
             poses.append(
                 FramePoses(
                     indices[i],
@@ -389,6 +399,15 @@ class PoseEstimator:
         return EstimatorOutput(poses, features, feature_transforms, centers, heatmaps, feature_canvas)
 
     estimate = __call__
+
+    def _refine(self, rgb: np.ndarray, poses: DecodedPoses) -> DecodedPoses:
+        """Thunder refinement of one frame's merged people (``config.refine``); unchanged when off."""
+        if self.refiner is None or len(poses) == 0:
+            return poses
+        keypoints, _ = self.refiner(
+            rgb, poses.keypoints, poses.boxes, poses.scores, box_iou(poses.boxes, poses.boxes)
+        )
+        return replace(poses, keypoints=keypoints)
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -163,25 +163,21 @@ def _read_weights(manifest: list[dict[str, Any]], shards: list[bytes]) -> dict[s
                 raise TFJSError(f"weight {name!r}: dtype {dtype!r} is not supported")
             count = int(np.prod(shape)) if shape else 1
             quant = spec.get("quantization")
-            if quant:
-                qtype = quant.get("dtype")
-                if qtype not in _QUANT_DTYPES:
-                    raise TFJSError(f"weight {name!r}: quantisation {qtype!r} is not supported")
-                stored = np.dtype(_QUANT_DTYPES[qtype])
-                nbytes = count * stored.itemsize
-                raw = np.frombuffer(buf, stored, count, offset) if nbytes else np.zeros(0, stored)
-                if qtype == "float16":
-                    value = raw.astype(_DTYPES[dtype])
-                else:  # affine: q * scale + min (TFJS ``dequantize``)
-                    value = (raw.astype(np.float32) * float(quant["scale"]) + float(quant["min"])).astype(
-                        _DTYPES[dtype]
-                    )
-            else:
-                stored = np.dtype(_DTYPES[dtype])
-                nbytes = count * stored.itemsize
-                value = np.frombuffer(buf, stored, count, offset).copy()
+            if quant and quant.get("dtype") not in _QUANT_DTYPES:
+                raise TFJSError(f"weight {name!r}: quantisation {quant.get('dtype')!r} is not supported")
+            stored = np.dtype(_QUANT_DTYPES[quant["dtype"]] if quant else _DTYPES[dtype])
+            nbytes = count * stored.itemsize
             if offset + nbytes > len(buf):
                 raise TFJSError(f"weight {name!r} runs past the end of its shards ({len(buf)} bytes)")
+            raw = np.frombuffer(buf, stored, count, offset)
+            if not quant:
+                value = raw.copy()
+            elif quant["dtype"] == "float16":
+                value = raw.astype(_DTYPES[dtype])
+            else:  # affine: q * scale + min (TFJS ``dequantize``)
+                value = (raw.astype(np.float32) * float(quant["scale"]) + float(quant["min"])).astype(
+                    _DTYPES[dtype]
+                )
             offset += nbytes
             out[name] = value.reshape(shape)
         if offset != len(buf):

@@ -320,7 +320,9 @@ def load_tfjs_weights(model: MoveNetThunder, graph: TFJSGraph) -> None:
             problems.append(f"{node.name}: padding {padding}; the module implements SAME")
         act = _ACT.get(fused)
         if act != module.act:
-            problems.append(f"{node.name}: fused ops {fused} in the graph, activation {module.act} in the module")
+            problems.append(
+                f"{node.name}: fused ops {fused} in the graph, activation {module.act} in the module"
+            )
         if node.attrs.get("dilations", [1, 1, 1, 1]) != [1, 1, 1, 1]:
             problems.append(f"{node.name}: dilations are not supported")
     for const, (mod, kind) in targets.items():
@@ -334,11 +336,14 @@ def load_tfjs_weights(model: MoveNetThunder, graph: TFJSGraph) -> None:
     ]
     problems += [f"unused float constant: {name}" for name in leftover]
     if problems:
-        raise ThunderWeightsError("the TFJS graph does not match the PyTorch Thunder:\n  " + "\n  ".join(problems))
+        raise ThunderWeightsError(
+            "the TFJS graph does not match the PyTorch Thunder:\n  " + "\n  ".join(problems)
+        )
 
 
 def _read_constants(model: MoveNetThunder, graph: TFJSGraph, problems: list[str]) -> set[str]:
     """Input normalisation and decoder constants (checked against what ``decode`` assumes)."""
+
     def c(name: str) -> np.ndarray:
         return graph.constant(_PREFIX + name)
 
@@ -365,10 +370,14 @@ def _read_constants(model: MoveNetThunder, graph: TFJSGraph, problems: list[str]
     if not np.allclose(scale, scale.reshape(-1)[0]) or not np.allclose(coord, coord.reshape(-1)[0]):
         problems.append("per-channel input scale / per-axis coordinate scale is not supported")
     with torch.no_grad():
-        model.input_mean.copy_(torch.from_numpy(np.broadcast_to(mean.reshape(-1), (3,)).copy()).view(1, 3, 1, 1))
+        model.input_mean.copy_(
+            torch.from_numpy(np.broadcast_to(mean.reshape(-1), (3,)).copy()).view(1, 3, 1, 1)
+        )
         model.input_scale.fill_(float(scale.reshape(-1)[0]))
         model.input_shift.fill_(float(shift))
-        model.center_weight.copy_(torch.from_numpy(weight[..., 0].astype(np.float32)).view(1, 1, _GRID, _GRID))
+        model.center_weight.copy_(
+            torch.from_numpy(weight[..., 0].astype(np.float32)).view(1, 1, _GRID, _GRID)
+        )
         model.distance_eps.fill_(float(eps))
         model.coord_scale.fill_(float(coord.reshape(-1)[0]))
     return {
@@ -380,4 +389,3 @@ def _read_constants(model: MoveNetThunder, graph: TFJSGraph, problems: list[str]
 def count_parameters(model: nn.Module) -> int:
     """Number of parameters (Thunder: about 6.2 M)."""
     return sum(p.numel() for p in model.parameters())
-
