@@ -387,27 +387,27 @@ def evaluate(
             with figures computed without that step).
     Returns:
         ``score``'s dict plus ``"originals"`` (the same figures on the factor-1 images only,
-        when 1.0 is among the factors), ``ms_per_image`` (mean wall time of ``predict``),
+        when 1.0 is among the factors), ``ms_per_image`` (median wall time of ``predict``, robust to load from other processes),
         ``images`` (scored images) and ``predictions`` (image id -> list).
     """
     coco = load_annotations(data_dir)
     images = eval_images(coco, factors, image_ids)
     preds: dict[int, list[Prediction]] = {}
     sources: dict[int, np.ndarray] = {}
-    elapsed = 0.0
+    elapsed: list[float] = []
     for im in images:
         if im.source_id not in sources:
             sources = {im.source_id: read_rgb(data_dir, im.file_name)}
         rgb, _ = downscale_onto_canvas(sources[im.source_id], im.factor)
         t0 = time.perf_counter()
         out = list(predict(rgb))
-        elapsed += time.perf_counter() - t0
+        elapsed.append(time.perf_counter() - t0)
         preds[im.image_id] = drop_in_ignore_regions(out, im.ignore_regions) if drop_ignored else out
     result = score(images, preds, coco["categories"])
     if 1.0 in factors:
         originals = [im for im in images if im.factor == 1.0]
         result["originals"] = score(originals, preds, coco["categories"])["total"]
-    result["ms_per_image"] = 1000.0 * elapsed / max(len(images), 1)
+    result["ms_per_image"] = 1000.0 * float(np.median(elapsed)) if elapsed else float("nan")
     result["images"] = len(images)
     result["predictions"] = preds
     return result
@@ -514,6 +514,32 @@ def describe(name: str) -> str:
     )
 
 
+# Images timed side by side (set ids): varied sizes, 1 to 11 people.
+TIMING_IMAGES: tuple[int, ...] = (1, 4, 8, 12, 15, 19, 23)
+
+
+def time_predictors(
+    predictors: dict[str, Predictor], frames: Sequence[np.ndarray], rounds: int = 3
+) -> dict[str, float]:
+    """Median ms per frame of each predictor over ``frames``, the predictors taking turns.
+
+    Each round runs every predictor over all frames (one untimed warm-up call first), so
+    load from other processes on a shared machine hits every predictor alike; the figure
+    is the median over rounds of the round's mean time per frame.
+    """
+    per_round: dict[str, list[float]] = {k: [] for k in predictors}
+    for fn in predictors.values():
+        fn(frames[0])
+    for _ in range(rounds):
+        for name, fn in predictors.items():
+            fn(frames[0])
+            t0 = time.perf_counter()
+            for f in frames:
+                fn(f)
+            per_round[name].append(1000.0 * (time.perf_counter() - t0) / len(frames))
+    return {k: float(np.median(v)) for k, v in per_round.items()}
+
+
 # ---- report -------------------------------------------------------------------------------
 
 
@@ -523,6 +549,7 @@ def _f(v: float) -> str:
 
 def markdown(rows: list[dict], args: argparse.Namespace, command: str) -> str:
     people = rows[0]["result"]
+    ref_ms = next((r["result"].get("ms_per_frame") for r in rows if r["name"] == "tflite-512"), None)
     bucket_names = [b[0] for b in BUCKETS]
     lines = [
         "## Real dev set: COCO keypoint AP per configuration (`benchmarks/real_dev.py`)",
@@ -537,6 +564,9 @@ def markdown(rows: list[dict], args: argparse.Namespace, command: str) -> str:
         f"transformed with them; people under {MIN_HEIGHT_PX:g} px tall in a copy are ignored; predictions with most "
         "keypoints inside PoseTrack ignore regions dropped. pycocotools COCOeval keypoints, the set's `area`, "
         "COCO sigmas; the person score ranks predictions.",
+        "- ms/frame: median over rounds of the mean time per frame on images "
+        f"{', '.join(map(str, TIMING_IMAGES))} of the set, every configuration taking turns (so load from other "
+        "processes hits all alike); in brackets where not timed side by side: the evaluation's median per image.",
         "- buckets: person box height / frame long side (times the input size = height in model-input pixels); "
         "in each bucket, ground truth outside it and unmatched predictions outside it are ignored (COCO's area-range "
         "rule with height ratios).",
@@ -545,8 +575,9 @@ def markdown(rows: list[dict], args: argparse.Namespace, command: str) -> str:
         "",
         "| configuration | originals AP | AP | AP50 | AR | "
         + " | ".join(f"AP {b}" for b in bucket_names)
-        + " | ms/image |",
-        "|---|" + "---:|" * (5 + len(bucket_names)),
+        + " | ms/frame |"
+        + (" vs tflite-512 |" if ref_ms else ""),
+        "|---|" + "---:|" * (5 + len(bucket_names) + (1 if ref_ms else 0)),
     ]
     for r in rows:
         res = r["result"]
@@ -559,7 +590,13 @@ def markdown(rows: list[dict], args: argparse.Namespace, command: str) -> str:
             _f(res["total"]["AR"]),
         ]
         cells += [_f(res["buckets"][b]["AP"]) for b in bucket_names]
-        cells.append(f"{res['ms_per_image']:.0f}")
+        cells.append(
+            f"{res['ms_per_frame']:.0f}" if "ms_per_frame" in res else f"({res['ms_per_image']:.0f})"
+        )
+        if "ms_per_frame" in res and ref_ms:
+            cells.append(f"{res['ms_per_frame'] / ref_ms:.2f}x")
+        elif ref_ms:
+            cells.append("-")
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Rows:"] + [f"- `{r['name']}`: {r['description']}" for r in rows]
     lines += [
@@ -595,6 +632,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--write", action="store_true", help="record the table in benchmarks/RESULTS.md (its own section)"
     )
+    p.add_argument(
+        "--timing-rounds", type=int, default=3,
+        help="rounds of the side-by-side timing on TIMING_IMAGES (0: skip; only the evaluation's own times)",
+    )  # fmt: skip
     p.add_argument("--json", type=Path, default=None, help="also write the figures as JSON to this file")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -607,9 +648,10 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     rows = []
+    predictors: dict[str, Predictor] = {}
     for name in args.configs:
         try:
-            predict = make_predictor(name, args.threads)
+            predictors[name] = predict = make_predictor(name, args.threads)
             desc = describe(name)
         except (ValueError, TypeError) as exc:
             print(f"error: {exc}", file=sys.stderr)
@@ -625,6 +667,14 @@ def main(argv: list[str] | None = None) -> int:
             + f"  {res['ms_per_image']:.0f} ms/image",
             flush=True,
         )
+    if args.timing_rounds > 0:
+        coco = load_annotations(args.data)
+        names = {im["id"]: im["file_name"] for im in coco["images"]}
+        frames = [read_rgb(args.data, names[i]) for i in TIMING_IMAGES if i in names]
+        ms = time_predictors(predictors, frames, args.timing_rounds)
+        for r in rows:
+            r["result"]["ms_per_frame"] = ms[r["name"]]
+            print(f"{r['name']:32s} {ms[r['name']]:.0f} ms/frame (side by side)", flush=True)
     command = "python benchmarks/real_dev.py " + " ".join(argv if argv is not None else sys.argv[1:])
     section = markdown(rows, args, command.strip())
     print()
