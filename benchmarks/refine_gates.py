@@ -61,10 +61,15 @@ def crowded_image_ids(coco: dict, iou: float = CROWD_IOU) -> list[int]:
 
 
 def rows():
-    """(name, RefineConfig or None) per table row; None = no refinement."""
+    """(name, RefineConfig or None) per table row; None (or ``enabled=False``) = no refinement."""
     from models.refine import RefineConfig
 
-    naive = RefineConfig(enabled=True, mask_others=False, max_iou=1.0, max_shift=math.inf, score_margin=None)
+    naive = RefineConfig(
+        enabled=True, mask_others=False, max_iou=1.0, max_shift=math.inf, score_margin=None,
+        min_identity_oks=None, min_person_score=0.0,
+    )  # fmt: skip
+    all_gates = replace(naive, mask_others=True, max_iou=0.1, max_shift=0.1, score_margin=0.0)
+    mask_identity = replace(naive, mask_others=True, min_identity_oks=0.0)
     return [
         ("no refinement", None),
         ("naive: Thunder replaces every joint (1.25x crops)", naive),
@@ -77,10 +82,10 @@ def rows():
         ("mask + distance 0.1", replace(naive, mask_others=True, max_shift=0.1)),
         ("mask + distance 0.1 + score", replace(naive, mask_others=True, max_shift=0.1, score_margin=0.0)),
         ("crowd 0.1 + distance 0.1 + score", replace(naive, max_iou=0.1, max_shift=0.1, score_margin=0.0)),
-        ("all: mask + crowd 0.1 + distance 0.1 + score", RefineConfig(enabled=True)),
-        ("all, distance 0.05", RefineConfig(enabled=True, max_shift=0.05)),
-        ("all, distance 0.2", RefineConfig(enabled=True, max_shift=0.2)),
-        ("all, crowd 0.3", RefineConfig(enabled=True, max_iou=0.3)),
+        ("all: mask + crowd 0.1 + distance 0.1 + score", all_gates),
+        ("all, distance 0.05", replace(all_gates, max_shift=0.05)),
+        ("all, distance 0.2", replace(all_gates, max_shift=0.2)),
+        ("all, crowd 0.3", replace(all_gates, max_iou=0.3)),
         ("identity: own OKS highest", replace(naive, min_identity_oks=0.0)),
         ("identity, OKS >= 0.3", replace(naive, min_identity_oks=0.3)),
         ("identity, OKS >= 0.5", replace(naive, min_identity_oks=0.5)),
@@ -91,17 +96,25 @@ def rows():
             "mask + identity 0.3 + distance 0.2",
             replace(naive, mask_others=True, min_identity_oks=0.3, max_shift=0.2),
         ),
+        (
+            "mask + identity, 1.5x crops",
+            replace(naive, mask_others=True, min_identity_oks=0.0, crop_scale=1.5),
+        ),
+        ("mask + identity, person score >= 0.2", replace(mask_identity, min_person_score=0.2)),
+        ("mask + identity, person score >= 0.3", replace(mask_identity, min_person_score=0.3)),
+        ("`RefineConfig()`: the shipped defaults", RefineConfig()),
     ]
 
 
 class CachedPipeline:
     """MultiPose once per image; Thunder once per image and crop style; gates per row."""
 
-    def __init__(self) -> None:
-        from models.estimator import EstimatorConfig, PoseEstimator
+    def __init__(self, estimator_spec: str = "est") -> None:
+        from models.estimator import PoseEstimator
         from models.refine import RefineConfig, ThunderRefiner
 
-        self.estimator = PoseEstimator(EstimatorConfig(device="cpu"))
+        config = replace(R.estimator_config(estimator_spec), refine=RefineConfig(enabled=False))
+        self.estimator = PoseEstimator(config)
         self.refiner = ThunderRefiner(RefineConfig(enabled=True), device="cpu")
         self.multipose: dict[str, tuple] = {}
         self.thunder: dict[tuple[str, bool, float, float], np.ndarray] = {}
@@ -141,7 +154,7 @@ class CachedPipeline:
                 ok = self.refiner.refinable(scores, iou)
                 ok &= identity_gate(kp, boxes, th, np.arange(len(kp)), cfg)
                 acc = gate_joints(kp, th, person_sizes(boxes), ok, cfg)
-                out[acc] = th[acc]
+                out[acc, :2] = th[acc, :2]
                 stats["accepted"] += int(acc.sum())
                 stats["people_refined"] += int(ok.sum())
             stats["joints"] += kp.shape[0] * kp.shape[1]
@@ -160,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=R.DATA_DIR, help="the real dev set's folder")
     p.add_argument("--factors", type=float, nargs="+", default=list(R.FACTORS), help="downscale factors")
     p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
+    p.add_argument(
+        "--estimator", default="est",
+        help="MultiPose configuration as in real_dev.py: est[:SIZES[:MERGE[:flip]]] (default: the default)",
+    )  # fmt: skip
     p.add_argument("--write", action="store_true", help="record the table in benchmarks/RESULTS.md")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -172,9 +189,10 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     crowded = crowded_image_ids(coco)
-    pipe = CachedPipeline()
+    pipe = CachedPipeline(args.estimator)
     table = []
     for name, cfg in rows():
+        cfg = cfg if cfg is None or cfg.enabled else None
         stats = {"accepted": 0, "joints": 0, "people_refined": 0, "people": 0}
         predict = pipe.predictor(cfg, stats)
         total = R.evaluate(predict, args.data, args.factors)
@@ -204,8 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         f"- date: {dt.date.today().isoformat()}; machine: {cpu_name()}, {platform.system()} {platform.machine()}, "
         f"{args.threads} thread(s)",
         f"- command: `python benchmarks/refine_gates.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
-        f"- MultiPose: `PoseEstimator` default configuration (input sizes "
-        f"{'+'.join(map(str, pipe.estimator.config.input_sizes))}), refinement applied to its people; "
+        f"- MultiPose: `PoseEstimator` `{args.estimator}` (input sizes "
+        f"{'+'.join(map(str, pipe.estimator.config.input_sizes))}, merge {pipe.estimator.config.scale_merge}, "
+        f"flip {pipe.estimator.config.flip}), refinement applied to its people; "
         f"{n_images} scored images (the 25 originals and downscaled copies, factors "
         f"{', '.join(str(f) for f in args.factors)}; `benchmarks/real_dev.py`'s scoring).",
         f"- crowded: the {len(crowded)} images (ids {crowded}) where some labelled person's box IoU with "
@@ -249,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(section)
     if args.write:
-        record_section("refine_gates", section)
+        record_section("refine_gates" + ("" if args.estimator == "est" else "_" + args.estimator), section)
         print("\nwrote benchmarks/RESULTS.md")
     return 0
 

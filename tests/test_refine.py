@@ -136,7 +136,8 @@ def refiner(thunder_json):  # noqa: F811
 def test_crowd_gate_and_one_batch_per_frame(refiner, vtest_frame200, movenet_tflite) -> None:  # noqa: F811
     from models.estimator import EstimatorConfig, PoseEstimator, box_iou
 
-    fp = PoseEstimator(EstimatorConfig(device="cpu"), movenet_tflite)([vtest_frame200]).poses[0]
+    off = EstimatorConfig(device="cpu", refine=RefineConfig(enabled=False))
+    fp = PoseEstimator(off, movenet_tflite)([vtest_frame200]).poses[0]
     assert len(fp.scores) >= 4
     calls: list[int] = []
     handle = refiner.model.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
@@ -147,6 +148,7 @@ def test_crowd_gate_and_one_batch_per_frame(refiner, vtest_frame200, movenet_tfl
         kp, accepted = refiner(vtest_frame200, fp.keypoints, fp.boxes, fp.scores, iou)
         assert calls == [len(fp.scores)], "all crops of a frame must run in one forward"
         assert accepted.all()
+        np.testing.assert_array_equal(kp[..., 2], fp.keypoints[..., 2])
         # Thunder agrees with MultiPose on these uncrowded walkers: median joint shift < 0.1 person sizes.
         shift = np.linalg.norm(kp[..., :2] - fp.keypoints[..., :2], axis=-1) / person_sizes(fp.boxes)[:, None]
         assert np.median(shift) < 0.1
@@ -164,13 +166,15 @@ def test_crowd_gate_and_one_batch_per_frame(refiner, vtest_frame200, movenet_tfl
 def test_estimator_hook_changes_only_accepted_joints(vtest_frame200, movenet_tflite, thunder_json) -> None:  # noqa: F811
     from models.estimator import EstimatorConfig, PoseEstimator
 
-    off = PoseEstimator(EstimatorConfig(device="cpu"), movenet_tflite)
+    off = PoseEstimator(EstimatorConfig(device="cpu", refine=RefineConfig(enabled=False)), movenet_tflite)
     assert off.refiner is None
     on_cfg = RefineConfig(enabled=True, max_iou=1.0, max_shift=0.2, score_margin=None)
     on = PoseEstimator(EstimatorConfig(device="cpu", refine=on_cfg), movenet_tflite)
+    assert PoseEstimator(EstimatorConfig(device="cpu"), movenet_tflite).refiner is not None  # on by default
     a, b = off([vtest_frame200]).poses[0], on([vtest_frame200]).poses[0]
     np.testing.assert_array_equal(a.boxes, b.boxes)
     np.testing.assert_array_equal(a.scores, b.scores)
+    np.testing.assert_array_equal(a.keypoints[..., 2], b.keypoints[..., 2])  # scores stay MultiPose's
     changed = (a.keypoints != b.keypoints).any(-1)
     assert changed.any(), "some joints should be refined"
     shift = np.linalg.norm(a.keypoints[..., :2] - b.keypoints[..., :2], axis=-1)
