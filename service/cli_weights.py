@@ -81,7 +81,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``posestream weights {fetch,path,verify}``."""
-    p = sub.add_parser("weights", help="fetch and check third-party pretrained weights (MoveNet MultiPose, Thunder)")
+    p = sub.add_parser(
+        "weights", help="fetch and check third-party pretrained weights (MoveNet MultiPose, Thunder)"
+    )
     wsub = p.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
 
     def common(q: argparse.ArgumentParser, default: str = "movenet_multipose_lightning") -> None:
