@@ -351,7 +351,7 @@ class PoseEstimator:
         )
         self.rescorer = rescorer
         self.refiner = (
-            ThunderRefiner(self.config.refine, device=self.device, dtype=self.dtype)
+            ThunderRefiner(self.config.refine, None, self.device, self.dtype, self.config.channels_last)
             if self.config.refine.enabled
             else None
         )

@@ -239,6 +239,7 @@ class ThunderRefiner:
         config: ``RefineConfig``.
         weights: Thunder's ``model.json``; default: the verified cache (``posestream weights fetch``).
         device, dtype: where Thunder runs.
+        channels_last: NHWC memory layout (the crops are NHWC already; ~25% faster on CPU).
     """
 
     def __init__(
@@ -247,6 +248,7 @@ class ThunderRefiner:
         weights: str | Path | None = None,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
+        channels_last: bool = True,
     ) -> None:
         self.config = config
         if weights is None:
@@ -255,14 +257,18 @@ class ThunderRefiner:
             weights = verify(MOVENET_THUNDER)
         self.device = torch.device(device)
         self.dtype = dtype
-        self.model = MoveNetThunder.from_tfjs(weights).to(self.device, dtype).eval()
+        model = MoveNetThunder.from_tfjs(weights).to(self.device, dtype)
+        self.model = (model.to(memory_format=torch.channels_last) if channels_last else model).eval()
+        self.channels_last = channels_last
 
     @torch.inference_mode()
     def thunder_on_crops(self, crops: np.ndarray, squares: np.ndarray) -> np.ndarray:
         """(N, S, S, 3) uint8 crops of ``squares`` (x0, y0, side) -> (N, 17, 3) (x, y, score) frame px."""
         if len(crops) == 0:
             return np.zeros((0, NUM_KEYPOINTS, 3), np.float32)
-        x = torch.from_numpy(crops).to(self.device).permute(0, 3, 1, 2).to(self.dtype)
+        x = torch.from_numpy(crops).to(self.device).permute(0, 3, 1, 2).to(self.dtype)  # NHWC memory
+        if not self.channels_last:
+            x = x.contiguous()
         out = self.model(x).float().cpu().numpy()  # (N, 17, 3) (y, x, score) in [0, 1]
         sq = np.asarray(squares, np.float64)
         xs = sq[:, None, 0] + out[..., 1] * sq[:, None, 2]

@@ -8,6 +8,7 @@ lockfile into the weights cache) happens on first use, like the weights fetch.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
@@ -297,3 +298,8 @@ def test_parity_with_tfjs_on_real_crops(thunder_json: Path, thunder, vtest_frame
     assert coord_err < 1e-4, f"coordinates differ by up to {coord_err:.2e} (normalised)"
     assert score_err < 1e-4, f"scores differ by up to {score_err:.2e}"
     assert ref[..., 2].mean() > 0.3, "the crops should show people (mean joint score of the reference)"
+    # The layout the refiner runs in (NHWC memory) computes the same.
+    nhwc = copy.deepcopy(thunder).to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        fast = nhwc(torch.from_numpy(crops).permute(0, 3, 1, 2).float()).numpy()
+    assert np.abs(fast - ref).max() < 1e-4
