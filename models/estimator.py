@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -40,8 +40,18 @@ import torch
 
 from models.backbones.movenet import FEATURE_STRIDE, INPUT_MULTIPLE, MoveNetMultiPose
 from models.heads import MOVENET_HEADS, activate_all
-from models.movenet_decode import DecodedPoses, DecoderConfig, PoseRescorer, decode, oks_matrix, pose_nms
+from models.movenet_decode import (
+    DecodedPoses,
+    DecoderConfig,
+    PoseRescorer,
+    decode,
+    fuse_maps,
+    oks_matrix,
+    pose_nms,
+    resample_maps,
+)
 from models.poses import UNTRACKED, FramePoses
+from models.refine import RefineConfig, ThunderRefiner
 from models.skeleton import NUM_KEYPOINTS
 
 log = logging.getLogger(__name__)
@@ -54,8 +64,13 @@ __all__ = [
     "box_iou",
     "frame_batch",
     "letterbox",
+    "merge_by_confidence",
     "merge_scales",
 ]
+
+
+# How the people of several input sizes (and of the flipped pass) become one set (``EstimatorConfig.scale_merge``).
+SCALE_MERGES: tuple[str, ...] = ("nearest_height", "confidence", "joints", "heatmaps")
 
 
 @dataclass(frozen=True)
@@ -88,8 +103,21 @@ class EstimatorConfig:
             OKS <= ``decoder.nms_oks``). Raising it keeps more cross-scale duplicates;
             lowering it may drop a person detected only at a non-preferred scale who
             stands close to another.
+        scale_merge: how the scales become one set of people (one of ``SCALE_MERGES``):
+            ``"nearest_height"`` each person from the scale where it is nearest
+            ``preferred_height`` (``merge_scales``, the policy before the real dev set);
+            ``"confidence"`` each person from the scale where its person score is highest
+            (``merge_by_confidence``); ``"joints"`` the same, then each joint from whichever
+            scale's match is most confident there; ``"heatmaps"`` seed 002's multi-scale
+            testing: every pass's maps resampled onto the largest scale's grid, averaged,
+            decoded once (``models.movenet_decode.resample_maps`` / ``fuse_maps``).
+        flip: flip testing: every scale also runs on the mirrored frame, its maps mirrored
+            back (left/right joints exchanged) and averaged with the unmirrored ones before
+            decoding. Doubles the network time; steadier joints.
         decoder: the decoder's thresholds (``DecoderConfig``); its ``nms_oks`` also removes
             duplicates after merging scales.
+        refine: gated second-stage refinement by MoveNet Thunder (``models.refine``); off
+            unless ``refine.enabled``.
     """
 
     input_sizes: tuple[int, ...] = (256, 512)
@@ -101,7 +129,10 @@ class EstimatorConfig:
     feature_size: int | None = None
     preferred_height: float = 128.0
     merge_iou: float = 0.4
+    scale_merge: str = "nearest_height"
+    flip: bool = False
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    refine: RefineConfig = field(default_factory=RefineConfig)
 
     def __post_init__(self) -> None:
         sizes = tuple(int(s) for s in self.input_sizes)
@@ -117,6 +148,8 @@ class EstimatorConfig:
             raise ValueError(f"feature_size {self.feature_size} is not one of input_sizes {sizes}")
         if self.preferred_height <= 0:
             raise ValueError(f"preferred_height must be > 0 pixels, got {self.preferred_height}")
+        if self.scale_merge not in SCALE_MERGES:
+            raise ValueError(f"scale_merge must be one of {SCALE_MERGES}, got {self.scale_merge!r}")
         if not 0.0 < self.merge_iou <= 1.0:
             raise ValueError(f"merge_iou must be in (0, 1], got {self.merge_iou}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
@@ -317,6 +350,11 @@ class PoseEstimator:
             torch.compile(self.model, options={"freezing": True}) if self.config.compile else self.model
         )
         self.rescorer = rescorer
+        self.refiner = (
+            ThunderRefiner(self.config.refine, None, self.device, self.dtype, self.config.channels_last)
+            if self.config.refine.enabled
+            else None
+        )
         self.feature_size = self.config.feature_size or max(self.config.input_sizes)
         log.info(
             "PoseEstimator: MoveNet MultiPose on %s (%s), input sizes %s",
@@ -348,23 +386,27 @@ class PoseEstimator:
         """
         n = len(frames)
         indices, times = frame_batch(frames, frame_indices, timestamps)
-        per_frame: list[list[DecodedPoses]] = [[] for _ in range(n)]
+        cfg = self.config
+        mirrored = [np.ascontiguousarray(f[:, ::-1]) for f in frames] if cfg.flip else None
+        passes: list[
+            tuple[int, list[Letterbox], dict[str, torch.Tensor], dict[str, torch.Tensor] | None]
+        ] = []
         features = heatmaps = feature_canvas = None
         feature_transforms: list[Letterbox] = []
-        for size in self.config.input_sizes:
-            canvas, transforms = letterbox(frames, size, self.config.square)
+        for size in cfg.input_sizes:
+            canvas, transforms = letterbox(frames, size, cfg.square)
             maps = self._run(canvas)
-            decoded = decode(maps, self.config.decoder, FEATURE_STRIDE, self.rescorer)
-            for i, (d, t) in enumerate(zip(decoded, transforms, strict=True)):
-                per_frame[i].append(_to_frame(d, t))
+            flipped = self._run(letterbox(mirrored, size, cfg.square)[0]) if mirrored is not None else None
+            passes.append((size, transforms, maps, flipped))
             if size == self.feature_size:
                 features, feature_transforms = maps["features"], transforms
                 heatmaps, feature_canvas = maps["keypoint_heatmap"], canvas
         assert features is not None
+        merged_per_frame = self._decode_passes(passes, n)
         poses, centers = [], []
-        for i, parts in enumerate(per_frame):
+        for i, merged in enumerate(merged_per_frame):
             h, w = frames[i].shape[:2]
-            merged = parts[0] if len(parts) == 1 else merge_scales(parts, self.config, max(h, w))
+            merged = self._refine(frames[i], merged)
             poses.append(
                 FramePoses(
                     indices[i],
@@ -379,6 +421,47 @@ class PoseEstimator:
             )
             centers.append(merged.centers)
         return EstimatorOutput(poses, features, feature_transforms, centers, heatmaps, feature_canvas)
+
+    def _decode_passes(
+        self,
+        passes: list[tuple[int, list[Letterbox], dict[str, torch.Tensor], dict[str, torch.Tensor] | None]],
+        n: int,
+    ) -> list[DecodedPoses]:
+        """Every scale's (and mirrored) maps -> each frame's people in frame pixels, by ``scale_merge``."""
+        cfg = self.config
+        if cfg.scale_merge == "heatmaps":
+            _, target, tmaps, _ = max(passes, key=lambda p: p[0])
+            hw = tuple(tmaps["keypoint_heatmap"].shape[2:])
+            grid = []
+            for _, transforms, maps, flipped in passes:
+                grid.append(resample_maps(maps, _affine(target, transforms, False), hw, False))
+                if flipped is not None:
+                    grid.append(resample_maps(flipped, _affine(target, transforms, True), hw, True))
+            decoded = decode(fuse_maps(grid), cfg.decoder, FEATURE_STRIDE, self.rescorer)
+            return [_to_frame(d, t) for d, t in zip(decoded, target, strict=True)]
+        per_frame: list[list[DecodedPoses]] = [[] for _ in range(n)]
+        for _, transforms, maps, flipped in passes:
+            if flipped is not None:
+                hw = tuple(maps["keypoint_heatmap"].shape[2:])
+                maps = fuse_maps(
+                    [
+                        resample_maps(maps, _affine(transforms, transforms, False), hw, False),
+                        resample_maps(flipped, _affine(transforms, transforms, True), hw, True),
+                    ]
+                )
+            decoded = decode(maps, cfg.decoder, FEATURE_STRIDE, self.rescorer)
+            for i, (d, t) in enumerate(zip(decoded, transforms, strict=True)):
+                per_frame[i].append(_to_frame(d, t))
+        out = []
+        for i, parts in enumerate(per_frame):
+            long_side = max(passes[0][1][i].frame_width, passes[0][1][i].frame_height)
+            if len(parts) == 1:
+                out.append(parts[0])
+            elif cfg.scale_merge == "nearest_height":
+                out.append(merge_scales(parts, cfg, long_side))
+            else:
+                out.append(merge_by_confidence(parts, cfg, joints=cfg.scale_merge == "joints"))
+        return out
 
     estimate = __call__
 
@@ -397,6 +480,15 @@ class PoseEstimator:
         canvas, transforms = letterbox(frames, size, self.config.square)
         maps = self._run(canvas)
         return maps["features"], maps["keypoint_heatmap"], canvas, transforms
+
+    def _refine(self, rgb: np.ndarray, poses: DecodedPoses) -> DecodedPoses:
+        """Thunder refinement of one frame's merged people (``config.refine``); unchanged when off."""
+        if self.refiner is None or len(poses) == 0:
+            return poses
+        keypoints, _ = self.refiner(
+            rgb, poses.keypoints, poses.boxes, poses.scores, box_iou(poses.boxes, poses.boxes)
+        )
+        return replace(poses, keypoints=keypoints)
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -447,6 +539,61 @@ def merge_scales(
         extra = extra.select(np.flatnonzero(~dup.any(axis=0)))
     merged = DecodedPoses.concatenate([core, extra])
     return merged.select(pose_nms(merged, dcfg.nms_oks, dcfg.nms_keypoint_threshold))
+
+
+def merge_by_confidence(
+    parts: Sequence[DecodedPoses], config: EstimatorConfig, joints: bool = False
+) -> DecodedPoses:
+    """Merge one frame's people of several scales (frame pixels), each person from its surest scale.
+
+    All people of all scales, best person score first (the score is centre x mean joint
+    confidence): a person is kept unless a kept one matches it (OKS > ``decoder.nms_oks``,
+    or box IoU > ``merge_iou`` when they come from different scales). With ``joints``, each
+    joint of a kept person is then taken from whichever of its matches (kept one included)
+    is most confident at that joint.
+    """
+    dcfg = config.decoder
+    merged = DecodedPoses.concatenate(list(parts))
+    if len(merged) == 0:
+        return merged
+    scale = np.concatenate([np.full(len(p), i) for i, p in enumerate(parts)])
+    order = np.argsort(-merged.scores, kind="stable")
+    kp, boxes, scale = merged.keypoints[order], merged.boxes[order], scale[order]
+    areas = np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1.0)
+    dup = oks_matrix(kp, kp, areas, dcfg.nms_keypoint_threshold) > dcfg.nms_oks
+    dup |= (box_iou(boxes, boxes) > config.merge_iou) & (scale[:, None] != scale[None, :])
+    owner = np.full(len(order), -1)
+    keep = []
+    for i in range(len(order)):
+        if owner[i] >= 0:
+            continue
+        keep.append(i)
+        owner[(owner < 0) & dup[i]] = i
+        owner[i] = i
+    out = merged.select(order[np.asarray(keep, np.int64)])
+    if joints:
+        new_kp = out.keypoints.copy()
+        for row, i in enumerate(keep):
+            members = np.flatnonzero(owner == i)
+            best = members[np.argmax(kp[members, :, 2], axis=0)]  # (17,) member per joint
+            new_kp[row] = kp[best, np.arange(NUM_KEYPOINTS)]
+        out = DecodedPoses(new_kp, out.boxes, out.scores, out.centers)
+    return out
+
+
+def _affine(target: Sequence[Letterbox], source: Sequence[Letterbox], flipped: bool) -> np.ndarray:
+    """(B, 4) ``(ax, bx, ay, by)``: source input px = a * target input px + b, per frame.
+
+    ``flipped``: the source pass ran on the horizontally mirrored frame (x -> width - x).
+    """
+    rows = []
+    for t, s in zip(target, source, strict=True):
+        rx, ry = s.scale_x / t.scale_x, s.scale_y / t.scale_y
+        if flipped:
+            rows.append((-rx, t.frame_width * s.scale_x + t.pad_x * rx + s.pad_x, ry, s.pad_y - t.pad_y * ry))
+        else:
+            rows.append((rx, s.pad_x - t.pad_x * rx, ry, s.pad_y - t.pad_y * ry))
+    return np.asarray(rows, np.float64)
 
 
 def _to_frame(poses: DecodedPoses, t: Letterbox) -> DecodedPoses:

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from models.heads import MOVENET_STRIDE
-from models.skeleton import NUM_KEYPOINTS, OKS_SIGMAS
+from models.skeleton import NUM_KEYPOINTS, OKS_SIGMAS, flip_permutation
 
 __all__ = [
     "DecoderConfig",
@@ -58,6 +58,8 @@ __all__ = [
     "oks_matrix",
     "pose_nms",
     "decode",
+    "resample_maps",
+    "fuse_maps",
 ]
 
 
@@ -463,3 +465,115 @@ def decode(
             poses = poses.select(np.flatnonzero(poses.scores >= config.min_pose_score))
         results.append(poses.select(pose_nms(poses, config.nms_oks, config.nms_keypoint_threshold)))
     return results
+
+
+# ---- maps of several passes on one grid (multi-scale and flip testing, seed 002) -----------
+
+# Maps whose channels are (dy, dx) displacements in cells, interleaved per keypoint or single.
+_DISPLACEMENTS = ("keypoint_offset", "keypoint_regression", "box_offset")
+_FUSED = ("keypoint_heatmap", "center_heatmap", "box_scale") + _DISPLACEMENTS
+
+
+def resample_maps(
+    maps: Mapping[str, torch.Tensor],
+    affine: np.ndarray,
+    out_hw: tuple[int, int],
+    flipped: bool = False,
+    stride: int = MOVENET_STRIDE,
+) -> dict[str, torch.Tensor]:
+    """One pass's activated head maps resampled onto another pass's grid, in that grid's units.
+
+    Args:
+        maps: activated MoveNet maps (B, C, h, w) of the source pass (``decode``'s names).
+        affine: (B, 4) float ``(ax, bx, ay, by)`` per frame: source input pixel
+            ``x_s = ax * x_t + bx``, ``y_s = ay * y_t + by`` for target input pixel
+            ``(x_t, y_t)``; ``ax < 0`` for a pass run on the mirrored frame.
+        out_hw: (h, w) cells of the target grid.
+        flipped: the source pass ran on the mirrored frame: left/right keypoint channels
+            are exchanged (``models.skeleton.FLIP_PAIRS``). Must agree with ``ax < 0``.
+        stride: input pixels per cell (both passes).
+    Returns:
+        The six decoder maps (float32, (B, C, h_t, w_t)), bilinearly sampled at each target
+        cell's centre: heatmaps as they are, displacements divided by the scale (and
+        mirrored), box sizes scaled. Outside the source canvas everything is 0.
+
+    A cell's value describes its centre, ``(i + 0.5) * stride`` input pixels, while the
+    keypoint and box offsets count from the cell's index (``decode``: keypoint = cell +
+    offset, box centre = centre cell + box offset), so they are shifted by half a cell
+    around the resampling (a mirrored offset becomes ``1 - offset``). The keypoint
+    regression is compared with cell indices when keypoints are absorbed (index to
+    index), so it is resampled as a plain vector: decoding mirrored maps then gives
+    exactly the mirrored people.
+    """
+    a = torch.as_tensor(np.asarray(affine, np.float64).reshape(-1, 4), dtype=torch.float32)
+    if bool((a[:, 0] < 0).any()) != flipped or bool((a[:, 0] < 0).any() and (a[:, 0] > 0).any()):
+        raise ValueError("flipped must be True exactly when every frame's ax is negative")
+    ref = maps["keypoint_heatmap"]
+    dev = ref.device
+    a = a.to(dev)
+    b, _, h_s, w_s = ref.shape
+    h_t, w_t = out_hw
+    xt = (torch.arange(w_t, device=dev, dtype=torch.float32) + 0.5) * stride
+    yt = (torch.arange(h_t, device=dev, dtype=torch.float32) + 0.5) * stride
+    gx = (a[:, 0:1] * xt[None] + a[:, 1:2]) / (stride * w_s) * 2.0 - 1.0  # (B, w_t)
+    gy = (a[:, 2:3] * yt[None] + a[:, 3:4]) / (stride * h_s) * 2.0 - 1.0  # (B, h_t)
+    grid = torch.stack((gx[:, None, :].expand(b, h_t, w_t), gy[:, :, None].expand(b, h_t, w_t)), dim=-1)
+    ax, ay = a[:, 0].view(b, 1, 1, 1), a[:, 2].view(b, 1, 1, 1)
+    perm = torch.as_tensor(flip_permutation(), device=dev)
+    out = {}
+    for name in _FUSED:
+        m = F.grid_sample(
+            maps[name].float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False
+        )
+        if name == "keypoint_heatmap" and flipped:
+            m = m[:, perm]
+        elif name == "box_scale":
+            m = torch.cat((m[:, 0:1] / ay.abs(), m[:, 1:2] / ax.abs()), dim=1)
+        elif name in _DISPLACEMENTS:
+            pairs = m.reshape(b, -1, 2, h_t, w_t)
+            if flipped and pairs.shape[1] == NUM_KEYPOINTS:
+                pairs = pairs[:, perm]
+            shift = 0.0 if name == "keypoint_regression" else 0.5
+            dy = (pairs[:, :, 0] - shift) / ay + shift
+            dx = (pairs[:, :, 1] - shift) / ax + shift
+            m = torch.stack((dy, dx), dim=2).reshape(b, -1, h_t, w_t)
+        out[name] = m
+    return out
+
+
+def fuse_maps(passes: list[Mapping[str, torch.Tensor]], eps: float = 1e-6) -> dict[str, torch.Tensor]:
+    """Average several passes' maps that lie on one grid (``resample_maps``) into one set to decode.
+
+    Heatmaps are averaged (seed 002's multi-scale testing). Displacements and box sizes are
+    averaged weighted by how sure each pass is where they are read: keypoint offsets by that
+    keypoint's heat, the centre-cell fields (regression, box) by the centre heat, so a pass
+    that barely sees a person does not pull its joints.
+    """
+    if not passes:
+        raise ValueError("fuse_maps needs at least one pass")
+    if len(passes) == 1:
+        return {k: passes[0][k] for k in _FUSED}
+    n = float(len(passes))
+    out = {k: sum(p[k] for p in passes) / n for k in ("keypoint_heatmap", "center_heatmap")}
+
+    def weighted(name: str, weight_of) -> torch.Tensor:
+        num = den = None
+        for p in passes:
+            w = weight_of(p)
+            v = p[name]
+            shape = v.shape
+            v = v.reshape(shape[0], w.shape[1], -1, *shape[2:])
+            term = v * w[:, :, None]
+            num = term if num is None else num + term
+            den = w if den is None else den + w
+        plain = sum(p[name] for p in passes) / n
+        return torch.where(
+            (den > eps)[:, :, None].expand_as(num).reshape(plain.shape),
+            (num / den.clamp(min=eps)[:, :, None]).reshape(plain.shape),
+            plain,
+        )
+
+    out["keypoint_offset"] = weighted("keypoint_offset", lambda p: p["keypoint_heatmap"])
+    for name in ("keypoint_regression", "box_scale", "box_offset"):
+        out[name] = weighted(name, lambda p: p["center_heatmap"])
+    return out

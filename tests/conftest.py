@@ -15,10 +15,14 @@ import pytest
 
 @pytest.fixture(scope="session")
 def movenet_tflite() -> Path:
-    """Path of the verified ``movenet.tflite`` (fetched on first use, like a user would)."""
+    """Path of the verified ``movenet.tflite`` (fetched on first use, like a user would).
+
+    Thunder is fetched with it: the default ``PoseEstimator`` refines with it (``models.refine``).
+    """
     from models import weights as W
 
     try:
+        W.fetch_thunder()
         return W.fetch_movenet()
     except W.WeightsError as exc:
         pytest.skip(f"MoveNet weights cannot be fetched, so this test cannot run: {exc}")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.estimator import EstimatorConfig, box_iou, letterbox, merge_scales
+from models.estimator import EstimatorConfig, box_iou, letterbox, merge_by_confidence, merge_scales
 from models.movenet_decode import (
     CenterPeaks,
     DecodedPoses,
@@ -14,13 +14,16 @@ from models.movenet_decode import (
     absorb_keypoints,
     decode,
     find_centers,
+    fuse_maps,
     oks_matrix,
     person_boxes,
     pose_nms,
     refine_with_offsets,
     regress_keypoints,
+    resample_maps,
     score_poses,
 )
+from models.skeleton import flip_permutation
 
 H = W = 32
 
@@ -242,3 +245,100 @@ def test_merge_scales_takes_each_person_from_its_preferred_scale() -> None:
     assert box_iou(np.array([[0, 0, 10, 10]]), np.array([[5, 0, 15, 10], [20, 20, 30, 30]])).tolist() == [
         [pytest.approx(1 / 3), 0.0]
     ]
+
+
+# ---- multi-scale and flip testing on one grid --------------------------------------------------
+
+
+def _identity(batch: int = 1) -> np.ndarray:
+    return np.tile(np.array([[1.0, 0.0, 1.0, 0.0]]), (batch, 1))
+
+
+def test_resample_maps_identity_is_exact() -> None:
+    maps = _maps([(8, 10, 0.9), (22, 18, 0.7)])
+    same = resample_maps(maps, _identity(), (H, W))
+    for name, m in same.items():
+        assert torch.allclose(m, maps[name], atol=1e-6), name
+    with pytest.raises(ValueError, match="flipped"):
+        resample_maps(maps, _identity(), (H, W), flipped=True)
+
+
+def test_mirrored_maps_decode_to_the_mirrored_people() -> None:
+    """Resampling onto the mirrored grid is the maps of the mirrored image: people at
+    width - x, left and right joints exchanged, the same scores; twice is the identity."""
+    maps = _maps([(8, 10, 0.9), (22, 18, 0.7)])
+    width = W * 4
+    mirror = np.array([[-1.0, float(width), 1.0, 0.0]])
+    flipped = resample_maps(maps, mirror, (H, W), flipped=True)
+    cfg = DecoderConfig(nms_oks=1.0)
+    ref, got = decode(maps, cfg)[0], decode(flipped, cfg)[0]
+    assert len(ref) == len(got) == 2
+    perm = flip_permutation()
+    for i in range(2):
+        j = int(np.argmin(np.abs(got.centers[:, 1] - ref.centers[i, 1])))
+        expect = ref.keypoints[i, perm].copy()
+        expect[:, 0] = width - expect[:, 0]
+        assert np.allclose(got.keypoints[j, :, :2], expect[:, :2], atol=1e-4)
+        assert np.allclose(got.keypoints[j, :, 2], expect[:, 2], atol=1e-6)
+        assert got.scores[j] == pytest.approx(ref.scores[i])
+        assert np.allclose(got.boxes[j, [0, 2]], width - ref.boxes[i, [2, 0]], atol=1e-4)
+    twice = resample_maps(flipped, mirror, (H, W), flipped=True)
+    for name, m in twice.items():
+        assert torch.allclose(m, maps[name], atol=1e-5), name
+
+
+def test_resampled_onto_a_finer_grid_keeps_positions_and_fusion_averages() -> None:
+    maps = _maps([(8, 10, 0.9)])
+    # Real centre-cell fields are dense and smooth: make them so for this one person.
+    ys, xs = torch.meshgrid(
+        torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32), indexing="ij"
+    )
+    maps["box_scale"][0, 0], maps["box_scale"][0, 1] = 20.0, 10.0
+    maps["box_offset"][0, 0], maps["box_offset"][0, 1] = 10.0 - ys, 8.0 - xs
+    for k in range(17):
+        maps["keypoint_regression"][0, 2 * k] = 10.0 + k // 3 - 3 - ys
+        maps["keypoint_regression"][0, 2 * k + 1] = 8.0 + k % 3 - 1 - xs
+    coarse = decode(maps, DecoderConfig())[0]
+    # Target grid twice as fine (a pass at twice the input size): source px = 0.5 * target px.
+    fine = resample_maps(maps, np.array([[0.5, 0.0, 0.5, 0.0]]), (2 * H, 2 * W))
+    got = decode(fine, DecoderConfig())[0]
+    assert len(got) == 1
+    assert np.abs(got.keypoints[0, :, :2] - 2 * coarse.keypoints[0, :, :2]).max() <= 4.0
+    assert np.abs(got.boxes[0] - 2 * coarse.boxes[0]).max() <= 4.0
+    # Fusing a pass with itself changes nothing; with an empty pass, heat halves, positions stay.
+    same = fuse_maps([maps, maps])
+    assert all(torch.allclose(same[k], maps[k].float(), atol=1e-6) for k in same)
+    empty = {k: torch.zeros_like(v) for k, v in maps.items()}
+    half = fuse_maps([maps, empty])
+    assert torch.allclose(half["keypoint_heatmap"], maps["keypoint_heatmap"] / 2)
+    assert torch.allclose(half["keypoint_offset"], maps["keypoint_offset"], atol=1e-6)
+    with pytest.raises(ValueError, match="at least one"):
+        fuse_maps([])
+
+
+def test_merge_by_confidence_keeps_the_surest_detection_of_each_person() -> None:
+    cfg = EstimatorConfig(input_sizes=(256, 512), scale_merge="confidence")
+    small_at_256 = _pose(103, 98, 0.3, size=84)  # the same person at both scales
+    small_at_512 = _pose(100, 100, 0.45, size=80)
+    big_at_256 = _pose(300, 20, 0.6, size=500)
+    big_at_512 = _pose(340, 60, 0.4, size=480)  # far in OKS, but its box overlaps: a duplicate
+    only_at_512 = _pose(600, 100, 0.2, size=80)
+    parts = [
+        DecodedPoses.concatenate([small_at_256, big_at_256]),
+        DecodedPoses.concatenate([small_at_512, big_at_512, only_at_512]),
+    ]
+    merged = merge_by_confidence(parts, cfg)
+    assert merged.scores.tolist() == pytest.approx([0.6, 0.45, 0.2])
+    assert np.allclose(merged.keypoints[1], small_at_512.keypoints[0])
+    # Two people overlapping at ONE scale are both kept (the box rule is across scales only).
+    pair = DecodedPoses.concatenate([_pose(100, 100, 0.5), _pose(140, 100, 0.4)])
+    assert len(merge_by_confidence([pair, DecodedPoses.concatenate([])], cfg)) == 2
+    # Per-joint choice: each joint from the match most confident there.
+    sure_legs = _pose(101, 99, 0.3, size=80)
+    sure_legs.keypoints[0, 11:, 2] = 0.99
+    merged = merge_by_confidence([DecodedPoses.concatenate([sure_legs]), small_at_512], cfg, joints=True)
+    assert len(merged) == 1 and merged.scores[0] == pytest.approx(0.45)
+    assert np.allclose(merged.keypoints[0, 11:], sure_legs.keypoints[0, 11:])
+    assert np.allclose(merged.keypoints[0, :11], small_at_512.keypoints[0, :11])
+    with pytest.raises(ValueError, match="scale_merge"):
+        EstimatorConfig(scale_merge="vote")
