@@ -466,13 +466,15 @@ def estimator_predictor(config) -> Predictor:
 def estimator_config(spec: str):
     """``est[:SIZES[:MERGE[:flip]]]`` -> ``EstimatorConfig`` (CPU); ``est`` alone = the default.
 
-    SIZES like ``256+512``; MERGE one of ``models.estimator.SCALE_MERGES``; ``flip`` turns on
-    flip testing.
+    SIZES like ``256+512``; MERGE one of ``models.estimator.SCALE_MERGES`` (omitted: the
+    default's); flip testing only where ``flip`` is written.
     """
     from models.estimator import EstimatorConfig
 
     parts = spec.split(":")
-    kwargs: dict = {"device": "cpu"}
+    if len(parts) == 1:
+        return EstimatorConfig(device="cpu")
+    kwargs: dict = {"device": "cpu", "flip": False}
     if len(parts) > 1 and parts[1]:
         kwargs["input_sizes"] = tuple(int(v) for v in parts[1].split("+"))
     for extra in parts[2:]:
@@ -659,6 +661,8 @@ def main(argv: list[str] | None = None) -> int:
         res = evaluate(predict, args.data, args.factors)
         res.pop("predictions")
         rows.append({"name": name, "description": desc, "result": res})
+        if args.json is not None:  # after every row, so a long run that is cut short keeps what it did
+            args.json.write_text(json.dumps(rows, indent=1))
         t = res["total"]
         print(
             f"{name:32s} originals AP {_f(res.get('originals', {}).get('AP', float('nan')))}  AP {_f(t['AP'])}  "
