@@ -84,7 +84,9 @@ def test_frame200_single_scale_512(movenet_tflite: Path, vtest_frame200: np.ndar
     _finds_seven_not_the_cloth(est([vtest_frame200]).poses[0])
 
 
-def test_mirrored_frame_decodes_to_the_mirrored_people(movenet_tflite: Path, vtest_frame200: np.ndarray) -> None:
+def test_mirrored_frame_decodes_to_the_mirrored_people(
+    movenet_tflite: Path, vtest_frame200: np.ndarray
+) -> None:
     """The geometry flip testing relies on, checked on the real model: the people of the
     mirrored frame, mirrored back by hand (x -> width - x, left/right swapped), lie on the
     people of the frame; and flip testing (maps mirrored back and averaged) finds the 7."""
@@ -101,7 +103,9 @@ def test_mirrored_frame_decodes_to_the_mirrored_people(movenet_tflite: Path, vte
         sure = (plain.keypoints[i, :, 2] > 0.3) & (back[j, :, 2] > 0.3)
         dists.append(np.median(d[j, sure]))
     assert len(dists) == 7 and np.median(dists) < 3.0, f"median joint distances {np.round(dists, 1)}"
-    flipped = PoseEstimator(EstimatorConfig(input_sizes=(512,), flip=True, device="cpu"), weights=movenet_tflite)
+    flipped = PoseEstimator(
+        EstimatorConfig(input_sizes=(512,), flip=True, device="cpu"), weights=movenet_tflite
+    )
     _finds_seven_not_the_cloth(flipped([vtest_frame200]).poses[0])
 
 
