@@ -466,13 +466,15 @@ def estimator_predictor(config) -> Predictor:
 def estimator_config(spec: str):
     """``est[:SIZES[:MERGE[:flip]]]`` -> ``EstimatorConfig`` (CPU); ``est`` alone = the default.
 
-    SIZES like ``256+512``; MERGE one of ``models.estimator.SCALE_MERGES``; ``flip`` turns on
-    flip testing.
+    SIZES like ``256+512``; MERGE one of ``models.estimator.SCALE_MERGES`` (omitted: the
+    default's); flip testing only where ``flip`` is written.
     """
     from models.estimator import EstimatorConfig
 
     parts = spec.split(":")
-    kwargs: dict = {"device": "cpu"}
+    if len(parts) == 1:
+        return EstimatorConfig(device="cpu")
+    kwargs: dict = {"device": "cpu", "flip": False}
     if len(parts) > 1 and parts[1]:
         kwargs["input_sizes"] = tuple(int(v) for v in parts[1].split("+"))
     for extra in parts[2:]:
@@ -523,20 +525,22 @@ def time_predictors(
 ) -> dict[str, float]:
     """Median ms per frame of each predictor over ``frames``, the predictors taking turns.
 
-    Each round runs every predictor over all frames (one untimed warm-up call first), so
-    load from other processes on a shared machine hits every predictor alike; the figure
-    is the median over rounds of the round's mean time per frame.
+    Every frame is run by each predictor in turn (after one untimed warm-up call each), so
+    bursts of load from other processes on a shared machine hit all of them alike; the
+    figure is the median over rounds of each round's mean time per frame.
     """
     per_round: dict[str, list[float]] = {k: [] for k in predictors}
     for fn in predictors.values():
         fn(frames[0])
     for _ in range(rounds):
-        for name, fn in predictors.items():
-            fn(frames[0])
-            t0 = time.perf_counter()
-            for f in frames:
+        spent = dict.fromkeys(predictors, 0.0)
+        for f in frames:
+            for name, fn in predictors.items():
+                t0 = time.perf_counter()
                 fn(f)
-            per_round[name].append(1000.0 * (time.perf_counter() - t0) / len(frames))
+                spent[name] += time.perf_counter() - t0
+        for name, sec in spent.items():
+            per_round[name].append(1000.0 * sec / len(frames))
     return {k: float(np.median(v)) for k, v in per_round.items()}
 
 
@@ -565,8 +569,9 @@ def markdown(rows: list[dict], args: argparse.Namespace, command: str) -> str:
         "keypoints inside PoseTrack ignore regions dropped. pycocotools COCOeval keypoints, the set's `area`, "
         "COCO sigmas; the person score ranks predictions.",
         "- ms/frame: median over rounds of the mean time per frame on images "
-        f"{', '.join(map(str, TIMING_IMAGES))} of the set, every configuration taking turns (so load from other "
-        "processes hits all alike); in brackets where not timed side by side: the evaluation's median per image.",
+        f"{', '.join(map(str, TIMING_IMAGES))} of the set, the configurations taking turns on every frame (so load "
+        "from other processes hits all alike); in brackets where not timed side by side: the evaluation's median "
+        "per image.",
         "- buckets: person box height / frame long side (times the input size = height in model-input pixels); "
         "in each bucket, ground truth outside it and unmatched predictions outside it are ignored (COCO's area-range "
         "rule with height ratios).",
@@ -659,6 +664,8 @@ def main(argv: list[str] | None = None) -> int:
         res = evaluate(predict, args.data, args.factors)
         res.pop("predictions")
         rows.append({"name": name, "description": desc, "result": res})
+        if args.json is not None:  # after every row, so a long run that is cut short keeps what it did
+            args.json.write_text(json.dumps(rows, indent=1))
         t = res["total"]
         print(
             f"{name:32s} originals AP {_f(res.get('originals', {}).get('AP', float('nan')))}  AP {_f(t['AP'])}  "

@@ -15,16 +15,18 @@ Input-size policy (``EstimatorConfig.input_sizes``), measured on real video:
 - A close-up person (filling most of the frame): the person score is 0.61 at 256, 0.44 at
   512 and 0.24 at 640 -- large inputs shrink the context the model sees around a big person.
 
-The default therefore runs two scales, 256 and 512 (long side), decodes each and merges the
-people scale-aware (``merge_scales``: each person is taken from the scale where it is
-closest to ``preferred_height`` px tall, SNIP-style, others only when no preferred
-detection overlaps them, then OKS NMS) -- seed 002's multi-scale testing, merged at pose
-level rather than by averaging maps, because the regression and offset fields are in cells
-of each scale. Cost: with the aspect-preserving canvas (``square=False``) a 4:3 frame
-becomes 256x192 + 512x384 = 3.75x the pixels of one 256x256 pass (5x with square
-letterboxing); about 80 ms per 768x576 frame on 2 CPU threads against 28 ms for 256 alone
-(``benchmarks/RESULTS.md``). ``input_sizes=(256,)`` is the cheap choice for close-up
-cameras, ``(512,)`` for wide surveillance shots.
+The default runs two scales, 256 and 512 (long side), each also on the mirrored frame
+(flip testing: the mirrored maps are mirrored back, left/right joints exchanged, and
+averaged with the plain ones), decodes each scale and keeps each person from the scale
+where its person score is highest (``scale_merge="confidence"``, ``merge_by_confidence``).
+Chosen on the real labelled dev set (``benchmarks/real_dev.py``, AP per person-height
+bucket in ``benchmarks/RESULTS.md``) over: the old "nearest ``preferred_height`` px"
+rule (``scale_merge="nearest_height"``, still selectable), per-joint choice, and seed
+002's heat-map averaging on one grid (``"heatmaps"``), which dilutes the scale that sees
+a person well with the one that does not and scored lowest. Cost: flip testing doubles
+the network time (four passes: 256 + 512, plain and mirrored); ``flip=False`` halves it
+for about 0.02 AP less on that set. ``input_sizes=(256,)`` is the cheap choice for
+close-up cameras, ``(512,)`` for wide surveillance shots.
 """
 
 from __future__ import annotations
@@ -129,8 +131,8 @@ class EstimatorConfig:
     feature_size: int | None = None
     preferred_height: float = 128.0
     merge_iou: float = 0.4
-    scale_merge: str = "nearest_height"
-    flip: bool = False
+    scale_merge: str = "confidence"
+    flip: bool = True
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
 
