@@ -464,22 +464,27 @@ def estimator_predictor(config) -> Predictor:
 
 
 def estimator_config(spec: str):
-    """``est[:SIZES[:MERGE[:flip]]]`` -> ``EstimatorConfig`` (CPU); ``est`` alone = the default.
+    """``est[:SIZES[:MERGE][:flip][:refine]]`` -> ``EstimatorConfig`` (CPU); ``est`` alone = the default.
 
     SIZES like ``256+512``; MERGE one of ``models.estimator.SCALE_MERGES`` (omitted: the
-    default's); flip testing only where ``flip`` is written.
+    default's); flip testing only where ``flip`` is written, Thunder refinement (the default
+    ``RefineConfig`` gates) only where ``refine`` is written: a spec names MultiPose alone
+    unless it says otherwise.
     """
     from models.estimator import EstimatorConfig
+    from models.refine import RefineConfig
 
     parts = spec.split(":")
     if len(parts) == 1:
         return EstimatorConfig(device="cpu")
-    kwargs: dict = {"device": "cpu", "flip": False}
+    kwargs: dict = {"device": "cpu", "flip": False, "refine": RefineConfig(enabled=False)}
     if len(parts) > 1 and parts[1]:
         kwargs["input_sizes"] = tuple(int(v) for v in parts[1].split("+"))
     for extra in parts[2:]:
         if extra == "flip":
             kwargs["flip"] = True
+        elif extra == "refine":
+            kwargs["refine"] = RefineConfig()
         elif extra:
             kwargs["scale_merge"] = extra
     return EstimatorConfig(**kwargs)
@@ -490,9 +495,13 @@ NAMED: dict[str, str] = {
     "merge-256+512 (old default)": "est:256+512:nearest_height",
     "est-256": "est:256",
     "est-512": "est:512",
+    "default, refinement off": "est:256+512:confidence:flip",
     "default": "est",
 }
-DEFAULT_CONFIGS = ("tflite-256", "tflite-512", "est-256", "est-512", "merge-256+512 (old default)", "default")
+DEFAULT_CONFIGS = (
+    "tflite-256", "tflite-512", "est-256", "est-512", "merge-256+512 (old default)",
+    "default, refinement off", "default",
+)  # fmt: skip
 
 
 def make_predictor(name: str, threads: int) -> Predictor:
@@ -501,7 +510,7 @@ def make_predictor(name: str, threads: int) -> Predictor:
     spec = NAMED.get(name, name)
     if not spec.startswith("est"):
         raise ValueError(
-            f"unknown configuration {name!r}: use tflite-SIZE, est[:SIZES[:MERGE[:flip]]] or one of {sorted(NAMED)}"
+            f"unknown configuration {name!r}: use tflite-SIZE, est[:SIZES[:MERGE][:flip][:refine]] or one of {sorted(NAMED)}"
         )
     return estimator_predictor(estimator_config(spec))
 
@@ -512,7 +521,8 @@ def describe(name: str) -> str:
     spec = NAMED.get(name, name)
     cfg = estimator_config(spec)
     return (
-        f"PoseEstimator sizes={'+'.join(map(str, cfg.input_sizes))} merge={cfg.scale_merge} flip={cfg.flip}"
+        f"PoseEstimator sizes={'+'.join(map(str, cfg.input_sizes))} merge={cfg.scale_merge} flip={cfg.flip} "
+        f"refine={cfg.refine.enabled}"
     )
 
 
@@ -625,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--configs", nargs="+", default=list(DEFAULT_CONFIGS),
-        help="rows: tflite-SIZE, est[:SIZES[:MERGE[:flip]]] (e.g. est:256+512:heatmaps:flip) or a named row",
+        help="rows: tflite-SIZE, est[:SIZES[:MERGE][:flip][:refine]] (e.g. est:256+512:heatmaps:flip) or a named row",
     )  # fmt: skip
     p.add_argument("--data", type=Path, default=DATA_DIR, help="the real dev set's folder")
     p.add_argument(

