@@ -102,7 +102,11 @@ class GreedyIouTracker:
         """(N, 4) frame-pixel boxes of this frame -> (N,) int64 track ids."""
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         out = np.full(len(boxes), -1, np.int64)
-        iou = iou_matrix(self.boxes, boxes) if len(self.ids) and len(boxes) else np.zeros((len(self.ids), len(boxes)))
+        iou = (
+            iou_matrix(self.boxes, boxes)
+            if len(self.ids) and len(boxes)
+            else np.zeros((len(self.ids), len(boxes)))
+        )
         matched_tracks: set[int] = set()
         for flat in np.argsort(-iou, axis=None, kind="stable"):
             t, d = divmod(int(flat), len(boxes))
@@ -113,7 +117,9 @@ class GreedyIouTracker:
             matched_tracks.add(t)
             out[d] = self.ids[t]
             self.boxes[t], self.missed[t] = boxes[d], 0
-        keep = [t for t in range(len(self.ids)) if t in matched_tracks or self.missed[t] + 1 <= self.max_missed]
+        keep = [
+            t for t in range(len(self.ids)) if t in matched_tracks or self.missed[t] + 1 <= self.max_missed
+        ]
         for t in range(len(self.ids)):
             if t not in matched_tracks:
                 self.missed[t] += 1
@@ -359,7 +365,9 @@ def load_ap(path: Path | None) -> dict[str, dict]:
 # ---- report -------------------------------------------------------------------------------
 
 
-def markdown(result: dict, breakdowns: dict[str, list[tuple[str, float]]], ap: dict, args, command: str) -> str:
+def markdown(
+    result: dict, breakdowns: dict[str, list[tuple[str, float]]], ap: dict, args, command: str
+) -> str:
     ms = result["ms_per_frame"]
     ref = ms[REFERENCE]
     lines = [
@@ -420,11 +428,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=1, help="timed rounds over all clips")
     p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     p.add_argument("--data-dir", default=None, help="real clips cache (default: posestream data's)")
-    p.add_argument("--ap-json", type=Path, default=None, help="benchmarks/real_dev.py --json output for the AP column")
+    p.add_argument(
+        "--ap-json", type=Path, default=None, help="benchmarks/real_dev.py --json output for the AP column"
+    )
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     p.add_argument("--write", action="store_true", help="record in benchmarks/RESULTS.md (its own section)")
+    p.add_argument(
+        "--render", type=Path, default=None, metavar="JSON",
+        help="only format (and with --write record) the figures of an earlier run's --json file",
+    )  # fmt: skip
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    if args.render is not None:
+        saved = json.loads(args.render.read_text())
+        args.threads, args.batch_size = saved["threads"], saved["batch_size"]
+        breakdowns = {n: [tuple(r) for r in rows] for n, rows in saved["breakdowns"].items()}
+        section = markdown(saved["result"], breakdowns, load_ap(args.ap_json), args, saved["command"])
+        print(section)
+        if args.write:
+            record_section("real_video_speed", section)
+            print("\nwrote benchmarks/RESULTS.md")
+        return 0
     import torch
 
     torch.set_num_threads(args.threads)
@@ -442,11 +466,15 @@ def main(argv: list[str] | None = None) -> int:
     total_frames = result["frames"] * args.rounds
     breakdowns = {n: breakdown(c, total_frames) for n, c in clocks.items()}
     ap = load_ap(args.ap_json)
-    command = "python benchmarks/real_video_speed.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = "python benchmarks/real_video_speed.py " + shlex.join(
+        argv if argv is not None else sys.argv[1:]
+    )
     section = markdown(result, breakdowns, ap, args, command.strip())
     print(section)
     if args.json is not None:
-        args.json.write_text(json.dumps({"result": result, "breakdowns": breakdowns}, indent=1))
+        saved = {"result": result, "breakdowns": breakdowns, "command": command.strip()}
+        saved |= {"threads": args.threads, "batch_size": args.batch_size}
+        args.json.write_text(json.dumps(saved, indent=1))
     if args.write:
         record_section("real_video_speed", section)
         print("\nwrote benchmarks/RESULTS.md")
