@@ -355,6 +355,40 @@ def run_side_by_side(
     }
 
 
+def flip_batch_check(frames: Sequence[np.ndarray], rounds: int = 3) -> dict:
+    """The flip-batching lever: a scale's plain and mirrored canvases as two passes vs one batch.
+
+    Times ``PoseEstimator._run`` on the default's scales for one batch of ``frames``, the two
+    ways taking turns, ``rounds`` times (after one untimed call each); also the largest
+    difference between the two ways' keypoint heatmaps. Returns per scale
+    ``{"two_passes_ms", "one_batch_ms", "max_heatmap_diff"}`` (ms per frame, medians).
+    """
+    import torch
+
+    from models.estimator import EstimatorConfig, PoseEstimator, letterbox
+
+    est = PoseEstimator(EstimatorConfig(device="cpu"))
+    mirrored = [np.ascontiguousarray(f[:, ::-1]) for f in frames]
+    out = {}
+    for size in est.config.input_sizes:
+        plain, flipped = letterbox(frames, size)[0], letterbox(mirrored, size)[0]
+        both = np.concatenate([plain, flipped])
+        ways = {"two_passes_ms": [plain, flipped], "one_batch_ms": [both]}
+        with torch.inference_mode():
+            first = {name: [est._run(c) for c in canvases] for name, canvases in ways.items()}
+            hm = first["one_batch_ms"][0]["keypoint_heatmap"][: len(frames)]
+            diff = float((first["two_passes_ms"][0]["keypoint_heatmap"] - hm).abs().max())
+            times: dict[str, list[float]] = {name: [] for name in ways}
+            for _ in range(rounds):
+                for name, canvases in ways.items():
+                    t0 = time.perf_counter()
+                    for c in canvases:
+                        est._run(c)
+                    times[name].append(1000.0 * (time.perf_counter() - t0) / len(frames))
+        out[size] = {k: float(np.median(v)) for k, v in times.items()} | {"max_heatmap_diff": diff}
+    return out
+
+
 def load_ap(path: Path | None) -> dict[str, dict]:
     """``benchmarks/real_dev.py --json`` rows -> {config name: result}."""
     if path is None or not path.is_file():
@@ -400,9 +434,12 @@ def markdown(
         )
     if breakdowns:
         names = list(breakdowns)
-        parts = [k for k, _ in breakdowns[names[0]]]
-        for n in names[1:]:
+        parts: list[str] = []
+        for n in names:
             parts += [k for k, _ in breakdowns[n] if k not in parts]
+        parts = sorted(k for k in parts if k.startswith("network ")) + [
+            k for k in parts if not k.startswith("network ")
+        ]
         lines += [
             "",
             "Where the time goes (ms/frame, summed over all timed rounds and divided by the frames; the parts add up "
@@ -437,8 +474,46 @@ def main(argv: list[str] | None = None) -> int:
         "--render", type=Path, default=None, metavar="JSON",
         help="only format (and with --write record) the figures of an earlier run's --json file",
     )  # fmt: skip
+    p.add_argument(
+        "--flip-batch-check", action="store_true",
+        help="only time the flip-batching lever (two passes vs one batch per scale) on the first clip's first batch",
+    )  # fmt: skip
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    if args.flip_batch_check:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        clips = load_clips(args.clips[:1], args.data_dir)
+        if not clips:
+            print("error: the clip is not available (posestream data fetch)", file=sys.stderr)
+            return 2
+        spec, rgbs = next(iter(clips.items()))
+        res = flip_batch_check(rgbs[: args.batch_size], max(args.rounds, 3))
+        command = "python benchmarks/real_video_speed.py " + shlex.join(
+            argv if argv is not None else sys.argv[1:]
+        )
+        lines = [
+            "### Lever: a scale's plain and mirrored canvases in one batch (`real_video_speed.py --flip-batch-check`)",
+            "",
+            f"- date: {dt.date.today().isoformat()}; {cpu_name()}, {args.threads} thread(s), shared CPUs; "
+            f"command: `{command.strip()}`; `{spec}`, a batch of {min(len(rgbs), args.batch_size)} frames; "
+            "median ms per frame of the network pass(es), the two ways taking turns",
+            "",
+            "| scale | two passes (B, B) | one batch (2B) | saved | max heatmap difference |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for size, r in res.items():
+            lines.append(
+                f"| {size} | {r['two_passes_ms']:.0f} | {r['one_batch_ms']:.0f} | "
+                f"{1 - r['one_batch_ms'] / r['two_passes_ms']:.0%} | {r['max_heatmap_diff']:.1e} |"
+            )
+        section = "\n".join(lines)
+        print(section)
+        if args.write:
+            record_section("real_video_speed_flip_batch", section)
+            print("\nwrote benchmarks/RESULTS.md")
+        return 0
     if args.render is not None:
         saved = json.loads(args.render.read_text())
         args.threads, args.batch_size = saved["threads"], saved["batch_size"]

@@ -198,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     p.add_argument(
         "--estimator", default="est",
-        help="MultiPose configuration as in real_dev.py: est[:SIZES[:MERGE[:flip]]] (default: the default)",
+        help="MultiPose configuration as in real_dev.py: est[:SIZES[:MERGE][:flip]] (default: the default); "
+        "refinement is off for it whatever the spec says",
     )  # fmt: skip
     p.add_argument(
         "--vtest-frames", type=int, default=20, help="vtest.avi frames timed with refinement off/on"
