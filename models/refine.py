@@ -48,9 +48,10 @@ class RefineConfig:
 
     Attributes:
         enabled: run the refinement at all. On by default: with the default gates (others
-            masked + identity) it raised AP on the real dev set from 0.234 to 0.351 in total
-            and from 0.164 to 0.262 on crowded images (``benchmarks/RESULTS.md``, "Gated
-            Thunder refinement"); it costs one Thunder pass per person (batched per frame).
+            masked + identity) it raises AP on the real dev set, on the default MultiPose
+            policy, from 0.263 to 0.343 in total and from 0.194 to 0.260 on crowded images
+            (``benchmarks/RESULTS.md``, "Gated Thunder refinement"); it costs one Thunder pass
+            per person (batched per frame), about a third of the default's time on real video.
         crop_scale: the square crop's side is this times the longer side of the person's
             box, centred on the box. Raising it gives Thunder more context (and more
             neighbours) at a lower resolution per person.
