@@ -80,3 +80,22 @@ def test_runner_times_reference_and_default_on_real_frames(
     assert summed == pytest.approx(parts["total"], rel=1e-6)
     # The timed turn ran on the same ms as recorded for the row (the clock saw only timed calls).
     assert parts["total"] == pytest.approx(result["ms_per_frame"]["default"], rel=0.05)
+
+
+def test_each_timed_variant_is_the_configuration_its_ap_comes_from() -> None:
+    """The speed table's AP column reads real_dev.py rows by spec: each spec must build that variant."""
+    import dataclasses
+
+    from benchmarks import real_dev as R
+    from models.estimator import EstimatorConfig
+    from models.refine import RefineConfig
+
+    base = EstimatorConfig(device="cpu")
+    for name, (overrides, spec) in S.VARIANTS.items():
+        fields = dict(overrides)
+        if "refine" in fields:
+            fields["refine"] = RefineConfig(enabled=bool(fields["refine"]))
+        assert R.estimator_config(spec) == dataclasses.replace(base, **fields), name
+    # Specs name MultiPose alone unless they say ``refine``.
+    assert not R.estimator_config("est:512").refine.enabled
+    assert R.estimator_config("est:512:refine").refine == RefineConfig()
