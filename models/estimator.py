@@ -116,7 +116,8 @@ class EstimatorConfig:
             decoded once (``models.movenet_decode.resample_maps`` / ``fuse_maps``).
         flip: flip testing: every scale also runs on the mirrored frame, its maps mirrored
             back (left/right joints exchanged) and averaged with the unmirrored ones before
-            decoding. Doubles the network time; steadier joints.
+            decoding (plain and mirrored canvases of a scale run as one batch). About doubles
+            the network time; steadier joints.
         decoder: the decoder's thresholds (``DecoderConfig``); its ``nms_oks`` also removes
             duplicates after merging scales.
         refine: gated second-stage refinement by MoveNet Thunder (``models.refine``); off
