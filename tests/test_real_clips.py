@@ -43,7 +43,7 @@ def test_fetch_verify_round_trip(fetched_sports2d: Path, monkeypatch: pytest.Mon
     def no_download(*args: object, **kwargs: object) -> Path:
         raise AssertionError("a verified cache must not be downloaded again")
 
-    monkeypatch.setattr(R, "_pip_download", no_download)
+    monkeypatch.setattr(R, "pip_download", no_download)
     assert R.fetch(R.SPORTS2D, fetched_sports2d) == folder
     assert R.clip_path("sports2d/demo", fetched_sports2d) == folder / "demo.mp4"
 

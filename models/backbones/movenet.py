@@ -185,19 +185,28 @@ class InvertedResidual(nn.Module):
         return y.add_(x) if self.residual else y
 
 
-class MobileNetV2x15(nn.Module):
-    """The backbone; ``forward`` returns (C2, C3, C4, C5) at strides 4, 8, 16, 32."""
+class MobileNetV2(nn.Module):
+    """MobileNetV2 as MoveNet uses it; ``forward`` returns (C2, C3, C4, C5) at strides 4, 8, 16, 32.
 
-    def __init__(self) -> None:
+    Args:
+        first_channels: output channels of the stride-2 stem convolution.
+        blocks: one ``(expansion, out_channels, stride)`` per inverted residual block; C2, C3
+            and C4 are taken after blocks 2, 5 and 9 (the last block of strides 4, 8, 16).
+        last_channels: output channels of the final 1x1 convolution (C5).
+    """
+
+    def __init__(
+        self, first_channels: int, blocks: Sequence[tuple[int, int, int]], last_channels: int
+    ) -> None:
         super().__init__()
-        self.conv1 = TFConv2d(3, _FIRST_CHANNELS, 3, 2, act="relu6")
-        blocks = []
-        cin = _FIRST_CHANNELS
-        for expansion, cout, stride in _BLOCKS:
-            blocks.append(InvertedResidual(cin, cout, stride, expansion))
+        self.conv1 = TFConv2d(3, first_channels, 3, 2, act="relu6")
+        layers = []
+        cin = first_channels
+        for expansion, cout, stride in blocks:
+            layers.append(InvertedResidual(cin, cout, stride, expansion))
             cin = cout
-        self.blocks = nn.ModuleList(blocks)
-        self.conv_last = TFConv2d(cin, _LAST_CHANNELS, 1, act="relu6")
+        self.blocks = nn.ModuleList(layers)
+        self.conv_last = TFConv2d(cin, last_channels, 1, act="relu6")
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         x = self.conv1(x)
@@ -211,6 +220,13 @@ class MobileNetV2x15(nn.Module):
             elif i == 9:
                 c4 = x
         return c2, c3, c4, self.conv_last(x)
+
+
+class MobileNetV2x15(MobileNetV2):
+    """MultiPose Lightning's backbone (width 1.5)."""
+
+    def __init__(self) -> None:
+        super().__init__(_FIRST_CHANNELS, _BLOCKS, _LAST_CHANNELS)
 
 
 class SeparableConv(nn.Module):

