@@ -1,10 +1,14 @@
 """An uploaded synthetic clip of people, tracked by the real default pipeline behind the real service.
 
-MoveNet (256 + 512) -> TemporalNet HE + TIE -> tracker, in a real worker behind a real
-gateway. The track ids that come back are scored against the clip's exact identities
-with ``posestream eval``. Stated floor: MOTA >= 0.6 (measured on this 40-frame, 4-person
-clip: MOTA 0.78, IDF1 0.88, 0 ID switches; MoveNet misses some small synthetic people,
-which caps recall, not the ids).
+MoveNet (the default policy: 256 + 512 with flip testing and Thunder refinement) ->
+TemporalNet HE + TIE -> tracker, in a real worker behind a real gateway. The track ids that
+come back are scored against the clip's exact identities with ``posestream eval``. Stated
+floor: MOTA >= 0.45. Measured on this 40-frame, 4-person clip (CPU, 2026-12-02): the default
+MOTA 0.52-0.55 / IDF1 0.72 / precision 0.87; with refinement off MOTA 0.73 / IDF1 0.85; the
+earlier default (nearest-128-px merge, no flip, no refinement) MOTA 0.78 / IDF1 0.88. Thunder
+refinement raises AP on the real labelled dev set (0.263 -> 0.343, ``benchmarks/real_dev.py``)
+but moves joints of these drawn, small synthetic people off (AP 0.50 -> 0.38 here); real-video
+choices follow the real data, so the floor records what the default gives on synthetic people.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from service.settings import Settings
 from tests.service.conftest import ServerThread, WorkerThread
 from tests.service.helpers import wait_video
 
-MOTA_FLOOR = 0.6
+MOTA_FLOOR = 0.45
 
 
 @pytest.mark.weights
