@@ -506,8 +506,9 @@ async def _ordered_stream(st: Stack, frames: int, timeout_s: float = 120) -> dic
     gone = complete = False
     while time.monotonic() < deadline:
         try:
-            run = await run_stream(st.url, HELLO, image, frames, session=session, last=frames - 1, stop="end",
-                                   interval_s=STREAM_INTERVAL_S, ack=(every[-1]["seq"] if every else -1) if session else None, timeout_s=5)  # fmt: skip
+            ack = (every[-1]["seq"] if every else -1) if session else None
+            run = await run_stream(st.url, HELLO, image, frames, session=session, ack=ack, last=frames - 1,
+                                   stop="end", interval_s=STREAM_INTERVAL_S, timeout_s=5)  # fmt: skip
         except (OSError, TimeoutError, WebSocketException):  # the gateway is down: try again
             closes.append(None)
             await asyncio.sleep(0.2)
@@ -615,6 +616,7 @@ def summarise_faults(target: str, rounds: list[dict]) -> dict:
         "streams_complete": sum(s["complete"] for s in sts),
         "recovered": sum(r["fresh_ok"] for r in good), "hits": sum(r["hit"] for r in good),
         "killed_at": [r["killed_at"] for r in good],
+        "close_codes": sorted({c for s in sts for c in s["closes"] if c is not None}),
         "max_recovery_s": round(max((r["recovery_s"] for r in good), default=0.0), 1),
     }  # fmt: skip
     n = len(good)
@@ -636,18 +638,20 @@ def fault_lines(rows: list[dict], seconds: float) -> list[str]:
         f"mode (paced at {1 / STREAM_INTERVAL_S:g} fps), kills the target with SIGKILL once the upload is 20-70 % done (hit = upload "
         f"and stream both unfinished at the kill), starts it again 0.5 s later, follows the "
         f"upload to its end and the stream through `ack` resumes, and meanwhile opens fresh 5-frame streams until "
-        f"one is served in full (recovered; recovery = seconds from the restart, no other process restarted); rounds repeat for {seconds:g} s per fault. 2 blob workers, private "
+        f"one is served in full (recovered; recovery = seconds from the restart, no other process restarted); "
+        f"rounds repeat for {seconds:g} s per fault. 2 blob workers, private "
         "`redis-server` (append-only: `--appendonly yes --appendfsync always`).", "",
         "| fault (kill -9) | expected | rounds | upload frames (lost) | uploads in order | stream frames sent "
-        "(answered, lost) | sessions lost (4404) | hit mid-flight | recovered | max recovery (s) | pass |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "(answered, lost) | stream close codes seen | sessions lost (4404) | hit mid-flight | recovered | max recovery (s) | pass |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|",
     ]  # fmt: skip
     for r in rows:
         err = f" ({'; '.join(r['errors'])})" if r["errors"] else ""
         lines.append(
             f"| {r['fault']} | {FAULT_EXPECTED[r['fault']]} | {r['rounds']} | {r['upload_frames']} ({r['upload_lost']}) "
             f"| {r['uploads_in_order']}/{r['rounds']} | {r['stream_sent']} ({r['stream_answered']}, {r['stream_lost']}) "
-            f"| {r['sessions_lost']} | {r['hits']}/{r['rounds']} | {r['recovered']}/{r['rounds']} | {r['max_recovery_s']} "
+            f"| {', '.join(map(str, r['close_codes']))} | {r['sessions_lost']} | {r['hits']}/{r['rounds']} "
+            f"| {r['recovered']}/{r['rounds']} | {r['max_recovery_s']} "
             f"| {'yes' if r['pass'] else '**no**'}{err.replace('|', '/')} |"
         )  # fmt: skip
     return lines
@@ -747,7 +751,8 @@ def memory_lines(m: dict) -> list[str]:
     lines = [
         f"Memory soak: {m['frames']:,} frames of 160x120 (JPEG) over {m['streams']} concurrent ordered streams "
         f"(one session each, a new connection resumed with `ack` every 5,000 frames), {m['workers']} blob "
-        f"workers, `RESULTS_MAXLEN` {m['results_maxlen']}, private `redis-server`; {m['answered']:,}/{m['sent']:,} answered, {m['bad_closes']} closes other than 1000, "
+        f"workers, `RESULTS_MAXLEN` {m['results_maxlen']}, private `redis-server`; "
+        f"{m['answered']:,}/{m['sent']:,} answered, {m['bad_closes']} closes other than 1000, "
         f"{m['wall_s']:g} s ({m['frames'] / max(m['wall_s'], 1e-9):.0f} frames/s). RSS (`/proc/PID/status` VmRSS) "
         f"and Redis `used_memory` sampled every {m['sample_s']:g} s ({m['samples']} samples); warm = mean of the 3 "
         "samples after the first quarter, last = mean of the last 3; flat = last within 10 % of warm.", "",
