@@ -37,16 +37,18 @@ def _pass_column(line: str) -> str:
     ],
 )
 def test_one_kill_round_loses_no_accepted_frame(fault: str) -> None:
-    row = reliability.fault_loop(fault, seconds=0)  # one round
+    row = reliability.fault_loop(fault, seconds=0)  # one round (up to 3 until a kill falls mid-flight)
+    n = row["rounds"]
     line = reliability.fault_lines([row], 0)[-1]
-    assert row["hits"] == 1, row  # the kill fell while the upload and the stream were both running
-    assert row["upload_lost"] == 0 and row["uploads_in_order"] == 1 and row["uploads_done"] == 1, row
-    assert row["recovered"] == 1, row  # a new stream was served with no other process restarted
+    assert row["hits"] >= 1 and not row["errors"], row  # a kill fell while the upload and the stream ran
+    assert row["upload_lost"] == 0 and row["uploads_in_order"] == n and row["uploads_done"] == n, row
+    assert row["recovered"] == n, row  # a new stream was served with no other process restarted
+    assert row["streams_in_order"] == n, row  # no seq or frame index repeated or out of order
     if fault == "redis-no-persistence":
         # README (Guarantees): the stream's session goes with Redis (4404 on resume); the upload re-runs.
-        assert row["sessions_lost"] == 1, row
+        assert row["sessions_lost"] >= 1, row
     else:
-        assert row["stream_lost"] == 0 and row["streams_complete"] == 1 and row["sessions_lost"] == 0, row
+        assert row["stream_lost"] == 0 and row["streams_complete"] == n and row["sessions_lost"] == 0, row
     assert row["pass"] and _pass_column(line) == "yes", line
 
 
