@@ -20,7 +20,7 @@ Starts a real gateway (``posestream serve`` subprocess) and real blob workers
    samples within 10 % of the mean of the samples after warm-up).
 
     python benchmarks/reliability.py              # 60 s per soak level and fault, 100,000 frames
-    python benchmarks/reliability.py --short      # CI-sized: 5 s per level, one round per fault, 3,000 frames
+    python benchmarks/reliability.py --short      # CI-sized: 5 s per level, a round per fault, 3,000 frames
     python benchmarks/reliability.py --only faults,memory
 
 Each part records its own section of benchmarks/RESULTS.md (``reliability``,
