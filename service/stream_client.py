@@ -57,6 +57,7 @@ async def run_stream(
     stop: Literal["abort", "close", "end"] = "end",
     interval_s: float = 0.0,
     timeout_s: float = 60.0,
+    last: int | None = None,
     **connect: Any,
 ) -> StreamRun:
     """Stream ``count`` frames (``image(index)`` gives each JPEG/PNG) on one connection.
@@ -73,6 +74,8 @@ async def run_stream(
             ``{"end": true}`` after the last frame and waits for the server's end.
         interval_s: pause between frames (0: as fast as the credit allows).
         timeout_s: give up (``timed_out``) when no message arrives for this long.
+        last: send no frame index above this one (fewer than ``count`` frames when a resume
+            starts near it).
     """
     run = StreamRun()
     target = f"{url}?session={session}" if session else url
@@ -92,7 +95,7 @@ async def run_stream(
         more = asyncio.Event()
 
         async def sender() -> None:
-            for i in range(begin, begin + count):
+            for i in range(begin, begin + count if last is None else min(begin + count, last + 1)):
                 while honour_credit and len(run.sent) >= credit[0]:
                     more.clear()
                     await more.wait()
