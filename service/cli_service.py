@@ -134,7 +134,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
         + (f", {args.render}" if args.render else "")
     )
     limited = args.max_frames > 0 and frames >= args.max_frames
-    warn = None if limited else truncation(declared(video), frames, error, Settings.model_fields["truncation_tolerance"].default)
+    warn = None if limited else truncation(declared(video), frames, error, Settings().truncation_tolerance)
     if warn is not None:
         print(f"posestream track: warning: {warn['message']}", file=sys.stderr)
         return EXIT_TRUNCATED

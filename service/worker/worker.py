@@ -86,6 +86,25 @@ while true do
 end
 """
 
+# KEYS[1] jobs stream; ARGV[1] group, ARGV[2] maxlen, then per job: entry id, field count N,
+# N field/value items. Acknowledges each job and queues it again only if it was still on the
+# stream: a job that DELETE purged meanwhile (XACK + XDEL of a video's jobs) stays gone.
+# Returns how many were queued again.
+_REQUEUE_SCRIPT = """
+local i, added = 3, 0
+while i <= #ARGV do
+  local id, n = ARGV[i], tonumber(ARGV[i + 1])
+  redis.call('XACK', KEYS[1], ARGV[1], id)
+  if redis.call('XDEL', KEYS[1], id) == 1 then
+    local fields = {}
+    for j = 1, n do fields[j] = ARGV[i + 1 + j] end
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(fields))
+    added = added + 1
+  end
+  i = i + 2 + n
+end
+return added
+"""
 
 def default_worker_id() -> str:
     """Consumer name of a worker without a configured id: ``host-pid-random``."""
@@ -156,6 +175,7 @@ class Worker:
         self._renew = self.redis.register_script(RENEW_SCRIPT)
         self._release = self.redis.register_script(RELEASE_SCRIPT)
         self._find_seq = self.redis.register_script(_FIND_SEQ_SCRIPT)
+        self._requeue_script = self.redis.register_script(_REQUEUE_SCRIPT)
         self._stop = threading.Event()
         self._last_claim = 0.0
         self._idle_backoff = 0.0
@@ -329,15 +349,15 @@ class Worker:
         if not entries:
             return
         self.metrics.requeued.labels(reason).inc(len(entries))
-        pipe = self.redis.pipeline(transaction=True)
+        args: list[bytes | str | int] = [JOBS_GROUP, self.settings.jobs_maxlen]
         for e in entries:
             if reason == "ahead" and _AHEAD_SINCE not in e.fields:  # when it began waiting for a missing seq
                 e.fields = {**e.fields, _AHEAD_SINCE: repr(time.time()).encode()}
-            pipe.xadd(self.keys.jobs, e.fields, maxlen=self.settings.jobs_maxlen, approximate=True)
-        ids = [e.entry_id for e in entries]
-        pipe.xack(self.keys.jobs, JOBS_GROUP, *ids)
-        pipe.xdel(self.keys.jobs, *ids)
-        pipe.execute()
+            assert e.entry_id is not None  # only jobs read from the stream are re-queued
+            args += [e.entry_id, 2 * len(e.fields)]
+            for k, v in e.fields.items():
+                args += [k, v]
+        self._requeue_script(keys=[self.keys.jobs], args=args)
 
     def _acquire(self, session: str) -> bool:
         key = self.keys.lease(session)
@@ -428,7 +448,18 @@ class Worker:
         upto = first.seq if found < 0 else found
         log.error("session %s: seqs %d-%d are not on the jobs stream; declaring them lost", first.session, expected, upto - 1)
         for seq in range(expected, upto):
-            lost = first.model_copy(update={"seq": seq, "image": b""})
+            # The lost job's own index and time are gone with it. An upload numbers its frames
+            # like its seqs (index == seq), so stepping back from the first waiting frame is
+            # exact there; for a stream (whose indices may skip) it is an estimate, and the
+            # stream relay reports only the seq of a lost frame.
+            back = first.seq - seq
+            update = {
+                "seq": seq,
+                "frame_index": first.frame_index - back,
+                "timestamp": first.timestamp * seq / first.seq if first.seq else 0.0,
+                "image": b"",
+            }
+            lost = first.model_copy(update=update)
             runnable.append(_Entry(None, {}, lost, f"frame_lost: the job of seq {seq} was lost before processing"))
         expected, still = upto, []
         for e in ahead:

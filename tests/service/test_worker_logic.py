@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import redis
 
 from service.messages import JOBS_GROUP, FrameJob, FrameResult, RedisKeys
@@ -109,3 +110,44 @@ def test_a_worker_recreates_its_group_when_the_jobs_stream_vanishes(make_setting
     finally:
         worker.stop()
         thread.join(timeout=10)
+
+
+def test_a_job_purged_while_a_worker_holds_it_is_not_requeued(make_settings, redis_client) -> None:
+    """DELETE purges a video's jobs (XACK + XDEL) while a worker may hold one it read: the
+    worker's re-queue (session leased elsewhere, or waiting for an earlier seq) must not bring
+    it back, and must still move a job that was not purged to the end of the stream."""
+    settings = make_settings(batch_size=8, batch_wait_ms=0)
+    keys = RedisKeys(settings.redis_prefix)
+    worker = Worker(settings, build_pipeline("blobs", "iou"), worker_id="w1")
+    redis_client.xadd(keys.jobs, _job(0, session="purged"))
+    redis_client.xadd(keys.jobs, _job(0, session="kept"))
+    held = worker._read_batch()
+    assert sorted(e.job.session for e in held) == ["kept", "purged"]
+    purged = [e for e in held if e.job.session == "purged"]
+    redis_client.xack(keys.jobs, JOBS_GROUP, purged[0].entry_id)
+    redis_client.xdel(keys.jobs, purged[0].entry_id)
+    worker._requeue(held, "session_leased")
+    left = [FrameJob.from_fields(f) for _, f in redis_client.xrange(keys.jobs)]
+    assert [j.session for j in left] == ["kept"]
+    assert redis_client.xpending(keys.jobs, JOBS_GROUP)["pending"] == 0
+
+
+def test_a_lost_seq_is_reported_with_its_own_frame_index(make_settings, redis_client) -> None:
+    """An upload numbers frames like seqs: the frame_lost result of seq 0 must say frame 0 (its
+    line in poses.jsonl), not the index of the first frame that waited for it."""
+    import time
+
+    settings = make_settings(batch_size=8, batch_wait_ms=0, seq_gap_timeout_ms=100)
+    keys = RedisKeys(settings.redis_prefix)
+    worker = Worker(settings, build_pipeline("blobs", "iou"), worker_id="w1")
+    redis_client.xadd(keys.jobs, _job(2))  # seqs 0 and 1 never reach the stream (lost by Redis)
+    redis_client.xadd(keys.jobs, _job(3))
+    deadline = time.monotonic() + 10
+    while len(_results(redis_client, keys)) < 4 and time.monotonic() < deadline:
+        worker.run_once()
+        time.sleep(0.05)
+    results = sorted(_results(redis_client, keys), key=lambda r: r.seq)
+    assert [r.seq for r in results] == [0, 1, 2, 3]
+    assert [bool(r.error) for r in results] == [True, True, False, False]
+    assert [json.loads(r.frame)["frame_index"] for r in results] == [0, 1, 2, 3]
+    assert [json.loads(r.frame)["timestamp"] for r in results] == pytest.approx([0.0, 1 / 25, 2 / 25, 3 / 25])
