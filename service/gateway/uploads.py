@@ -30,6 +30,7 @@ import logging
 import shutil
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -520,8 +521,17 @@ class UploadManager:
         def fits(seq: int, size: int) -> bool:
             return seq < written + s.upload_inflight and (not sizes or queued_bytes + size <= s.upload_inflight_bytes)
 
+        replay: deque[FrameJob] = deque()
+        replay_bytes = 0
+
+        async def flush_replay() -> None:
+            nonlocal replay_bytes
+            while replay:
+                await self.enqueue(replay.popleft(), lease)
+            replay_bytes = 0
+
         async def feed() -> None:
-            nonlocal enqueued, queued_bytes
+            nonlocal enqueued, queued_bytes, replay_bytes
             frames = _encoded_frames(path, s.upload_jpeg_quality, skip=replay_from, max_pixels=s.max_frame_pixels)
             try:
                 while True:
@@ -534,9 +544,16 @@ class UploadManager:
                     index, ts, w, h, jpeg = item
                     job = FrameJob(session=session, seq=seq, frame_index=index, timestamp=ts, width=w, height=h, image=jpeg)
                     if seq < resumed_at:  # a replay (see above): its result, if any, is ignored
-                        await self.enqueue(job, lease)
+                        # Held back and queued together at the resume point, at most
+                        # upload_inflight_bytes of them (the latest; a worker further behind
+                        # declares the older seqs lost, whose lines are already written).
+                        replay.append(job)
+                        replay_bytes += len(jpeg)
+                        while len(replay) > 1 and replay_bytes > s.upload_inflight_bytes:
+                            replay_bytes -= len(replay.popleft().image)
                         enqueued += 1
                         continue
+                    await flush_replay()
                     size = len(jpeg)
                     async with progress:  # backpressure: upload_inflight frames, upload_inflight_bytes bytes
                         await progress.wait_for(lambda seq=seq, size=size: fits(seq, size))
@@ -549,6 +566,7 @@ class UploadManager:
                     received_at[seq] = time.time()
                     await self.enqueue(job, lease)
                     ctx.metrics.frames_in.labels("upload").inc()
+                await flush_replay()  # a video that ended before its resume point
             except FrameTooLarge as exc:
                 fatal.append(ApiErrorBody(code="frame_too_large", message=str(exc)))
             except VideoError as exc:

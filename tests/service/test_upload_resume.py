@@ -36,7 +36,7 @@ class GatewayProcess:
         self.port = free_port()
         self.log = log
         env = settings_env(settings, "upload_lease_ms", "upload_lease_renew_ms", "upload_resume_interval_s",
-                           "upload_inflight", "heartbeat_ttl_s", "heartbeat_interval_s")  # fmt: skip
+                           "upload_inflight", "upload_inflight_bytes", "heartbeat_ttl_s", "heartbeat_interval_s")  # fmt: skip
         with open(log, "w") as out:
             self.proc = subprocess.Popen(
                 [*POSESTREAM, "serve", "--port", str(self.port), "--log-level", "warning"],
@@ -184,3 +184,47 @@ def test_an_upload_whose_session_expired_meanwhile_starts_over(make_settings, re
         lines = client.get(f"/v1/videos/{video_id}/poses").text.splitlines()
     assert [json.loads(line)["frame_index"] for line in lines] == list(range(12))
     assert all(len(json.loads(line)["poses"]) == 3 for line in lines)
+
+
+def test_a_resumed_uploads_replay_is_bounded_by_bytes_too(
+    make_settings, redis_client: redis.Redis, gateways: list[GatewayProcess], tmp_path: Path
+) -> None:
+    """The frames a resumed upload queues again (for a worker whose last state saves were lost)
+    count against UPLOAD_INFLIGHT_BYTES like fresh ones: with no worker running, the resumed
+    upload holds at most about twice the bound in Redis, not UPLOAD_INFLIGHT frames of any size."""
+    n, bound = 60, 40_000
+    settings = make_settings(upload_inflight=32, upload_inflight_bytes=bound, batch_size=2, **FAST_RESUME)
+    keys = RedisKeys(settings.redis_prefix)
+    clip = write_clip(tmp_path / "clip.mp4", frames=n)
+    slow = build_pipeline("blobs", "iou", debug_delay_ms=40)
+    with WorkerThread(settings, slow):
+        gateways.append(first := GatewayProcess(settings, tmp_path / "gateway1.log"))
+        with httpx.Client(base_url=first.url, timeout=30) as client:
+            video_id = _upload(client, clip)
+            deadline = time.monotonic() + 30
+            while client.get(f"/v1/videos/{video_id}").json()["frames_done"] < 25:
+                assert time.monotonic() < deadline, "the upload made no progress"
+                time.sleep(0.02)
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while redis_client.xlen(keys.jobs):  # the worker finishes what was queued, then stops
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    poses = Path(settings.data_dir) / "videos" / video_id / "poses.jsonl"
+    written = len(poses.read_text().splitlines())
+    gateways.append(second := GatewayProcess(settings, tmp_path / "gateway2.log"))
+    deadline = time.monotonic() + 15
+    while "resuming the upload" not in second.log.read_text():
+        assert time.monotonic() < deadline, second.log.read_text()[-2000:]
+        time.sleep(0.1)
+    time.sleep(1.5)  # let it queue all it may with no worker taking anything
+    jobs = [f for _, f in redis_client.xrange(keys.jobs) if f[b"session"] == f"video:{video_id}".encode()]
+    sizes = [len(f[b"image"]) for f in jobs]
+    replayed = [int(f[b"seq"]) for f in jobs if int(f[b"seq"]) < written]
+    assert replayed, "the resume queued no replay"
+    assert sum(sizes) <= 2 * bound + 2 * max(sizes), (sum(sizes), len(sizes), written)
+    with WorkerThread(settings, build_pipeline("blobs", "iou")), httpx.Client(base_url=second.url, timeout=30) as client:
+        assert wait_video(client, video_id, timeout=60)["frames_done"] == n
+        lines = client.get(f"/v1/videos/{video_id}/poses").text.splitlines()
+    assert [json.loads(line)["frame_index"] for line in lines] == list(range(n))
