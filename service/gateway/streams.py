@@ -196,7 +196,7 @@ async def stream(websocket: WebSocket, ctx: WsCtx) -> None:
             await websocket.close(exc.code, exc.reason[:120])
     except WebSocketDisconnect:
         pass
-    except aioredis.ConnectionError as exc:
+    except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
         log.warning("redis unavailable during a stream: %s", exc)
         with contextlib.suppress(Exception):
             await websocket.close(E.WS_UNAVAILABLE, "redis unavailable; try again later")
@@ -234,22 +234,26 @@ async def _open_session(ctx: GatewayContext, hello: Hello, requested: str | None
     token = uuid.uuid4().hex
     if not await r.set(ctx.keys.conn(session), token, nx=True, px=s.stream_lock_ms):
         raise _Close(E.WS_SESSION_BUSY, f"session {session} is streaming on another connection")
-    pipe = r.pipeline(transaction=False)
-    pipe.get(ctx.keys.seq(session))
-    pipe.hget(ctx.keys.stream(session), "last_index")
-    pipe.xrange(ctx.keys.results(session), count=1)
-    raw_seq, raw_last, first = await pipe.execute()
-    assigned = int(raw_seq) if raw_seq else 0
-    start, gap = assigned, ""
-    if hello.ack is not None:
-        start = hello.ack + 1
-        if start > assigned:
+    try:  # from here on, any failure releases the lock (a resume must not meet 4409 for it)
+        pipe = r.pipeline(transaction=False)
+        pipe.get(ctx.keys.seq(session))
+        pipe.hget(ctx.keys.stream(session), "last_index")
+        pipe.xrange(ctx.keys.results(session), count=1)
+        raw_seq, raw_last, first = await pipe.execute()
+        assigned = int(raw_seq) if raw_seq else 0
+        start, gap = assigned, ""
+        if hello.ack is not None:
+            start = hello.ack + 1
+            if start > assigned:
+                raise _Close(E.WS_BAD_HELLO, f"bad hello: ack {hello.ack} is beyond the session's last seq {assigned - 1}")
+            oldest = FrameResult.from_fields(first[0][1]).seq if first else None
+            if oldest is not None and start < oldest:
+                gap = f"results of seq {start}-{oldest - 1} are no longer kept (results_maxlen); replay starts at {oldest}"
+                start = oldest
+    except BaseException:
+        with contextlib.suppress(Exception):
             await r.eval(_RELEASE_IF, 1, ctx.keys.conn(session), token)
-            raise _Close(E.WS_BAD_HELLO, f"bad hello: ack {hello.ack} is beyond the session's last seq {assigned - 1}")
-        oldest = FrameResult.from_fields(first[0][1]).seq if first else None
-        if oldest is not None and start < oldest:
-            gap = f"results of seq {start}-{oldest - 1} are no longer kept (results_maxlen); replay starts at {oldest}"
-            start = oldest
+        raise
     st = _Stream(session, hello, token, owner, next_seq=start, own_from=assigned, assigned=assigned,
                  last_index=int(raw_last) if raw_last is not None else -1, window=s.stream_window)  # fmt: skip
     return st, gap
