@@ -34,10 +34,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from models.backbones.movenet import MobileNetV2, SeparableConv, SeparableHead, TFConv2d
+from models.backbones.movenet import MobileNetV2, MoveNetFPN, SeparableHead, TFConv2d
 from models.heads import (
     MOVENET_CENTER_HEATMAP,
     MOVENET_KEYPOINT_HEATMAP,
@@ -104,25 +103,11 @@ class _MobileNetV2x175(MobileNetV2):
         super().__init__(_FIRST_CHANNELS, _BLOCKS, _LAST_CHANNELS)
 
 
-class _ThunderFPN(nn.Module):
+class _ThunderFPN(MoveNetFPN):
+    """Thunder's pyramid: MultiPose's, on the width-1.75 backbone's channels."""
+
     def __init__(self) -> None:
-        super().__init__()
-        self.lateral5 = TFConv2d(_LAST_CHANNELS, 64, 1)
-        self.lateral4 = TFConv2d(112, 64, 1)
-        self.lateral3 = TFConv2d(56, 32, 1)
-        self.lateral2 = TFConv2d(40, 24, 1)
-        self.smooth4 = SeparableConv(64, 32, "relu")
-        self.smooth3 = SeparableConv(32, 24, "relu")
-        self.smooth2 = SeparableConv(24, 24, "relu")
-
-    @staticmethod
-    def _up(x: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
-
-    def forward(self, c2: torch.Tensor, c3: torch.Tensor, c4: torch.Tensor, c5: torch.Tensor) -> torch.Tensor:
-        p = self.smooth4(self._up(self.lateral5(c5)) + self.lateral4(c4))
-        p = self.smooth3(self._up(p) + self.lateral3(c3))
-        return self.smooth2(self._up(p) + self.lateral2(c2))
+        super().__init__(c2=40, c3=56, c4=112, c5=_LAST_CHANNELS)
 
 
 class MoveNetThunder(nn.Module):

@@ -242,14 +242,19 @@ class SeparableConv(nn.Module):
 
 
 class MoveNetFPN(nn.Module):
-    """Top-down pyramid from (C2, C3, C4, C5) to one 24-channel map at stride 4."""
+    """Top-down pyramid from (C2, C3, C4, C5) to one 24-channel map at stride 4.
 
-    def __init__(self) -> None:
+    Args:
+        c2, c3, c4, c5: channels of the backbone's stride-4, 8, 16 and 32 outputs (the
+            defaults are MultiPose Lightning's; Thunder's wider backbone passes its own).
+    """
+
+    def __init__(self, c2: int = 40, c3: int = 48, c4: int = 96, c5: int = _LAST_CHANNELS) -> None:
         super().__init__()
-        self.lateral5 = TFConv2d(_LAST_CHANNELS, 64, 1)
-        self.lateral4 = TFConv2d(96, 64, 1)
-        self.lateral3 = TFConv2d(48, 32, 1)
-        self.lateral2 = TFConv2d(40, 24, 1)
+        self.lateral5 = TFConv2d(c5, 64, 1)
+        self.lateral4 = TFConv2d(c4, 64, 1)
+        self.lateral3 = TFConv2d(c3, 32, 1)
+        self.lateral2 = TFConv2d(c2, 24, 1)
         self.smooth4 = SeparableConv(64, 32, "relu")
         self.smooth3 = SeparableConv(32, 24, "relu")
         self.smooth2 = SeparableConv(24, FEATURE_CHANNELS, "relu")
