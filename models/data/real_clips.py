@@ -17,7 +17,6 @@ Every clip is addressed by ``"<set>/<clip>"`` (``pose2sim/cam01``, ``sports2d/de
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import tempfile
@@ -28,9 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.weights import WeightsError, exclusive_lock, install_staged, pip_download, sha256_file
-
-log = logging.getLogger(__name__)
+from models.weights import WeightsError, check_file, fetch_cached, install_staged, pip_download, sha256_file
 
 ENV_DATA_DIR = "POSESTREAM_DATA_DIR"
 _REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -266,13 +263,7 @@ def verify(spec: WheelClipsSpec, cache_dir: str | Path | None = None) -> Path:
 
 
 def _check_file(path: Path, sha256: str, size: int, fix: str) -> None:
-    actual = path.stat().st_size
-    if size and actual != size:
-        raise DataError(f"{path} has {actual} bytes, expected {size}; {fix}")
-    if sha256:
-        digest = sha256_file(path)
-        if digest != sha256:
-            raise DataError(f"{path} has sha256 {digest}, expected {sha256}; {fix}")
+    check_file(path, sha256, size, fix, DataError)
 
 
 def fetch(
@@ -293,20 +284,9 @@ def fetch(
     Raises:
         DataError: pip failed or a hash differs.
     """
-    if not force:
-        try:
-            return verify(spec, cache_dir)
-        except DataError as exc:
-            if set_dir(spec, cache_dir).exists():
-                log.warning("cached %s does not verify (%s); fetching again", spec.name, exc)
     target = set_dir(spec, cache_dir)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with exclusive_lock(target.parent / f".{spec.name}.lock"):
-        if not force:
-            try:
-                return verify(spec, cache_dir)
-            except DataError:
-                pass
+
+    def fetch_locked() -> None:
         try:
             _fetch_locked(spec, target, wheel, timeout_s)
         except DataError:
@@ -315,9 +295,8 @@ def fetch(
             raise DataError(
                 str(exc).replace("posestream weights fetch", f"posestream data fetch {spec.name}")
             ) from None
-    folder = verify(spec, cache_dir)
-    log.info("fetched %s (%s) to %s", spec.title, spec.licence, folder)
-    return folder
+
+    return fetch_cached(spec.name, target, lambda: verify(spec, cache_dir), fetch_locked, force, DataError)
 
 
 def _fetch_locked(spec: WheelClipsSpec, target: Path, wheel: str | Path | None, timeout_s: float) -> None:
