@@ -76,7 +76,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
     from service.cli import CliError
     from service.pipeline import build_pipeline, run_frames
     from service.settings import Settings
-    from service.video_checks import declared, truncation
+    from service.video_checks import truncation
 
     video = Path(args.video)
     if not video.is_file():
@@ -134,7 +134,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
         + (f", {args.render}" if args.render else "")
     )
     limited = args.max_frames > 0 and frames >= args.max_frames
-    warn = None if limited else truncation(declared(video), frames, error, Settings().truncation_tolerance)
+    warn = None if limited else truncation(info, frames, error, Settings().truncation_tolerance)
     if warn is not None:
         print(f"posestream track: warning: {warn['message']}", file=sys.stderr)
         return EXIT_TRUNCATED

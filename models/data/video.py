@@ -25,13 +25,17 @@ class VideoError(ValueError):
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What a container says about its first video stream.
+    """What a container says about its first video stream (its header; no frame decoded).
 
     Attributes:
-        width, height: frame size in pixels.
+        width, height: frame size in pixels (0 when the header does not say).
         fps: average frame rate (frames per second); 0.0 when unknown.
         frames: frame count from the container; 0 when the container does not say.
         codec: codec name, e.g. ``"h264"``.
+        declared_frames: how many frames the container declares: ``frames`` when it states
+            a count, else duration x average frame rate (an estimate), else 0.
+        declared_by: ``"frame_count"``, ``"duration"`` or ``""`` (unknown): where
+            ``declared_frames`` comes from.
     """
 
     width: int
@@ -39,6 +43,8 @@ class VideoInfo:
     fps: float
     frames: int
     codec: str
+    declared_frames: int = 0
+    declared_by: str = ""
 
 
 def probe_video(path: str | Path) -> VideoInfo:
@@ -49,12 +55,24 @@ def probe_video(path: str | Path) -> VideoInfo:
                 raise VideoError(f"{path}: no video stream")
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate
+            frames = int(stream.frames or 0)
+            declared, declared_by = frames, "frame_count" if frames else ""
+            if not frames:
+                seconds = None
+                if stream.duration is not None and stream.time_base is not None:
+                    seconds = float(stream.duration * stream.time_base)
+                elif container.duration is not None:
+                    seconds = container.duration / av.time_base
+                if rate and seconds and seconds > 0:
+                    declared, declared_by = int(round(seconds * float(rate))), "duration"
             return VideoInfo(
-                width=int(stream.codec_context.width),
-                height=int(stream.codec_context.height),
+                width=int(stream.codec_context.width or 0),
+                height=int(stream.codec_context.height or 0),
                 fps=float(rate) if rate else 0.0,
-                frames=int(stream.frames or 0),
+                frames=frames,
                 codec=str(stream.codec_context.name),
+                declared_frames=declared,
+                declared_by=declared_by,
             )
     except av.error.FFmpegError as exc:
         raise VideoError(f"{path}: cannot open as video: {exc}") from None

@@ -41,7 +41,7 @@ import redis.asyncio as aioredis
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
-from models.data.video import VideoError, iter_video_frames
+from models.data.video import VideoError, iter_video_frames, probe_video
 from models.poses import iter_jsonl
 from service.gateway.deps import Authorized, Ctx, GatewayContext, Owner
 from service.gateway.errors import ApiError
@@ -57,7 +57,7 @@ from service.leases import (
 from service.messages import JOBS_GROUP, FrameJob, FrameResult, VideoStatus, VideoWarning
 from service.messages import ApiError as ApiErrorBody
 from service.render import render_video
-from service.video_checks import declared, frame_too_large, truncation
+from service.video_checks import frame_too_large, truncation
 
 log = logging.getLogger(__name__)
 
@@ -628,7 +628,7 @@ class UploadManager:
             return status, fatal[0], None
         if decode_error and enqueued == 0:
             return status, ApiErrorBody(code="decode_failed", message=decode_error[0]), None
-        decl = await asyncio.to_thread(declared, path)
+        decl = await asyncio.to_thread(probe_video, path)
         warn = truncation(decl, enqueued, decode_error[0] if decode_error else None, s.truncation_tolerance)
         if warn is not None:
             log.warning("video %s: %s", status.id, warn["message"])
@@ -714,7 +714,7 @@ def _check_video(path: Path, max_pixels: int) -> int:
 
     Raises ``FrameTooLarge`` (before any frame is decoded) or ``VideoError``.
     """
-    decl = declared(path)
+    decl = probe_video(path)
     if msg := frame_too_large(decl.width, decl.height, max_pixels):
         raise FrameTooLarge(msg)
     frames = iter_video_frames(path)
@@ -722,7 +722,7 @@ def _check_video(path: Path, max_pixels: int) -> int:
         next(frames)
     finally:
         frames.close()  # type: ignore[attr-defined]
-    return decl.frames
+    return decl.declared_frames
 
 
 def _write_json(path: Path, obj: object) -> None:
