@@ -360,51 +360,7 @@ async def soak_level(st: Stack, streams: int, seconds: float) -> dict:
 
 async def _timed_stream(url: str, seconds: float) -> StreamRun:
     """One ordered stream that sends within its credit for ``seconds``, then ends and drains."""
-    import websockets
-    from websockets.exceptions import ConnectionClosed
-
-    run = StreamRun()
-    sent_at: dict[int, float] = {}
-    async with websockets.connect(url) as ws:
-        await ws.send(json.dumps(HELLO))
-        run.ready = json.loads(await ws.recv())
-        credit = [int(run.ready["credit"])]
-        more = asyncio.Event()
-
-        async def sender() -> None:
-            stop_at = time.perf_counter() + seconds
-            i = 0
-            while time.perf_counter() < stop_at:
-                if len(run.sent) >= credit[0]:
-                    more.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(more.wait(), max(0.01, stop_at - time.perf_counter()))
-                    continue
-                sent_at[i] = time.perf_counter()
-                await ws.send(struct.pack(">Q", i) + image(i))
-                run.sent.append(i)
-                i += 1
-            await ws.send(json.dumps({"end": True}))
-
-        task = asyncio.create_task(sender())
-        try:
-            async for msg in ws:
-                obj = json.loads(msg)
-                if "credit" in obj:
-                    credit[0] = max(credit[0], int(obj["credit"]))
-                    run.probes += len(obj) == 1
-                    more.set()
-                if "end" in obj:
-                    run.end = obj["end"]
-                elif "frame_index" in obj:
-                    run.results.append(obj)
-                    run.latencies_s.append(time.perf_counter() - sent_at.pop(obj["frame_index"]))
-        except ConnectionClosed:
-            pass
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-    run.close_code, run.close_reason = ws.close_code, ws.close_reason or ""
-    return run
+    return await run_stream(url, HELLO, image, 1 << 40, duration_s=seconds, timeout_s=600.0)
 
 
 # ---- the fault loops -----------------------------------------------------------------------------

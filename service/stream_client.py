@@ -10,6 +10,7 @@ sending after the ``last_index`` the server reports.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import struct
 import time
@@ -58,6 +59,7 @@ async def run_stream(
     interval_s: float = 0.0,
     timeout_s: float = 60.0,
     last: int | None = None,
+    duration_s: float | None = None,
     **connect: Any,
 ) -> StreamRun:
     """Stream ``count`` frames (``image(index)`` gives each JPEG/PNG) on one connection.
@@ -76,6 +78,8 @@ async def run_stream(
         timeout_s: give up (``timed_out``) when no message arrives for this long.
         last: send no frame index above this one (fewer than ``count`` frames when a resume
             starts near it).
+        duration_s: stop sending after this many seconds even if ``count`` frames were not
+            sent (a time-bounded soak); with ``stop="end"`` the stream is then ended.
     """
     run = StreamRun()
     target = f"{url}?session={session}" if session else url
@@ -94,11 +98,20 @@ async def run_stream(
         credit = [int(run.ready.get("credit", 1 << 62))]
         more = asyncio.Event()
 
+        deadline = None if duration_s is None else time.perf_counter() + duration_s
+
+        def out_of_time() -> bool:
+            return deadline is not None and time.perf_counter() >= deadline
+
         async def sender() -> None:
             for i in range(begin, begin + count if last is None else min(begin + count, last + 1)):
-                while honour_credit and len(run.sent) >= credit[0]:
+                while honour_credit and len(run.sent) >= credit[0] and not out_of_time():
                     more.clear()
-                    await more.wait()
+                    wait = None if deadline is None else max(0.01, deadline - time.perf_counter())
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(more.wait(), wait)
+                if out_of_time():
+                    break
                 sent_at[i] = time.perf_counter()
                 await ws.send(FRAME_HEADER.pack(i) + image(i))
                 run.sent.append(i)
