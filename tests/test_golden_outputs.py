@@ -1,0 +1,142 @@
+"""Golden outputs: what the models, the tracker and the service give on fixed synthetic inputs.
+
+Each case below produces bytes (rendered frames, JSON Lines, tracker state) from a fixed
+synthetic input through the real code, and its SHA-256 must equal the one recorded in
+``tests/golden/outputs.json``. A refactor that is meant to change no output (the package
+redesign, a file split) must leave every digest alone; a change that is meant to change an
+output regenerates the file and says why in its commit:
+
+    POSESTREAM_REGENERATE_GOLDEN=1 python -m pytest tests/test_golden_outputs.py
+
+Digests are exact (byte-identical outputs), so they hold on one machine type with one torch
+build; CI runs on the same kind of machine as development.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+GOLDEN = Path(__file__).with_name("golden") / "outputs.json"
+REGENERATE = os.environ.get("POSESTREAM_REGENERATE_GOLDEN") == "1"
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _check(name: str, data: bytes) -> None:
+    """Compare ``data``'s digest with the recorded one (or record it when regenerating)."""
+    recorded = json.loads(GOLDEN.read_text()) if GOLDEN.is_file() else {}
+    digest = _digest(data)
+    if REGENERATE:
+        recorded[name] = digest
+        GOLDEN.parent.mkdir(parents=True, exist_ok=True)
+        GOLDEN.write_text(json.dumps(dict(sorted(recorded.items())), indent=2) + "\n")
+        return
+    assert name in recorded, f"no golden digest for {name!r}; regenerate with POSESTREAM_REGENERATE_GOLDEN=1"
+    assert digest == recorded[name], (
+        f"{name}: output changed (sha256 {digest[:12]} != recorded {recorded[name][:12]}); if the change is "
+        f"intended, regenerate with POSESTREAM_REGENERATE_GOLDEN=1 and say why in the commit"
+    )
+
+
+@pytest.fixture(scope="module")
+def synthetic_clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A fixed 12-frame, 3-person synthetic clip (MP4) and its ground truth (JSON Lines)."""
+    pytest.importorskip("av")
+    from models.data.synthetic import SyntheticConfig, write_synthetic_clip
+
+    return write_synthetic_clip(
+        tmp_path_factory.mktemp("golden") / "clip",
+        SyntheticConfig(seed=777, frames=12, people=3, width=320, height=240),
+    )
+
+
+def test_synthetic_generator_output(synthetic_clip: tuple[Path, Path]) -> None:
+    """The synthetic generator's frames (decoded pixels) and ground truth are unchanged."""
+    from models.data.video import iter_video_frames
+
+    video, gt = synthetic_clip
+    pixels = b"".join(rgb.tobytes() for _, _, rgb in iter_video_frames(video))
+    _check("synthetic/frames", pixels)
+    _check("synthetic/ground_truth", gt.read_bytes())
+
+
+def test_tracker_outputs_on_simulated_people() -> None:
+    """The tracker core (OKS, IoU and HE+TIE presets) on simulated people: ids per frame and final state."""
+    from tracker.config import TrackerConfig
+    from tracker.state import TrackerState
+    from tracker.step import step
+    from tracker.synthetic import SimPerson, simulate
+
+    # Eight people walking across each other, each leaving view for a few frames, with noisy
+    # joints, missing joints and false positives, so that the presets give different states.
+    people = [
+        SimPerson(i, start=(100 + i * 40, 200 + (i % 3) * 60), velocity=((-1) ** i * 6.0, (i % 2) * 1.5),
+                  height=150 + 10 * i, visible=((0, 25 + i * 3), (32 + i, 200)))
+        for i in range(8)
+    ]  # fmt: skip
+    for preset in ("oks", "iou", "he+tie"):
+        frames = simulate(
+            people, 60, seed=32, keypoint_noise=4.0, he_noise=0.5, tie_noise=6.0,
+            false_positive_rate=0.3, missing_joint_rate=0.2,
+        )  # fmt: skip
+        state = TrackerState.initial()
+        config = TrackerConfig(preset=preset)
+        ids: list[list[int]] = []
+        for f in frames:
+            state, tracked = step(state, f.detections, config)
+            ids.append([int(i) for i in tracked.track_ids])
+        _check(f"tracker/{preset}/ids", json.dumps(ids).encode())
+        _check(f"tracker/{preset}/state", state.to_bytes())
+
+
+def _track_cli(video: Path, out: Path, *args: str) -> bytes:
+    from service.cli import main
+
+    assert main(["track", str(video), "--out", str(out), "--device", "cpu", "-q", *args]) == 0
+    return out.read_bytes()
+
+
+@pytest.mark.weights
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "args",
+    [
+        (),  # the default: movenet, he+tie, the default input policy with flip and refinement
+        ("--tracker", "oks", "--input-size", "512"),
+        ("--tracker", "iou", "--input-size", "256"),
+        ("--model", "spatialnet", "--tracker", "he+tie"),
+        ("--model", "spatialnet", "--tracker", "ke+sie"),
+    ],
+    ids=["default", "oks-512", "iou-256", "spatialnet-he+tie", "spatialnet-ke+sie"],
+)
+def test_track_cli_outputs(
+    args: tuple[str, ...], synthetic_clip: tuple[Path, Path], tmp_path: Path, temporalnet_checkpoint: Path
+) -> None:
+    """``posestream track`` (models + TemporalNet + tracker + JSON Lines) on the synthetic clip."""
+    pytest.importorskip("torch")
+    video, _ = synthetic_clip
+    _check("track/" + ("-".join(args) or "default"), _track_cli(video, tmp_path / "poses.jsonl", *args))
+
+
+def test_blob_pipeline_outputs(tmp_path: Path) -> None:
+    """The service's CPU test pipeline (blobs -> tracker) through ``posestream track --model blobs``."""
+    from tests.service.clips import write_clip
+
+    video = write_clip(tmp_path / "shapes.mp4", frames=20)
+    _check("track/blobs", _track_cli(video, tmp_path / "poses.jsonl", "--model", "blobs", "--tracker", "iou"))
+
+
+def test_digest_is_sensitive() -> None:
+    """The comparison can fail: a one-byte change gives another digest."""
+    data = np.arange(64, dtype=np.uint8).tobytes()
+    changed = bytearray(data)
+    changed[7] ^= 1
+    assert _digest(data) != _digest(bytes(changed))
