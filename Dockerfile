@@ -29,7 +29,7 @@ COPY tracker ./tracker
 COPY service ./service
 # --no-deps: the package's own dependency list includes torch, which the gateway never imports.
 RUN pip install --no-deps . \
- && python -c "import sys, service.gateway.app; assert 'torch' not in sys.modules"
+ && python -c "import sys, posestream.service.gateway.app; assert 'torch' not in sys.modules"
 
 # ---- gateway image ---------------------------------------------------------------------------
 FROM base AS gateway

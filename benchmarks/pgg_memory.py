@@ -8,7 +8,7 @@ size 512x384 (128x96 maps), and reports per frame:
 
 - the masked pixels N (and the fraction of the map they are), before and after the
   ``max_points`` cap;
-- the GBMS working set ``models.pgg.pgg_memory_bytes`` (N x N affinity + R + 1 iterates,
+- the GBMS working set ``posestream.models.pgg.pgg_memory_bytes`` (N x N affinity + R + 1 iterates,
   float32) for PGG and for full-image GBMS (N = HW), and their ratio.
 
 With ``--measure`` it also measures peak memory (the growth of the process's maximum
@@ -37,15 +37,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.results import record_section  # noqa: E402
-from models.data.augment import fit_affine, transform_keypoints, warp_image  # noqa: E402
-from models.pgg import pgg_memory_bytes  # noqa: E402
-from models.targets import TargetConfig, build_spatial_targets  # noqa: E402
-from models.train import load_spatialnet, synthetic_frames  # noqa: E402
+from posestream.models.data.augment import fit_affine, transform_keypoints, warp_image  # noqa: E402
+from posestream.models.pgg import pgg_memory_bytes  # noqa: E402
+from posestream.models.targets import TargetConfig, build_spatial_targets  # noqa: E402
+from posestream.models.train import load_spatialnet, synthetic_frames  # noqa: E402
 
 _CHILD = """
 import json, resource, sys, torch
 torch.set_num_threads(1)
-from models.pgg import gbms
+from posestream.models.pgg import gbms
 n, d, r = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 x = torch.randn(d, n)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> list[str]:
     if args.measure:
         mlines = [
             "",
-            "Measured peak (growth of max RSS of a fresh process running one `models.pgg.gbms` call, float32, "
+            "Measured peak (growth of max RSS of a fresh process running one `posestream.models.pgg.gbms` call, float32, "
             "no autograd); the computed working set alongside. 0.00 means the call stayed below the process's "
             "start-up peak (imports), i.e. too small to see this way; the large cases show the real cost of "
             "full-image GBMS, about 3x the N x N affinity (distances, kernel and affinity live at once):",

@@ -39,11 +39,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.results import cpu_name, record_section  # noqa: E402
-from models.backbones.movenet import MoveNetMultiPose  # noqa: E402
-from models.estimator import letterbox  # noqa: E402
-from models.heads import MOVENET_HEADS, activate_all  # noqa: E402
-from models.movenet_decode import DecoderConfig, decode  # noqa: E402
-from models.weights import MOVENET_MULTIPOSE, WeightsError, verify  # noqa: E402
+from posestream.models.backbones.movenet import MoveNetMultiPose  # noqa: E402
+from posestream.models.estimator import letterbox  # noqa: E402
+from posestream.models.heads import MOVENET_HEADS, activate_all  # noqa: E402
+from posestream.models.movenet_decode import DecoderConfig, decode  # noqa: E402
+from posestream.models.weights import MOVENET_MULTIPOSE, WeightsError, verify  # noqa: E402
 
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 
@@ -51,7 +51,7 @@ VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 def _frame() -> np.ndarray:
     """vtest.avi frame 200 when installed (real content drives the decoder), else noise."""
     if VTEST.is_file():
-        from models.data.video import iter_video_frames
+        from posestream.models.data.video import iter_video_frames
 
         for index, _, rgb in iter_video_frames(VTEST):
             if index == 200:
@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> tuple[list[dict], list[str]]:
 
 def run_policies(args: argparse.Namespace) -> list[dict]:
     """End-to-end ``PoseEstimator`` on one vtest.avi frame (768x576) per input-size policy, CPU."""
-    from models.estimator import EstimatorConfig, PoseEstimator
+    from posestream.models.estimator import EstimatorConfig, PoseEstimator
 
     frame = _frame()
     out = []

@@ -54,7 +54,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.results import cpu_name, record_section  # noqa: E402
-from models.skeleton import NUM_KEYPOINTS  # noqa: E402
+from posestream.models.skeleton import NUM_KEYPOINTS  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -423,8 +423,8 @@ def tflite_predictor(size: int, threads: int = 1, weights: Path | None = None) -
     """
     from ai_edge_litert.interpreter import Interpreter
 
-    from models.estimator import letterbox
-    from models.weights import MOVENET_MULTIPOSE, verify
+    from posestream.models.estimator import letterbox
+    from posestream.models.weights import MOVENET_MULTIPOSE, verify
 
     path = weights or verify(MOVENET_MULTIPOSE)
     it = Interpreter(model_path=str(path), num_threads=threads)
@@ -452,7 +452,7 @@ def tflite_predictor(size: int, threads: int = 1, weights: Path | None = None) -
 
 def estimator_predictor(config) -> Predictor:
     """``PoseEstimator`` with ``config`` (an ``EstimatorConfig``), one frame per call."""
-    from models.estimator import PoseEstimator
+    from posestream.models.estimator import PoseEstimator
 
     est = PoseEstimator(config)
 
@@ -466,13 +466,13 @@ def estimator_predictor(config) -> Predictor:
 def estimator_config(spec: str):
     """``est[:SIZES[:MERGE][:flip][:refine]]`` -> ``EstimatorConfig`` (CPU); ``est`` alone = the default.
 
-    SIZES like ``256+512``; MERGE one of ``models.estimator.SCALE_MERGES`` (omitted: the
+    SIZES like ``256+512``; MERGE one of ``posestream.models.estimator.SCALE_MERGES`` (omitted: the
     default's); flip testing only where ``flip`` is written, Thunder refinement (the default
     ``RefineConfig`` gates) only where ``refine`` is written: a spec names MultiPose alone
     unless it says otherwise.
     """
-    from models.estimator import EstimatorConfig
-    from models.refine import RefineConfig
+    from posestream.models.estimator import EstimatorConfig
+    from posestream.models.refine import RefineConfig
 
     parts = spec.split(":")
     if len(parts) == 1:

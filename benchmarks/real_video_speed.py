@@ -6,7 +6,7 @@ from other processes on a shared machine hits all alike). Rows:
 - ``reference``: the MoveNet MultiPose TFLite file at square 512 (LiteRT interpreter, its own
   decoder; ``benchmarks.real_dev.tflite_predictor``), people scoring >= ``REF_MIN_SCORE``,
   tracked by ``GreedyIouTracker`` (written here, ~30 lines: greedy highest-IoU matching).
-- ``default``: what ``posestream track VIDEO`` runs (``service.pipeline.build_pipeline("movenet")``
+- ``default``: what ``posestream track VIDEO`` runs (``posestream.service.pipeline.build_pipeline("movenet")``
   fed by ``run_frames``'s batches of ``--batch-size`` frames): the default ``PoseEstimator``
   (256 + 512, flip testing, per-person most confident scale, gated Thunder refinement),
   TemporalNet HE + TIE and the he+tie tracker.
@@ -50,7 +50,7 @@ from benchmarks.results import cpu_name, record_section  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-# Clip ranges timed (``models.data.real_clips.parse_clip_spec``); missing clips are skipped.
+# Clip ranges timed (``posestream.models.data.real_clips.parse_clip_spec``); missing clips are skipped.
 CLIPS: tuple[str, ...] = ("vtest:200:216", "pose2sim/cam01:0:32:2", "sports2d/demo:0:16")
 # The reference keeps TFLite people scoring at least this (the publisher's demo threshold).
 REF_MIN_SCORE = 0.2
@@ -78,7 +78,7 @@ REFERENCE_AP_SPEC = "tflite-512"
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(N, 4) x (M, 4) boxes (x1, y1, x2, y2) -> (N, M) IoU."""
-    from models.estimator import box_iou
+    from posestream.models.estimator import box_iou
 
     return box_iou(a, b)
 
@@ -203,7 +203,7 @@ class _TimedEstimator:
 
 
 def instrument(pipeline: Any) -> Clock:
-    """Time the parts of a ``service.pipelines.models.ModelPipeline`` (instance attributes only)."""
+    """Time the parts of a ``posestream.service.pipelines.models.ModelPipeline`` (instance attributes only)."""
     clock = Clock()
     est = pipeline.estimator
 
@@ -250,10 +250,10 @@ def breakdown(clock: Clock, frames: int) -> list[tuple[str, float]]:
 
 def build_variants(names: Iterable[str], device: str = "cpu") -> dict[str, Any]:
     """name -> ``ModelPipeline`` for ``VARIANTS``; ``default`` is ``build_pipeline("movenet")`` itself."""
-    from models.estimator import PoseEstimator
-    from models.refine import RefineConfig
-    from service.pipeline import build_pipeline
-    from service.pipelines.models import TEMPORALNET_WEIGHTS, ModelPipeline, load_temporal
+    from posestream.models.estimator import PoseEstimator
+    from posestream.models.refine import RefineConfig
+    from posestream.service.pipeline import build_pipeline
+    from posestream.service.pipelines.models import TEMPORALNET_WEIGHTS, ModelPipeline, load_temporal
 
     base = build_pipeline("movenet", device=device)
     out: dict[str, Any] = {}
@@ -276,7 +276,7 @@ def build_variants(names: Iterable[str], device: str = "cpu") -> dict[str, Any]:
 
 def load_clips(specs: Sequence[str], cache_dir: str | None = None) -> dict[str, list[np.ndarray]]:
     """Clip spec -> its RGB frames; clips that are not fetched are skipped with a warning."""
-    from models.data.real_clips import DataError, iter_clip_frames
+    from posestream.models.data.real_clips import DataError, iter_clip_frames
 
     out = {}
     for spec in specs:
@@ -302,7 +302,7 @@ def run_side_by_side(
     Returns ``{"ms_per_frame": {row: median over rounds}, "frames": frames per round,
     "people": {row: people per frame}, "tracks": {row: {clip: distinct ids}}}``.
     """
-    from service.pipeline import FrameInput
+    from posestream.service.pipeline import FrameInput
 
     names = [REFERENCE, *pipelines]
     first = next(iter(clips.values()))[:batch_size]
@@ -365,7 +365,7 @@ def flip_batch_check(frames: Sequence[np.ndarray], rounds: int = 3) -> dict:
     """
     import torch
 
-    from models.estimator import EstimatorConfig, PoseEstimator, letterbox
+    from posestream.models.estimator import EstimatorConfig, PoseEstimator, letterbox
 
     est = PoseEstimator(EstimatorConfig(device="cpu"))
     mirrored = [np.ascontiguousarray(f[:, ::-1]) for f in frames]

@@ -2,7 +2,7 @@
 
 MultiPose runs once per image (``PoseEstimator`` with the default configuration, refinement
 off); Thunder runs once per image, person and crop style (plain / others masked) on all
-people; each row then applies its gates (``models.refine.RefineConfig``) to the same
+people; each row then applies its gates (``posestream.models.refine.RefineConfig``) to the same
 outputs and is scored by ``benchmarks.real_dev.evaluate`` (COCO keypoint AP; the originals
 and downscaled copies). "Crowded" images: some labelled person's box has IoU > ``CROWD_IOU``
 with another's (``crowded_image_ids``).
@@ -43,7 +43,7 @@ CROWD_IOU = 0.1
 
 def crowded_image_ids(coco: dict, iou: float = CROWD_IOU) -> list[int]:
     """Ids of the set's images in which some labelled person's box IoU with another exceeds ``iou``."""
-    from models.estimator import box_iou
+    from posestream.models.estimator import box_iou
 
     boxes: dict[int, list[list[float]]] = {}
     for a in coco["annotations"]:
@@ -62,7 +62,7 @@ def crowded_image_ids(coco: dict, iou: float = CROWD_IOU) -> list[int]:
 
 def rows():
     """(name, RefineConfig or None) per table row; None (or ``enabled=False``) = no refinement."""
-    from models.refine import RefineConfig
+    from posestream.models.refine import RefineConfig
 
     naive = RefineConfig(
         enabled=True, mask_others=False, max_iou=1.0, max_shift=math.inf, score_margin=None,
@@ -110,8 +110,8 @@ class CachedPipeline:
     """MultiPose once per image; Thunder once per image and crop style; gates per row."""
 
     def __init__(self, estimator_spec: str = "est") -> None:
-        from models.estimator import PoseEstimator
-        from models.refine import RefineConfig, ThunderRefiner
+        from posestream.models.estimator import PoseEstimator
+        from posestream.models.refine import RefineConfig, ThunderRefiner
 
         config = replace(R.estimator_config(estimator_spec), refine=RefineConfig(enabled=False))
         self.estimator = PoseEstimator(config)
@@ -123,7 +123,7 @@ class CachedPipeline:
 
     def _multipose(self, key: str, rgb: np.ndarray) -> tuple:
         if key not in self.multipose:
-            from models.estimator import box_iou
+            from posestream.models.estimator import box_iou
 
             t0 = time.perf_counter()
             fp = self.estimator([rgb]).poses[0]
@@ -142,7 +142,7 @@ class CachedPipeline:
         return self.thunder[ck]
 
     def predictor(self, cfg, stats: dict):
-        from models.refine import gate_joints, identity_gate, person_sizes
+        from posestream.models.refine import gate_joints, identity_gate, person_sizes
 
         def predict(rgb: np.ndarray):
             key = hashlib.sha1(rgb.tobytes()).hexdigest()  # noqa: S324 - a cache key
@@ -171,9 +171,9 @@ def vtest_cost(frames: int, start: int = 200) -> dict[str, float] | None:
     """ms per vtest.avi frame (768x576, 7 walkers) of the default estimator with refinement off and on."""
     if not VTEST.is_file() or frames <= 0:
         return None
-    from models.data.video import iter_video_frames
-    from models.estimator import EstimatorConfig, PoseEstimator
-    from models.refine import RefineConfig
+    from posestream.models.data.video import iter_video_frames
+    from posestream.models.estimator import EstimatorConfig, PoseEstimator
+    from posestream.models.refine import RefineConfig
 
     clip = [rgb for i, _, rgb in iter_video_frames(VTEST) if start <= i < start + frames]
     out: dict[str, float] = {}
@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{', '.join(str(f) for f in args.factors)}; `benchmarks/real_dev.py`'s scoring).",
         f"- crowded: the {len(crowded)} images (ids {crowded}) where some labelled person's box IoU with "
         f"another exceeds {CROWD_IOU}, with their copies.",
-        "- gates (`models.refine.RefineConfig`): crop = square, 1.25 x the box's longer side; mask = other people's "
+        "- gates (`posestream.models.refine.RefineConfig`): crop = square, 1.25 x the box's longer side; mask = other people's "
         "MultiPose skeletons painted with the crop's mean colour (limbs 0.12 person sizes thick, own skeleton "
         "kept); crowd = refine a person only if its box IoU with every other person <= the value; distance = "
         "accept a Thunder joint only within that many person sizes (sqrt(box area)) of MultiPose's; score = "

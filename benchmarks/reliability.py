@@ -52,10 +52,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.results import cpu_name, record_section  # noqa: E402
-from service.stream_client import StreamRun, run_stream  # noqa: E402
+from posestream.service.stream_client import StreamRun, run_stream  # noqa: E402
 from tests.service.clips import jpeg, shapes_frame  # noqa: E402
 
-POSESTREAM = [sys.executable, "-c", "import sys; from service.cli import main; sys.exit(main())"]
+POSESTREAM = [sys.executable, "-c", "import sys; from posestream.service.cli import main; sys.exit(main())"]
 HELLO = {"fps": 25, "width": 320, "height": 240, "mode": "ordered"}
 IMAGES = [jpeg(shapes_frame(i)) for i in range(64)]
 # Short takeover times so the fault cases finish in seconds (same values as the tests).
@@ -290,7 +290,7 @@ async def case_corrupt_body(st: Stack) -> tuple[str, bool]:
 
 
 async def case_lost_job(st: Stack) -> tuple[str, bool]:
-    from service.messages import FrameJob, FrameResult, RedisKeys
+    from posestream.service.messages import FrameJob, FrameResult, RedisKeys
 
     keys = RedisKeys(st.prefix)
     job = FrameJob(session="lost", seq=1, frame_index=1, timestamp=0.04, width=320, height=240, image=image(1))

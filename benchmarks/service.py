@@ -42,7 +42,7 @@ def _frames(n: int, width: int, height: int, people: bool) -> list[bytes]:
 
     if not people:
         return [jpeg(shapes_frame(i, width, height)) for i in range(n)]
-    from models.data.synthetic import SyntheticClip, SyntheticConfig
+    from posestream.models.data.synthetic import SyntheticClip, SyntheticConfig
 
     clip = SyntheticClip.from_config(SyntheticConfig(seed=7, frames=n, people=5, width=width, height=height))
     return [jpeg(clip.render(i)[0]) for i in range(n)]
@@ -126,14 +126,14 @@ def main() -> int:
     p.add_argument("--out", default=None, help="write the results as JSON here")
     p.add_argument("--no-record", action="store_true", help="print only, do not update benchmarks/RESULTS.md")
     args = p.parse_args()
-    from service.settings import Settings as _Defaults
+    from posestream.service.settings import Settings as _Defaults
 
     tracker = args.tracker or ("iou" if args.model == "blobs" else _Defaults.model_fields["tracker"].default)
 
     import uvicorn
 
-    from service.gateway.app import create_app
-    from service.settings import Settings
+    from posestream.service.gateway.app import create_app
+    from posestream.service.settings import Settings
 
     prefix = f"bench:{uuid.uuid4().hex[:8]}:"
     settings = Settings(
@@ -141,7 +141,7 @@ def main() -> int:
         model=args.model, tracker=tracker, batch_size=args.batch_size,
     )  # fmt: skip
     env = dict(os.environ, POSESTREAM_REDIS_URL=args.redis_url, POSESTREAM_REDIS_PREFIX=prefix)
-    cmd = [sys.executable, "-c", "import sys; from service.cli import main; sys.exit(main())", "worker",
+    cmd = [sys.executable, "-c", "import sys; from posestream.service.cli import main; sys.exit(main())", "worker",
            "--model", args.model, "--tracker", tracker, "--device", args.device, "--batch-size", str(args.batch_size)]  # fmt: skip
     workers = [subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.DEVNULL) for _ in range(args.workers)]
     import socket

@@ -14,7 +14,7 @@ number of optimiser steps on the very same batches, from the same initial weight
 
 The variants train in lockstep, one batch at a time, so the synthetic rendering (a
 large part of a CPU step) is paid once for all five. Every variant is then scored by
-``models.train.evaluate_spatialnet`` (``tracker.evaluation``, the code behind
+``posestream.models.train.evaluate_spatialnet`` (``posestream.tracker.evaluation``, the code behind
 ``posestream eval``) on held-out clips whose seeds are never used in training.
 
 Run from the repository root (one thread, about 2 s per lockstep step on a small CPU)::
@@ -49,10 +49,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.results import cpu_name, record_section  # noqa: E402
-from models.data.datasets import SpatialTrainingSet, collate_spatial  # noqa: E402
-from models.spatialnet import SpatialNet, SpatialNetConfig  # noqa: E402
-from models.targets import TargetConfig  # noqa: E402
-from models.train import (  # noqa: E402
+from posestream.models.data.datasets import SpatialTrainingSet, collate_spatial  # noqa: E402
+from posestream.models.spatialnet import SpatialNet, SpatialNetConfig  # noqa: E402
+from posestream.models.targets import TargetConfig  # noqa: E402
+from posestream.models.train import (  # noqa: E402
     TrainSpatialConfig,
     _batch_targets,
     build_source,
@@ -245,7 +245,7 @@ def _write_results(path: Path, rows: list[dict], info: dict, command: str) -> No
         f"- training data: synthetic clips seeds {s.seed_base}..{s.seed_base + s.clips - 1} ({s.frames} frames, "
         f"{s.people} people, {s.width}x{s.height}); held-out: seeds {', '.join(map(str, info['seeds']))} "
         f"(never used in training), whole frames fitted into {info['size'][0]}x{info['size'][1]}; "
-        "AP/AR from `tracker.evaluation` (the code behind `posestream eval`).",
+        "AP/AR from `posestream.tracker.evaluation` (the code behind `posestream eval`).",
         "- `AP, GT heatmaps`: the same networks decoded with the ground truth's heatmaps in place of their "
         "own (exact peaks), which isolates the grouping by KE / SIE / PGG that the variants differ in.",
         f"- wall time: {info['train_wall']:.0f} s of lockstep training ({info['data_s']:.0f} s of it rendering and "

@@ -39,8 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.results import record_section  # noqa: E402
-from models.data.augment import fit_affine, warp_image  # noqa: E402
-from models.train import load_spatialnet  # noqa: E402
+from posestream.models.data.augment import fit_affine, warp_image  # noqa: E402
+from posestream.models.train import load_spatialnet  # noqa: E402
 
 
 @torch.inference_mode()
@@ -95,7 +95,7 @@ def main() -> None:
     p.add_argument("--results", type=Path, help="rewrite this benchmark's block of this RESULTS.md")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    from models.data.synthetic import SyntheticClip, SyntheticConfig
+    from posestream.models.data.synthetic import SyntheticClip, SyntheticConfig
 
     frames = []
     for seed in (int(s) for s in args.seeds.split(",")):

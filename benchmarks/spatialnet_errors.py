@@ -45,8 +45,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.results import cpu_name, record_section  # noqa: E402
-from models.poses import read_jsonl  # noqa: E402
-from models.skeleton import (  # noqa: E402
+from posestream.models.poses import read_jsonl  # noqa: E402
+from posestream.models.skeleton import (  # noqa: E402
     FLIP_PAIRS,
     KEYPOINT_INDEX,
     KEYPOINT_NAMES,
@@ -54,8 +54,8 @@ from models.skeleton import (  # noqa: E402
     VIS_VISIBLE,
     flip_permutation,
 )
-from models.train import evaluate_spatialnet_oracles, load_spatialnet  # noqa: E402
-from tracker.evaluation import PART_GROUPS, keypoint_similarity, oks_matrix  # noqa: E402
+from posestream.models.train import evaluate_spatialnet_oracles, load_spatialnet  # noqa: E402
+from posestream.tracker.evaluation import PART_GROUPS, keypoint_similarity, oks_matrix  # noqa: E402
 
 # column -> (gt_heatmaps, gt_embeddings)
 ORACLES: dict[str, tuple[bool, bool]] = {
@@ -75,7 +75,7 @@ def matched_people(
     gt_path: Path, pred_path: Path, min_oks: float = 0.5
 ) -> list[tuple[np.ndarray, np.ndarray, float]]:
     """Each ground-truth person with its best prediction (by OKS, box-area scale as in
-    ``tracker.evaluation``); pairs under ``min_oks`` are left out.
+    ``posestream.tracker.evaluation``); pairs under ``min_oks`` are left out.
 
     Returns:
         (ground truth (17, 3) with visibility, prediction (17, 3), box area in pixels^2) per pair.
@@ -209,7 +209,7 @@ def main() -> None:
             f"- command: `{command}`",
             f"- held-out synthetic clips {args.seeds}, first {args.frames} frames each, whole 640x480 frames "
             f"fitted into {size[0]}x{size[1]}; each checkpoint's own decode settings; COCO keypoint AP "
-            "(`tracker.evaluation`). `GT heatmaps`: exact peaks, the network's KE/SIE group them (the grouping's "
+            "(`posestream.tracker.evaluation`). `GT heatmaps`: exact peaks, the network's KE/SIE group them (the grouping's "
             "share); `GT embeddings`: the network's heatmaps grouped by ground-truth tags and SIE (the detection "
             "and localisation's share; an upper bound, since missing joints can only be filled where the "
             "ground-truth tags are, near the true joint); `both`: the decoder's round trip.",

@@ -1,7 +1,7 @@
 """Benchmark: CPU time of one tracker step (matching + lifecycle, no networks) vs number of people.
 
-Feeds pre-generated synthetic detections (``tracker.synthetic``: people walking, HE, SIE
-and TIE given as inputs) to ``tracker.step.step`` and times each call. Also times the
+Feeds pre-generated synthetic detections (``posestream.tracker.synthetic``: people walking, HE, SIE
+and TIE given as inputs) to ``posestream.tracker.step.step`` and times each call. Also times the
 state's ``to_bytes`` / ``from_bytes`` (what a worker pays per frame to keep the state in
 Redis) and records the serialised size. Prints a Markdown table and, unless
 ``--no-record``, writes it as the "Tracker step" section of benchmarks/RESULTS.md
@@ -33,10 +33,10 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.results import RESULTS, record_section  # noqa: E402
-from tracker.config import TrackerConfig  # noqa: E402
-from tracker.state import TrackerState  # noqa: E402
-from tracker.step import step  # noqa: E402
-from tracker.synthetic import SimPerson, simulate  # noqa: E402
+from posestream.tracker.config import TrackerConfig  # noqa: E402
+from posestream.tracker.state import TrackerState  # noqa: E402
+from posestream.tracker.step import step  # noqa: E402
+from posestream.tracker.synthetic import SimPerson, simulate  # noqa: E402
 
 TARGET_US = 1000.0
 

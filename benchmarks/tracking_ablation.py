@@ -2,10 +2,10 @@
 
 Every tracker runs on the **same detections**: MoveNet MultiPose at input 256 (one
 scale, ``EstimatorConfig(input_sizes=(256,))``) on each clip, run once and replayed to
-each tracker through the real ``service.pipelines.models.ModelPipeline`` (HE / TIE
+each tracker through the real ``posestream.service.pipelines.models.ModelPipeline`` (HE / TIE
 from ``weights/temporalnet_movenet.pt``). Only ``TrackerConfig.preset`` differs between
 rows; the ``he`` / ``tie`` / ``he+tie`` rows run with the TemporalNet checkpoint's calibrated
-tracker settings (``models.temporalnet.tracker_calibration``, as the service runs them), every
+tracker settings (``posestream.models.temporalnet.tracker_calibration``, as the service runs them), every
 other setting is the default, and ``--set`` overrides apply to every row.
 
 Calibration (validation clips only): ``--validation --grid lambda_he=0.5,1,2 --grid
@@ -22,7 +22,7 @@ synthetic seeds from 5000 up, its card's ``train_seeds``, which the recorded tex
   ``reentry_scene``, ``zoom_scene``.
 
 Metrics pool all clips into one sequence (ids offset per clip) and come from
-``tracker.evaluation.evaluate`` (py-motmetrics, OKS >= 0.5 matching).
+``posestream.tracker.evaluation.evaluate`` (py-motmetrics, OKS >= 0.5 matching).
 
 ``--model spatialnet`` runs the seed-faithful path instead: detections from the shipped
 SpatialNet (``SpatialNetEstimator`` at input 512), HE / TIE from
@@ -33,7 +33,7 @@ recorded in its own section.
 ``--real`` scores the trackers on **real held-out video** instead (issue 16 item 5), with the
 service's default estimator (``EstimatorConfig()``) run once per clip and replayed to every row:
 ID switches, lost links and fragmented tracklets against the unambiguous tracklets
-(``models.data.tracklets``) of the held-out clips (``REAL_HELD_OUT_CLIPS``: vtest.avi frames
+(``posestream.models.data.tracklets``) of the held-out clips (``REAL_HELD_OUT_CLIPS``: vtest.avi frames
 400-794, pose2sim cam04, sports2d frames 150-229; the tracker runs vtest.avi from frame 0),
 and the number of tracks over the whole of vtest.avi against ``VTEST_PEOPLE``, counted by hand.
 ``--temporal PATH`` (repeatable) names the TemporalNet checkpoints whose HE / TIE rows to run
@@ -61,7 +61,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models.data.synthetic import (  # noqa: E402
+from posestream.models.data.synthetic import (  # noqa: E402
     SyntheticClip,
     SyntheticConfig,
     crossing_scene,
@@ -69,11 +69,11 @@ from models.data.synthetic import (  # noqa: E402
     reentry_scene,
     zoom_scene,
 )
-from models.estimator import EstimatorConfig, PoseEstimator  # noqa: E402
-from models.poses import FramePoses  # noqa: E402
-from models.temporalnet import TemporalInference, write_tracker_calibration  # noqa: E402
-from service.pipeline import FrameInput  # noqa: E402
-from service.pipelines.models import (  # noqa: E402
+from posestream.models.estimator import EstimatorConfig, PoseEstimator  # noqa: E402
+from posestream.models.poses import FramePoses  # noqa: E402
+from posestream.models.temporalnet import TemporalInference, write_tracker_calibration  # noqa: E402
+from posestream.service.pipeline import FrameInput  # noqa: E402
+from posestream.service.pipelines.models import (  # noqa: E402
     SPATIALNET_WEIGHTS,
     TEMPORALNET_SPATIAL_WEIGHTS,
     TEMPORALNET_WEIGHTS,
@@ -81,8 +81,8 @@ from service.pipelines.models import (  # noqa: E402
     at_temporal_scale,
     load_temporal,
 )
-from tracker.config import TrackerConfig  # noqa: E402
-from tracker.evaluation import evaluate  # noqa: E402
+from posestream.tracker.config import TrackerConfig  # noqa: E402
+from posestream.tracker.evaluation import evaluate  # noqa: E402
 
 log = logging.getLogger("tracking_ablation")
 PRESETS = ("oks", "iou", "sie", "he", "tie", "he+tie")
@@ -231,8 +231,8 @@ def run_real(
     """Every tracker on the held-out real clips, the same default-estimator detections for each row
     (kept in ``cache_dir`` when given, and read back from there by a later run: delete it after
     changing the estimator)."""
-    from models.data.real_clips import REAL_HELD_OUT_CLIPS, iter_clip_frames, parse_clip_spec
-    from models.data.tracklets import tracklet_scores, unambiguous_tracklets
+    from posestream.models.data.real_clips import REAL_HELD_OUT_CLIPS, iter_clip_frames, parse_clip_spec
+    from posestream.models.data.tracklets import tracklet_scores, unambiguous_tracklets
 
     torch.set_num_threads(threads)
     estimator = PoseEstimator(EstimatorConfig(device="cpu"))
@@ -304,7 +304,7 @@ def real_table(rows: list[dict], info: dict) -> str:
         f"tracker settings). Clips (held out from TemporalNet's real-clip training): {', '.join(info['clips'])}; "
         f"vtest.avi is tracked from frame 0 and scored from frame {VTEST_HELD_OUT_START}. {info['frames']} frames, "
         f"{info['seconds']:.0f} s. No labels: the reference is the **unambiguous tracklets** of the same detections "
-        "(`models.data.tracklets`: person score >= 0.25, box IoU >= 0.5 to exactly one confident person of the "
+        "(`posestream.models.data.tracklets`: person score >= 0.25, box IoU >= 0.5 to exactly one confident person of the "
         "previous frame and no other overlap > 0.1, >= 8 frames). `links`: consecutive-frame pairs inside them; "
         "`ID sw.`: links whose two detections get different ids; `lost`: links whose later detection gets none; "
         f"`frag.`: tracklets whose detections carry more than one id. `tracks vtest {lo}-{hi - 1}`: distinct ids in "
@@ -334,7 +334,7 @@ def run(
     torch.set_num_threads(threads)
     presets = PRESETS
     if model == "spatialnet":
-        from models.spatial_estimator import SpatialEstimatorConfig, SpatialNetEstimator
+        from posestream.models.spatial_estimator import SpatialEstimatorConfig, SpatialNetEstimator
 
         temporal = (
             load_temporal(TEMPORALNET_SPATIAL_WEIGHTS, "spatialnet")

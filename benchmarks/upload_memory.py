@@ -55,12 +55,12 @@ def main() -> int:
     import redis
     import uvicorn
 
-    from service.gateway.app import create_app
-    from service.gateway.http import uvicorn_options
-    from service.messages import FrameJob, RedisKeys
-    from service.pipeline import build_pipeline
-    from service.settings import Settings
-    from service.worker.worker import Worker
+    from posestream.service.gateway.app import create_app
+    from posestream.service.gateway.http import uvicorn_options
+    from posestream.service.messages import FrameJob, RedisKeys
+    from posestream.service.pipeline import build_pipeline
+    from posestream.service.settings import Settings
+    from posestream.service.worker.worker import Worker
 
     tmp = Path(tempfile.mkdtemp(prefix="upload-memory-"))
     clip = _clip(tmp / "big.mp4", args.frames, args.size)

@@ -13,7 +13,7 @@ Named stages, each usable and testable alone:
 5. ``refine_locations``: quarter-pixel shift towards the higher neighbour (seed
    002), or the exact log-parabola peak of a Gaussian;
 6. ``complete_with_prior`` (optional, not from the seeds): joints whose heat stays weak are
-   put where a Gaussian body-shape prior (``models.pose_prior``) expects them given the
+   put where a Gaussian body-shape prior (``posestream.models.pose_prior``) expects them given the
    person's confident joints;
 7. person score = mean joint score.
 
@@ -22,7 +22,7 @@ scales and of the mirrored image (``unflip_maps``): heatmaps and SVF averaged, t
 concatenated; ``DecodeConfig.scales`` and ``flip_test`` choose the passes
 (``SpatialNet.infer`` runs them).
 Maps are for one image at output resolution; poses come out in input pixels
-(``models.targets.to_input_coords``).
+(``posestream.models.targets.to_input_coords``).
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
-from models.pgg import PGGConfig, pose_guided_grouping
-from models.pose_prior import PosePrior
-from models.skeleton import KEYPOINT_INDEX, LIMB_PARENT, flip_permutation, mirror_pairs_outward
-from models.targets import to_input_coords
+from posestream.models.pgg import PGGConfig, pose_guided_grouping
+from posestream.models.pose_prior import PosePrior
+from posestream.models.skeleton import KEYPOINT_INDEX, LIMB_PARENT, flip_permutation, mirror_pairs_outward
+from posestream.models.targets import to_input_coords
 
 # Head and torso first, then limbs outwards (seed 002).
 DEFAULT_JOINT_ORDER: tuple[int, ...] = tuple(
@@ -512,7 +512,7 @@ def complete_with_prior(
     if config.prior_threshold <= 0 or out.shape[0] == 0:
         return out
     if prior is None:
-        raise ValueError("DecodeConfig.prior_threshold > 0 needs a pose prior (models.pose_prior) with the weights")
+        raise ValueError("DecodeConfig.prior_threshold > 0 needs a pose prior (posestream.models.pose_prior) with the weights")
     _, h, w = heatmaps.shape
     for person in out:
         reliable = person[:, 2] >= config.prior_threshold

@@ -2,7 +2,7 @@
 
 The worker and the CLI call this; nothing else in the service touches the network. A batch
 of RGB uint8 frames of any sizes is letterboxed to each configured input size, run through
-``MoveNetMultiPose`` (CPU fp32, or CUDA fp16), decoded by ``models.movenet_decode`` and
+``MoveNetMultiPose`` (CPU fp32, or CUDA fp16), decoded by ``posestream.models.movenet_decode`` and
 mapped back to original-frame pixels. The stride-4 feature map of one scale is returned
 with the per-frame letterbox transforms, so TemporalNet can ROI-pool person boxes from it.
 
@@ -41,9 +41,9 @@ import cv2
 import numpy as np
 import torch
 
-from models.backbones.movenet import FEATURE_STRIDE, INPUT_MULTIPLE, MoveNetMultiPose
-from models.heads import MOVENET_HEADS, activate_all
-from models.movenet_decode import (
+from posestream.models.backbones.movenet import FEATURE_STRIDE, INPUT_MULTIPLE, MoveNetMultiPose
+from posestream.models.heads import MOVENET_HEADS, activate_all
+from posestream.models.movenet_decode import (
     DecodedPoses,
     DecoderConfig,
     PoseRescorer,
@@ -53,9 +53,9 @@ from models.movenet_decode import (
     pose_nms,
     resample_maps,
 )
-from models.poses import UNTRACKED, FramePoses
-from models.refine import RefineConfig, ThunderRefiner
-from models.skeleton import NUM_KEYPOINTS
+from posestream.models.poses import UNTRACKED, FramePoses
+from posestream.models.refine import RefineConfig, ThunderRefiner
+from posestream.models.skeleton import NUM_KEYPOINTS
 
 log = logging.getLogger(__name__)
 
@@ -113,14 +113,14 @@ class EstimatorConfig:
             (``merge_by_confidence``); ``"joints"`` the same, then each joint from whichever
             scale's match is most confident there; ``"heatmaps"`` seed 002's multi-scale
             testing: every pass's maps resampled onto the largest scale's grid, averaged,
-            decoded once (``models.movenet_decode.resample_maps`` / ``fuse_maps``).
+            decoded once (``posestream.models.movenet_decode.resample_maps`` / ``fuse_maps``).
         flip: flip testing: every scale also runs on the mirrored frame, its maps mirrored
             back (left/right joints exchanged) and averaged with the unmirrored ones before
             decoding (plain and mirrored canvases of a scale run as one batch). About doubles
             the network time; steadier joints.
         decoder: the decoder's thresholds (``DecoderConfig``); its ``nms_oks`` also removes
             duplicates after merging scales.
-        refine: gated second-stage refinement by MoveNet Thunder (``models.refine``); off
+        refine: gated second-stage refinement by MoveNet Thunder (``posestream.models.refine``); off
             unless ``refine.enabled``.
     """
 
@@ -322,8 +322,8 @@ class PoseEstimator:
     Args:
         config: ``EstimatorConfig``.
         weights: path of ``movenet.tflite``; default: the verified cache of
-            ``models.weights`` (run ``posestream weights fetch`` first).
-        rescorer: optional learned person score (``models.movenet_decode.PoseRescorer``).
+            ``posestream.models.weights`` (run ``posestream weights fetch`` first).
+        rescorer: optional learned person score (``posestream.models.movenet_decode.PoseRescorer``).
 
     Load it once (worker main / lifespan), then call it per batch.
     """
@@ -336,7 +336,7 @@ class PoseEstimator:
     ) -> None:
         self.config = config if config is not None else EstimatorConfig()
         if weights is None:
-            from models.weights import MOVENET_MULTIPOSE, verify
+            from posestream.models.weights import MOVENET_MULTIPOSE, verify
 
             weights = verify(MOVENET_MULTIPOSE)
         device = self.config.device

@@ -19,7 +19,7 @@ from typing import Literal
 
 import torch
 
-from models.skeleton import NUM_KEYPOINTS
+from posestream.models.skeleton import NUM_KEYPOINTS
 
 Activation = Literal["none", "sigmoid", "relu"]
 _ACTIVATIONS: tuple[str, ...] = ("none", "sigmoid", "relu")
@@ -123,7 +123,7 @@ MOVENET_HEADS: tuple[HeadSpec, ...] = (
     MOVENET_BOX_OFFSET,
 )
 
-# --- TemporalNet on MoveNet features (seed 000 section 3.3; models.temporalnet) ---------------
+# --- TemporalNet on MoveNet features (seed 000 section 3.3; posestream.models.temporalnet) ---------------
 TEMPORAL_TVF = HeadSpec(
     "temporal_vector_field", 4, MOVENET_STRIDE, "none",
     "(dx, dy) forward TVF on frame t's grid (joint at t minus the person's centre at t-1), then "

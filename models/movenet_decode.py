@@ -28,7 +28,7 @@ maps store (dy, dx) pairs; they are swapped once, in the stage that reads them).
 coordinate c maps to input pixel ``c * stride`` with 0 at the image's top-left *edge*
 (continuous coordinates: pixel i spans [i, i + 1)), which is the model's own convention
 (its reference output is ``(cell + offset) / map_size``, normalised to the image edge).
-``decode`` returns input-pixel coordinates; ``models.estimator`` maps them to the frame.
+``decode`` returns input-pixel coordinates; ``posestream.models.estimator`` maps them to the frame.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.heads import MOVENET_STRIDE
-from models.skeleton import NUM_KEYPOINTS, OKS_SIGMAS, flip_permutation
+from posestream.models.heads import MOVENET_STRIDE
+from posestream.models.skeleton import NUM_KEYPOINTS, OKS_SIGMAS, flip_permutation
 
 __all__ = [
     "DecoderConfig",
@@ -412,7 +412,7 @@ def decode(
     """All stages for a batch of activated head maps.
 
     Args:
-        maps: activated maps (``models.heads.activate_all``) keyed by MoveNet head name:
+        maps: activated maps (``posestream.models.heads.activate_all``) keyed by MoveNet head name:
             ``keypoint_heatmap`` (B, 17, h, w), ``keypoint_offset`` (B, 34, h, w),
             ``center_heatmap`` (B, 1, h, w), ``keypoint_regression`` (B, 34, h, w),
             ``box_scale`` (B, 2, h, w), ``box_offset`` (B, 2, h, w). Any float dtype or
@@ -490,7 +490,7 @@ def resample_maps(
             ``(x_t, y_t)``; ``ax < 0`` for a pass run on the mirrored frame.
         out_hw: (h, w) cells of the target grid.
         flipped: the source pass ran on the mirrored frame: left/right keypoint channels
-            are exchanged (``models.skeleton.FLIP_PAIRS``). Must agree with ``ax < 0``.
+            are exchanged (``posestream.models.skeleton.FLIP_PAIRS``). Must agree with ``ax < 0``.
         stride: input pixels per cell (both passes).
     Returns:
         The six decoder maps (float32, (B, C, h_t, w_t)), bilinearly sampled at each target

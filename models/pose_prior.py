@@ -3,7 +3,7 @@
 Not from the seeds, but in their spirit: seed 004 regresses every keypoint of a person and lets
 the heatmaps refine those positions where they are confident, so a joint the heatmaps miss
 still lands where the body says it must be. SpatialNet has no regression head; its decoder's
-stand-in (``models.decode.complete_with_prior``) is the conditional mean of a Gaussian shape
+stand-in (``posestream.models.decode.complete_with_prior``) is the conditional mean of a Gaussian shape
 model (as in active shape models) fitted on the labelled poses of the training data. Occluded
 ankles, knees and wrists, whose heatmaps are weakest, gain most.
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.skeleton import NUM_KEYPOINTS
+from posestream.models.skeleton import NUM_KEYPOINTS
 
 SHAPE_DIM = 2 * NUM_KEYPOINTS
 

@@ -29,7 +29,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from models.skeleton import NUM_KEYPOINTS
+from posestream.models.skeleton import NUM_KEYPOINTS
 
 UNTRACKED = -1
 

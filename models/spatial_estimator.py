@@ -7,9 +7,9 @@ person centre predicted at each joint, from the SVF head) and Keypoint Embedding
 tags) at its joints, which the tracker's Table 4 baselines ``sie``, ``ke`` and ``ke+sie``
 compare across frames.
 
-Each frame is fitted into the network input with ``models.data.augment.fit_affine`` --
+Each frame is fitted into the network input with ``posestream.models.data.augment.fit_affine`` --
 aspect kept, centred, pixel centres aligned -- exactly as in training and in
-``models.train.predict_frames``, so the decoded keypoints are the ones
+``posestream.models.train.predict_frames``, so the decoded keypoints are the ones
 ``posestream train spatial --eval-seeds`` scores. The ``Letterbox`` of each frame (what
 TemporalNet pools from) is the same transform in its own edge-aligned convention.
 """
@@ -23,13 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.data.augment import fit_affine, invert_affine, transform_keypoints, warp_image
-from models.decode import sie_from_svf
-from models.estimator import EstimatorOutput, Letterbox, frame_batch
-from models.poses import UNTRACKED, FramePoses, boxes_from_keypoints
-from models.skeleton import NUM_KEYPOINTS
-from models.spatialnet import STRIDE
-from models.targets import to_input_coords, to_output_coords
+from posestream.models.data.augment import fit_affine, invert_affine, transform_keypoints, warp_image
+from posestream.models.decode import sie_from_svf
+from posestream.models.estimator import EstimatorOutput, Letterbox, frame_batch
+from posestream.models.poses import UNTRACKED, FramePoses, boxes_from_keypoints
+from posestream.models.skeleton import NUM_KEYPOINTS
+from posestream.models.spatialnet import STRIDE
+from posestream.models.targets import to_input_coords, to_output_coords
 
 log = logging.getLogger(__name__)
 
@@ -115,14 +115,14 @@ class SpatialNetEstimator:
     """A trained SpatialNet over batches of frames (same call as ``PoseEstimator``).
 
     Args:
-        weights: a SpatialNet checkpoint or exported weights file (``models.train.load_spatialnet``).
+        weights: a SpatialNet checkpoint or exported weights file (``posestream.models.train.load_spatialnet``).
         config: ``SpatialEstimatorConfig``.
 
     Load it once (worker main), then call it per batch.
     """
 
     def __init__(self, weights: str | Path, config: SpatialEstimatorConfig | None = None) -> None:
-        from models.train import load_spatialnet, resolve_device
+        from posestream.models.train import load_spatialnet, resolve_device
 
         self.config = config if config is not None else SpatialEstimatorConfig()
         self.device = resolve_device(self.config.device)

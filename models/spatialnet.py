@@ -21,13 +21,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.backbones.hourglass import HourglassConfig, StackedHourglass
-from models.decode import DecodeConfig, decode_spatial, merge_multiscale, sie_from_svf, unflip_maps
-from models.heads import HeadSpec, activate
-from models.losses import ORDINAL_TASKS, heatmap_loss, ke_loss, ordinal_loss, pgg_grouping_loss, sie_loss
-from models.pgg import PGGConfig, pose_guided_grouping
-from models.pose_prior import PosePrior
-from models.skeleton import NUM_KEYPOINTS
+from posestream.models.backbones.hourglass import HourglassConfig, StackedHourglass
+from posestream.models.decode import DecodeConfig, decode_spatial, merge_multiscale, sie_from_svf, unflip_maps
+from posestream.models.heads import HeadSpec, activate
+from posestream.models.losses import ORDINAL_TASKS, heatmap_loss, ke_loss, ordinal_loss, pgg_grouping_loss, sie_loss
+from posestream.models.pgg import PGGConfig, pose_guided_grouping
+from posestream.models.pose_prior import PosePrior
+from posestream.models.skeleton import NUM_KEYPOINTS
 
 STRIDE = 4
 
@@ -118,7 +118,7 @@ class SpatialNetConfig:
 
 @dataclass(frozen=True)
 class SpatialBatchTargets:
-    """Targets of a batch (see ``models.targets.build_spatial_targets``).
+    """Targets of a batch (see ``posestream.models.targets.build_spatial_targets``).
 
     Attributes:
         heatmaps: (B, J, H, W) float.
@@ -137,7 +137,7 @@ class SpatialNet(nn.Module):
     Args:
         config: what it predicts and how it trains.
         movenet_weights: the MoveNet TFLite file when ``config.features == "movenet"``
-            (None = the fetched file, ``models.weights.model_path()``).
+            (None = the fetched file, ``posestream.models.weights.model_path()``).
     Input: (B, 3, H, W) float RGB normalised by ``normalise``; H, W multiples of
     ``config.size_multiple``.
     """
@@ -146,12 +146,12 @@ class SpatialNet(nn.Module):
         super().__init__()
         self.config = config
         # Fitted on the training poses, not learned by gradient: saved beside the state dict
-        # (``models.train.export_weights``), used by ``decode_batch``.
+        # (``posestream.models.train.export_weights``), used by ``decode_batch``.
         self.pose_prior: PosePrior | None = None
         self.heads = spatialnet_heads(config.tag_dim)
         out = sum(h.channels for h in self.heads)
         if config.features == "movenet":
-            from models.backbones.movenet import FEATURE_CHANNELS, FrozenMoveNetFeatures
+            from posestream.models.backbones.movenet import FEATURE_CHANNELS, FrozenMoveNetFeatures
 
             frozen = FrozenMoveNetFeatures(movenet_weights)
             self.backbone = StackedHourglass(

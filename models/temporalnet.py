@@ -50,9 +50,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.backbones.movenet import FEATURE_CHANNELS
-from models.heads import TEMPORAL_TVF
-from models.skeleton import NUM_KEYPOINTS
+from posestream.models.backbones.movenet import FEATURE_CHANNELS
+from posestream.models.heads import TEMPORAL_TVF
+from posestream.models.skeleton import NUM_KEYPOINTS
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +230,7 @@ def human_boxes(keypoints: np.ndarray, margin: float, min_score: float) -> np.nd
 
 def person_centres(keypoints: np.ndarray, min_score: float) -> np.ndarray:
     """(N, 17, 3) -> (N, 2): mean of the joints with score > ``min_score`` (all when none),
-    the same centre as ``tracker.detections.person_centre_sie``."""
+    the same centre as ``posestream.tracker.detections.person_centre_sie``."""
     kp = np.asarray(keypoints, np.float32).reshape(-1, NUM_KEYPOINTS, 3)
     vis = kp[:, :, 2] > min_score
     vis = np.where(vis.any(axis=1, keepdims=True), vis, True)
@@ -295,7 +295,7 @@ class TemporalNet(nn.Module):
     """HE and TIE heads on frozen stride-4 features (module docstring).
 
     ``embed(features, rgb4, boxes)`` -> (K, E) unit HE rows;
-    ``tvf(prev, cur)`` -> (B, 4, H, W) forward/backward TVF (layout of ``models.heads.TEMPORAL_TVF``).
+    ``tvf(prev, cur)`` -> (B, 4, H, W) forward/backward TVF (layout of ``posestream.models.heads.TEMPORAL_TVF``).
     """
 
     def __init__(self, config: TemporalNetConfig | None = None) -> None:
@@ -467,7 +467,7 @@ class CellTransform:
 
     @classmethod
     def from_letterbox(cls, lb: Any, crop_x: int = 0, crop_y: int = 0) -> CellTransform:
-        """From a ``models.estimator.Letterbox`` and the crop's top-left cell."""
+        """From a ``posestream.models.estimator.Letterbox`` and the crop's top-left cell."""
         return cls(
             lb.scale_x,
             lb.scale_y,
@@ -517,10 +517,10 @@ class TemporalContext:
 
 
 class TemporalInference:
-    """TemporalNet applied to ``models.estimator.EstimatorOutput`` batches, numpy out.
+    """TemporalNet applied to ``posestream.models.estimator.EstimatorOutput`` batches, numpy out.
 
     ``est`` must hold the features, heatmaps, canvas and transforms of ``model.config.input_size``
-    (``service.pipelines.models.at_temporal_scale`` makes sure of it). Typical use per batch::
+    (``posestream.service.pipelines.models.at_temporal_scale`` makes sure of it). Typical use per batch::
 
         contexts = ti.contexts(est, seqs)            # one TemporalContext per frame
         he = ti.embeddings(est)                      # (N_i, E) per frame
@@ -549,7 +549,7 @@ class TemporalInference:
     def _check(self, est: Any) -> None:
         if est.heatmaps is None or est.canvas is None:
             raise ValueError(
-                "TemporalNet needs EstimatorOutput.heatmaps and .canvas (models.estimator >= this version)"
+                "TemporalNet needs EstimatorOutput.heatmaps and .canvas (posestream.models.estimator >= this version)"
             )
 
     @torch.inference_mode()

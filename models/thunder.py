@@ -1,7 +1,7 @@
 """MoveNet SinglePose Thunder in PyTorch, rebuilt from its TFJS graph (no TensorFlow needed).
 
-The network (``models.weights.MOVENET_THUNDER``) is the MultiPose family
-(``models.backbones.movenet``) at width 1.75 with the single-person decoder built into
+The network (``posestream.models.weights.MOVENET_THUNDER``) is the MultiPose family
+(``posestream.models.backbones.movenet``) at width 1.75 with the single-person decoder built into
 the graph, and this module computes what that graph computes:
 
 - input: RGB pixel values in [0, 255] as float, (B, 3, 256, 256) (the graph takes int32
@@ -36,15 +36,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.backbones.movenet import MobileNetV2, MoveNetFPN, SeparableHead, TFConv2d
-from models.heads import (
+from posestream.models.backbones.movenet import MobileNetV2, MoveNetFPN, SeparableHead, TFConv2d
+from posestream.models.heads import (
     MOVENET_CENTER_HEATMAP,
     MOVENET_KEYPOINT_HEATMAP,
     MOVENET_KEYPOINT_OFFSET,
     MOVENET_KEYPOINT_REGRESSION,
     HeadSpec,
 )
-from models.tfjs_reader import TFJSGraph
+from posestream.models.tfjs_reader import TFJSGraph
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ class MoveNetThunder(nn.Module):
 
     Input: (B, 3, 256, 256) float RGB pixel values in [0, 255].
     Output of ``forward``: (B, 17, 3) float as (y, x, score), y and x in [0, 1] of the
-    input (multiply by 256 for input pixels), COCO-17 order (``models.skeleton``).
+    input (multiply by 256 for input pixels), COCO-17 order (``posestream.models.skeleton``).
     ``forward_maps`` gives the raw head maps, (B, C, 64, 64) each.
     """
 

@@ -24,19 +24,19 @@ from pydantic import TypeAdapter
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from models.data.augment import AugmentConfig, fit_affine, invert_affine, transform_keypoints, warp_image
-from models.data.datasets import (
+from posestream.models.data.augment import AugmentConfig, fit_affine, invert_affine, transform_keypoints, warp_image
+from posestream.models.data.datasets import (
     CocoKeypointSource,
     SpatialTrainingSet,
     SyntheticDataConfig,
     SyntheticPoseSource,
     collate_spatial,
 )
-from models.decode import DecodeConfig
-from models.pose_prior import PosePrior, fit_pose_prior
-from models.poses import FramePoses, boxes_from_keypoints
-from models.spatialnet import SpatialBatchTargets, SpatialNet, SpatialNetConfig
-from models.targets import TargetConfig, build_spatial_targets, dense_embedding_targets
+from posestream.models.decode import DecodeConfig
+from posestream.models.pose_prior import PosePrior, fit_pose_prior
+from posestream.models.poses import FramePoses, boxes_from_keypoints
+from posestream.models.spatialnet import SpatialBatchTargets, SpatialNet, SpatialNetConfig
+from posestream.models.targets import TargetConfig, build_spatial_targets, dense_embedding_targets
 
 log = logging.getLogger(__name__)
 
@@ -308,7 +308,7 @@ def export_weights(
 
 def synthetic_frames(seeds: list[int], frames: int, people: int = 5) -> Iterator[tuple[np.ndarray, FramePoses]]:
     """The first ``frames`` frames of each seed's synthetic clip: RGB (H, W, 3) uint8 and ground truth."""
-    from models.data.synthetic import SyntheticClip, SyntheticConfig
+    from posestream.models.data.synthetic import SyntheticClip, SyntheticConfig
 
     for seed in seeds:
         clip = SyntheticClip.from_config(SyntheticConfig(seed=seed, frames=frames, people=people))
@@ -363,7 +363,7 @@ def tune_decode(
         the best ``DecodeConfig`` (fields of ``grid`` changed, the rest as ``net``'s) and the
         trail of ``{"field", "value", "AP"}`` of every candidate tried.
     """
-    from tracker.evaluation import evaluate
+    from posestream.tracker.evaluation import evaluate
 
     rendered = list(synthetic_frames(seeds, frames))
     fitted: dict[tuple[tuple[float, ...], bool], list[tuple[dict[str, torch.Tensor], np.ndarray]]] = {}
@@ -497,7 +497,7 @@ def evaluate_spatialnet(net: SpatialNet, seeds: list[int], frames: int, input_si
                         device: torch.device, people: int = 5, write_dir: str | Path | None = None,
                         gt_heatmaps: bool = False, gt_embeddings: bool = False,
                         ) -> dict[str, Any]:  # fmt: skip
-    """AP etc. (``tracker.evaluation``) of SpatialNet on held-out synthetic clips.
+    """AP etc. (``posestream.tracker.evaluation``) of SpatialNet on held-out synthetic clips.
 
     Predictions are untracked, so only the COCO keypoint metrics are meaningful here.
     With ``write_dir`` the ground truth and predictions are also written there as
@@ -523,8 +523,8 @@ def evaluate_spatialnet_oracles(net: SpatialNet, seeds: list[int], frames: int, 
     Returns:
         name -> {"AP", "AP50", "AP75", "AR"}.
     """
-    from models.data.synthetic import SyntheticClip, SyntheticConfig
-    from tracker.evaluation import evaluate
+    from posestream.models.data.synthetic import SyntheticClip, SyntheticConfig
+    from posestream.tracker.evaluation import evaluate
 
     gt_all: list[FramePoses] = []
     pred_all: dict[str, list[FramePoses]] = {name: [] for name in oracles}
@@ -546,7 +546,7 @@ def evaluate_spatialnet_oracles(net: SpatialNet, seeds: list[int], frames: int, 
                                      gt.boxes, gt.scores, gt.track_ids + 1000 * seed))  # fmt: skip
         offset += frames
     if write_dir is not None:
-        from models.poses import write_jsonl
+        from posestream.models.poses import write_jsonl
 
         Path(write_dir).mkdir(parents=True, exist_ok=True)
         write_jsonl(Path(write_dir) / "gt.jsonl", gt_all)

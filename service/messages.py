@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.poses import FramePoses
+from posestream.models.poses import FramePoses
 
 JOBS_GROUP = "workers"
 CONTRACT_VERSION = 1

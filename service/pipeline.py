@@ -7,9 +7,9 @@ each frame's session tracker state, and get back per-frame poses (JSON Lines
 
 Pipelines available (``build_pipeline``):
 
-- ``movenet`` / ``spatialnet``: the real models (``models.estimator`` and friends);
+- ``movenet`` / ``spatialnet``: the real models (``posestream.models.estimator`` and friends);
   imported only when built, so nothing here pulls in torch at import time.
-- ``blobs``: the CPU **test** pipeline (``service.pipelines.blobs``). It really runs on
+- ``blobs``: the CPU **test** pipeline (``posestream.service.pipelines.blobs``). It really runs on
   the pixels (thresholding + connected components, one pseudo-pose per coloured blob)
   and really tracks, but it finds coloured blobs, not people. It exists so the service
   can be tested end to end without weights or a GPU.
@@ -25,11 +25,11 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from models.poses import FramePoses
+from posestream.models.poses import FramePoses
 
 log = logging.getLogger(__name__)
 
-# The tracker's serialisable per-session state (``tracker.state.TrackerState`` once it
+# The tracker's serialisable per-session state (``posestream.tracker.state.TrackerState`` once it
 # lands). The service treats it as opaque: it only passes it between ``process`` calls
 # and the state store.
 TrackerState = Any
@@ -117,12 +117,12 @@ def build_pipeline(
     """
     pipeline: FramePipeline
     if model == "blobs":
-        from service.pipelines.blobs import BlobPipeline
+        from posestream.service.pipelines.blobs import BlobPipeline
 
         pipeline = BlobPipeline(tracker=tracker if tracker in ("oks", "iou") else "iou")
     elif model in ("movenet", "spatialnet"):
         try:
-            from service.pipelines.models import build_model_pipeline
+            from posestream.service.pipelines.models import build_model_pipeline
         except ImportError as exc:
             raise ValueError(
                 f"--model {model} is not available in this build ({exc}); use --model blobs for the CPU test pipeline"
@@ -139,7 +139,7 @@ def available_models() -> list[str]:
     """Model names whose code is importable here (the CLI offers these)."""
     names = []
     try:
-        import service.pipelines.models  # noqa: F401
+        import posestream.service.pipelines.models  # noqa: F401
 
         names += ["movenet", "spatialnet"]
     except ImportError:

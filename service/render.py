@@ -1,7 +1,7 @@
 """Annotated video: skeletons coloured by track id, the id written at each head (torch-free).
 
-Drawing is ``models.data.draw.draw_poses`` (shared with the synthetic contact sheet);
-``models.data.video`` decodes and encodes H.264.
+Drawing is ``posestream.models.data.draw.draw_poses`` (shared with the synthetic contact sheet);
+``posestream.models.data.video`` decodes and encodes H.264.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from models.data.draw import draw_poses
-from models.data.video import VideoWriter, iter_video_frames, probe_video
-from models.poses import FramePoses
+from posestream.models.data.draw import draw_poses
+from posestream.models.data.video import VideoWriter, iter_video_frames, probe_video
+from posestream.models.poses import FramePoses
 
 
 def render_frames(

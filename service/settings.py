@@ -162,14 +162,14 @@ class Settings(BaseSettings):
     )
     tracker: str = Field(
         "he+tie",
-        description="Tracker preset (tracker.config.PRESET_TERMS): 'he+tie' (seed 000: Human Embedding + Temporal "
+        description="Tracker preset (posestream.tracker.config.PRESET_TERMS): 'he+tie' (seed 000: Human Embedding + Temporal "
         "Instance Embedding from TemporalNet), 'he', 'tie', the baselines 'sie', 'oks', 'iou', and with "
         "MODEL=spatialnet also its KE baselines 'ke' and 'ke+sie'.",
     )
     input_sizes: list[int] | None = Field(
         None,
         description="Network input sizes (long side, multiples of 32), e.g. [512] or [256, 512] (multi-scale, "
-        "JSON list in the environment). Unset: the estimator's default policy (models.estimator.EstimatorConfig).",
+        "JSON list in the environment). Unset: the estimator's default policy (posestream.models.estimator.EstimatorConfig).",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the networks run.")
     debug_delay_ms: int = Field(0, ge=0, description="Debug/test only: extra sleep per batch to simulate a slow worker.")
@@ -184,7 +184,7 @@ class Settings(BaseSettings):
     @field_validator("tracker")
     @classmethod
     def _known_tracker(cls, value: str) -> str:
-        from tracker.config import PRESET_TERMS
+        from posestream.tracker.config import PRESET_TERMS
 
         if value not in PRESET_TERMS:
             raise ValueError(f"unknown tracker {value!r}; choose one of {', '.join(PRESET_TERMS)}")

@@ -1,4 +1,4 @@
-"""What a video container declares (``models.data.video.probe_video``), against what decoded:
+"""What a video container declares (``posestream.models.data.video.probe_video``), against what decoded:
 truncation and frame-size checks.
 
 Torch-free: the gateway checks uploads with it, ``posestream track`` checks its input.
@@ -6,7 +6,7 @@ Torch-free: the gateway checks uploads with it, ``posestream track`` checks its 
 
 from __future__ import annotations
 
-from models.data.video import VideoInfo
+from posestream.models.data.video import VideoInfo
 
 
 def frame_too_large(width: int, height: int, max_pixels: int) -> str | None:

@@ -17,9 +17,9 @@ import pytest
 def movenet_tflite() -> Path:
     """Path of the verified ``movenet.tflite`` (fetched on first use, like a user would).
 
-    Thunder is fetched with it: the default ``PoseEstimator`` refines with it (``models.refine``).
+    Thunder is fetched with it: the default ``PoseEstimator`` refines with it (``posestream.models.refine``).
     """
-    from models import weights as W
+    from posestream.models import weights as W
 
     try:
         W.fetch_thunder()
@@ -31,7 +31,7 @@ def movenet_tflite() -> Path:
 @pytest.fixture(scope="session")
 def temporalnet_checkpoint(movenet_tflite: Path) -> Path:
     """Path of ``weights/temporalnet_movenet.pt`` (it runs on MoveNet features, so needs those too)."""
-    from service.pipelines.models import TEMPORALNET_WEIGHTS
+    from posestream.service.pipelines.models import TEMPORALNET_WEIGHTS
 
     if not TEMPORALNET_WEIGHTS.is_file():
         pytest.skip(f"{TEMPORALNET_WEIGHTS} missing; run `posestream train temporal`")

@@ -50,7 +50,7 @@ def _check(name: str, data: bytes) -> None:
 def synthetic_clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A fixed 12-frame, 3-person synthetic clip (MP4) and its ground truth (JSON Lines)."""
     pytest.importorskip("av")
-    from models.data.synthetic import SyntheticConfig, write_synthetic_clip
+    from posestream.models.data.synthetic import SyntheticConfig, write_synthetic_clip
 
     return write_synthetic_clip(
         tmp_path_factory.mktemp("golden") / "clip",
@@ -60,7 +60,7 @@ def synthetic_clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
 
 def test_synthetic_generator_output(synthetic_clip: tuple[Path, Path]) -> None:
     """The synthetic generator's frames (decoded pixels) and ground truth are unchanged."""
-    from models.data.video import iter_video_frames
+    from posestream.models.data.video import iter_video_frames
 
     video, gt = synthetic_clip
     pixels = b"".join(rgb.tobytes() for _, _, rgb in iter_video_frames(video))
@@ -70,10 +70,10 @@ def test_synthetic_generator_output(synthetic_clip: tuple[Path, Path]) -> None:
 
 def test_tracker_outputs_on_simulated_people() -> None:
     """The tracker core (OKS, IoU and HE+TIE presets) on simulated people: ids per frame and final state."""
-    from tracker.config import TrackerConfig
-    from tracker.state import TrackerState
-    from tracker.step import step
-    from tracker.synthetic import SimPerson, simulate
+    from posestream.tracker.config import TrackerConfig
+    from posestream.tracker.state import TrackerState
+    from posestream.tracker.step import step
+    from posestream.tracker.synthetic import SimPerson, simulate
 
     # Eight people walking across each other, each leaving view for a few frames, with noisy
     # joints, missing joints and false positives, so that the presets give different states.
@@ -98,7 +98,7 @@ def test_tracker_outputs_on_simulated_people() -> None:
 
 
 def _track_cli(video: Path, out: Path, *args: str) -> bytes:
-    from service.cli import main
+    from posestream.service.cli import main
 
     assert main(["track", str(video), "--out", str(out), "--device", "cpu", "-q", *args]) == 0
     return out.read_bytes()

@@ -1,7 +1,7 @@
 """Tracker configuration: every threshold and weight of the tracker core as a named field.
 
 ``TrackerConfig`` is a frozen dataclass validated on construction; the service builds it
-from its settings at the composition root and passes it to ``tracker.step.step``. The
+from its settings at the composition root and passes it to ``posestream.tracker.step.step``. The
 defaults are seed 000's values where the paper gives them (lambda_HE = 3, lambda_TIE = 1)
 and documented engineering choices elsewhere.
 
@@ -54,7 +54,7 @@ class TrackerConfig:
     similarity 0.5) for which a pair may match. Raising it lets a track follow a person
     whose appearance changed a lot, but also lets it jump to a different person. A noisy
     HE model needs a wider gate: the shipped TemporalNet checkpoint is run with its own
-    calibrated value (``models.temporalnet.CALIBRATED_GATE_HE``)."""
+    calibrated value (``posestream.models.temporalnet.CALIBRATED_GATE_HE``)."""
     gate_tie: float = 1.0
     """Largest Psi_TIE (mean centre-prediction error, in person scales) for which a pair
     may match. Raising it tolerates worse motion predictions at the risk of matching

@@ -2,9 +2,9 @@
 
 Every cost term is a vectorised function ``(tracks, detections) -> (T, N)`` float64
 matrix, lower meaning more alike. ``tracks`` is anything with the arrays of
-``tracker.state.Tracks`` (the tracker's active tracks) and ``detections`` anything with
-those of ``tracker.detections.Detections``; both use the shapes and pixel conventions of
-``tracker.detections``. A term whose input field is ``None`` raises ``ValueError`` naming
+``posestream.tracker.state.Tracks`` (the tracker's active tracks) and ``detections`` anything with
+those of ``posestream.tracker.detections.Detections``; both use the shapes and pixel conventions of
+``posestream.tracker.detections``. A term whose input field is ``None`` raises ``ValueError`` naming
 the presets that need it. A NaN in a track's optional arrays (the track was started
 from a detection without that field) gives NaN in its row; ``combined_cost`` treats it.
 
@@ -30,7 +30,7 @@ Terms (seed 000, section 3.3.3 and Table 4):
   When the two poses share no present joint, the joint-wise comparison has nothing to
   pair, so each side's predictions are averaged over its own present joints first (the
   predicted centres are compared instead of the per-joint values).
-- ``oks_cost``: 1 - OKS of the two poses (COCO formula with ``models.skeleton.OKS_SIGMAS``),
+- ``oks_cost``: 1 - OKS of the two poses (COCO formula with ``posestream.models.skeleton.OKS_SIGMAS``),
   the object scale^2 being the mean of the two box areas (boxes, not COCO's segment
   areas, are what detections have), over the joints present in both; 1 when they share
   none.
@@ -51,8 +51,8 @@ from typing import Any
 
 import numpy as np
 
-from models.skeleton import OKS_SIGMAS
-from tracker.config import PRESET_TERMS, TrackerConfig
+from posestream.models.skeleton import OKS_SIGMAS
+from posestream.tracker.config import PRESET_TERMS, TrackerConfig
 
 # Floor on the person scale so that degenerate (zero-area) boxes cannot divide by zero.
 MIN_SCALE_PX = 1.0

@@ -1,7 +1,7 @@
 """What the tracker sees of one frame: the detected people as plain numpy arrays.
 
 Coordinates are (x, y) in original-frame pixels, x to the right, y down (as in
-``models.poses``). For N people:
+``posestream.models.poses``). For N people:
 
 - ``keypoints`` (N, 17, 3) float32: x, y, score.
 - ``boxes`` (N, 4) float32: x1, y1, x2, y2.
@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from models.skeleton import NUM_KEYPOINTS
+from posestream.models.skeleton import NUM_KEYPOINTS
 
 if TYPE_CHECKING:
-    from models.poses import FramePoses
+    from posestream.models.poses import FramePoses
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ numbers mean what readers expect:
    frames, ``metrics.create().compute``. Objects are the labelled ground-truth people
    (ids = their ``track_id``); hypotheses are the predicted people (ids = their
    ``track_id``). The distance is ``1 - OKS`` (same OKS as above: COCO sigmas from
-   ``models.skeleton.OKS_SIGMAS``, ground-truth box area, ground-truth keypoints with
+   ``posestream.models.skeleton.OKS_SIGMAS``, ground-truth box area, ground-truth keypoints with
    visibility > 0); pairs with ``OKS < EvalConfig.mot_oks_threshold`` cannot match.
 
    - Untracked predictions (``track_id < 0``, normally -1) each get a fresh id that is
@@ -65,7 +65,7 @@ numbers mean what readers expect:
    ``||p - g|| <= EvalConfig.pckh_threshold * head_size`` (PCKh), with the normalised
    distance ``||p - g|| / head_size`` as cost. Ids are the people's track ids.
 
-   - COCO has no head box, so ``head_size`` is ``models.skeleton.head_size`` of the
+   - COCO has no head box, so ``head_size`` is ``posestream.models.skeleton.head_size`` of the
      ground-truth person (ear span, else 2x eye span, else shoulder span / 1.6); when
      none of those pairs is labelled we fall back to the box height / 8 (about one head
      height for a standing adult) and log how often that happened.
@@ -108,8 +108,8 @@ from typing import Any
 
 import numpy as np
 
-from models.poses import FramePoses
-from models.skeleton import EDGES, KEYPOINT_NAMES, NUM_KEYPOINTS, OKS_SIGMAS, head_size
+from posestream.models.poses import FramePoses
+from posestream.models.skeleton import EDGES, KEYPOINT_NAMES, NUM_KEYPOINTS, OKS_SIGMAS, head_size
 
 log = logging.getLogger(__name__)
 

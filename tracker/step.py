@@ -9,7 +9,7 @@ Per frame (t = ``state.frame_index``):
 
 1. **Association** (seed 000 Eq. 8): every active track (confirmed or tentative) against
    every detection with the preset's ``combined_cost`` (gated per term), solved by
-   ``tracker.assignment.assign``. Detections of any score may continue a track.
+   ``posestream.tracker.assignment.assign``. Detections of any score may continue a track.
 2. **Re-identification** by Human Embedding: the detections left over with score >=
    ``min_det_score`` against the active tracks left over and the gallery of lost tracks,
    by Psi_HE alone, gated at ``reid_max_distance``. A gallery match revives the lost
@@ -52,12 +52,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.poses import FramePoses
-from tracker.assignment import assign
-from tracker.config import TrackerConfig
-from tracker.costs import check_detection_fields, combined_cost, he_distance
-from tracker.detections import Detections, FrameInfo
-from tracker.state import CONFIRMED, TENTATIVE, Gallery, TrackerState, Tracks
+from posestream.models.poses import FramePoses
+from posestream.tracker.assignment import assign
+from posestream.tracker.config import TrackerConfig
+from posestream.tracker.costs import check_detection_fields, combined_cost, he_distance
+from posestream.tracker.detections import Detections, FrameInfo
+from posestream.tracker.state import CONFIRMED, TENTATIVE, Gallery, TrackerState, Tracks
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from tracker.state import StateFormatError, TrackerState
+from posestream.tracker.state import StateFormatError, TrackerState
 
 __all__ = ["MemoryStore", "RedisStore", "StaleStateError", "StateStore", "StoreUnavailableError"]
 

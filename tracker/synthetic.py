@@ -7,7 +7,7 @@ Per frame the generator emits ``Detections`` with noisy keypoints, HE (base + no
 re-normalised), SIE (the true centre + noise at every joint, like MoveNet's per-person
 centre), forward TIE (true centre at t - 1 + noise) and backward TIE (true centre at
 t + 1 + noise), and optional flickering false positives. This is the tracker's test
-bench; the image-level synthetic video lives in ``models.data``.
+bench; the image-level synthetic video lives in ``posestream.models.data``.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.poses import boxes_from_keypoints
-from models.skeleton import NUM_KEYPOINTS
-from tracker.detections import Detections, FrameInfo
+from posestream.models.poses import boxes_from_keypoints
+from posestream.models.skeleton import NUM_KEYPOINTS
+from posestream.tracker.detections import Detections, FrameInfo
 
 # A standing person facing the camera, (x, y) in units of body height, centred on the
 # mean of its joints (so the person's centre is exactly its position).

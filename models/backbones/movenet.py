@@ -1,7 +1,7 @@
 """MoveNet MultiPose Lightning in PyTorch: MobileNetV2 (width 1.5) + FPN + separable-conv heads.
 
 The network is rebuilt layer by layer from the TFLite graph of the pretrained model (see
-``models.weights.MOVENET_MULTIPOSE``) and computes what that graph computes:
+``posestream.models.weights.MOVENET_MULTIPOSE``) and computes what that graph computes:
 
 - input: RGB pixel values in [0, 255] as float, (B, 3, H, W), H and W multiples of 32;
   normalised inside as ``(x - mean) * scale - shift`` with the constants read from the
@@ -15,16 +15,16 @@ The network is rebuilt layer by layer from the TFLite graph of the pretrained mo
   resizing with half-pixel centres (TF ``align_corners=False, half_pixel_centers=True``,
   which is PyTorch's ``align_corners=False``), adds the lateral, and applies a separable
   conv (3x3 depthwise + bias, no activation; 1x1 pointwise + ReLU): 64->32, 32->24, 24->24.
-- heads (``models.heads.MOVENET_HEADS``), each on the 24-channel stride-4 features:
+- heads (``posestream.models.heads.MOVENET_HEADS``), each on the 24-channel stride-4 features:
   3x3 depthwise (no activation) -> 1x1 to 96 + ReLU -> 1x1 to the head's channels.
 
 ``forward`` returns the *raw* head maps plus ``"features"`` (B, 24, H/4, W/4); apply
-``models.heads.activate_all(MOVENET_HEADS, out)`` for sigmoid heatmaps / ReLU box sizes.
+``posestream.models.heads.activate_all(MOVENET_HEADS, out)`` for sigmoid heatmaps / ReLU box sizes.
 
 Weights: ``MoveNetMultiPose.from_tflite(path)`` maps every constant of the TFLite file onto
 the modules by name and shape, checks each convolution's stride, padding and fused
 activation against the module, and fails loudly on any unmapped parameter or unused
-tensor. Nothing from TensorFlow is needed (``models.tflite_reader``).
+tensor. Nothing from TensorFlow is needed (``posestream.models.tflite_reader``).
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.heads import MOVENET_HEADS, HeadSpec
-from models.tflite_reader import TFLiteModel
+from posestream.models.heads import MOVENET_HEADS, HeadSpec
+from posestream.models.tflite_reader import TFLiteModel
 
 log = logging.getLogger(__name__)
 
@@ -397,7 +397,7 @@ def load_tflite_weights(model: MoveNetMultiPose, tfl: TFLiteModel) -> None:
     padding for 3x3 kernels and fused activation; every module receives weights; the
     three input-normalisation constants and the x2 resize factors are read; every other
     constant of the file is consumed only by the built-in post-processing that
-    ``models.movenet_decode`` replaces. Anything else raises ``MoveNetWeightsError``.
+    ``posestream.models.movenet_decode`` replaces. Anything else raises ``MoveNetWeightsError``.
     """
     modules = model.tflite_layer_names()
     assigned: dict[str, int] = {}
@@ -558,14 +558,14 @@ def _postprocessing_constants(tfl: TFLiteModel, head_out_ops: set[int]) -> set[i
 class FrozenMoveNetFeatures(nn.Module):
     """MoveNet's pretrained MobileNetV2 + FPN as a frozen feature extractor (a SpatialNet backbone option).
 
-    The weights come from the fetched TFLite file (``models.weights``) every time the
+    The weights come from the fetched TFLite file (``posestream.models.weights``) every time the
     module is built; they never train (``requires_grad`` off, always in eval mode, run
     under ``no_grad``) and are left out of ``state_dict`` (and filled back in on
     ``load_state_dict``), so a checkpoint of a network that contains this module holds
     only what we trained and none of Google's weights.
 
     Args:
-        tflite_path: the MoveNet MultiPose TFLite file; None = ``models.weights.model_path()``.
+        tflite_path: the MoveNet MultiPose TFLite file; None = ``posestream.models.weights.model_path()``.
     Input: (B, 3, H, W) float RGB in [-1, 1] (``SpatialNet.normalise``), H and W multiples of 32.
     Output: (B, 24, H/4, W/4) FPN features (ReLU'd).
     """
@@ -573,7 +573,7 @@ class FrozenMoveNetFeatures(nn.Module):
     def __init__(self, tflite_path: str | Path | None = None) -> None:
         super().__init__()
         if tflite_path is None:  # the pinned file, hash-checked: the features must be the trained-on ones
-            from models.weights import MOVENET_MULTIPOSE, WeightsError, verify
+            from posestream.models.weights import MOVENET_MULTIPOSE, WeightsError, verify
 
             try:
                 tflite_path = verify(MOVENET_MULTIPOSE)

@@ -2,7 +2,7 @@
 
 One affine transform maps the source image onto the network input; keypoints go
 through the same matrix, and a horizontal flip also swaps left/right keypoints
-(``models.skeleton.flip_permutation``) so a left wrist stays a left wrist. Without
+(``posestream.models.skeleton.flip_permutation``) so a left wrist stays a left wrist. Without
 augmentation the transform is the aspect-preserving fit of the whole frame (centred,
 zero padding), the same one inference uses.
 """
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from models.skeleton import flip_permutation
+from posestream.models.skeleton import flip_permutation
 
 
 @dataclass(frozen=True)

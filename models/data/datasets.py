@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from models.data.augment import AugmentConfig, fit_affine, random_affine, transform_keypoints, warp_image
-from models.skeleton import NUM_KEYPOINTS
-from models.targets import TargetConfig, build_spatial_targets
+from posestream.models.data.augment import AugmentConfig, fit_affine, random_affine, transform_keypoints, warp_image
+from posestream.models.skeleton import NUM_KEYPOINTS
+from posestream.models.targets import TargetConfig, build_spatial_targets
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class SyntheticPoseSource:
 
     def __init__(self, seed_base: int, clips: int, frames: int, people: int = 5,
                  width: int = 640, height: int = 480, cache_clips: int = 256) -> None:  # fmt: skip
-        from models.data.synthetic import SyntheticConfig  # heavy module, imported on use
+        from posestream.models.data.synthetic import SyntheticConfig  # heavy module, imported on use
 
         self.seed_base, self.clips, self.frames = seed_base, clips, frames
         self._config = lambda seed: SyntheticConfig(seed=seed, frames=frames, people=people, width=width, height=height)
@@ -70,7 +70,7 @@ class SyntheticPoseSource:
         return self.clips * self.frames
 
     def clip(self, seed: int):  # noqa: ANN201 - SyntheticClip, imported lazily
-        from models.data.synthetic import SyntheticClip
+        from posestream.models.data.synthetic import SyntheticClip
 
         clip = self._cache.pop(seed, None)
         if clip is None:

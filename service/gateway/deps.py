@@ -10,10 +10,10 @@ from typing import Annotated
 import redis.asyncio as aioredis
 from fastapi import Depends, Request, WebSocket
 
-from service.gateway.errors import ApiError
-from service.gateway.metrics import GatewayMetrics
-from service.messages import RedisKeys
-from service.settings import Settings
+from posestream.service.gateway.errors import ApiError
+from posestream.service.gateway.metrics import GatewayMetrics
+from posestream.service.messages import RedisKeys
+from posestream.service.settings import Settings
 
 # Subprotocols a browser client may offer: ``posestream.v1`` (selected in the reply) and
 # ``apikey.<KEY>`` carrying the key, since browsers cannot set WebSocket headers.
@@ -29,7 +29,7 @@ class GatewayContext:
     redis: aioredis.Redis
     keys: RedisKeys
     metrics: GatewayMetrics
-    uploads: object  # service.gateway.uploads.UploadManager (typed loosely to avoid an import cycle)
+    uploads: object  # posestream.service.gateway.uploads.UploadManager (typed loosely to avoid an import cycle)
 
 
 def _context(request: Request) -> GatewayContext:

@@ -12,8 +12,8 @@ import json
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from service.gateway.errors import error_body
-from service.settings import Settings
+from posestream.service.gateway.errors import error_body
+from posestream.service.settings import Settings
 
 
 class JsonErrorH11Protocol(H11Protocol):

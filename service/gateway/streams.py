@@ -17,7 +17,7 @@ order: the JSON Lines frame object plus ``"seq"`` (the session's result number, 
 ``"dropped"`` (frames dropped on this connection so far) and, in ordered mode,
 ``"credit"``. A duplicate or decreasing index gets ``{"error": {"code":
 "frame_out_of_order", ...}}`` and is ignored; other bad input closes the socket (codes in
-``service.gateway.errors``). Only the image header is read here (size check); a frame
+``posestream.service.gateway.errors``). Only the image header is read here (size check); a frame
 whose body is corrupt comes back as a result with ``"error": {"code": "frame_failed"}``.
 
 Credit (ordered mode): ``credit`` is cumulative: the client may have sent at most
@@ -62,11 +62,11 @@ import redis.asyncio as aioredis
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from service.frames import ImageHeaderError, image_size
-from service.gateway import errors as E
-from service.gateway.deps import GatewayContext, WsCtx, key_is_valid, key_owner, ws_credentials
-from service.leases import RENEW_SCRIPT
-from service.messages import FrameJob, FrameResult
+from posestream.service.frames import ImageHeaderError, image_size
+from posestream.service.gateway import errors as E
+from posestream.service.gateway.deps import GatewayContext, WsCtx, key_is_valid, key_owner, ws_credentials
+from posestream.service.leases import RENEW_SCRIPT
+from posestream.service.messages import FrameJob, FrameResult
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import IO
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from service.gateway.errors import ApiError
+from posestream.service.gateway.errors import ApiError
 
 FILE_FIELD = "file"
 

@@ -41,12 +41,12 @@ import redis.asyncio as aioredis
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
-from models.data.video import VideoError, iter_video_frames, probe_video
-from models.poses import iter_jsonl
-from service.gateway.deps import Authorized, Ctx, GatewayContext, Owner
-from service.gateway.errors import ApiError
-from service.gateway.upload_io import receive_upload
-from service.leases import (
+from posestream.models.data.video import VideoError, iter_video_frames, probe_video
+from posestream.models.poses import iter_jsonl
+from posestream.service.gateway.deps import Authorized, Ctx, GatewayContext, Owner
+from posestream.service.gateway.errors import ApiError
+from posestream.service.gateway.upload_io import receive_upload
+from posestream.service.leases import (
     CREATE_HASH_SCRIPT,
     RELEASE_SCRIPT,
     RENEW_SCRIPT,
@@ -54,10 +54,10 @@ from service.leases import (
     XADD_IF_OWNER_SCRIPT,
     default_owner_id,
 )
-from service.messages import JOBS_GROUP, FrameJob, FrameResult, VideoStatus, VideoWarning
-from service.messages import ApiError as ApiErrorBody
-from service.render import render_video
-from service.video_checks import frame_too_large, truncation
+from posestream.service.messages import JOBS_GROUP, FrameJob, FrameResult, VideoStatus, VideoWarning
+from posestream.service.messages import ApiError as ApiErrorBody
+from posestream.service.render import render_video
+from posestream.service.video_checks import frame_too_large, truncation
 
 log = logging.getLogger(__name__)
 

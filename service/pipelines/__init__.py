@@ -1,1 +1,1 @@
-"""Concrete ``FramePipeline`` implementations (see ``service.pipeline``)."""
+"""Concrete ``FramePipeline`` implementations (see ``posestream.service.pipeline``)."""

@@ -4,7 +4,7 @@
 CLI) can be tested end to end on CPU without weights: it genuinely runs on the pixels
 (threshold on brightness, ``cv2.connectedComponentsWithStats``) and emits one pose per
 bright blob, its 17 keypoints laid out on the blob's box like a standing person, then
-hands those detections to the real tracker (``tracker.step.step``, OKS or IoU preset),
+hands those detections to the real tracker (``posestream.tracker.step.step``, OKS or IoU preset),
 so track ids, state and its serialisation are the production ones.
 
 Test clips for it show a few bright solid-colour discs/rectangles moving over a dark
@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from models.poses import FramePoses
-from models.skeleton import NUM_KEYPOINTS
-from service.pipeline import FrameInput, TrackerState
+from posestream.models.poses import FramePoses
+from posestream.models.skeleton import NUM_KEYPOINTS
+from posestream.service.pipeline import FrameInput, TrackerState
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def detect_blobs(rgb: np.ndarray, config: BlobDetectorConfig = BlobDetectorConfi
 
 
 class BlobPipeline:
-    """``FramePipeline``: ``detect_blobs`` per frame, then ``tracker.step.step`` per session.
+    """``FramePipeline``: ``detect_blobs`` per frame, then ``posestream.tracker.step.step`` per session.
 
     Args:
         tracker: tracker preset, "iou" or "oks" (the blobs carry no HE/TIE).
@@ -105,7 +105,7 @@ class BlobPipeline:
     """
 
     def __init__(self, tracker: str = "iou", detector: BlobDetectorConfig = BlobDetectorConfig(), **tracker_overrides: object) -> None:
-        from tracker.config import TrackerConfig
+        from posestream.tracker.config import TrackerConfig
 
         if tracker not in ("iou", "oks"):
             raise ValueError(f"the blob test pipeline supports the 'iou' and 'oks' trackers, not {tracker!r}")
@@ -116,9 +116,9 @@ class BlobPipeline:
     def process(
         self, batch: Sequence[FrameInput], states: Sequence[TrackerState | None]
     ) -> list[tuple[FramePoses, TrackerState]]:
-        from tracker.detections import Detections, FrameInfo
-        from tracker.state import TrackerState as _State
-        from tracker.step import step
+        from posestream.tracker.detections import Detections, FrameInfo
+        from posestream.tracker.state import TrackerState as _State
+        from posestream.tracker.step import step
 
         if len(batch) != len(states):
             raise ValueError(f"got {len(batch)} frames but {len(states)} states")

@@ -1,24 +1,24 @@
 """The real pipelines: pose estimator -> TemporalNet -> tracker step.
 
-Imports torch (through ``models.estimator``); only the worker and ``posestream track``
+Imports torch (through ``posestream.models.estimator``); only the worker and ``posestream track``
 import this module, inside their mains.
 
 Wired:
 
-- ``movenet`` (``models.estimator.PoseEstimator``) with every tracker of DESIGN.md: ``oks``,
+- ``movenet`` (``posestream.models.estimator.PoseEstimator``) with every tracker of DESIGN.md: ``oks``,
   ``iou`` and ``sie`` (keypoints and boxes only), and ``he``, ``tie``, ``he+tie`` with
-  TemporalNet's heads (``models.temporalnet``, checkpoint ``weights/temporalnet_movenet.pt``)
+  TemporalNet's heads (``posestream.models.temporalnet``, checkpoint ``weights/temporalnet_movenet.pt``)
   on stride-4 features of TemporalNet's training scale (``TemporalNetConfig.input_size``, 256)
   whatever ``input_sizes`` the estimator runs: the estimator's own pass at that scale when it
   runs one, else one extra undecoded pass at it (``PoseEstimator.feature_pass``; +25 % of a
   512 pass for a 256 one). HE boxes and TIE points come from the merged people of every scale.
-- ``spatialnet`` (``models.spatial_estimator.SpatialNetEstimator``, the seed-faithful path,
+- ``spatialnet`` (``posestream.models.spatial_estimator.SpatialNetEstimator``, the seed-faithful path,
   checkpoint ``SPATIALNET_WEIGHTS``) with ``oks``, ``iou`` and seed 000 Table 4's
   SpatialNet baselines ``sie``, ``ke`` and ``ke+sie``, which compare the network's own SIE
   and KE at the joints across frames; ``he``, ``tie`` and ``he+tie`` when a TemporalNet
   trained on that SpatialNet's features is present (``TEMPORALNET_SPATIAL_WEIGHTS``).
 
-What the tracker gets per frame t (``tracker.costs.psi_tie`` reads these):
+What the tracker gets per frame t (``posestream.tracker.costs.psi_tie`` reads these):
 
 - ``sie``: SpatialNet's SIE at each joint; for MoveNet (no SIE head) every joint holds its
   person's centre (``person_centre_sie``).
@@ -34,7 +34,7 @@ What the tracker gets per frame t (``tracker.costs.psi_tie`` reads these):
   the next frame replaces in the same way.
 
 Temporal context. TIE at frame t needs frame t-1's features, heatmaps and SIE
-(``models.temporalnet.TemporalContext``, fp16, ~270 kB for a 4:3 frame at 256). It is kept
+(``posestream.models.temporalnet.TemporalContext``, fp16, ~270 kB for a 4:3 frame at 256). It is kept
 **in the worker's memory**, per session, in a bounded LRU (``max_contexts`` sessions), and
 used only when it belongs to the frame with ``seq - 1``. We chose the worker over the
 Redis session store: 270 kB per frame written and read for every frame would be 50x the
@@ -56,12 +56,12 @@ from typing import Any
 
 import numpy as np
 
-from models.poses import FramePoses
-from service.pipeline import FrameInput, TrackerState
-from tracker.config import PRESET_TERMS, TrackerConfig
-from tracker.detections import Detections, person_centre_sie
-from tracker.state import TrackerState as _State
-from tracker.step import step
+from posestream.models.poses import FramePoses
+from posestream.service.pipeline import FrameInput, TrackerState
+from posestream.tracker.config import PRESET_TERMS, TrackerConfig
+from posestream.tracker.detections import Detections, person_centre_sie
+from posestream.tracker.state import TrackerState as _State
+from posestream.tracker.step import step
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +77,12 @@ class ModelPipeline:
     """``FramePipeline``: a batched pose estimator over all frames, TemporalNet, then one tracker step per frame per session.
 
     Args:
-        estimator: a loaded ``models.estimator.PoseEstimator`` or
-            ``models.spatial_estimator.SpatialNetEstimator``.
+        estimator: a loaded ``posestream.models.estimator.PoseEstimator`` or
+            ``posestream.models.spatial_estimator.SpatialNetEstimator``.
         model: ``"movenet"`` or ``"spatialnet"``: which estimator (for names and error messages;
             only SpatialNet has KE tags for the ``ke`` trackers).
         tracker_config: the tracker's thresholds and preset.
-        temporal: ``models.temporalnet.TemporalInference``; required by the ``he``, ``tie``
+        temporal: ``posestream.models.temporalnet.TemporalInference``; required by the ``he``, ``tie``
             and ``he+tie`` presets. The estimator must return the features of its
             ``config.input_size`` scale.
         max_contexts: sessions whose previous-frame TIE context is kept (least recently
@@ -198,7 +198,7 @@ def build_model_pipeline(
         return _build_spatialnet(config, input_sizes, device)
     if model != "movenet":
         raise ValueError(f"unknown model {model!r}; use movenet or spatialnet")
-    from models.estimator import EstimatorConfig, PoseEstimator
+    from posestream.models.estimator import EstimatorConfig, PoseEstimator
 
     sizes = (
         tuple(input_sizes) if input_sizes else EstimatorConfig().input_sizes
@@ -222,7 +222,7 @@ def build_model_pipeline(
 def _build_spatialnet(
     config: TrackerConfig, input_sizes: Sequence[int] | None, device: str, weights: Path = SPATIALNET_WEIGHTS
 ) -> ModelPipeline:
-    from models.spatial_estimator import SpatialEstimatorConfig, SpatialNetEstimator
+    from posestream.models.spatial_estimator import SpatialEstimatorConfig, SpatialNetEstimator
 
     if not weights.is_file():
         raise ValueError(
@@ -260,7 +260,7 @@ def _build_spatialnet(
 
 
 def load_temporal(path: Path, backbone: str) -> Any:
-    from models.temporalnet import TemporalInference
+    from posestream.models.temporalnet import TemporalInference
 
     temporal = TemporalInference.load(path)
     if temporal.config.backbone != backbone:
@@ -272,7 +272,7 @@ def load_temporal(path: Path, backbone: str) -> Any:
 
 
 def at_temporal_scale(estimator: Any, frames: Sequence[np.ndarray], est: Any, size: int) -> Any:
-    """``est`` (a ``models.estimator.EstimatorOutput`` of ``frames``) with the features, heatmaps,
+    """``est`` (a ``posestream.models.estimator.EstimatorOutput`` of ``frames``) with the features, heatmaps,
     canvas and transforms of long side ``size`` (TemporalNet's training scale): its own when the
     estimator returned that scale's, else those of one extra undecoded pass
     (``PoseEstimator.feature_pass``). The people (``est.poses``) are unchanged."""
@@ -283,7 +283,7 @@ def at_temporal_scale(estimator: Any, frames: Sequence[np.ndarray], est: Any, si
 
 
 def _long_side(lb: Any) -> int:
-    """The long side (input pixels) a ``models.estimator.Letterbox`` resized its frame to: the scale."""
+    """The long side (input pixels) a ``posestream.models.estimator.Letterbox`` resized its frame to: the scale."""
     return max(round(lb.frame_width * lb.scale_x), round(lb.frame_height * lb.scale_y))
 
 

@@ -8,7 +8,7 @@ fails is stepped with no detections), and ``seq`` counts a session's frames from
 inside the state, one version-checked write stores both: a redelivered frame is
 recognisable as done after any crash.
 
-Storage belongs to ``tracker.stores`` (the only code that touches state keys); this
+Storage belongs to ``posestream.tracker.stores`` (the only code that touches state keys); this
 module names the interface the worker needs and builds the store from the settings.
 """
 
@@ -18,9 +18,9 @@ from typing import Any
 
 import redis
 
-from service.messages import RedisKeys
-from service.settings import Settings
-from tracker.stores import RedisStore, StaleStateError, StateStore, StoreUnavailableError
+from posestream.service.messages import RedisKeys
+from posestream.service.settings import Settings
+from posestream.tracker.stores import RedisStore, StaleStateError, StateStore, StoreUnavailableError
 
 __all__ = ["SessionStore", "StaleStateError", "StoreUnavailableError", "build_session_store", "next_seq"]
 

@@ -23,7 +23,7 @@ Guarantees, and how they are kept:
   depth), result streams have a MAXLEN and a TTL, state has the session TTL, and
   consumers that vanished without pending jobs are removed from the group.
 
-Each worker records its own metrics (``service.worker.metrics``: frames, batches, stage
+Each worker records its own metrics (``posestream.service.worker.metrics``: frames, batches, stage
 latencies, re-queued and claimed jobs, errors); ``run_worker`` serves them over HTTP on
 ``worker_metrics_port``.
 """
@@ -42,14 +42,14 @@ import cv2
 import numpy as np
 import redis
 
-from models.poses import FramePoses
-from service.frames import ImageHeaderError, image_size
-from service.leases import RELEASE_SCRIPT, RENEW_SCRIPT, default_owner_id
-from service.messages import JOBS_GROUP, FrameJob, FrameResult, RedisKeys
-from service.pipeline import FrameInput, FramePipeline
-from service.settings import Settings
-from service.worker.metrics import MetricsServer, WorkerMetrics
-from service.worker.sessions import (
+from posestream.models.poses import FramePoses
+from posestream.service.frames import ImageHeaderError, image_size
+from posestream.service.leases import RELEASE_SCRIPT, RENEW_SCRIPT, default_owner_id
+from posestream.service.messages import JOBS_GROUP, FrameJob, FrameResult, RedisKeys
+from posestream.service.pipeline import FrameInput, FramePipeline
+from posestream.service.settings import Settings
+from posestream.service.worker.metrics import MetricsServer, WorkerMetrics
+from posestream.service.worker.sessions import (
     SessionStore,
     StaleStateError,
     StoreUnavailableError,
@@ -579,13 +579,13 @@ class Worker:
         return out
 
     def _empty_step(self, state: object | None, job: FrameJob) -> object:
-        from tracker.detections import Detections, FrameInfo
-        from tracker.state import TrackerState
-        from tracker.step import step
+        from posestream.tracker.detections import Detections, FrameInfo
+        from posestream.tracker.state import TrackerState
+        from posestream.tracker.step import step
 
         config = getattr(self.pipeline, "tracker_config", None)
         if config is None:
-            from tracker.config import TrackerConfig
+            from posestream.tracker.config import TrackerConfig
 
             config = TrackerConfig()
         info = FrameInfo(job.frame_index, job.timestamp, job.width, job.height)

@@ -1,7 +1,7 @@
 """Test clips for the service: bright discs and boxes moving over a dark background.
 
-Made with PyAV (``models.data.video.VideoWriter``, H.264 MP4). The blob test pipeline
-(``service.pipelines.blobs``) sees one "person" per shape; the shapes never touch, so a
+Made with PyAV (``posestream.models.data.video.VideoWriter``, H.264 MP4). The blob test pipeline
+(``posestream.service.pipelines.blobs``) sees one "person" per shape; the shapes never touch, so a
 correct tracker keeps exactly one id per shape for the whole clip.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.data.video import VideoWriter
+from posestream.models.data.video import VideoWriter
 
 COLOURS = ((255, 60, 60), (60, 255, 60), (80, 120, 255), (255, 220, 40))
 

@@ -14,7 +14,7 @@ import pytest
 import redis
 import uvicorn
 
-from service.settings import Settings
+from posestream.service.settings import Settings
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -63,8 +63,8 @@ class ServerThread:
     """A real uvicorn server for a gateway app on a loopback port, in a thread (``config``: more uvicorn options)."""
 
     def __init__(self, settings: Settings, **config: object) -> None:
-        from service.gateway.app import create_app
-        from service.gateway.http import uvicorn_options
+        from posestream.service.gateway.app import create_app
+        from posestream.service.gateway.http import uvicorn_options
 
         self.port = free_port()
         self.settings = settings
@@ -101,8 +101,8 @@ class WorkerThread:
     """A real ``Worker`` with an injected pipeline, in a thread."""
 
     def __init__(self, settings: Settings, pipeline: object | None = None, worker_id: str | None = None) -> None:
-        from service.pipeline import build_pipeline
-        from service.worker.worker import Worker
+        from posestream.service.pipeline import build_pipeline
+        from posestream.service.worker.worker import Worker
 
         self.worker = Worker(settings, pipeline or build_pipeline("blobs", settings.tracker), worker_id=worker_id)
         self.thread = threading.Thread(target=self.worker.run, daemon=True)

@@ -11,11 +11,11 @@ from typing import Any
 
 import httpx
 
-from service.settings import Settings
+from posestream.service.settings import Settings
 from tests.service.clips import jpeg, shapes_frame
 
-# The console entry point (``python -m service.cli`` would load service.cli twice).
-POSESTREAM = [sys.executable, "-c", "import sys; from service.cli import main; sys.exit(main())"]
+# The console entry point (``python -m posestream.service.cli`` would load posestream.service.cli twice).
+POSESTREAM = [sys.executable, "-c", "import sys; from posestream.service.cli import main; sys.exit(main())"]
 
 
 def settings_env(settings: Settings, *names: str) -> dict[str, str]:

@@ -6,14 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from models.data.video import iter_video_frames
-from models.poses import read_jsonl
+from posestream.models.data.video import iter_video_frames
+from posestream.models.poses import read_jsonl
 from tests.service.clips import write_clip
 from tests.service.helpers import lane_ids
 
 ROOT = Path(__file__).resolve().parents[2]
-# The console entry point (``python -m service.cli`` would load service.cli twice).
-POSESTREAM = [sys.executable, "-c", "import sys; from service.cli import main; sys.exit(main())"]
+# The console entry point (``python -m posestream.service.cli`` would load posestream.service.cli twice).
+POSESTREAM = [sys.executable, "-c", "import sys; from posestream.service.cli import main; sys.exit(main())"]
 
 
 def test_track_writes_json_lines_and_an_annotated_mp4(tmp_path: Path) -> None:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from models.poses import FramePoses, loads_frame
-from service.messages import FrameJob, FrameResult, RedisKeys, VideoStatus, VideoWarning
-from service.settings import Settings
+from posestream.models.poses import FramePoses, loads_frame
+from posestream.service.messages import FrameJob, FrameResult, RedisKeys, VideoStatus, VideoWarning
+from posestream.service.settings import Settings
 
 
 def test_frame_job_round_trips_through_redis_fields(redis_client, make_settings) -> None:
@@ -79,6 +79,6 @@ def test_every_setting_is_described() -> None:
 
 
 def test_gateway_does_not_import_torch() -> None:
-    code = "import sys, service.gateway.app, service.cli; service.gateway.app.create_app(); print('torch' in sys.modules)"
+    code = "import sys, posestream.service.gateway.app, posestream.service.cli; posestream.service.gateway.app.create_app(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "False"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from service.settings import Settings
+from posestream.service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""``service.frames.image_size``: JPEG/PNG sizes from headers, against real encoder output."""
+"""``posestream.service.frames.image_size``: JPEG/PNG sizes from headers, against real encoder output."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from service.frames import ImageHeaderError, image_size
+from posestream.service.frames import ImageHeaderError, image_size
 
 
 def _encode(ext: str, width: int, height: int, *params: int) -> bytes:

@@ -15,8 +15,8 @@ def test_movenet_pipeline_tracks_real_video(movenet_tflite: Path) -> None:
     pytest.importorskip("torch")
     if not VTEST.is_file():
         pytest.skip("vtest.avi (Debian opencv-doc) not installed")
-    from models.data.video import iter_video_frames
-    from service.pipeline import build_pipeline, run_frames
+    from posestream.models.data.video import iter_video_frames
+    from posestream.service.pipeline import build_pipeline, run_frames
 
     pipeline = build_pipeline("movenet", "oks", input_sizes=[512], device="cpu")
     frames = list(run_frames(pipeline, itertools.islice(iter_video_frames(VTEST), 6), batch_size=3))
@@ -37,8 +37,8 @@ def test_movenet_pipeline_tracks_real_video(movenet_tflite: Path) -> None:
 
 def test_he_tie_without_temporalnet_checkpoint_says_what_to_do(monkeypatch, tmp_path) -> None:  # noqa: ANN001
     pytest.importorskip("torch")
-    import service.pipelines.models as models_pipeline
-    from service.pipeline import build_pipeline
+    import posestream.service.pipelines.models as models_pipeline
+    from posestream.service.pipeline import build_pipeline
 
     monkeypatch.setattr(models_pipeline, "TEMPORALNET_WEIGHTS", tmp_path / "missing.pt")
     with pytest.raises(ValueError, match="posestream train temporal"):
@@ -52,9 +52,9 @@ def test_he_tie_pipeline_runs_with_the_checkpoints_calibrated_tracker_settings(
     pytest.importorskip("torch")
     import shutil
 
-    import service.pipelines.models as models_pipeline
-    from models.temporalnet import write_tracker_calibration
-    from service.pipeline import build_pipeline
+    import posestream.service.pipelines.models as models_pipeline
+    from posestream.models.temporalnet import write_tracker_calibration
+    from posestream.service.pipeline import build_pipeline
 
     copy = shutil.copy(temporalnet_checkpoint, tmp_path / "t.pt")
     write_tracker_calibration(copy, {"settings": {"gate_he": 2.5, "lambda_he": 0.75}})
@@ -69,8 +69,8 @@ def test_he_tie_pipeline_runs_with_the_checkpoints_calibrated_tracker_settings(
 def test_he_tie_pipeline_tracks_synthetic_video_with_two_sessions(temporalnet_checkpoint: Path) -> None:
     """MoveNet -> TemporalNet (HE, TIE) -> tracker; two interleaved sessions keep separate TIE contexts."""
     pytest.importorskip("torch")
-    from models.data.synthetic import SyntheticClip, crossing_scene, zoom_scene
-    from service.pipeline import FrameInput, build_pipeline
+    from posestream.models.data.synthetic import SyntheticClip, crossing_scene, zoom_scene
+    from posestream.service.pipeline import FrameInput, build_pipeline
 
     # The default sizes: at 256 alone the far person of clip a scores about the decoder's
     # min_pose_score in frame 0 and flip testing (on by default) can tip it under.

@@ -19,7 +19,7 @@ import httpx
 import pytest
 import redis
 
-from service.pipeline import build_pipeline
+from posestream.service.pipeline import build_pipeline
 from tests.service.clips import write_clip
 from tests.service.conftest import ServerThread, WorkerThread
 from tests.service.helpers import lane_ids
@@ -117,9 +117,9 @@ def test_an_upload_resumes_when_redis_lost_the_workers_last_state_saves(make_set
     # What a Redis host crash with appendfsync everysec can leave: the results of frames 2
     # and 3 reached the gateway (they are in poses.jsonl) but the worker's state saves after
     # them were lost, so the session waits for frame 2 while the upload resumes at frame 4.
-    from models.data.video import iter_video_frames
-    from service.messages import FrameJob, FrameResult, RedisKeys, VideoStatus
-    from service.worker.worker import Worker
+    from posestream.models.data.video import iter_video_frames
+    from posestream.service.messages import FrameJob, FrameResult, RedisKeys, VideoStatus
+    from posestream.service.worker.worker import Worker
     from tests.service.clips import jpeg
 
     settings = make_settings(upload_lease_ms=1500, upload_lease_renew_ms=300, upload_resume_interval_s=0.3)

@@ -1,7 +1,7 @@
 """Stream faults (issue 17): disconnects, resume, gateway restarts and SIGTERM, load, key isolation, huge frames.
 
 Real Redis, real gateways (uvicorn on loopback, in a thread or a subprocess), real blob
-workers and real ``websockets`` clients (``service.stream_client``).
+workers and real ``websockets`` clients (``posestream.service.stream_client``).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import redis
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from service.messages import FrameJob, FrameResult, RedisKeys
-from service.pipeline import DelayedPipeline, build_pipeline
-from service.stream_client import run_stream
-from service.worker.worker import decode_image
+from posestream.service.messages import FrameJob, FrameResult, RedisKeys
+from posestream.service.pipeline import DelayedPipeline, build_pipeline
+from posestream.service.stream_client import run_stream
+from posestream.service.worker.worker import decode_image
 from tests.service.clips import jpeg, shapes_frame
 from tests.service.conftest import ServerThread, WorkerThread, free_port
 from tests.service.helpers import POSESTREAM, settings_env

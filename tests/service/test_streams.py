@@ -10,7 +10,7 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from service.pipeline import DelayedPipeline, build_pipeline
+from posestream.service.pipeline import DelayedPipeline, build_pipeline
 from tests.service.conftest import ServerThread, WorkerThread
 from tests.service.helpers import frame_message, lane_ids
 

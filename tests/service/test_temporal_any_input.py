@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.data.real_clips import VTEST
+from posestream.models.data.real_clips import VTEST
 
 TRACKERS = ("he+tie", "he", "tie", "oks", "iou")
 SIZES = (("512",), ("256", "512", "640"), ())  # () = the estimator's default policy
@@ -34,7 +34,7 @@ def vtest() -> Path:
 def test_every_tracker_runs_with_every_input_size_list(
     tracker: str, sizes: tuple[str, ...], vtest: Path, temporalnet_checkpoint: Path, tmp_path: Path
 ) -> None:
-    from service.cli import main
+    from posestream.service.cli import main
 
     out = tmp_path / "poses.jsonl"
     args = ["track", str(vtest), "--tracker", tracker, "--max-frames", str(FRAMES), "--batch-size", "3",
@@ -60,8 +60,8 @@ def test_temporal_features_do_not_depend_on_the_scales_that_ran(vtest: Path, mov
 
     import torch
 
-    from models.data.video import iter_video_frames
-    from models.estimator import EstimatorConfig, PoseEstimator
+    from posestream.models.data.video import iter_video_frames
+    from posestream.models.estimator import EstimatorConfig, PoseEstimator
 
     torch.set_num_threads(1)
     frames = [rgb for _, _, rgb in itertools.islice(iter_video_frames(vtest), 2)]

@@ -15,8 +15,8 @@ import av
 import httpx
 import pytest
 
-from models.data.video import iter_video_frames
-from service.cli_service import EXIT_TRUNCATED
+from posestream.models.data.video import iter_video_frames
+from posestream.service.cli_service import EXIT_TRUNCATED
 from tests.service.conftest import ServerThread, WorkerThread
 from tests.service.helpers import POSESTREAM, wait_video
 

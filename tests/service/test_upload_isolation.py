@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from service.messages import RedisKeys
+from posestream.service.messages import RedisKeys
 from tests.service.clips import write_clip
 from tests.service.conftest import ServerThread, WorkerThread
 from tests.service.helpers import wait_video

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import redis
 
-from service.messages import FrameJob, RedisKeys
+from posestream.service.messages import FrameJob, RedisKeys
 from tests.service.clips import write_clip
 from tests.service.conftest import ServerThread, WorkerThread
 from tests.service.helpers import wait_video

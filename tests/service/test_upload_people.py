@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.settings import Settings
+from posestream.service.settings import Settings
 from tests.service.conftest import ServerThread, WorkerThread
 from tests.service.helpers import wait_video
 
@@ -35,9 +35,9 @@ def test_uploaded_synthetic_clip_tracks_match_ground_truth(
     temporalnet_checkpoint: Path,
 ) -> None:
     pytest.importorskip("torch")
-    from models.data.synthetic import SyntheticConfig, write_synthetic_clip
-    from service.cli import main
-    from service.pipeline import build_pipeline
+    from posestream.models.data.synthetic import SyntheticConfig, write_synthetic_clip
+    from posestream.service.cli import main
+    from posestream.service.pipeline import build_pipeline
 
     video, gt = write_synthetic_clip(tmp_path / "clip", SyntheticConfig(seed=4242, frames=40, people=4))
     settings = make_settings(model="movenet", tracker="he+tie")

@@ -17,9 +17,9 @@ import httpx
 import pytest
 import redis
 
-from service.messages import RedisKeys, VideoStatus
-from service.pipeline import build_pipeline
-from service.settings import Settings
+from posestream.service.messages import RedisKeys, VideoStatus
+from posestream.service.pipeline import build_pipeline
+from posestream.service.settings import Settings
 from tests.service.clips import write_clip
 from tests.service.conftest import ServerThread, WorkerThread, free_port
 from tests.service.helpers import POSESTREAM, lane_ids, settings_env, wait_video

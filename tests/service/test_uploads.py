@@ -8,8 +8,8 @@ from pathlib import Path
 
 import httpx
 
-from models.data.video import iter_video_frames
-from models.poses import loads_frame
+from posestream.models.data.video import iter_video_frames
+from posestream.models.poses import loads_frame
 from tests.service.clips import write_clip
 from tests.service.conftest import ServerThread, WorkerThread
 from tests.service.helpers import lane_ids, wait_video

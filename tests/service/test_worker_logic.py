@@ -7,9 +7,9 @@ import json
 import pytest
 import redis
 
-from service.messages import JOBS_GROUP, FrameJob, FrameResult, RedisKeys
-from service.pipeline import build_pipeline
-from service.worker.worker import Worker
+from posestream.service.messages import JOBS_GROUP, FrameJob, FrameResult, RedisKeys
+from posestream.service.pipeline import build_pipeline
+from posestream.service.worker.worker import Worker
 from tests.service.clips import jpeg, shapes_frame
 
 

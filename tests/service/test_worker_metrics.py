@@ -13,8 +13,8 @@ import httpx
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.messages import FrameJob, RedisKeys
-from service.settings import Settings
+from posestream.service.messages import FrameJob, RedisKeys
+from posestream.service.settings import Settings
 from tests.service.clips import jpeg, shapes_frame
 from tests.service.conftest import free_port
 from tests.service.helpers import POSESTREAM, settings_env

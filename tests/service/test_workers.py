@@ -13,7 +13,7 @@ from pathlib import Path
 import redis
 import websockets
 
-from service.settings import Settings
+from posestream.service.settings import Settings
 from tests.service.conftest import ServerThread
 from tests.service.helpers import POSESTREAM, frame_message, lane_ids
 
