@@ -24,6 +24,7 @@ FROM base AS gateway-build
 COPY docker/requirements-gateway.txt /tmp/requirements-gateway.txt
 RUN pip install -r /tmp/requirements-gateway.txt
 COPY pyproject.toml README.md ./
+COPY posestream ./posestream
 COPY models ./models
 COPY tracker ./tracker
 COPY service ./service
@@ -48,6 +49,7 @@ ARG TORCH_SPEC
 ARG TORCH_INDEX
 RUN pip install --index-url "${TORCH_INDEX}" "${TORCH_SPEC}"
 COPY pyproject.toml README.md ./
+COPY posestream ./posestream
 COPY models ./models
 COPY tracker ./tracker
 COPY service ./service
