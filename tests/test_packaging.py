@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -158,10 +159,21 @@ def _venv_site_packages(venv: Path) -> Path:
     return Path(sysconfig.get_path("purelib", vars={"base": str(venv), "platbase": str(venv)}))
 
 
-def _build_wheel(dist: Path) -> Path:
-    """``pip wheel`` of the checkout (no isolation: the build uses this interpreter's setuptools)."""
+def _build_wheel(tmp: Path) -> Path:
+    """``pip wheel`` of a clean copy of the sources (no isolation: the build uses this interpreter's setuptools).
+
+    A copy, because an in-tree build leaves ``build/lib`` behind, and setuptools packs what is
+    there: a module deleted since the last build would still be in the next wheel.
+    """
+    src = tmp / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, src / name)
+    for folder in MAPPED.values():
+        shutil.copytree(ROOT / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    dist = tmp / "dist"
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(src)],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -188,7 +200,7 @@ def test_wheel_installs_non_editable_and_tracks_a_clip(
     from posestream.service.cli import main
 
     assert ROOT not in tmp_path.parents, "the venv must live outside the checkout"
-    wheel = _build_wheel(tmp_path / "dist")
+    wheel = _build_wheel(tmp_path)
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
@@ -216,7 +228,15 @@ def test_wheel_installs_non_editable_and_tracks_a_clip(
         "service/pipelines/models.py",
     ):
         assert (installed / rel).is_file(), f"{rel} missing from the installed wheel"
-    for generic in ("models", "tracker", "service"):
+    in_wheel = sorted(str(p.relative_to(installed)) for p in installed.rglob("*.py"))
+    in_checkout = sorted(
+        "/".join([*package.split(".")[1:], *path.relative_to(ROOT / folder).parts])
+        for package, folder in MAPPED.items()
+        for path in (ROOT / folder).rglob("*.py")
+        if "__pycache__" not in path.parts
+    )
+    assert in_wheel == in_checkout, "the wheel's modules differ from the checkout's"
+    for generic in BARE:
         assert not (venv_site / generic).exists(), f"the wheel installed a top-level {generic}/"
 
     outside = tmp_path / "elsewhere"
