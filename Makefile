@@ -49,8 +49,8 @@ demo: $(STAMP)
 
 ## lint: ruff check and ruff format --check over the code (what CI runs)
 lint: $(STAMP)
-	$(BIN)/ruff check $(LINT_PATHS)
-	$(BIN)/ruff format --check $(LINT_PATHS)
+	@# both run, so one CI log shows every lint and format finding; fails if either failed
+	$(BIN)/ruff check $(LINT_PATHS); status=$$?; $(BIN)/ruff format --check $(LINT_PATHS) && exit $$status
 
 ## format: apply ruff's formatter and its safe fixes (imports) to the code
 format: $(STAMP)
