@@ -111,6 +111,7 @@ def test_temporalnet_trains_on_spatialnet_features_and_tracks(tmp_path):
     assert pipe.name == "spatialnet/he+tie"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tracker", ["ke+sie", "he+tie"])
 def test_track_with_the_shipped_spatialnet_follows_synthetic_people(tmp_path, movenet_tflite, tracker):
     """`posestream track --model spatialnet` on a held-out synthetic video: one line per frame, ids that track."""

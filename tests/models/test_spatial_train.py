@@ -242,6 +242,7 @@ def test_oracles_from_one_pass_score_as_separate_evaluations(tmp_path):
     assert evaluate(read_jsonl(tmp_path / "gt.jsonl"), read_jsonl(tmp_path / "pred.jsonl"))["AP"] == together["network"]["AP"]
 
 
+@pytest.mark.slow
 def test_train_decode_cli_retunes_stored_weights_and_rejects_bad_input(tmp_path, capsys):
     """``posestream train decode`` re-chooses the decoding of existing weights without training."""
     import json

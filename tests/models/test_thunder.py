@@ -283,6 +283,7 @@ def _tfjs_reference(model_json: Path, crops: np.ndarray, tmp_path: Path) -> np.n
     return np.array([line["values"] for line in lines], np.float32).reshape(len(crops), 17, 3)
 
 
+@pytest.mark.slow
 @pytest.mark.weights
 def test_parity_with_tfjs_on_real_crops(thunder_json: Path, thunder, vtest_frame200, tmp_path: Path) -> None:  # noqa: F811
     from posestream.models.refine import crop_batch

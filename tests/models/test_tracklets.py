@@ -92,6 +92,7 @@ def test_clip_specs() -> None:
             parse_clip_spec(bad)
 
 
+@pytest.mark.slow
 @pytest.mark.weights
 def test_real_clip_fine_tuning_is_resumable_and_records_a_learning_curve(
     temporalnet_checkpoint, tmp_path  # noqa: ANN001

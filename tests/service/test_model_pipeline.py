@@ -65,6 +65,7 @@ def test_he_tie_pipeline_runs_with_the_checkpoints_calibrated_tracker_settings(
     assert build_pipeline("movenet", "oks", input_sizes=[256], device="cpu").tracker_config.gate_he == 1.0
 
 
+@pytest.mark.slow
 @pytest.mark.weights
 def test_he_tie_pipeline_tracks_synthetic_video_with_two_sessions(temporalnet_checkpoint: Path) -> None:
     """MoveNet -> TemporalNet (HE, TIE) -> tracker; two interleaved sessions keep separate TIE contexts."""

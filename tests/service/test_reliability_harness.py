@@ -52,6 +52,7 @@ def test_one_kill_round_loses_no_accepted_frame(fault: str) -> None:
     assert row["pass"] and _pass_column(line) == "yes", line
 
 
+@pytest.mark.slow
 def test_memory_soak_short_is_flat() -> None:
     m = reliability.memory_soak(frames=2000, streams=4, workers=2, sample_s=1.0, results_maxlen=100)
     assert m["answered"] == m["sent"] == 2000 and m["bad_closes"] == 0, m

@@ -16,7 +16,7 @@ import pytest
 from posestream.models.data.real_clips import VTEST
 
 TRACKERS = ("he+tie", "he", "tie", "oks", "iou")
-SIZES = (("512",), ("256", "512", "640"), ())  # () = the estimator's default policy
+SIZES = (("512",), pytest.param(("256", "512", "640"), marks=pytest.mark.slow), ())  # () = the default policy
 FRAMES = 6
 
 

@@ -53,6 +53,7 @@ def _queued(client: redis.Redis, keys: RedisKeys, session: str | None = None) ->
     return [j for j in jobs if session is None or j.session == session]
 
 
+@pytest.mark.slow
 def test_a_4000x4000_upload_keeps_its_queued_bytes_bounded(make_settings, redis_client, big_clip: Path) -> None:
     # Bound: the jobs stream holds at most upload_inflight_bytes of images, plus one frame
     # (a frame is queued once the ones before it leave room, or alone).

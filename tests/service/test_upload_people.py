@@ -27,6 +27,7 @@ from tests.service.helpers import wait_video
 MOTA_FLOOR = 0.45
 
 
+@pytest.mark.slow
 @pytest.mark.weights
 def test_uploaded_synthetic_clip_tracks_match_ground_truth(
     make_settings: Callable[..., Settings],

@@ -95,6 +95,7 @@ def test_state_copies_caller_arrays():
     assert built.ids.tolist() == [7]
 
 
+@pytest.mark.slow
 def test_size_stays_bounded_over_10000_frames():
     cfg = TrackerConfig(preset="he", max_tracks=16, gallery_size=8, gallery_max_age=300, max_missed=10)
     e = 16

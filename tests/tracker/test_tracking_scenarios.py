@@ -135,6 +135,7 @@ def _main_id(ids: list[int], min_frames: int = 5) -> int:
     return Counter(ids).most_common(1)[0][0]
 
 
+@pytest.mark.slow
 def test_two_people_cross_and_keep_their_ids(pipeline) -> None:  # noqa: ANN001
     gts, preds = _track(pipeline, crossing_scene(frames=70), "crossing")
     before = [_main_id(_ids(gts, preds, p, range(0, 20))) for p in (0, 1)]
@@ -143,6 +144,7 @@ def test_two_people_cross_and_keep_their_ids(pipeline) -> None:  # noqa: ANN001
     assert after == before
 
 
+@pytest.mark.slow
 def test_fully_occluded_for_20_frames_gets_its_id_back(pipeline) -> None:  # noqa: ANN001
     gts, preds = _track(
         pipeline, occlusion_scene(frames=80, hidden_frames=20), "occlusion", gt_detections=True
@@ -154,6 +156,7 @@ def test_fully_occluded_for_20_frames_gets_its_id_back(pipeline) -> None:  # noq
     assert after == before
 
 
+@pytest.mark.slow
 def test_person_leaving_and_reentering_gets_the_same_id(pipeline) -> None:  # noqa: ANN001
     gts, preds = _track(pipeline, reentry_scene(), "reentry")
     present = [
@@ -171,6 +174,7 @@ def test_person_leaving_and_reentering_gets_the_same_id(pipeline) -> None:  # no
     assert after == before != waver
 
 
+@pytest.mark.slow
 def test_camera_zoom_does_not_swap_ids(pipeline) -> None:  # noqa: ANN001
     gts, preds = _track(pipeline, zoom_scene(frames=60), "zoom", gt_detections=True)
     before = [_main_id(_ids(gts, preds, p, range(0, 15))) for p in range(3)]
