@@ -1,6 +1,6 @@
 """One online tracking step: associate a frame's detections with the tracks, run the lifecycle.
 
-``step(state, detections, config) -> (new_state, tracked)`` is a pure function: it reads
+``step(state, poses, config) -> (new_state, poses with track ids)`` is a pure function: it reads
 its inputs (all treated as immutable; the state's arrays are read-only) and returns a
 new state, so the same state and detections always give the same result, also after
 the state went through ``to_bytes`` / ``from_bytes`` or a state store.
@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -56,67 +55,31 @@ from posestream.models.poses import FramePoses
 from posestream.tracker.assignment import assign
 from posestream.tracker.config import TrackerConfig
 from posestream.tracker.costs import check_detection_fields, combined_cost, he_distance
-from posestream.tracker.detections import Detections, FrameInfo
 from posestream.tracker.state import CONFIRMED, TENTATIVE, Gallery, TrackerState, Tracks
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Tracked", "step"]
+__all__ = ["step"]
 
 
-@dataclass(frozen=True, eq=False)
-class Tracked:
-    """A frame's detections with their track ids, in detection order.
-
-    Attributes:
-        keypoints: (N, 17, 3) float32, as given in the detections.
-        boxes: (N, 4) float32.
-        scores: (N,) float32.
-        track_ids: (N,) int64; -1 for a detection without a (reported) track.
-        detection_index: (N,) int64, the index of each row in the input detections
-            (the identity: the output keeps the detection order).
-        frame: the detections' ``FrameInfo``, if they had one.
-    """
-
-    keypoints: np.ndarray
-    boxes: np.ndarray
-    scores: np.ndarray
-    track_ids: np.ndarray
-    detection_index: np.ndarray
-    frame: FrameInfo | None = None
-
-    def __len__(self) -> int:
-        return int(self.track_ids.shape[0])
-
-    def to_frame_poses(self, frame: FrameInfo | None = None) -> FramePoses:
-        """The pose contract's ``FramePoses`` with track ids (``frame`` overrides ``self.frame``)."""
-        info = frame or self.frame
-        if info is None:
-            raise ValueError(
-                "these detections carry no FrameInfo; pass frame=FrameInfo(frame_index, timestamp, width, height) "
-                "or build them with Detections.from_frame_poses"
-            )
-        return FramePoses(
-            info.frame_index, info.timestamp, info.width, info.height,
-            self.keypoints, self.boxes, self.scores, self.track_ids,
-        )  # fmt: skip
-
-
-def step(state: TrackerState, detections: Detections, config: TrackerConfig) -> tuple[TrackerState, Tracked]:
+def step(state: TrackerState, poses: FramePoses, config: TrackerConfig) -> tuple[TrackerState, FramePoses]:
     """Track one frame (see the module docstring for the algorithm and the id policy).
 
     Args:
         state: the session's state after the previous frame (``TrackerState.initial()``
             for a new session). Not modified.
-        detections: this frame's N people; the preset's optional fields are required
+        poses: this frame's N detected people (keypoints, boxes and scores finite); the
+            preset's optional per-person arrays (``embeddings``, ``sie``, ...) are required
             when N > 0 (``ValueError`` naming the preset otherwise).
         config: thresholds and weights.
     Returns:
-        The new state and the (N,) track ids of the detections, in detection order.
+        The new state and ``poses.with_track_ids(ids)``: the same people in the same
+        order, each with its (reported) track id or -1.
     """
-    dets = detections
+    dets = poses
     n_det = len(dets)
     t = state.frame_index
+    _check_finite(dets)
     if n_det:
         check_detection_fields(dets, config)
     tracks, gallery = _adopt_dims(state, dets)
@@ -293,10 +256,14 @@ def step(state: TrackerState, detections: Detections, config: TrackerConfig) -> 
     track_ids[match_d] = ids[match_t]
     if len(new_d):
         track_ids[new_d] = new_tracks.ids[n_kept:]
-    tracked = Tracked(
-        dets.keypoints, dets.boxes, dets.scores, track_ids, np.arange(n_det, dtype=np.int64), dets.frame
-    )
-    return new_state, tracked
+    return new_state, dets.with_track_ids(track_ids)
+
+
+def _check_finite(poses: FramePoses) -> None:
+    """``ValueError`` unless the keypoints, boxes and scores are finite (the costs need them so)."""
+    for name in ("keypoints", "boxes", "scores"):
+        if not np.isfinite(getattr(poses, name)).all():
+            raise ValueError(f"{name} contains NaN or infinity; the tracker needs finite values")
 
 
 def _next_gallery(
@@ -334,7 +301,7 @@ def _next_gallery(
     )  # fmt: skip
 
 
-def _adopt_dims(state: TrackerState, dets: Detections) -> tuple[Tracks, Gallery]:
+def _adopt_dims(state: TrackerState, dets: FramePoses) -> tuple[Tracks, Gallery]:
     """The state's tracks and gallery, padded with NaN to the HE/KE sizes of the detections."""
     tracks, gallery = state.tracks, state.gallery
     e_s, e_d = state.embedding_dim, dets.embedding_dim
