@@ -40,7 +40,8 @@ from benchmarks.results import record_section  # noqa: E402
 from posestream.models.data.augment import fit_affine, transform_keypoints, warp_image  # noqa: E402
 from posestream.models.pgg import pgg_memory_bytes  # noqa: E402
 from posestream.models.targets import TargetConfig, build_spatial_targets  # noqa: E402
-from posestream.models.train import load_spatialnet, synthetic_frames  # noqa: E402
+from posestream.models.checkpoints import load_spatialnet  # noqa: E402
+from posestream.models.train import synthetic_frames  # noqa: E402
 
 _CHILD = """
 import json, resource, sys, torch

@@ -78,7 +78,7 @@ REFERENCE_AP_SPEC = "tflite-512"
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(N, 4) x (M, 4) boxes (x1, y1, x2, y2) -> (N, M) IoU."""
-    from posestream.models.estimator import box_iou
+    from posestream.models.geometry import box_iou
 
     return box_iou(a, b)
 

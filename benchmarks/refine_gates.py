@@ -43,7 +43,7 @@ CROWD_IOU = 0.1
 
 def crowded_image_ids(coco: dict, iou: float = CROWD_IOU) -> list[int]:
     """Ids of the set's images in which some labelled person's box IoU with another exceeds ``iou``."""
-    from posestream.models.estimator import box_iou
+    from posestream.models.geometry import box_iou
 
     boxes: dict[int, list[list[float]]] = {}
     for a in coco["annotations"]:
@@ -123,7 +123,7 @@ class CachedPipeline:
 
     def _multipose(self, key: str, rgb: np.ndarray) -> tuple:
         if key not in self.multipose:
-            from posestream.models.estimator import box_iou
+            from posestream.models.geometry import box_iou
 
             t0 = time.perf_counter()
             fp = self.estimator([rgb]).poses[0]

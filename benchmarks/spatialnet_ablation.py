@@ -14,7 +14,7 @@ number of optimiser steps on the very same batches, from the same initial weight
 
 The variants train in lockstep, one batch at a time, so the synthetic rendering (a
 large part of a CPU step) is paid once for all five. Every variant is then scored by
-``posestream.models.train.evaluate_spatialnet`` (``posestream.tracker.evaluation``, the code behind
+``posestream.models.train.evaluate_spatialnet`` (``posestream.tracker.metrics``, the code behind
 ``posestream eval``) on held-out clips whose seeds are never used in training.
 
 Run from the repository root (one thread, about 2 s per lockstep step on a small CPU)::
@@ -60,6 +60,7 @@ from posestream.models.train import (  # noqa: E402
     evaluate_spatialnet,
     load_train_config,
 )
+from posestream.tracker.metrics import evaluate  # noqa: E402
 
 # name -> (use_ke, use_aux, use_sie); PGG is added to the last one by fine-tuning.
 VARIANTS: dict[str, tuple[bool, bool, bool]] = {
@@ -169,9 +170,11 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict]:
         r = runs[name]
         r.net.eval()
         t0 = time.perf_counter()
-        metrics = evaluate_spatialnet(r.net, seeds, args.eval_frames, size, torch.device("cpu"))
+        metrics = evaluate_spatialnet(r.net, seeds, args.eval_frames, size, torch.device("cpu"), evaluate=evaluate)
         # The ground truth's heatmaps in place of the variant's (exact peaks) isolate its grouping.
-        grouping = evaluate_spatialnet(r.net, seeds, args.eval_frames, size, torch.device("cpu"), gt_heatmaps=True)
+        grouping = evaluate_spatialnet(
+            r.net, seeds, args.eval_frames, size, torch.device("cpu"), gt_heatmaps=True, evaluate=evaluate
+        )
         rows.append({"variant": name, **metrics, "gt_heat": grouping, "train_s": r.seconds,
                      "eval_s": time.perf_counter() - t0, "steps": r.steps, "paper": PAPER_AP[name]})  # fmt: skip
         if args.save_dir:
@@ -245,7 +248,7 @@ def _write_results(path: Path, rows: list[dict], info: dict, command: str) -> No
         f"- training data: synthetic clips seeds {s.seed_base}..{s.seed_base + s.clips - 1} ({s.frames} frames, "
         f"{s.people} people, {s.width}x{s.height}); held-out: seeds {', '.join(map(str, info['seeds']))} "
         f"(never used in training), whole frames fitted into {info['size'][0]}x{info['size'][1]}; "
-        "AP/AR from `posestream.tracker.evaluation` (the code behind `posestream eval`).",
+        "AP/AR from `posestream.tracker.metrics` (the code behind `posestream eval`).",
         "- `AP, GT heatmaps`: the same networks decoded with the ground truth's heatmaps in place of their "
         "own (exact peaks), which isolates the grouping by KE / SIE / PGG that the variants differ in.",
         f"- wall time: {info['train_wall']:.0f} s of lockstep training ({info['data_s']:.0f} s of it rendering and "

@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.results import record_section  # noqa: E402
 from posestream.models.data.augment import fit_affine, warp_image  # noqa: E402
-from posestream.models.train import load_spatialnet  # noqa: E402
+from posestream.models.checkpoints import load_spatialnet  # noqa: E402
 
 
 @torch.inference_mode()

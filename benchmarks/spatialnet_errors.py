@@ -54,8 +54,10 @@ from posestream.models.skeleton import (  # noqa: E402
     VIS_VISIBLE,
     flip_permutation,
 )
-from posestream.models.train import evaluate_spatialnet_oracles, load_spatialnet  # noqa: E402
-from posestream.tracker.evaluation import PART_GROUPS, keypoint_similarity, oks_matrix  # noqa: E402
+from posestream.models.checkpoints import load_spatialnet  # noqa: E402
+from posestream.models.train import evaluate_spatialnet_oracles  # noqa: E402
+from posestream.models.geometry import keypoint_similarity, oks_matrix  # noqa: E402
+from posestream.tracker.metrics import PART_GROUPS, evaluate  # noqa: E402
 
 # column -> (gt_heatmaps, gt_embeddings)
 ORACLES: dict[str, tuple[bool, bool]] = {
@@ -75,7 +77,7 @@ def matched_people(
     gt_path: Path, pred_path: Path, min_oks: float = 0.5
 ) -> list[tuple[np.ndarray, np.ndarray, float]]:
     """Each ground-truth person with its best prediction (by OKS, box-area scale as in
-    ``posestream.tracker.evaluation``); pairs under ``min_oks`` are left out.
+    ``posestream.tracker.metrics``); pairs under ``min_oks`` are left out.
 
     Returns:
         (ground truth (17, 3) with visibility, prediction (17, 3), box area in pixels^2) per pair.
@@ -85,7 +87,7 @@ def matched_people(
         if len(gt.keypoints) == 0 or len(pred.keypoints) == 0:
             continue
         areas = (gt.boxes[:, 2] - gt.boxes[:, 0]) * (gt.boxes[:, 3] - gt.boxes[:, 1])
-        oks = oks_matrix(gt.keypoints, gt.boxes, areas, pred.keypoints)
+        oks = oks_matrix(gt.keypoints, pred.keypoints, areas, ref_boxes=gt.boxes)
         for g in np.nonzero(oks.max(axis=1) >= min_oks)[0]:
             out.append((gt.keypoints[g], pred.keypoints[oks[g].argmax()], float(areas[g])))
     return out
@@ -174,7 +176,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             # One network pass per frame, decoded four ways; "network" (first) is written to tmp.
             scores = evaluate_spatialnet_oracles(net, seeds, args.frames, size, torch.device("cpu"), ORACLES,
-                                                 write_dir=tmp)  # fmt: skip
+                                                 write_dir=tmp, evaluate=evaluate)  # fmt: skip
             matched = matched_people(Path(tmp) / "gt.jsonl", Path(tmp) / "pred.jsonl")
         terms, mirrors = joint_terms(matched), mirror_confusion(matched)
         name = weights.relative_to(ROOT) if weights.is_relative_to(ROOT) else weights
@@ -209,7 +211,7 @@ def main() -> None:
             f"- command: `{command}`",
             f"- held-out synthetic clips {args.seeds}, first {args.frames} frames each, whole 640x480 frames "
             f"fitted into {size[0]}x{size[1]}; each checkpoint's own decode settings; COCO keypoint AP "
-            "(`posestream.tracker.evaluation`). `GT heatmaps`: exact peaks, the network's KE/SIE group them (the grouping's "
+            "(`posestream.tracker.metrics`). `GT heatmaps`: exact peaks, the network's KE/SIE group them (the grouping's "
             "share); `GT embeddings`: the network's heatmaps grouped by ground-truth tags and SIE (the detection "
             "and localisation's share; an upper bound, since missing joints can only be filled where the "
             "ground-truth tags are, near the true joint); `both`: the decoder's round trip.",

@@ -22,7 +22,7 @@ synthetic seeds from 5000 up, its card's ``train_seeds``, which the recorded tex
   ``reentry_scene``, ``zoom_scene``.
 
 Metrics pool all clips into one sequence (ids offset per clip) and come from
-``posestream.tracker.evaluation.evaluate`` (py-motmetrics, OKS >= 0.5 matching).
+``posestream.tracker.metrics.evaluate`` (py-motmetrics, OKS >= 0.5 matching).
 
 ``--model spatialnet`` runs the seed-faithful path instead: detections from the shipped
 SpatialNet (``SpatialNetEstimator`` at input 512), HE / TIE from
@@ -82,7 +82,7 @@ from posestream.service.pipelines.models import (  # noqa: E402
     load_temporal,
 )
 from posestream.tracker.config import TrackerConfig  # noqa: E402
-from posestream.tracker.evaluation import evaluate  # noqa: E402
+from posestream.tracker.metrics import evaluate  # noqa: E402
 
 log = logging.getLogger("tracking_ablation")
 PRESETS = ("oks", "iou", "sie", "he", "tie", "he+tie")

@@ -49,10 +49,10 @@ from posestream.models.movenet_decode import (
     PoseRescorer,
     decode,
     fuse_maps,
-    oks_matrix,
     pose_nms,
     resample_maps,
 )
+from posestream.models.geometry import box_iou, oks_matrix
 from posestream.models.poses import UNTRACKED, FramePoses
 from posestream.models.refine import RefineConfig, ThunderRefiner
 from posestream.models.skeleton import NUM_KEYPOINTS
@@ -64,7 +64,6 @@ __all__ = [
     "EstimatorOutput",
     "Letterbox",
     "PoseEstimator",
-    "box_iou",
     "frame_batch",
     "letterbox",
     "merge_by_confidence",
@@ -498,18 +497,6 @@ class PoseEstimator:
             rgb, poses.keypoints, poses.boxes, poses.scores, box_iou(poses.boxes, poses.boxes)
         )
         return replace(poses, keypoints=keypoints)
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(N, 4) x (M, 4) boxes (x1, y1, x2, y2) -> (N, M) intersection over union."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    inter = iw * ih
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
 def merge_scales(

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from posestream.models.skeleton import head_size
+from posestream.models.geometry import head_size
 
 # The six ordinal tasks of seed 000 section 3.1.1, in channel order.
 ORDINAL_TASKS: tuple[str, ...] = ("l2r", "r2l", "t2b", "b2t", "f2n", "n2f")
@@ -165,7 +165,7 @@ def ordinal_targets(joints: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """Sort keys of each person for the six ordinal tasks.
 
     Centroid x for l2r/r2l, centroid y for t2b/b2t, head size for f2n/n2f (COCO has no
-    head top, so ``posestream.models.skeleton.head_size`` — ear span, else 2x eye span, else
+    head top, so ``posestream.models.geometry.head_size`` — ear span, else 2x eye span, else
     shoulder span / 1.6 — stands in for the paper's head-top-to-neck length). The
     reversed tasks use the negated key.
 

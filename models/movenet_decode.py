@@ -42,7 +42,8 @@ import torch
 import torch.nn.functional as F
 
 from posestream.models.heads import MOVENET_STRIDE
-from posestream.models.skeleton import NUM_KEYPOINTS, OKS_SIGMAS, flip_permutation
+from posestream.models.geometry import oks_matrix
+from posestream.models.skeleton import NUM_KEYPOINTS, flip_permutation
 
 __all__ = [
     "DecoderConfig",
@@ -55,7 +56,6 @@ __all__ = [
     "absorb_keypoints",
     "refine_with_offsets",
     "score_poses",
-    "oks_matrix",
     "pose_nms",
     "decode",
     "resample_maps",
@@ -352,28 +352,6 @@ def score_poses(
     passing = keypoint_scores > config.keypoint_threshold
     total = torch.where(passing, keypoint_scores, 0.0).sum(-1)
     return center_scores * total / passing.sum(-1).clamp(min=1).to(total.dtype)
-
-
-def oks_matrix(
-    keypoints_a: np.ndarray, keypoints_b: np.ndarray, areas_a: np.ndarray, min_score: float = 0.0
-) -> np.ndarray:
-    """Object keypoint similarity of every pose in A (as ground truth) with every pose in B.
-
-    Args:
-        keypoints_a: (N, 17, 3) (x, y, score); only its keypoints with score > min_score count.
-        keypoints_b: (M, 17, 3).
-        areas_a: (N,) object areas (pixels^2) of A's poses.
-    Returns:
-        (N, M) OKS in [0, 1]; 0 for a pose of A with no counted keypoint.
-    """
-    a = np.asarray(keypoints_a, np.float64)
-    b = np.asarray(keypoints_b, np.float64)
-    d2 = ((a[:, None, :, :2] - b[None, :, :, :2]) ** 2).sum(-1)  # (N, M, 17)
-    var = (2.0 * OKS_SIGMAS) ** 2
-    e = d2 / (2.0 * var[None, None, :] * (np.asarray(areas_a, np.float64)[:, None, None] + np.spacing(1)))
-    vis = (a[:, :, 2] > min_score)[:, None, :]
-    count = vis.sum(-1)
-    return np.where(count > 0, (np.exp(-e) * vis).sum(-1) / np.maximum(count, 1), 0.0)
 
 
 def pose_nms(poses: DecodedPoses, oks_threshold: float, keypoint_threshold: float) -> np.ndarray:

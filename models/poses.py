@@ -9,6 +9,11 @@ people are stored column-wise:
 - ``scores`` (N,) float32: person score.
 - ``track_ids`` (N,) int64: track id, -1 when untracked.
 
+Optionally, per person, what the tracker reads from TemporalNet / SpatialNet (``embeddings``
+(N, E), ``sie`` / ``tie_fwd`` / ``tie_bwd`` (N, 17, 2), ``tags`` (N, 17, D); see
+``FramePoses``). One type carries a frame's people from the decoder through the tracker
+(``posestream.tracker.step.step`` returns the same frame with track ids) to the wire.
+
 The on-disk and wire format is JSON Lines, one object per frame::
 
     {"frame_index": 0, "timestamp": 0.0, "width": 768, "height": 576,
@@ -20,6 +25,7 @@ This module is torch-free so the tracker and the gateway can use it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Iterable, Iterator
@@ -33,6 +39,9 @@ from posestream.models.skeleton import NUM_KEYPOINTS
 
 UNTRACKED = -1
 
+# The per-person arrays (one row per person), in field order.
+_PERSON_FIELDS = ("keypoints", "boxes", "scores", "track_ids", "embeddings", "sie", "tie_fwd", "tie_bwd", "tags")
+
 
 class PoseFormatError(ValueError):
     """A pose record (a JSON Lines line or a dict) does not follow the contract."""
@@ -40,7 +49,7 @@ class PoseFormatError(ValueError):
 
 @dataclass(frozen=True)
 class FramePoses:
-    """All people in one video frame.
+    """All people in one video frame: what the decoder produces, the tracker reads and the wire carries.
 
     Attributes:
         frame_index: 0-based index of the frame in its video or stream.
@@ -49,9 +58,29 @@ class FramePoses:
         keypoints: (N, 17, 3) float32, (x, y, score) in pixels.
         boxes: (N, 4) float32, (x1, y1, x2, y2) in pixels.
         scores: (N,) float32 person scores.
-        track_ids: (N,) int64, ``UNTRACKED`` (-1) when no track is assigned.
+        track_ids: (N,) int64, ``UNTRACKED`` (-1) when no track is assigned (all -1 when
+            not given).
         extra: JSON-serialisable frame-level fields beyond the contract (e.g.
             ``"dropped"`` on the WebSocket); written out and read back unchanged.
+
+    Optional per-person arrays from TemporalNet / SpatialNet, read by the tracker
+    (``posestream.tracker.step``; ``None`` when the model does not produce them). They are
+    validated here (one row per person, finite), kept by ``select`` and ``with_track_ids``,
+    and never written by ``to_dict``: the wire format carries only the contract above.
+
+    Attributes:
+        embeddings: (N, E) float32 Human Embedding (HE), L2-normalised here.
+        sie: (N, 17, 2) float32 Spatial Instance Embedding at each joint, i.e. the person's
+            centre predicted from that joint, ``p - S_hat(p)``, in pixels. For the MoveNet
+            path (no per-pixel SIE) use ``posestream.tracker.costs.person_centre_sie``:
+            every joint holds the person's centre.
+        tie_fwd: (N, 17, 2) float32 forward TIE at each joint (frame t): the predicted
+            centre of the same person at t - 1, in pixels.
+        tie_bwd: (N, 17, 2) float32 backward TIE at each joint (frame t): the predicted
+            centre of the same person at t + 1, in pixels. The tracker stores it on the
+            track and uses it at the next step.
+        tags: (N, 17, D) float32 associative-embedding tag (KE) values at each joint;
+            (N, 17) is accepted for D = 1.
     """
 
     frame_index: int
@@ -61,15 +90,23 @@ class FramePoses:
     keypoints: np.ndarray
     boxes: np.ndarray
     scores: np.ndarray
-    track_ids: np.ndarray
+    track_ids: np.ndarray | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    embeddings: np.ndarray | None = None
+    sie: np.ndarray | None = None
+    tie_fwd: np.ndarray | None = None
+    tie_bwd: np.ndarray | None = None
+    tags: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        kp = np.asarray(self.keypoints, dtype=np.float32).reshape(-1, NUM_KEYPOINTS, 3)
+        kp = _reshaped("keypoints", self.keypoints, np.float32, (-1, NUM_KEYPOINTS, 3))
         n = kp.shape[0]
-        boxes = np.asarray(self.boxes, dtype=np.float32).reshape(n, 4)
-        scores = np.asarray(self.scores, dtype=np.float32).reshape(n)
-        ids = np.asarray(self.track_ids, dtype=np.int64).reshape(n)
+        boxes = _reshaped("boxes", self.boxes, np.float32, (n, 4))
+        scores = _reshaped("scores", self.scores, np.float32, (n,))
+        if self.track_ids is None:
+            ids = np.full(n, UNTRACKED, np.int64)
+        else:
+            ids = _reshaped("track_ids", self.track_ids, np.int64, (n,))
         if self.width <= 0 or self.height <= 0:
             raise PoseFormatError(f"frame size must be positive, got {self.width}x{self.height}")
         if self.frame_index < 0:
@@ -78,9 +115,40 @@ class FramePoses:
         object.__setattr__(self, "boxes", boxes)
         object.__setattr__(self, "scores", scores)
         object.__setattr__(self, "track_ids", ids)
+        if self.embeddings is not None:
+            emb = _person_array("embeddings", self.embeddings, (n, -1))
+            if emb.shape[1] == 0:
+                raise PoseFormatError("embeddings must have at least one dimension per person, got shape (N, 0)")
+            norm = np.linalg.norm(emb, axis=1, keepdims=True)
+            if np.any(norm <= 0):
+                raise PoseFormatError(
+                    "embeddings contains an all-zero HE vector, which has no direction; check the HE head"
+                )
+            object.__setattr__(self, "embeddings", (emb / norm).astype(np.float32))
+        for name in ("sie", "tie_fwd", "tie_bwd"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, _person_array(name, value, (n, NUM_KEYPOINTS, 2)))
+        if self.tags is not None:
+            tags = np.asarray(self.tags, dtype=np.float32)
+            if tags.ndim == 2:
+                tags = tags[:, :, None]
+            object.__setattr__(self, "tags", _person_array("tags", tags, (n, NUM_KEYPOINTS, -1)))
+            if self.tags.shape[2] == 0:
+                raise PoseFormatError("tags must have at least one value per joint, got shape (N, 17, 0)")
 
     def __len__(self) -> int:
         return int(self.keypoints.shape[0])
+
+    @property
+    def embedding_dim(self) -> int:
+        """E, or 0 when there are no embeddings."""
+        return 0 if self.embeddings is None else int(self.embeddings.shape[1])
+
+    @property
+    def tag_dim(self) -> int:
+        """D, or 0 when there are no tags."""
+        return 0 if self.tags is None else int(self.tags.shape[2])
 
     @classmethod
     def empty(cls, frame_index: int, timestamp: float, width: int, height: int) -> FramePoses:
@@ -92,19 +160,26 @@ class FramePoses:
         )  # fmt: skip
 
     def select(self, mask_or_index: np.ndarray) -> FramePoses:
-        """A copy holding only the people picked by a boolean mask or an index array."""
+        """A copy holding only the people picked by a boolean mask or an index array
+        (the optional per-person arrays too)."""
         i = np.asarray(mask_or_index)
-        return FramePoses(
-            self.frame_index, self.timestamp, self.width, self.height,
-            self.keypoints[i], self.boxes[i], self.scores[i], self.track_ids[i], dict(self.extra),
-        )  # fmt: skip
+        if i.ndim == 0:  # one index: a frame of one person
+            i = i[None]
+        picked = {name: getattr(self, name)[i] for name in _PERSON_FIELDS if getattr(self, name) is not None}
+        return self._validated_copy(**picked)
 
     def with_track_ids(self, track_ids: np.ndarray) -> FramePoses:
-        """A copy with the given (N,) track ids."""
-        return FramePoses(
-            self.frame_index, self.timestamp, self.width, self.height,
-            self.keypoints, self.boxes, self.scores, track_ids, dict(self.extra),
-        )  # fmt: skip
+        """A copy with the given (N,) track ids; everything else, optional arrays included, kept."""
+        return self._validated_copy(track_ids=_reshaped("track_ids", track_ids, np.int64, (len(self),)))
+
+    def _validated_copy(self, **changes: Any) -> FramePoses:
+        """A copy with ``changes`` that are already valid (rows of this frame's validated arrays),
+        made without ``__post_init__`` so that the HE rows are not normalised a second time."""
+        new = object.__new__(FramePoses)
+        for f in dataclasses.fields(self):
+            object.__setattr__(new, f.name, changes.get(f.name, getattr(self, f.name)))
+        object.__setattr__(new, "extra", dict(self.extra))
+        return new
 
     def to_dict(self, decimals: int = 2) -> dict[str, Any]:
         """The JSON object of this frame (the JSON Lines contract), floats rounded."""
@@ -200,6 +275,30 @@ def _as_float(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise PoseFormatError(f"{name!r} must be a finite number, got {value!r}")
     return float(value)
+
+
+def _reshaped(name: str, value: Any, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
+    """``value`` as ``dtype`` reshaped to ``shape`` (-1: any), or a ``PoseFormatError`` saying the shape."""
+    a = np.asarray(value, dtype=dtype)
+    try:
+        return a.reshape(shape)
+    except ValueError:
+        want = "(" + ", ".join("N" if s < 0 else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+        raise PoseFormatError(f"{name} must have shape {want} (one row per person), got {a.shape}") from None
+
+
+def _person_array(name: str, value: object, shape: tuple[int, ...]) -> np.ndarray:
+    """An optional per-person array as float32 of exactly ``shape`` (-1: any), finite."""
+    try:
+        a = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise PoseFormatError(f"{name} is not a numeric array: {exc}") from None
+    if a.ndim != len(shape) or any(s >= 0 and s != d for s, d in zip(shape, a.shape, strict=True)):
+        want = "(" + ", ".join("*" if s < 0 else str(s) for s in shape) + ")"
+        raise PoseFormatError(f"{name} must have shape {want} (one row per detected person), got {a.shape}")
+    if not np.isfinite(a).all():
+        raise PoseFormatError(f"{name} contains NaN or infinity; the tracker needs finite values")
+    return a
 
 
 def boxes_from_keypoints(keypoints: np.ndarray, min_score: float = 0.0, margin: float = 0.0) -> np.ndarray:

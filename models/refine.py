@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import torch
 
-from posestream.models.movenet_decode import oks_matrix
+from posestream.models.geometry import oks_matrix
 from posestream.models.skeleton import EDGES, NUM_KEYPOINTS
 from posestream.models.thunder import THUNDER_INPUT_SIZE, MoveNetThunder
 
@@ -291,7 +291,7 @@ class ThunderRefiner:
             keypoints: (N, 17, 3) MultiPose (x, y, score), frame pixels.
             boxes: (N, 4) (x1, y1, x2, y2) frame pixels.
             scores: (N,) person scores.
-            iou: (N, N) box IoU between the people (``posestream.models.estimator.box_iou``).
+            iou: (N, N) box IoU between the people (``posestream.models.geometry.box_iou``).
         Returns:
             (keypoints (N, 17, 3) with accepted joints' (x, y) replaced by Thunder's, scores
             unchanged (the tracker's and decoder's thresholds are tuned on MultiPose's),

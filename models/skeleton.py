@@ -82,29 +82,3 @@ def flip_permutation() -> np.ndarray:
     for a, b in FLIP_PAIRS:
         perm[a], perm[b] = b, a
     return perm
-
-
-def head_size(keypoints: np.ndarray, min_score: float = 0.0) -> np.ndarray:
-    """Head-size proxy per person for PCKh-style thresholds (COCO has no head top).
-
-    Uses the ear-to-ear span when both ears are present, else 2x the eye span, else
-    the shoulder span / 1.6 (a typical adult ratio), else NaN.
-
-    Args:
-        keypoints: (N, 17, 3) as (x, y, score) in pixels.
-        min_score: a keypoint counts as present when its score is > this.
-    Returns:
-        (N,) float64 head sizes in pixels (NaN where no proxy is available).
-    """
-    kp = np.asarray(keypoints, dtype=np.float64)
-    out = np.full(kp.shape[0], np.nan)
-    candidates = (
-        (KEYPOINT_INDEX["left_ear"], KEYPOINT_INDEX["right_ear"], 1.0),
-        (KEYPOINT_INDEX["left_eye"], KEYPOINT_INDEX["right_eye"], 2.0),
-        (KEYPOINT_INDEX["left_shoulder"], KEYPOINT_INDEX["right_shoulder"], 1.0 / 1.6),
-    )
-    for a, b, factor in candidates:
-        ok = np.isnan(out) & (kp[:, a, 2] > min_score) & (kp[:, b, 2] > min_score)
-        span = np.linalg.norm(kp[:, a, :2] - kp[:, b, :2], axis=-1) * factor
-        out = np.where(ok & (span > 0), span, out)
-    return out

@@ -115,14 +115,14 @@ class SpatialNetEstimator:
     """A trained SpatialNet over batches of frames (same call as ``PoseEstimator``).
 
     Args:
-        weights: a SpatialNet checkpoint or exported weights file (``posestream.models.train.load_spatialnet``).
+        weights: a SpatialNet checkpoint or exported weights file (``posestream.models.checkpoints.load_spatialnet``).
         config: ``SpatialEstimatorConfig``.
 
     Load it once (worker main), then call it per batch.
     """
 
     def __init__(self, weights: str | Path, config: SpatialEstimatorConfig | None = None) -> None:
-        from posestream.models.train import load_spatialnet, resolve_device
+        from posestream.models.checkpoints import load_spatialnet, resolve_device
 
         self.config = config if config is not None else SpatialEstimatorConfig()
         self.device = resolve_device(self.config.device)

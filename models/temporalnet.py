@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from posestream.models.backbones.movenet import FEATURE_CHANNELS
+from posestream.models.geometry import person_centre
 from posestream.models.heads import TEMPORAL_TVF
 from posestream.models.skeleton import NUM_KEYPOINTS
 
@@ -228,15 +229,6 @@ def human_boxes(keypoints: np.ndarray, margin: float, min_score: float) -> np.nd
     return np.stack((x1 - mx, y1 - my, x2 + mx, y2 + my), axis=1).astype(np.float32)
 
 
-def person_centres(keypoints: np.ndarray, min_score: float) -> np.ndarray:
-    """(N, 17, 3) -> (N, 2): mean of the joints with score > ``min_score`` (all when none),
-    the same centre as ``posestream.tracker.detections.person_centre_sie``."""
-    kp = np.asarray(keypoints, np.float32).reshape(-1, NUM_KEYPOINTS, 3)
-    vis = kp[:, :, 2] > min_score
-    vis = np.where(vis.any(axis=1, keepdims=True), vis, True)
-    return (kp[:, :, :2] * vis[:, :, None]).sum(1) / vis.sum(1)[:, None]
-
-
 def render_sie(
     keypoints: np.ndarray, shape: tuple[int, int], radius: int, scale: float, min_score: float
 ) -> np.ndarray:
@@ -257,7 +249,7 @@ def render_sie(
     kp = np.asarray(keypoints, np.float32).reshape(-1, NUM_KEYPOINTS, 3)
     if not len(kp):
         return out
-    centres = person_centres(kp, min_score)
+    centres = person_centre(kp, min_score)
     for person, c in zip(kp, centres, strict=True):
         for x, y, s in person:
             if s <= min_score:

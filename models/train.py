@@ -12,7 +12,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +24,7 @@ from pydantic import TypeAdapter
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from posestream.models.checkpoints import resolve_device
 from posestream.models.data.augment import AugmentConfig, fit_affine, invert_affine, transform_keypoints, warp_image
 from posestream.models.data.datasets import (
     CocoKeypointSource,
@@ -39,6 +40,11 @@ from posestream.models.spatialnet import SpatialBatchTargets, SpatialNet, Spatia
 from posestream.models.targets import TargetConfig, build_spatial_targets, dense_embedding_targets
 
 log = logging.getLogger(__name__)
+
+EvaluateFn = Callable[[Sequence[FramePoses], Sequence[FramePoses]], dict[str, Any]]
+"""Scores predicted frames against ground truth and returns at least ``"AP"``, ``"AP50"``,
+``"AP75"`` and ``"AR"``: ``posestream.tracker.metrics.evaluate``. The caller (the CLI, a
+benchmark) passes it in, so that models/ never imports the tracker above it."""
 
 
 @dataclass(frozen=True)
@@ -138,13 +144,6 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
-def resolve_device(name: str) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def build_source(cfg: TrainSpatialConfig):  # noqa: ANN201 - a Sequence[PoseSample]
     if cfg.data == "coco":
         return CocoKeypointSource(cfg.coco_annotations, cfg.coco_images)  # type: ignore[arg-type]
@@ -158,18 +157,6 @@ def _batch_targets(batch: dict[str, Any], device: torch.device) -> SpatialBatchT
         joints=[j.to(device) for j in batch["joints"]],
         instance=batch["instance"].to(device),
     )
-
-
-def load_spatialnet(path: str | Path, device: str | torch.device = "cpu") -> SpatialNet:
-    """A SpatialNet from a checkpoint or exported weights file (``{"config", "model"}``, and
-    ``"pose_prior"`` when one was fitted: ``export_weights``)."""
-    ckpt = torch.load(path, map_location=device, weights_only=True)
-    config = TypeAdapter(SpatialNetConfig).validate_python(ckpt["config"])
-    net = SpatialNet(config)
-    net.load_state_dict({k: v.float() for k, v in ckpt["model"].items()})
-    if "pose_prior" in ckpt:
-        net.pose_prior = PosePrior.from_dict({k: v.double().cpu().numpy() for k, v in ckpt["pose_prior"].items()})
-    return net.to(device).eval()
 
 
 class _SeededOrder(torch.utils.data.Sampler[int]):
@@ -350,9 +337,11 @@ PRIOR_FIELDS = tuple(f for f in DECODE_GRID if f.startswith("prior_"))
 @torch.inference_mode()
 def tune_decode(
     net: SpatialNet, seeds: list[int], frames: int, input_size: tuple[int, int], device: torch.device,
-    grid: dict[str, tuple[Any, ...]] | None = None, rounds: int = 2,
+    grid: dict[str, tuple[Any, ...]] | None = None, rounds: int = 2, *, evaluate: EvaluateFn,
 ) -> tuple[DecodeConfig, list[dict[str, Any]]]:  # fmt: skip
     """Choose decoding parameters by coordinate ascent of AP on (validation) synthetic clips.
+
+    ``evaluate`` scores the candidates (``posestream.tracker.metrics.evaluate``; see ``EvaluateFn``).
 
     The network runs once per frame and set of test-time passes (``scales``, ``flip_test``);
     each candidate only re-decodes. Use seeds that are neither trained on nor held out for
@@ -363,8 +352,6 @@ def tune_decode(
         the best ``DecodeConfig`` (fields of ``grid`` changed, the rest as ``net``'s) and the
         trail of ``{"field", "value", "AP"}`` of every candidate tried.
     """
-    from posestream.tracker.evaluation import evaluate
-
     rendered = list(synthetic_frames(seeds, frames))
     fitted: dict[tuple[tuple[float, ...], bool], list[tuple[dict[str, torch.Tensor], np.ndarray]]] = {}
     gts = [FramePoses(i, 0.0, g.width, g.height, g.keypoints, g.boxes, g.scores, g.track_ids)
@@ -495,9 +482,9 @@ def with_ground_truth(
 
 def evaluate_spatialnet(net: SpatialNet, seeds: list[int], frames: int, input_size: tuple[int, int],
                         device: torch.device, people: int = 5, write_dir: str | Path | None = None,
-                        gt_heatmaps: bool = False, gt_embeddings: bool = False,
+                        gt_heatmaps: bool = False, gt_embeddings: bool = False, *, evaluate: EvaluateFn,
                         ) -> dict[str, Any]:  # fmt: skip
-    """AP etc. (``posestream.tracker.evaluation``) of SpatialNet on held-out synthetic clips.
+    """AP etc. (``evaluate``: ``posestream.tracker.metrics.evaluate``) of SpatialNet on held-out synthetic clips.
 
     Predictions are untracked, so only the COCO keypoint metrics are meaningful here.
     With ``write_dir`` the ground truth and predictions are also written there as
@@ -506,13 +493,14 @@ def evaluate_spatialnet(net: SpatialNet, seeds: list[int], frames: int, input_si
     maps in place of the network's (``with_ground_truth``), to see which half loses the AP.
     """
     return evaluate_spatialnet_oracles(
-        net, seeds, frames, input_size, device, {"": (gt_heatmaps, gt_embeddings)}, people, write_dir
+        net, seeds, frames, input_size, device, {"": (gt_heatmaps, gt_embeddings)}, people, write_dir,
+        evaluate=evaluate,
     )[""]
 
 
 def evaluate_spatialnet_oracles(net: SpatialNet, seeds: list[int], frames: int, input_size: tuple[int, int],
                                 device: torch.device, oracles: dict[str, tuple[bool, bool]], people: int = 5,
-                                write_dir: str | Path | None = None,
+                                write_dir: str | Path | None = None, *, evaluate: EvaluateFn,
                                 ) -> dict[str, dict[str, Any]]:  # fmt: skip
     """``evaluate_spatialnet`` for several oracles at the cost of one network pass per frame.
 
@@ -520,11 +508,11 @@ def evaluate_spatialnet_oracles(net: SpatialNet, seeds: list[int], frames: int, 
         oracles: name -> (gt_heatmaps, gt_embeddings) (see ``with_ground_truth``); each is
             decoded from the same fitted maps.
         write_dir: where the first oracle's ground truth and predictions are written.
+        evaluate: the scoring function (``EvaluateFn``).
     Returns:
         name -> {"AP", "AP50", "AP75", "AR"}.
     """
     from posestream.models.data.synthetic import SyntheticClip, SyntheticConfig
-    from posestream.tracker.evaluation import evaluate
 
     gt_all: list[FramePoses] = []
     pred_all: dict[str, list[FramePoses]] = {name: [] for name in oracles}

@@ -46,12 +46,12 @@ from posestream.models.data.datasets import SyntheticDataConfig
 from posestream.models.data.real_clips import REAL_HELD_OUT_CLIPS, REAL_TRAIN_CLIPS
 from posestream.models.data.synthetic import SyntheticClip, SyntheticConfig
 from posestream.models.data.tracklets import TrackletConfig
+from posestream.models.geometry import person_centre
 from posestream.models.skeleton import NUM_KEYPOINTS
 from posestream.models.temporalnet import (
     TemporalNet,
     TemporalNetConfig,
     human_boxes,
-    person_centres,
     render_sie,
     sample_points,
     triplet_loss,
@@ -245,7 +245,7 @@ FeatureSource = Callable[[list[np.ndarray]], tuple[torch.Tensor, torch.Tensor, t
 def feature_source(cfg: TrainTemporalConfig) -> tuple[FeatureSource, TemporalNetConfig]:
     """The frozen estimator as ``frames -> (features, heatmaps, rgb4, Letterbox per frame)``
     at ``cfg.model.input_size``, and the model config with its feature layout filled in."""
-    from posestream.models.train import resolve_device
+    from posestream.models.checkpoints import resolve_device
 
     size, device = cfg.model.input_size, resolve_device(cfg.device)
     if cfg.spatialnet is None:
@@ -317,7 +317,7 @@ def _tie_targets(kp_a: np.ndarray, kp_b: np.ndarray, scale: float) -> tuple[np.n
     ok = (va.sum(1) >= MIN_VISIBLE_TIE) & (vb.sum(1) >= MIN_VISIBLE_TIE)
     if not ok.any():
         return np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32)
-    ca = person_centres(kp_a[ok], 0.5)
+    ca = person_centre(kp_a[ok], 0.5)
     pts = kp_b[ok][:, :, :2]
     tgt = (pts - ca[:, None, :]) / scale
     m = vb[ok]
@@ -472,7 +472,7 @@ def _he_items(
 
 def train_temporal(cfg: TrainTemporalConfig, progress: bool = True) -> tuple[Path, dict[str, Any]]:
     """Build the caches, train (or resume from ``cfg.work_dir/last.pt``), save ``cfg.out`` with a card."""
-    from posestream.models.train import resolve_device
+    from posestream.models.checkpoints import resolve_device
 
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)

@@ -51,7 +51,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from posestream.models.poses import PoseFormatError, read_jsonl
-    from posestream.tracker.evaluation import EvalConfig, evaluate, format_report
+    from posestream.tracker.metrics import EvalConfig, evaluate, format_report
 
     frames = {}
     for name in ("gt", "pred"):

@@ -177,10 +177,10 @@ def _tune_export_evaluate(
         evaluate_spatialnet,
         export_weights,
         fit_synthetic_pose_prior,
-        load_spatialnet,
-        resolve_device,
         tune_decode,
     )
+    from posestream.models.checkpoints import load_spatialnet, resolve_device
+    from posestream.tracker.metrics import evaluate
 
     try:
         device = resolve_device(device_name)
@@ -200,7 +200,7 @@ def _tune_export_evaluate(
         raise CliError(f"{source} has no pose prior to tune or decode with: pass --pose-prior-seeds")
     decode = None
     if tune_seeds:
-        decode, trail = tune_decode(net, tune_seeds, 8, size, device, grid=grid)
+        decode, trail = tune_decode(net, tune_seeds, 8, size, device, grid=grid, evaluate=evaluate)
         print(
             json.dumps(
                 {
@@ -217,7 +217,7 @@ def _tune_export_evaluate(
             raise CliError(str(exc)) from None
         net = load_spatialnet(export, device)  # score exactly what ships (fp16 weights)
     if eval_seeds:
-        metrics = evaluate_spatialnet(net, eval_seeds, 30, size, device, write_dir=eval_out)
+        metrics = evaluate_spatialnet(net, eval_seeds, 30, size, device, write_dir=eval_out, evaluate=evaluate)
         print(
             json.dumps({k: (None if v is None or math.isnan(v) else round(v, 4)) for k, v in metrics.items()})
         )

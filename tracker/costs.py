@@ -3,8 +3,8 @@
 Every cost term is a vectorised function ``(tracks, detections) -> (T, N)`` float64
 matrix, lower meaning more alike. ``tracks`` is anything with the arrays of
 ``posestream.tracker.state.Tracks`` (the tracker's active tracks) and ``detections`` anything with
-those of ``posestream.tracker.detections.Detections``; both use the shapes and pixel conventions of
-``posestream.tracker.detections``. A term whose input field is ``None`` raises ``ValueError`` naming
+those of ``posestream.models.poses.FramePoses`` (a frame's people with their optional per-person
+arrays); both use the shapes and pixel conventions given there. A term whose input field is ``None`` raises ``ValueError`` naming
 the presets that need it. A NaN in a track's optional arrays (the track was started
 from a detection without that field) gives NaN in its row; ``combined_cost`` treats it.
 
@@ -30,7 +30,7 @@ Terms (seed 000, section 3.3.3 and Table 4):
   When the two poses share no present joint, the joint-wise comparison has nothing to
   pair, so each side's predictions are averaged over its own present joints first (the
   predicted centres are compared instead of the per-joint values).
-- ``oks_cost``: 1 - OKS of the two poses (COCO formula with ``posestream.models.skeleton.OKS_SIGMAS``),
+- ``oks_cost``: 1 - OKS of the two poses (COCO's ``posestream.models.geometry.keypoint_similarity``),
   the object scale^2 being the mean of the two box areas (boxes, not COCO's segment
   areas, are what detections have), over the joints present in both; 1 when they share
   none.
@@ -51,12 +51,12 @@ from typing import Any
 
 import numpy as np
 
-from posestream.models.skeleton import OKS_SIGMAS
+from posestream.models.geometry import box_area, box_iou, keypoint_similarity, person_centre
+from posestream.models.skeleton import NUM_KEYPOINTS
 from posestream.tracker.config import PRESET_TERMS, TrackerConfig
 
 # Floor on the person scale so that degenerate (zero-area) boxes cannot divide by zero.
 MIN_SCALE_PX = 1.0
-_OKS_FACTOR = (-0.5 / (2.0 * OKS_SIGMAS) ** 2).astype(np.float32)  # exponent factor per joint
 
 
 def psi_he(tracks: Any, dets: Any) -> np.ndarray:
@@ -126,8 +126,8 @@ def oks_cost(tracks: Any, dets: Any, *, keypoint_threshold: float = 0.2) -> np.n
     kt = np.asarray(tracks.keypoints, dtype=np.float32)
     kd = np.asarray(dets.keypoints, dtype=np.float32)
     d = _pair_dist(kt[:, :, :2], kd[:, :, :2])
-    area = np.maximum((_area(tracks.boxes)[:, None] + _area(dets.boxes)[None, :]) * 0.5, MIN_SCALE_PX**2)
-    sim = np.exp((d * d) * _OKS_FACTOR / area.astype(np.float32)[:, :, None])
+    area = np.maximum((box_area(tracks.boxes)[:, None] + box_area(dets.boxes)[None, :]) * 0.5, MIN_SCALE_PX**2)
+    sim = keypoint_similarity(d * d, area.astype(np.float32)[:, :, None], fast=True)
     oks, none_shared = _shared_joint_mean(
         sim, _present(tracks, keypoint_threshold), _present(dets, keypoint_threshold)
     )
@@ -143,14 +143,7 @@ def iou_cost(tracks: Any, dets: Any) -> np.ndarray:
     Returns:
         (T, N) float64 in [0, 1].
     """
-    a = np.asarray(tracks.boxes, dtype=np.float64)
-    b = np.asarray(dets.boxes, dtype=np.float64)
-    w = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
-    h = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
-    inter = np.clip(w, 0, None) * np.clip(h, 0, None)
-    union = _area(a)[:, None] + _area(b)[None, :] - inter
-    iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-    return 1.0 - iou
+    return 1.0 - box_iou(tracks.boxes, dets.boxes)
 
 
 def sie_cost(tracks: Any, dets: Any, *, keypoint_threshold: float = 0.2) -> np.ndarray:
@@ -192,6 +185,21 @@ def ke_cost(tracks: Any, dets: Any, *, keypoint_threshold: float = 0.2) -> np.nd
     if missing.any():
         cost = _centre_fallback(cost, missing, [(tt, vt, dt, vd)])
     return cost
+
+
+def person_centre_sie(keypoints: np.ndarray, min_score: float = 0.2) -> np.ndarray:
+    """Per-joint SIE for models without an SIE head: every joint holds its person's centre.
+
+    The centre is ``posestream.models.geometry.person_centre`` (the mean of the keypoints
+    with score > ``min_score``, of all keypoints when none passes), seed 000's person centre.
+
+    Args:
+        keypoints: (N, 17, 3) as (x, y, score) in pixels.
+    Returns:
+        (N, 17, 2) float32, the ``sie`` of ``FramePoses``.
+    """
+    centre = person_centre(keypoints, min_score)
+    return np.repeat(centre[:, None, :], NUM_KEYPOINTS, axis=1).astype(np.float32)
 
 
 TERMS: dict[str, Callable[[Any, Any, float], np.ndarray]] = {
@@ -258,7 +266,7 @@ def _missing_message(side: str, name: str, term: str, preset: str | None) -> str
     which = f"tracker preset {preset!r}" if preset else "the cost term " + repr(term)
     return (
         f"{which} needs {side}.{name}, which is None (presets using it: {users}); build the "
-        f"Detections with {name}=... from the model that produces it, or choose a preset "
+        f"FramePoses with {name}=... from the model that produces it, or choose a preset "
         f"that needs only keypoints and boxes ('oks' or 'iou')"
     )
 
@@ -284,13 +292,8 @@ def _pair_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sqrt(dx, out=dx)
 
 
-def _area(boxes: Any) -> np.ndarray:
-    b = np.asarray(boxes, dtype=np.float64)
-    return np.maximum(b[:, 2] - b[:, 0], 0.0) * np.maximum(b[:, 3] - b[:, 1], 0.0)
-
-
 def _pair_scale(boxes_t: Any, boxes_d: Any) -> np.ndarray:
-    s = (np.sqrt(_area(boxes_t))[:, None] + np.sqrt(_area(boxes_d))[None, :]) * 0.5
+    s = (np.sqrt(box_area(boxes_t))[:, None] + np.sqrt(box_area(boxes_d))[None, :]) * 0.5
     return np.maximum(s, MIN_SCALE_PX)
 
 

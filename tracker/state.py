@@ -14,7 +14,7 @@ no HE, D KE tag dimension or 0):
 Tracks: ``ids`` (T,) int64 (-1 for a tentative track whose id is not spent yet),
 ``status`` (T,) int8 (``TENTATIVE`` / ``CONFIRMED``), ``keypoints`` (T, 17, 3),
 ``boxes`` (T, 4), ``scores`` (T,) from the last matched detection (pixels, as in
-``posestream.tracker.detections``), ``embeddings`` (T, E) unit HE (running average), ``sie`` and
+``posestream.models.poses.FramePoses``), ``embeddings`` (T, E) unit HE (running average), ``sie`` and
 ``tie_bwd`` (T, 17, 2) and ``tags`` (T, 17, D) at the last matched joints, all float32
 and NaN where the detection did not carry the field; ``hits`` (matched frames),
 ``misses`` (consecutive unmatched frames), ``age`` (steps since the track started),

@@ -1,39 +1,47 @@
 """One online tracking step: associate a frame's detections with the tracks, run the lifecycle.
 
-``step(state, detections, config) -> (new_state, tracked)`` is a pure function: it reads
+``step(state, poses, config) -> (new_state, poses with track ids)`` is a pure function: it reads
 its inputs (all treated as immutable; the state's arrays are read-only) and returns a
 new state, so the same state and detections always give the same result, also after
 the state went through ``to_bytes`` / ``from_bytes`` or a state store.
 
-Per frame (t = ``state.frame_index``):
+Per frame (t = ``state.frame_index``), in this order, each stage a function of its own:
 
-1. **Association** (seed 000 Eq. 8): every active track (confirmed or tentative) against
-   every detection with the preset's ``combined_cost`` (gated per term), solved by
-   ``posestream.tracker.assignment.assign``. Detections of any score may continue a track.
-2. **Re-identification** by Human Embedding: the detections left over with score >=
-   ``min_det_score`` against the active tracks left over and the gallery of lost tracks,
-   by Psi_HE alone, gated at ``reid_max_distance``. A gallery match revives the lost
-   track with its old id (a person who was fully occluded or left the frame). This stage
-   also rescues active tracks whose motion cue failed (e.g. after a few occluded frames
-   TIE/OKS compare stale positions). Skipped when the detections carry no HE.
-3. **Birth**: each detection still left with score >= ``min_det_score`` starts a track
-   (while fewer than ``max_tracks`` are active). It is confirmed at once when
-   ``n_init == 1`` or on the session's first step (``confirm_on_first_frame``), else it
-   is tentative.
-4. **Update**: matched tracks take the detection's keypoints, box, score, SIE, backward
-   TIE and tags; their HE becomes the re-normalised moving average
+1. **Association** (``_associate``, seed 000 Eq. 8): every active track (confirmed or
+   tentative) against every detection with the preset's ``combined_cost`` (gated per term),
+   solved by ``posestream.tracker.assignment.assign``. Detections of any score may continue
+   a track.
+2. **Re-identification** (``_reidentify``) by Human Embedding: the detections left over with
+   score >= ``min_det_score`` against the active tracks left over and the gallery of lost
+   tracks, by Psi_HE alone, gated at ``reid_max_distance``. A track match is added to the
+   matches: this rescues active tracks whose motion cue failed (e.g. after a few occluded
+   frames TIE/OKS compare stale positions). A gallery match is to revive the lost track
+   with its old id (a person who was fully occluded or left the frame; done in stage 5).
+   Skipped when the detections carry no HE.
+3. **Update** (``_update``): matched tracks count the hit; a tentative track with ``n_init``
+   hits is confirmed. Their HE becomes the re-normalised moving average
    ``m * old + (1 - m) * new`` with ``1 - m = (1 - min(embedding_momentum, hits / (hits + 1)))
    * visible`` (a running mean while the track is young, each detection weighted by the
-   fraction of its joints above ``keypoint_threshold``); a tentative track with ``n_init`` hits is
-   confirmed. Before it is given a new id, and for ``reid_window`` frames after that, its
-   HE is compared once more with the gallery (``reid_max_distance``): a person who came
-   back looking unlike their last appearance in the first frames (re-emerging half
-   hidden) is recognised once several frames of appearance are averaged, and takes the
-   old id back (a new id already shown is then retired, never reused).
-5. **Misses**: an unmatched tentative track is dropped. A confirmed one stays active for
-   up to ``max_missed`` unmatched frames and is then lost: it moves to the gallery (if it
-   has an HE), which keeps at most ``gallery_size`` entries, none older than
-   ``gallery_max_age`` steps since last seen.
+   fraction of its joints above ``keypoint_threshold``). Before a confirmed track is given
+   a new id, and for ``reid_window`` frames after that, its HE is compared once more with
+   the gallery (``reid_max_distance``): a person who came back looking unlike their last
+   appearance in the first frames (re-emerging half hidden) is recognised once several
+   frames of appearance are averaged, and takes the old id back (a new id already shown is
+   then retired, never reused). Then the newly confirmed tracks without an id get one, in
+   row order.
+4. **Misses** (``_misses``): an unmatched tentative track is dropped. A confirmed one stays
+   active for up to ``max_missed`` unmatched frames and is then lost: it moves to the
+   gallery (if it has an HE), which keeps at most ``gallery_size`` entries, none older than
+   ``gallery_max_age`` steps since last seen (``_next_gallery``).
+5. **Birth** (``_births``): the gallery matches of stage 2 revive their tracks, then each
+   detection still left with score >= ``min_det_score`` starts a track, while fewer than
+   ``max_tracks`` are active (the tracks kept by stage 4 count first, then the revived
+   ones, then the most confident new people). A new track is confirmed at once when
+   ``n_init == 1`` or on the session's first step (``confirm_on_first_frame``), else it
+   is tentative.
+
+The new state (``_next_tracks``) holds the kept tracks (matched ones take the detection's
+keypoints, box, score, SIE, backward TIE and tags), then the revived, then the born ones.
 
 **Ids.** ``state.next_id`` is the only id counter; ids are never reused in a session.
 With ``report_tentative=False`` (default) an id is spent when a track is confirmed and
@@ -48,7 +56,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -56,96 +63,120 @@ from posestream.models.poses import FramePoses
 from posestream.tracker.assignment import assign
 from posestream.tracker.config import TrackerConfig
 from posestream.tracker.costs import check_detection_fields, combined_cost, he_distance
-from posestream.tracker.detections import Detections, FrameInfo
 from posestream.tracker.state import CONFIRMED, TENTATIVE, Gallery, TrackerState, Tracks
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Tracked", "step"]
+__all__ = ["step"]
 
 
-@dataclass(frozen=True, eq=False)
-class Tracked:
-    """A frame's detections with their track ids, in detection order.
-
-    Attributes:
-        keypoints: (N, 17, 3) float32, as given in the detections.
-        boxes: (N, 4) float32.
-        scores: (N,) float32.
-        track_ids: (N,) int64; -1 for a detection without a (reported) track.
-        detection_index: (N,) int64, the index of each row in the input detections
-            (the identity: the output keeps the detection order).
-        frame: the detections' ``FrameInfo``, if they had one.
-    """
-
-    keypoints: np.ndarray
-    boxes: np.ndarray
-    scores: np.ndarray
-    track_ids: np.ndarray
-    detection_index: np.ndarray
-    frame: FrameInfo | None = None
-
-    def __len__(self) -> int:
-        return int(self.track_ids.shape[0])
-
-    def to_frame_poses(self, frame: FrameInfo | None = None) -> FramePoses:
-        """The pose contract's ``FramePoses`` with track ids (``frame`` overrides ``self.frame``)."""
-        info = frame or self.frame
-        if info is None:
-            raise ValueError(
-                "these detections carry no FrameInfo; pass frame=FrameInfo(frame_index, timestamp, width, height) "
-                "or build them with Detections.from_frame_poses"
-            )
-        return FramePoses(
-            info.frame_index, info.timestamp, info.width, info.height,
-            self.keypoints, self.boxes, self.scores, self.track_ids,
-        )  # fmt: skip
-
-
-def step(state: TrackerState, detections: Detections, config: TrackerConfig) -> tuple[TrackerState, Tracked]:
-    """Track one frame (see the module docstring for the algorithm and the id policy).
+def step(state: TrackerState, poses: FramePoses, config: TrackerConfig) -> tuple[TrackerState, FramePoses]:
+    """Track one frame (see the module docstring for the stages and the id policy).
 
     Args:
         state: the session's state after the previous frame (``TrackerState.initial()``
             for a new session). Not modified.
-        detections: this frame's N people; the preset's optional fields are required
+        poses: this frame's N detected people (keypoints, boxes and scores finite); the
+            preset's optional per-person arrays (``embeddings``, ``sie``, ...) are required
             when N > 0 (``ValueError`` naming the preset otherwise).
         config: thresholds and weights.
     Returns:
-        The new state and the (N,) track ids of the detections, in detection order.
+        The new state and ``poses.with_track_ids(ids)``: the same people in the same
+        order, each with its (reported) track id or -1.
     """
-    dets = detections
-    n_det = len(dets)
     t = state.frame_index
-    if n_det:
-        check_detection_fields(dets, config)
-    tracks, gallery = _adopt_dims(state, dets)
-    n_trk = len(tracks)
+    _check_finite(poses)
+    if len(poses):
+        check_detection_fields(poses, config)
+    tracks, gallery = _adopt_dims(state, poses)
+    matches, free_t, free_d = _associate(tracks, poses, config)
+    matches, revive_g, revive_d = _reidentify(tracks, gallery, poses, matches, free_t, free_d, config)
+    upd = _update(tracks, gallery, poses, matches, revive_g, state.next_id, config)
+    lost, keep = _misses(upd, config)
+    born = _births(poses, upd, keep, revive_g, revive_d, t, config)
+    new_tracks = _next_tracks(tracks, gallery, poses, upd, keep, born, t, config)
+    claimed = np.concatenate([born.revive_g, upd.claim_g])
+    new_gallery = _next_gallery(gallery, claimed, tracks, lost, upd.misses, upd.age, t, config)
+    new_state = TrackerState(new_tracks, new_gallery, born.next_id, t + 1)
 
-    # 1. Association with the preset's cost.
+    # Each detection's track id, in detection order.
+    track_ids = np.full(len(poses), -1, np.int64)
+    track_ids[upd.match_d] = upd.ids[upd.match_t]
+    if len(born.new_d):
+        track_ids[born.new_d] = new_tracks.ids[born.n_kept :]
+    return new_state, poses.with_track_ids(track_ids)
+
+
+def _associate(tracks: Tracks, dets: FramePoses, config: TrackerConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stage 1: (M, 2) (track row, detection row) matches by the preset's cost, and the
+    unmatched track rows and detection rows."""
+    n_trk, n_det = len(tracks), len(dets)
     if n_trk and n_det:
-        matches, free_t, free_d = assign(combined_cost(tracks, dets, config))
-    else:
-        matches = np.zeros((0, 2), np.int64)
-        free_t, free_d = np.arange(n_trk), np.arange(n_det)
+        return assign(combined_cost(tracks, dets, config))
+    return np.zeros((0, 2), np.int64), np.arange(n_trk), np.arange(n_det)
 
-    # 2. Re-identification by HE of leftover confident detections.
-    revive_g = revive_d = np.zeros(0, np.int64)
-    if dets.embeddings is not None and config.reid_max_distance > 0 and len(free_d):
-        cand_d = free_d[dets.scores[free_d] >= config.min_det_score]
-        cand_t = free_t[~np.isnan(tracks.embeddings[free_t]).any(axis=1)]
-        if len(cand_d) and (len(cand_t) or len(gallery)):
-            pool = np.concatenate([tracks.embeddings[cand_t], gallery.embeddings])
-            m2, _, _ = assign(he_distance(pool, dets.embeddings[cand_d]), config.reid_max_distance)
-            is_track = m2[:, 0] < len(cand_t)
-            matches = np.concatenate(
-                [matches, np.stack([cand_t[m2[is_track, 0]], cand_d[m2[is_track, 1]]], axis=1)]
-            )
-            revive_g = m2[~is_track, 0] - len(cand_t)
-            revive_d = cand_d[m2[~is_track, 1]]
+
+def _reidentify(
+    tracks: Tracks,
+    gallery: Gallery,
+    dets: FramePoses,
+    matches: np.ndarray,
+    free_t: np.ndarray,
+    free_d: np.ndarray,
+    config: TrackerConfig,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stage 2: HE matching of the leftover confident detections with the leftover tracks
+    (appended to ``matches``) and the gallery (returned as gallery rows and detection rows
+    to revive)."""
+    if dets.embeddings is None or config.reid_max_distance <= 0 or not len(free_d):
+        return matches, np.zeros(0, np.int64), np.zeros(0, np.int64)
+    cand_d = free_d[dets.scores[free_d] >= config.min_det_score]
+    cand_t = free_t[~np.isnan(tracks.embeddings[free_t]).any(axis=1)]
+    if not (len(cand_d) and (len(cand_t) or len(gallery))):
+        return matches, np.zeros(0, np.int64), np.zeros(0, np.int64)
+    pool = np.concatenate([tracks.embeddings[cand_t], gallery.embeddings])
+    m2, _, _ = assign(he_distance(pool, dets.embeddings[cand_d]), config.reid_max_distance)
+    is_track = m2[:, 0] < len(cand_t)
+    matches = np.concatenate([matches, np.stack([cand_t[m2[is_track, 0]], cand_d[m2[is_track, 1]]], axis=1)])
+    return matches, m2[~is_track, 0] - len(cand_t), cand_d[m2[~is_track, 1]]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Updated:
+    """Stage 3's result: the active tracks' rows after this frame's matches.
+
+    ``match_t`` / ``match_d`` (M,) the matched track and detection rows; ``matched`` (T,) bool;
+    ``ids``, ``status``, ``hits``, ``age`` (T,) updated (ids of newly confirmed tracks spent or
+    claimed from the gallery); ``misses`` (T,) consecutive unmatched frames; ``blended``
+    (M, E) the matched tracks' new HE (None without HE); ``claim_g`` gallery rows whose ids
+    were taken back; ``next_id`` the id counter after the confirmations.
+    """
+
+    match_t: np.ndarray
+    match_d: np.ndarray
+    matched: np.ndarray
+    ids: np.ndarray
+    status: np.ndarray
+    hits: np.ndarray
+    misses: np.ndarray
+    age: np.ndarray
+    blended: np.ndarray | None
+    claim_g: np.ndarray
+    next_id: int
+
+
+def _update(
+    tracks: Tracks,
+    gallery: Gallery,
+    dets: FramePoses,
+    matches: np.ndarray,
+    revive_g: np.ndarray,
+    next_id: int,
+    config: TrackerConfig,
+) -> _Updated:
+    """Stage 3: count hits, confirm, blend the HE, claim gallery ids for young tracks, spend ids."""
+    n_trk = len(tracks)
     match_t, match_d = matches[:, 0], matches[:, 1]
-
-    # 4. Update the matched tracks' counters; confirm; spend ids in row order.
     matched = np.zeros(n_trk, bool)
     matched[match_t] = True
     ids = tracks.ids.copy()
@@ -168,7 +199,7 @@ def step(state: TrackerState, detections: Detections, config: TrackerConfig) -> 
         visible = (dets.keypoints[match_d, :, 2] > config.keypoint_threshold).mean(axis=1)
         momentum = 1.0 - (1.0 - momentum) * visible
         blended = _blend(tracks.embeddings[match_t], dets.embeddings[match_d], momentum)
-    # 4b. A track confirmed now may be a lost person coming back (e.g. re-emerging from
+    # A track confirmed now may be a lost person coming back (e.g. re-emerging from
     # behind an occluder half visible, too unlike them for stage 2): with n_init frames of
     # appearance, compare it with the gallery once more before spending a new id.
     # Young tracks (born up to n_init + reid_window frames ago) stay eligible too: a person
@@ -192,18 +223,58 @@ def step(state: TrackerState, detections: Detections, config: TrackerConfig) -> 
             m3, _, _ = assign(dist, config.reid_max_distance)
             claim_g = free_g[m3[:, 0]]
             ids[new_rows[m3[:, 1]]] = gallery.ids[claim_g]
-    next_id = state.next_id
     for row in np.flatnonzero(confirm & (ids < 0)):
         ids[row] = next_id
         next_id += 1
-    # 5. Misses: tentative tracks go at once, confirmed ones after max_missed frames.
-    confirmed = status == CONFIRMED
-    lost = ~matched & confirmed & (misses > config.max_missed)
-    keep = matched | (confirmed & ~lost)
+    return _Updated(match_t, match_d, matched, ids, status, hits, misses, age, blended, claim_g, next_id)
+
+
+def _misses(upd: _Updated, config: TrackerConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Stage 4: (T,) bool masks of the tracks lost now and of the tracks kept active.
+
+    Tentative tracks go at once when unmatched, confirmed ones after ``max_missed`` frames.
+    """
+    confirmed = upd.status == CONFIRMED
+    lost = ~upd.matched & confirmed & (upd.misses > config.max_missed)
+    keep = upd.matched | (confirmed & ~lost)
+    return lost, keep
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Born:
+    """Stage 5's result: the tracks added after the kept ones.
+
+    ``revive_g`` / ``revive_d`` the gallery rows revived and their detection rows (within
+    ``max_tracks``); ``born_d`` the detection rows starting a track, with ``born_ids`` (-1
+    while tentative and unreported) and ``start_confirmed``; ``new_d`` revived then born
+    detection rows; ``all_kept`` / ``n_kept`` how many active tracks stay; ``next_id`` the
+    id counter after the births.
+    """
+
+    revive_g: np.ndarray
+    revive_d: np.ndarray
+    born_d: np.ndarray
+    born_ids: np.ndarray
+    start_confirmed: bool
+    new_d: np.ndarray
+    all_kept: bool
+    n_kept: int
+    next_id: int
+
+
+def _births(
+    dets: FramePoses,
+    upd: _Updated,
+    keep: np.ndarray,
+    revive_g: np.ndarray,
+    revive_d: np.ndarray,
+    t: int,
+    config: TrackerConfig,
+) -> _Born:
+    """Stage 5: revive the gallery matches and start tracks for the confident leftovers, within max_tracks."""
+    n_trk, n_det = len(keep), len(dets)
     all_kept = bool(keep.all())
     n_kept = n_trk if all_kept else int(keep.sum())
-
-    # 2./3. Revived and new tracks, within max_tracks.
     room = max(config.max_tracks - n_kept, 0)
     if len(revive_d) > room:
         # Debug, not warning: a full tracker would log this on every frame.
@@ -213,7 +284,7 @@ def step(state: TrackerState, detections: Detections, config: TrackerConfig) -> 
         revive_g, revive_d = revive_g[:room], revive_d[:room]
     room -= len(revive_d)
     taken = np.zeros(n_det, bool)
-    taken[match_d] = True
+    taken[upd.match_d] = True
     taken[revive_d] = True
     born_d = np.flatnonzero(~taken & (dets.scores >= config.min_det_score))
     if len(born_d) > room:
@@ -221,17 +292,33 @@ def step(state: TrackerState, detections: Detections, config: TrackerConfig) -> 
         best = np.argsort(-dets.scores[born_d], kind="stable")[:room]
         born_d = np.sort(born_d[best])
     start_confirmed = config.n_init <= 1 or (config.confirm_on_first_frame and t == 0)
-    n_rev, n_born = len(revive_d), len(born_d)
+    next_id = upd.next_id
+    n_born = len(born_d)
     if start_confirmed or config.report_tentative:
         born_ids = np.arange(next_id, next_id + n_born, dtype=np.int64)
         next_id += n_born
     else:
         born_ids = np.full(n_born, -1, np.int64)
-    new_d = np.concatenate([revive_d, born_d]) if n_rev else born_d
+    new_d = np.concatenate([revive_d, born_d]) if len(revive_d) else born_d
+    return _Born(revive_g, revive_d, born_d, born_ids, start_confirmed, new_d, all_kept, n_kept, next_id)
 
-    # The new track table: kept rows (matched ones refreshed from their detection), then
-    # revived, then born tracks.
-    rows = match_t if all_kept else (np.cumsum(keep) - 1)[match_t]
+
+def _next_tracks(
+    tracks: Tracks,
+    gallery: Gallery,
+    dets: FramePoses,
+    upd: _Updated,
+    keep: np.ndarray,
+    born: _Born,
+    t: int,
+    config: TrackerConfig,
+) -> Tracks:
+    """The new track table: kept rows (matched ones refreshed from their detection), then
+    revived, then born tracks."""
+    all_kept, new_d, match_d = born.all_kept, born.new_d, upd.match_d
+    revive_g = born.revive_g
+    n_rev, n_born = len(born.revive_d), len(born.born_d)
+    rows = upd.match_t if all_kept else (np.cumsum(keep) - 1)[upd.match_t]
 
     def table(old: np.ndarray, det_values: np.ndarray | None) -> np.ndarray:
         out = old.copy() if all_kept else old[keep]
@@ -254,21 +341,21 @@ def step(state: TrackerState, detections: Detections, config: TrackerConfig) -> 
         if n_rev:
             new_emb[:n_rev] = _blend(gallery.embeddings[revive_g], new_emb[:n_rev], config.embedding_momentum)
         embeddings = tracks.embeddings.copy() if all_kept else tracks.embeddings[keep]
-        if blended is not None:
-            embeddings[rows] = blended
+        if upd.blended is not None:
+            embeddings[rows] = upd.blended
         if len(new_d):
             embeddings = np.concatenate([embeddings, new_emb])
 
-    def counters(kept: np.ndarray, revived: np.ndarray, born: np.ndarray) -> np.ndarray:
+    def counters(kept: np.ndarray, revived: np.ndarray, new: np.ndarray) -> np.ndarray:
         kept = kept if all_kept else kept[keep]
-        return np.concatenate([kept, revived, born]) if len(new_d) else kept
+        return np.concatenate([kept, revived, new]) if len(new_d) else kept
 
-    new_tracks = Tracks._owning(
-        ids=counters(ids, gallery.ids[revive_g], born_ids),
+    return Tracks._owning(
+        ids=counters(upd.ids, gallery.ids[revive_g], born.born_ids),
         status=counters(
-            status,
+            upd.status,
             np.full(n_rev, CONFIRMED, np.int8),
-            np.full(n_born, CONFIRMED if start_confirmed else TENTATIVE, np.int8),
+            np.full(n_born, CONFIRMED if born.start_confirmed else TENTATIVE, np.int8),
         ),
         keypoints=table(tracks.keypoints, dets.keypoints),
         boxes=table(tracks.boxes, dets.boxes),
@@ -277,26 +364,21 @@ def step(state: TrackerState, detections: Detections, config: TrackerConfig) -> 
         sie=table(tracks.sie, dets.sie),
         tie_bwd=table(tracks.tie_bwd, dets.tie_bwd),
         tags=table(tracks.tags, dets.tags),
-        hits=counters(hits, gallery.hits[revive_g] + np.int32(1), np.ones(n_born, np.int32)),
-        misses=counters(misses, np.zeros(n_rev, np.int32), np.zeros(n_born, np.int32)),
+        hits=counters(upd.hits, gallery.hits[revive_g] + np.int32(1), np.ones(n_born, np.int32)),
+        misses=counters(upd.misses, np.zeros(n_rev, np.int32), np.zeros(n_born, np.int32)),
         age=counters(
-            age,
+            upd.age,
             gallery.age[revive_g] + (t - gallery.last_seen[revive_g]).astype(np.int32),
             np.zeros(n_born, np.int32),
         ),
     )
-    new_gallery = _next_gallery(gallery, np.concatenate([revive_g, claim_g]), tracks, lost, misses, age, t, config)
-    new_state = TrackerState(new_tracks, new_gallery, next_id, t + 1)
 
-    # Output: each detection's track id, in detection order.
-    track_ids = np.full(n_det, -1, np.int64)
-    track_ids[match_d] = ids[match_t]
-    if len(new_d):
-        track_ids[new_d] = new_tracks.ids[n_kept:]
-    tracked = Tracked(
-        dets.keypoints, dets.boxes, dets.scores, track_ids, np.arange(n_det, dtype=np.int64), dets.frame
-    )
-    return new_state, tracked
+
+def _check_finite(poses: FramePoses) -> None:
+    """``ValueError`` unless the keypoints, boxes and scores are finite (the costs need them so)."""
+    for name in ("keypoints", "boxes", "scores"):
+        if not np.isfinite(getattr(poses, name)).all():
+            raise ValueError(f"{name} contains NaN or infinity; the tracker needs finite values")
 
 
 def _next_gallery(
@@ -334,7 +416,7 @@ def _next_gallery(
     )  # fmt: skip
 
 
-def _adopt_dims(state: TrackerState, dets: Detections) -> tuple[Tracks, Gallery]:
+def _adopt_dims(state: TrackerState, dets: FramePoses) -> tuple[Tracks, Gallery]:
     """The state's tracks and gallery, padded with NaN to the HE/KE sizes of the detections."""
     tracks, gallery = state.tracks, state.gallery
     e_s, e_d = state.embedding_dim, dets.embedding_dim

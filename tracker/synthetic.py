@@ -3,7 +3,7 @@
 People are a fixed standing skeleton scaled to a height in pixels, moving at constant
 velocity; each has a ground-truth id, a base Human Embedding, and segments of frames in
 which it is detected (between them it is occluded or out of frame, but keeps moving).
-Per frame the generator emits ``Detections`` with noisy keypoints, HE (base + noise,
+Per frame the generator emits a ``FramePoses`` with noisy keypoints, HE (base + noise,
 re-normalised), SIE (the true centre + noise at every joint, like MoveNet's per-person
 centre), forward TIE (true centre at t - 1 + noise) and backward TIE (true centre at
 t + 1 + noise), and optional flickering false positives. This is the tracker's test
@@ -17,9 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from posestream.models.poses import boxes_from_keypoints
+from posestream.models.poses import FramePoses, boxes_from_keypoints
 from posestream.models.skeleton import NUM_KEYPOINTS
-from posestream.tracker.detections import Detections, FrameInfo
 
 # A standing person facing the camera, (x, y) in units of body height, centred on the
 # mean of its joints (so the person's centre is exactly its position).
@@ -56,7 +55,7 @@ class SimPerson:
 class SimFrame:
     """One frame: the detections and the ground-truth person id of each (-1: false positive)."""
 
-    detections: Detections
+    detections: FramePoses
     person_ids: np.ndarray
 
 
@@ -136,9 +135,9 @@ def simulate(
         if "ke" in fields:
             opt["tags"] = (ids[:, None] + rng.normal(0, 0.05, (n, NUM_KEYPOINTS))).astype(np.float32)
         order = rng.permutation(n) if shuffle else np.arange(n)
-        dets = Detections(
-            kp[order], boxes_from_keypoints(kp[order]), np.full(n, 0.9, np.float32),
-            frame=FrameInfo(t, t / 30.0, *frame_size), **{k: v[order] for k, v in opt.items()},
+        dets = FramePoses(
+            t, t / 30.0, *frame_size, kp[order], boxes_from_keypoints(kp[order]), np.full(n, 0.9, np.float32),
+            **{k: v[order] for k, v in opt.items()},
         )  # fmt: skip
         yield SimFrame(dets, ids[order])
 

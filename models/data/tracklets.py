@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from posestream.models.estimator import box_iou
+from posestream.models.geometry import box_iou
 from posestream.models.poses import FramePoses
 
 

@@ -116,7 +116,6 @@ class BlobPipeline:
     def process(
         self, batch: Sequence[FrameInput], states: Sequence[TrackerState | None]
     ) -> list[tuple[FramePoses, TrackerState]]:
-        from posestream.tracker.detections import Detections, FrameInfo
         from posestream.tracker.state import TrackerState as _State
         from posestream.tracker.step import step
 
@@ -129,8 +128,8 @@ class BlobPipeline:
             if state is None:
                 state = given if given is not None else _State.initial()
             keypoints, boxes, scores = detect_blobs(frame.rgb, self.detector)
-            info = FrameInfo(frame.frame_index, frame.timestamp, frame.width, frame.height)
-            state, tracked = step(state, Detections(keypoints, boxes, scores, frame=info), self.tracker_config)
+            dets = FramePoses(frame.frame_index, frame.timestamp, frame.width, frame.height, keypoints, boxes, scores)
+            state, tracked = step(state, dets, self.tracker_config)
             current[frame.session_id] = state
-            out.append((tracked.to_frame_poses(), state))
+            out.append((tracked, state))
         return out

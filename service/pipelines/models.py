@@ -59,7 +59,7 @@ import numpy as np
 from posestream.models.poses import FramePoses
 from posestream.service.pipeline import FrameInput, TrackerState
 from posestream.tracker.config import PRESET_TERMS, TrackerConfig
-from posestream.tracker.detections import Detections, person_centre_sie
+from posestream.tracker.costs import person_centre_sie
 from posestream.tracker.state import TrackerState as _State
 from posestream.tracker.step import step
 
@@ -170,13 +170,13 @@ class ModelPipeline:
                         frame.seq,
                     )
                 self._remember(frame.session_id, contexts[i])
-            dets = Detections.from_frame_poses(
+            dets = dataclasses.replace(
                 poses, embeddings=embeddings[i], sie=sie, tie_fwd=tie_fwd, tie_bwd=tie_bwd,
                 tags=est.tags[i] if est.tags is not None else None,
             )  # fmt: skip
             state, tracked = step(state, dets, self.tracker_config)
             current[frame.session_id] = state
-            out.append((tracked.to_frame_poses(), state))
+            out.append((tracked, state))
         return out
 
     def _at_temporal_scale(self, frames: list[np.ndarray], est: Any) -> Any:

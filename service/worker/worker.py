@@ -579,7 +579,7 @@ class Worker:
         return out
 
     def _empty_step(self, state: object | None, job: FrameJob) -> object:
-        from posestream.tracker.detections import Detections, FrameInfo
+        from posestream.models.poses import FramePoses
         from posestream.tracker.state import TrackerState
         from posestream.tracker.step import step
 
@@ -588,8 +588,8 @@ class Worker:
             from posestream.tracker.config import TrackerConfig
 
             config = TrackerConfig()
-        info = FrameInfo(job.frame_index, job.timestamp, job.width, job.height)
-        new_state, _ = step(state if state is not None else TrackerState.initial(), Detections.empty(info), config)
+        empty = FramePoses.empty(job.frame_index, job.timestamp, job.width, job.height)
+        new_state, _ = step(state if state is not None else TrackerState.initial(), empty, config)
         return new_state
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from posestream.models.estimator import EstimatorConfig, box_iou, letterbox, merge_by_confidence, merge_scales
+from posestream.models.estimator import EstimatorConfig, letterbox, merge_by_confidence, merge_scales
+from posestream.models.geometry import box_iou, oks_matrix
 from posestream.models.movenet_decode import (
     CenterPeaks,
     DecodedPoses,
@@ -15,7 +16,6 @@ from posestream.models.movenet_decode import (
     decode,
     find_centers,
     fuse_maps,
-    oks_matrix,
     person_boxes,
     pose_nms,
     refine_with_offsets,

@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from posestream.models.movenet_decode import oks_matrix
+from posestream.models.geometry import oks_matrix
 from posestream.models.refine import (
     RefineConfig,
     crop_batch,
@@ -134,7 +134,8 @@ def refiner(thunder_json):  # noqa: F811
 
 @pytest.mark.weights
 def test_crowd_gate_and_one_batch_per_frame(refiner, vtest_frame200, movenet_tflite) -> None:  # noqa: F811
-    from posestream.models.estimator import EstimatorConfig, PoseEstimator, box_iou
+    from posestream.models.estimator import EstimatorConfig, PoseEstimator
+    from posestream.models.geometry import box_iou
 
     off = EstimatorConfig(device="cpu", refine=RefineConfig(enabled=False))
     fp = PoseEstimator(off, movenet_tflite)([vtest_frame200]).poses[0]

@@ -71,13 +71,3 @@ def test_oks_sigmas_symmetric_and_readonly():
     for a, b in sk.FLIP_PAIRS:
         assert s[a] == s[b]
     assert not s.flags.writeable
-
-
-def test_head_size_proxies():
-    kp = np.zeros((3, 17, 3))
-    kp[0, 3] = (10, 0, 2)
-    kp[0, 4] = (30, 0, 2)  # ears 20 apart
-    kp[1, 1] = (10, 0, 2)
-    kp[1, 2] = (15, 0, 2)  # eyes 5 apart -> 10
-    hs = sk.head_size(kp)
-    assert hs[0] == 20 and hs[1] == 10 and np.isnan(hs[2])

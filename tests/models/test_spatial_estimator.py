@@ -122,7 +122,7 @@ def test_track_with_the_shipped_spatialnet_follows_synthetic_people(tmp_path, mo
     from posestream.models.data.synthetic import SyntheticConfig, write_synthetic_clip
     from posestream.models.poses import read_jsonl
     from posestream.service.pipelines.models import SPATIALNET_WEIGHTS, TEMPORALNET_SPATIAL_WEIGHTS
-    from posestream.tracker.evaluation import evaluate
+    from posestream.tracker.metrics import evaluate
 
     needed = [SPATIALNET_WEIGHTS] + ([TEMPORALNET_SPATIAL_WEIGHTS] if tracker == "he+tie" else [])
     missing = [str(p) for p in needed if not p.is_file()]

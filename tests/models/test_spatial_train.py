@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from posestream.models.backbones.hourglass import HourglassConfig
+from posestream.models.checkpoints import load_spatialnet
 from posestream.models.data.augment import AugmentConfig, random_affine, transform_keypoints
 from posestream.models.data.datasets import PoseSample, SpatialTrainingSet, SyntheticPoseSource, collate_spatial
 from posestream.models.poses import read_jsonl
@@ -17,14 +18,13 @@ from posestream.models.train import (
     _batch_targets,
     evaluate_spatialnet,
     evaluate_spatialnet_oracles,
-    load_spatialnet,
     load_train_config,
     lr_at,
     predict_frames,
     train_spatial,
     with_ground_truth,
 )
-from posestream.tracker.evaluation import evaluate
+from posestream.tracker.metrics import evaluate
 
 TINY = {"backbone": {"stacks": 1, "width": 16, "depth": 2}}
 
@@ -189,7 +189,7 @@ def test_tune_decode_and_export_keep_the_chosen_parameters(tmp_path):
     last = _tiny_checkpoint(tmp_path)
     net = load_spatialnet(last)
     grid = {"detection_threshold": (0.05, 0.5), "min_joints": (1, 4)}
-    decode, trail = tune_decode(net, [8000], 2, (64, 64), torch.device("cpu"), grid=grid, rounds=1)
+    decode, trail = tune_decode(net, [8000], 2, (64, 64), torch.device("cpu"), grid=grid, rounds=1, evaluate=evaluate)
     assert net.config.decode == load_spatialnet(last).config.decode  # the net is left as it was
     assert [t["field"] for t in trail][0] == "start" and len(trail) == 1 + 2 + 1  # min_joints=1 is the default: skipped
     best = max(t["AP"] for t in trail)
@@ -223,11 +223,13 @@ def test_ground_truth_maps_replace_exactly_the_half_asked_for():
 def test_ground_truth_heatmaps_and_embeddings_decode_back_to_the_ground_truth():
     torch.manual_seed(0)
     net = SpatialNet(load_train_config(None, {"model": TINY}).model).eval()
-    both = evaluate_spatialnet(net, [9005], 2, (512, 384), torch.device("cpu"), gt_heatmaps=True, gt_embeddings=True)
+    both = evaluate_spatialnet(
+        net, [9005], 2, (512, 384), torch.device("cpu"), gt_heatmaps=True, gt_embeddings=True, evaluate=evaluate
+    )
     assert both["AP"] == 1.0 and both["AR"] == 1.0
     # an untrained net's own heatmaps, or its embeddings grouping exact peaks, fall far short
-    assert evaluate_spatialnet(net, [9005], 2, (512, 384), torch.device("cpu"), gt_heatmaps=True)["AP"] < 0.9
-    assert evaluate_spatialnet(net, [9005], 2, (512, 384), torch.device("cpu"))["AP"] < 0.05
+    assert evaluate_spatialnet(net, [9005], 2, (512, 384), torch.device("cpu"), gt_heatmaps=True, evaluate=evaluate)["AP"] < 0.9
+    assert evaluate_spatialnet(net, [9005], 2, (512, 384), torch.device("cpu"), evaluate=evaluate)["AP"] < 0.05
 
 
 def test_oracles_from_one_pass_score_as_separate_evaluations(tmp_path):
@@ -235,9 +237,11 @@ def test_oracles_from_one_pass_score_as_separate_evaluations(tmp_path):
     net = SpatialNet(load_train_config(None, {"model": TINY}).model).eval()
     cpu = torch.device("cpu")
     oracles = {"network": (False, False), "GT heatmaps": (True, False), "both": (True, True)}
-    together = evaluate_spatialnet_oracles(net, [9005], 2, (512, 384), cpu, oracles, write_dir=tmp_path)
+    together = evaluate_spatialnet_oracles(net, [9005], 2, (512, 384), cpu, oracles, write_dir=tmp_path, evaluate=evaluate)
     for name, (h, e) in oracles.items():
-        assert together[name] == evaluate_spatialnet(net, [9005], 2, (512, 384), cpu, gt_heatmaps=h, gt_embeddings=e)
+        assert together[name] == evaluate_spatialnet(
+            net, [9005], 2, (512, 384), cpu, gt_heatmaps=h, gt_embeddings=e, evaluate=evaluate
+        )
     # The first oracle's predictions are the ones written.
     assert evaluate(read_jsonl(tmp_path / "gt.jsonl"), read_jsonl(tmp_path / "pred.jsonl"))["AP"] == together["network"]["AP"]
 
@@ -284,7 +288,9 @@ def test_train_decode_fits_stores_and_tunes_the_pose_prior(tmp_path, capsys):
     last = str(_tiny_checkpoint(tmp_path))
     net = load_spatialnet(last)
     assert net.pose_prior is None
-    _, trail = tune_decode(net, [8000], 2, (64, 64), torch.device("cpu"), grid={"prior_threshold": (0.0, 0.2)}, rounds=1)
+    _, trail = tune_decode(
+        net, [8000], 2, (64, 64), torch.device("cpu"), grid={"prior_threshold": (0.0, 0.2)}, rounds=1, evaluate=evaluate
+    )
     assert len(trail) == 1  # without a prior its fields are never tried
     out = tmp_path / "w.pt"
     base = ["train", "decode", "--weights", last, "--export", str(out), "--input-size", "64x64",

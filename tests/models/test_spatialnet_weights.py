@@ -7,7 +7,7 @@ above what broken weights, a broken decoder or a broken coordinate transform wou
 
 - head keypoints (nose, eyes, ears) -- the joints these undertrained weights find best --
   land within a few pixels of the ground truth for most people;
-- the COCO metrics of ``posestream.tracker.evaluation`` stay above a floor.
+- the COCO metrics of ``posestream.tracker.metrics`` stay above a floor.
 """
 
 from pathlib import Path
@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from posestream.models.train import evaluate_spatialnet, load_spatialnet, predict_frames
+from posestream.models.checkpoints import load_spatialnet
+from posestream.models.train import evaluate_spatialnet, predict_frames
+from posestream.tracker.metrics import evaluate
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "spatialnet_synthetic.pt"
 INPUT_SIZE = (512, 384)  # the card's inference size: whole 640x480 frames fitted into it
@@ -66,6 +68,6 @@ def test_head_keypoints_land_on_the_people(net):
 
 def test_shipped_weights_score_on_held_out_synthetic_frames(net):
     metrics = evaluate_spatialnet(
-        net, seeds=[SEED], frames=FRAMES, input_size=INPUT_SIZE, device=torch.device("cpu")
+        net, seeds=[SEED], frames=FRAMES, input_size=INPUT_SIZE, device=torch.device("cpu"), evaluate=evaluate
     )
     assert metrics["AP50"] >= AP50_FLOOR, metrics

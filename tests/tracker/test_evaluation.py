@@ -1,4 +1,4 @@
-"""Tests of posestream.tracker.evaluation: COCO AP (pycocotools), CLEAR MOT / IDF1 and PoseTrack per-joint
+"""Tests of posestream.tracker.metrics: COCO AP (pycocotools), CLEAR MOT / IDF1 and PoseTrack per-joint
 MOTA (py-motmetrics) on ground truth built here with numpy."""
 
 import contextlib
@@ -15,7 +15,8 @@ import pytest
 
 from posestream.models.poses import FramePoses, write_jsonl
 from posestream.models.skeleton import KEYPOINT_INDEX, KEYPOINT_NAMES, NUM_KEYPOINTS, OKS_SIGMAS
-from posestream.tracker.evaluation import EvalConfig, evaluate, format_report, keypoint_similarity, oks_matrix
+from posestream.models.geometry import keypoint_similarity, oks_matrix
+from posestream.tracker.metrics import EvalConfig, evaluate, format_report
 
 REPO = Path(__file__).resolve().parents[2]
 W, H = 640, 480
@@ -306,20 +307,21 @@ def test_jitter_lowers_ap_monotonically_by_a_plausible_amount(gt):
 
 
 def test_oks_matrix_equals_cocoeval(gt):
-    from posestream.tracker import evaluation as ev_mod
+    from posestream.tracker.metrics.coco import _run_cocoeval
+    from posestream.tracker.metrics.pairing import _pair_frames, _prepare
 
     pred = _jitter(gt, 0.03, seed=1)
-    pairs = ev_mod._pair_frames(gt, pred)
-    frames, _ = ev_mod._prepare(pairs, EvalConfig())
+    pairs = _pair_frames(gt, pred)
+    frames, _ = _prepare(pairs, EvalConfig())
     with contextlib.redirect_stdout(io.StringIO()):
-        ev = ev_mod._run_cocoeval(frames, {f.frame_index: (W, H) for f in gt}, EvalConfig())
+        ev = _run_cocoeval(frames, {f.frame_index: (W, H) for f in gt}, EvalConfig())
     checked = 0
     for f in frames:
         ious = ev.ious[(f.index, 1)]
         if len(ious) == 0:
             continue
         order = np.argsort(-f.pred_scores, kind="mergesort")  # COCOeval's detection order
-        ours = oks_matrix(f.gt_keypoints, f.gt_boxes, f.gt_areas, f.pred_keypoints[order])
+        ours = oks_matrix(f.gt_keypoints, f.pred_keypoints[order], f.gt_areas, ref_boxes=f.gt_boxes)
         np.testing.assert_allclose(ours.T, ious, rtol=1e-9, atol=1e-12)
         checked += 1
     assert checked == T
@@ -333,17 +335,18 @@ def test_oks_matrix_equals_cocoeval(gt):
     dx = max(0, (x1 - (x2 - x1)) - 5.0)
     dy = max(0, (y1 - (y2 - y1)) - 5.0)
     expected = np.mean(np.exp(-(dx**2 + dy**2) / (2 * OKS_SIGMAS) ** 2 / area / 2))
-    assert oks_matrix(g.keypoints[unl], g.boxes[unl], area, p)[0, 0] == pytest.approx(expected)
+    assert oks_matrix(g.keypoints[unl], p, area, ref_boxes=g.boxes[unl])[0, 0] == pytest.approx(expected)
 
 
 def test_coco_numbers_equal_cocoeval_summarize(gt):
-    from posestream.tracker import evaluation as ev_mod
+    from posestream.tracker.metrics.coco import _run_cocoeval
+    from posestream.tracker.metrics.pairing import _pair_frames, _prepare
 
     pred = _jitter(gt, 0.02, seed=2)
     r = evaluate(gt, pred)
-    frames, _ = ev_mod._prepare(ev_mod._pair_frames(gt, pred), EvalConfig())
+    frames, _ = _prepare(_pair_frames(gt, pred), EvalConfig())
     with contextlib.redirect_stdout(io.StringIO()):
-        ev = ev_mod._run_cocoeval(frames, {f.frame_index: (W, H) for f in gt}, EvalConfig())
+        ev = _run_cocoeval(frames, {f.frame_index: (W, H) for f in gt}, EvalConfig())
         ev.summarize()  # hard-codes maxDets=20 for keypoints, our default
     keys = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
     assert [r[k] for k in keys] == pytest.approx(list(ev.stats[:10]))
@@ -419,7 +422,7 @@ def test_motmetrics_numbers_by_hand():
     """
     import motmetrics
 
-    from posestream.tracker.evaluation import _motmetrics_summary
+    from posestream.tracker.metrics.mot import _motmetrics_summary
 
     acc = motmetrics.MOTAccumulator(auto_id=False)
     nan = np.nan
@@ -513,7 +516,7 @@ def test_cli_bad_input_exits_2(gt, tmp_path, capsys):
 
 def test_evaluation_does_not_import_torch():
     code = (
-        "import sys, numpy as np, posestream.tracker.evaluation as e\n"
+        "import sys, numpy as np, posestream.tracker.metrics as e\n"
         "from posestream.models.poses import FramePoses\n"
         "kp = np.stack([np.arange(17) * 3.0 + 10, np.arange(17) * 5.0 + 10, np.full(17, 2.0)], 1)[None]\n"
         "f = FramePoses(0, 0.0, 640, 480, kp, [[0, 0, 100, 100]], [1.0], [1])\n"
@@ -528,13 +531,13 @@ def test_evaluation_does_not_import_torch():
 def test_untracked_warning_only_when_some_predictions_are_tracked(gt, caplog):
     """A detection-only evaluation (no track ids at all) logs at INFO; a partly tracked one warns."""
     untracked = [f.with_track_ids(np.full(len(f), -1)) for f in gt]
-    with caplog.at_level(logging.INFO, logger="posestream.tracker.evaluation"):
+    with caplog.at_level(logging.INFO, logger="posestream.tracker.metrics"):
         evaluate(gt, untracked)
     records = [r for r in caplog.records if "no track id" in r.getMessage()]
     assert records and all(r.levelno == logging.INFO for r in records)
     caplog.clear()
     partly = [f.with_track_ids(np.full(len(f), -1)) if i % 2 else f for i, f in enumerate(gt)]
-    with caplog.at_level(logging.INFO, logger="posestream.tracker.evaluation"):
+    with caplog.at_level(logging.INFO, logger="posestream.tracker.metrics"):
         evaluate(gt, partly)
     assert any(r.levelno == logging.WARNING and "no track id" in r.getMessage() for r in caplog.records)
 
@@ -546,5 +549,5 @@ def test_keypoint_similarity_is_what_oks_averages():
     area = np.array([5000.0])
     terms = keypoint_similarity(((pred[0, :, :2] - gt[0, :, :2]) ** 2).sum(axis=1), area[0])
     assert terms.shape == (17,) and np.all((terms > 0) & (terms < 1))
-    assert oks_matrix(gt, np.array([[0, 0, 100, 100]]), area, pred)[0, 0] == pytest.approx(terms.mean())
+    assert oks_matrix(gt, pred, area, ref_boxes=np.array([[0, 0, 100, 100]]))[0, 0] == pytest.approx(terms.mean())
     assert keypoint_similarity(np.zeros(17), 5000.0) == pytest.approx(np.ones(17))

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from posestream.models.poses import FramePoses
 from posestream.tracker.config import TrackerConfig
 from posestream.tracker.costs import (
     check_detection_fields,
@@ -12,18 +13,23 @@ from posestream.tracker.costs import (
     iou_cost,
     ke_cost,
     oks_cost,
+    person_centre_sie,
     psi_he,
     psi_tie,
     sie_cost,
 )
-from posestream.tracker.detections import Detections, person_centre_sie
+
+
+def frame(keypoints, boxes, scores, **fields):
+    """One frame's detected people (a 1280x720 frame 0)."""
+    return FramePoses(0, 0.0, 1280, 720, keypoints, boxes, scores, **fields)
 
 
 def people(n, *, box=(0.0, 0.0, 10.0, 10.0), score=0.9, **fields):
     """n people with all 17 keypoints at the origin (score ``score``) and the given box."""
     kp = np.zeros((n, 17, 3), np.float32)
     kp[:, :, 2] = score
-    return Detections(kp, np.tile(np.asarray(box, np.float32), (n, 1)), np.ones(n, np.float32), **fields)
+    return frame(kp, np.tile(np.asarray(box, np.float32), (n, 1)), np.ones(n, np.float32), **fields)
 
 
 def joints(n, xy):
@@ -39,7 +45,7 @@ def test_psi_he_is_squared_l2_of_unit_embeddings():
 
 def test_iou_cost():
     a = people(1, box=(0, 0, 2, 2))
-    b = Detections(np.zeros((3, 17, 3)), [[1, 1, 3, 3], [5, 5, 6, 6], [0, 0, 2, 2]], np.ones(3))
+    b = frame(np.zeros((3, 17, 3)), [[1, 1, 3, 3], [5, 5, 6, 6], [0, 0, 2, 2]], np.ones(3))
     np.testing.assert_allclose(iou_cost(a, b), [[1 - 1 / 7, 1.0, 0.0]])
 
 
@@ -57,7 +63,7 @@ def test_oks_cost_one_shared_joint():
 def test_oks_cost_identical_poses_is_zero():
     rng = np.random.default_rng(0)
     kp = np.concatenate([rng.uniform(0, 100, (2, 17, 2)), np.full((2, 17, 1), 0.9)], axis=2)
-    d = Detections(kp, [[0, 0, 100, 100]] * 2, np.ones(2))
+    d = frame(kp, [[0, 0, 100, 100]] * 2, np.ones(2))
     c = oks_cost(d, d)
     np.testing.assert_allclose(np.diag(c), 0.0, atol=1e-12)
     assert c[0, 1] > 0.5

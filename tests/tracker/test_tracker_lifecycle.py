@@ -1,13 +1,14 @@
 """Track lifecycle on synthetic pose sequences: matching, confirmation, loss, re-identification."""
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
+from posestream.models.poses import FramePoses
 from posestream.tracker.config import TrackerConfig
 from posestream.tracker.costs import iou_cost
-from posestream.tracker.detections import Detections
 from posestream.tracker.state import CONFIRMED, TENTATIVE, TrackerState
 from posestream.tracker.step import step
 from posestream.tracker.synthetic import SimPerson, random_crowd, simulate
@@ -18,7 +19,7 @@ class Frame:
     person_ids: np.ndarray
     track_ids: np.ndarray
     state: TrackerState
-    detections: Detections
+    detections: FramePoses
 
 
 def run(people, n_frames, config, **sim):
@@ -26,7 +27,9 @@ def run(people, n_frames, config, **sim):
     history = []
     for frame in simulate(people, n_frames, **sim):
         state, out = step(state, frame.detections, config)
-        assert out.detection_index.tolist() == list(range(len(frame.detections)))
+        # The output is the input frame with track ids: same people, same order.
+        assert len(out) == len(frame.detections)
+        np.testing.assert_array_equal(out.keypoints, frame.detections.keypoints)
         history.append(Frame(frame.person_ids, out.track_ids, state, frame.detections))
     return history
 
@@ -157,7 +160,7 @@ def test_first_frame_people_get_ids_at_once():
 def test_low_score_detections_continue_tracks_but_do_not_start_them():
     cfg = TrackerConfig(preset="oks", min_det_score=0.5, n_init=1)
     frames = [f.detections for f in simulate([SimPerson(0, start=(300, 300))], 3, fields=())]
-    low = [Detections(d.keypoints, d.boxes, np.full(len(d), 0.3, np.float32)) for d in frames]
+    low = [dataclasses.replace(d, scores=np.full(len(d), 0.3, np.float32)) for d in frames]
     state, out = step(TrackerState.initial(), low[0], cfg)
     assert out.track_ids.tolist() == [-1] and len(state.tracks) == 0
     state, out = step(state, frames[1], cfg)
@@ -215,7 +218,7 @@ def test_missing_preset_field_is_a_clear_error_but_empty_frames_are_fine():
     frame = next(simulate([SimPerson(0, start=(300, 300))], 1, fields=("sie", "tie")))
     with pytest.raises(ValueError, match=r"preset 'he\+tie' needs detections.embeddings"):
         step(TrackerState.initial(), frame.detections, cfg)
-    state, out = step(TrackerState.initial(), Detections.empty(), cfg)
+    state, out = step(TrackerState.initial(), FramePoses.empty(0, 0.0, 1280, 720), cfg)
     assert len(out) == 0 and state.frame_index == 1
 
 
@@ -227,13 +230,15 @@ def test_he_dimension_change_mid_session_is_rejected():
         step(state, other[0], TrackerConfig())
 
 
-def test_tracked_output_as_frame_poses():
+def test_tracked_output_is_the_input_frame_with_track_ids():
     frame = next(simulate([SimPerson(0, start=(300, 300)), SimPerson(1, start=(700, 300))], 1))
-    _, out = step(TrackerState.initial(), frame.detections, TrackerConfig())
-    poses = out.to_frame_poses()
+    _, poses = step(TrackerState.initial(), frame.detections, TrackerConfig())
+    assert isinstance(poses, FramePoses)
     assert poses.frame_index == 0 and poses.width == 1280
     np.testing.assert_array_equal(poses.keypoints, frame.detections.keypoints)
     assert sorted(poses.track_ids.tolist()) == [0, 1]
+    assert (frame.detections.track_ids == -1).all()  # the input is not modified
+    np.testing.assert_array_equal(poses.embeddings, frame.detections.embeddings)
 
 
 @pytest.mark.parametrize("momentum", [0.9, 0.0])
@@ -242,7 +247,7 @@ def test_track_he_is_a_renormalised_moving_average(momentum):
     frames = [f.detections for f in simulate([SimPerson(0, start=(300, 300))], 2, fields=())]
     e0, e1 = np.array([[1.0, 0.0, 0.0]]), np.array([[0.0, 1.0, 0.0]])
     d0, d1 = (
-        Detections(d.keypoints, d.boxes, d.scores, embeddings=e)
+        dataclasses.replace(d, embeddings=e)
         for d, e in zip(frames, (e0, e1), strict=True)
     )
     state, _ = step(TrackerState.initial(), d0, cfg)
@@ -262,20 +267,20 @@ def test_returning_person_seen_half_hidden_first_gets_the_old_id_back():
     e_a = np.eye(8, dtype=np.float32)[:1]
     e_odd = (np.eye(8, dtype=np.float32)[1:2] + e_a) / np.sqrt(2.0)  # Psi_HE 0.59 > 0.5 from e_a
 
-    def det(x: float, emb: np.ndarray, visible: int) -> Detections:
+    def det(x: float, emb: np.ndarray, visible: int) -> FramePoses:
         kp = np.zeros((1, 17, 3), np.float32)
         kp[0, :, 0] = x + rng.normal(0, 1, 17)
         kp[0, :, 1] = np.linspace(100, 300, 17)
         kp[0, :visible, 2] = 0.9
-        return Detections(kp, np.array([[x - 30, 100, x + 30, 300]], np.float32), np.array([0.9], np.float32),
-                          embeddings=emb)  # fmt: skip
+        return FramePoses(0, 0.0, 1280, 720, kp, np.array([[x - 30, 100, x + 30, 300]], np.float32),
+                          np.array([0.9], np.float32), embeddings=emb)  # fmt: skip
 
     state, ids = TrackerState.initial(), []
     for t in range(30):
         if t < 8:
             d = det(100 + 2 * t, e_a, 17)
         elif t < 20:
-            d = Detections.empty()
+            d = FramePoses.empty(0, 0.0, 1280, 720)
         elif t < 23:
             d = det(400 + 2 * t, e_odd, 5)  # re-emerging: few joints, odd appearance
         else:

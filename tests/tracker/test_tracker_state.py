@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from posestream.tracker.config import TrackerConfig
-from posestream.tracker.detections import Detections
+from posestream.models.poses import FramePoses
 from posestream.tracker.state import SCHEMA_VERSION, Gallery, StateFormatError, TrackerState, Tracks, state_size_bound
 from posestream.tracker.step import step
 from posestream.tracker.synthetic import SimPerson, random_crowd, simulate
@@ -59,7 +59,7 @@ def test_step_on_restored_state_is_identical(preset):
         new_b, out_b = step(restored, frame.detections, cfg)
         assert new_a.to_bytes() == new_b.to_bytes()
         assert out_a.track_ids.tobytes() == out_b.track_ids.tobytes()
-        assert out_a.detection_index.tobytes() == out_b.detection_index.tobytes()
+        assert out_a.keypoints.tobytes() == out_b.keypoints.tobytes() == frame.detections.keypoints.tobytes()
         state = new_b  # continue from the restored branch
     assert state.next_id > 5 and len(state.gallery) > 0
 
@@ -106,7 +106,7 @@ def test_size_stays_bounded_over_10000_frames():
     largest = 0
     for frame in simulate(people, 10_000, embedding_dim=e, fields=("he",), false_positive_rate=0.1, seed=11):
         state, _ = step(state, frame.detections, cfg)
-        if frame.detections.frame.frame_index % 50 == 0:
+        if frame.detections.frame_index % 50 == 0:
             largest = max(largest, len(state.to_bytes()))
     assert state.next_id > 400  # hundreds of people came and went
     assert largest <= bound
@@ -150,12 +150,18 @@ def test_from_bytes_rejects_other_schema_versions_and_garbage():
 
 
 def test_detections_validate_shapes():
+    def frame(*args, **kw):
+        return FramePoses(0, 0.0, 640, 480, *args, **kw)
+
     with pytest.raises(ValueError, match=r"boxes must have shape \(2, 4\)"):
-        Detections(np.zeros((2, 17, 3)), np.zeros((3, 4)), np.ones(2))
+        frame(np.zeros((2, 17, 3)), np.zeros((3, 4)), np.ones(2))
+    # The tracker rejects NaN poses (the pose contract itself leaves that to its readers).
     with pytest.raises(ValueError, match="NaN"):
-        Detections(np.full((1, 17, 3), np.nan), np.zeros((1, 4)), np.ones(1))
+        step(TrackerState.initial(), frame(np.full((1, 17, 3), np.nan), np.zeros((1, 4)), np.ones(1)), TrackerConfig())
+    with pytest.raises(ValueError, match="NaN"):
+        frame(np.zeros((1, 17, 3)), np.zeros((1, 4)), np.ones(1), sie=np.full((1, 17, 2), np.nan))
     with pytest.raises(ValueError, match="all-zero HE"):
-        Detections(np.zeros((1, 17, 3)), np.zeros((1, 4)), np.ones(1), embeddings=np.zeros((1, 4)))
+        frame(np.zeros((1, 17, 3)), np.zeros((1, 4)), np.ones(1), embeddings=np.zeros((1, 4)))
 
 
 def test_tracker_core_does_not_import_torch():
