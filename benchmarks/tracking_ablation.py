@@ -73,16 +73,23 @@ from posestream.models.estimator import EstimatorConfig, PoseEstimator  # noqa: 
 from posestream.models.poses import FramePoses  # noqa: E402
 from posestream.models.temporalnet import TemporalInference, write_tracker_calibration  # noqa: E402
 from posestream.service.pipeline import FrameInput  # noqa: E402
+from posestream.models.weights import (  # noqa: E402
+    SPATIALNET_MOVENET,
+    TEMPORALNET_MOVENET,
+    TEMPORALNET_SPATIALNET,
+    checkpoint_path,
+)
 from posestream.service.pipelines.models import (  # noqa: E402
-    SPATIALNET_WEIGHTS,
-    TEMPORALNET_SPATIAL_WEIGHTS,
-    TEMPORALNET_WEIGHTS,
     ModelPipeline,
     at_temporal_scale,
     load_temporal,
 )
 from posestream.tracker.config import TrackerConfig  # noqa: E402
 from posestream.tracker.evaluation import evaluate  # noqa: E402
+
+SPATIALNET_WEIGHTS = checkpoint_path(SPATIALNET_MOVENET)
+TEMPORALNET_SPATIAL_WEIGHTS = checkpoint_path(TEMPORALNET_SPATIALNET)
+TEMPORALNET_WEIGHTS = checkpoint_path(TEMPORALNET_MOVENET)
 
 log = logging.getLogger("tracking_ablation")
 PRESETS = ("oks", "iou", "sie", "he", "tie", "he+tie")

@@ -7,7 +7,7 @@ import dataclasses
 import json
 import math
 
-from posestream.service.cli import CliError
+from posestream.service.cli_common import CliError
 
 
 def register(sub: argparse._SubParsersAction) -> None:

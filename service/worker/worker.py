@@ -41,12 +41,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import redis
-
 from posestream.models.poses import FramePoses
 from posestream.service.frames import ImageHeaderError, image_size
 from posestream.service.leases import RELEASE_SCRIPT, RENEW_SCRIPT, default_owner_id
 from posestream.service.messages import JOBS_GROUP, FrameJob, FrameResult, RedisKeys
-from posestream.service.pipeline import FrameInput, FramePipeline
+from posestream.service.pipelines.base import FrameInput, FramePipeline
 from posestream.service.settings import Settings
 from posestream.service.worker.metrics import MetricsServer, WorkerMetrics
 from posestream.service.worker.sessions import (
@@ -56,6 +55,8 @@ from posestream.service.worker.sessions import (
     build_session_store,
     next_seq,
 )
+from posestream.tracker.detections import FrameInfo
+from posestream.tracker.session import Detected, SessionTracker
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,8 @@ class Worker:
 
     Args:
         settings: service settings (keys, batching, leases, TTLs).
-        pipeline: the frame pipeline (injected so tests and the CLI choose it).
+        pipeline: the frame pipeline (injected so tests and the CLI choose it): its detector runs
+            on each batch, its tracker config steps the sessions (``SessionTracker`` over ``store``).
         client: a ``redis.Redis`` (bytes responses); one is made from the settings if None.
         store: the session state store; the tracker's Redis store by default.
         worker_id: consumer name; ``settings.worker_id`` or ``host-pid-random`` if None.
@@ -171,6 +173,7 @@ class Worker:
         self.keys = RedisKeys(settings.redis_prefix)
         self.redis = client or redis.Redis.from_url(settings.redis_url)
         self.store = store or build_session_store(self.redis, settings)
+        self.sessions = SessionTracker(self.store, pipeline.tracker_config)
         self.worker_id = worker_id or settings.worker_id or default_worker_id()
         self._renew = self.redis.register_script(RENEW_SCRIPT)
         self._release = self.redis.register_script(RELEASE_SCRIPT)
@@ -384,7 +387,7 @@ class Worker:
                 continue
             try:
                 with self.metrics.stage_latency.labels("state_load").time():
-                    state, version = self.store.load(session)
+                    state, version = self.sessions.load(session)
                 runnable = self._select(state, items)
             except Exception:
                 self._release_lease(session)
@@ -478,7 +481,6 @@ class Worker:
         m.sessions_with_state.set(sum(w.state is not None for w in work))
         started = time.time()
         batch: list[FrameInput] = []
-        states: list[object] = []
         owners: list[tuple[int, int]] = []  # (work index, job index) per batch slot
         errors: dict[tuple[int, int], str] = {}
         for wi, w in enumerate(work):
@@ -492,40 +494,40 @@ class Worker:
                     errors[(wi, ji)] = err
                     continue
                 batch.append(FrameInput(w.session, e.job.seq, e.job.frame_index, e.job.timestamp, rgb))
-                states.append(w.state)
                 owners.append((wi, ji))
-        outputs: dict[tuple[int, int], tuple[FramePoses, object]] = {}
-        if batch:
-            if any(errors):
-                # A failed frame splits its session's run: the frames after it must see the
-                # state stepped over the failure, so run them in a second pass.
-                batch, states, owners, later = _split_after_errors(batch, states, owners, errors)
-            else:
-                later = []
-            outputs = self._run_pipeline(batch, states, owners, errors)
-            for frames, slots in later:
-                outputs.update(self._run_sequential(work, frames, slots, outputs, errors))
-        finished = time.time()
+        detected = self._detect(batch, owners, errors) if batch else {}
         processed = 0
         for wi, w in enumerate(work):
+            # A failed frame is stepped over with no detections, so the frames after it see
+            # the state they would have seen (and the cursor advances by one per frame).
             state = w.state
-            pipe = self.redis.pipeline(transaction=False)
-            rkey = self.keys.results(w.session)
+            steps: list[tuple[FramePoses, str]] = []
             for ji, e in enumerate(w.jobs):
                 job = e.job
-                if (wi, ji) in outputs:
-                    poses, state = outputs[(wi, ji)]
-                    err = ""
-                else:  # step over the failed frame with no detections: the cursor advances
-                    state = self._empty_step(state, job)
+                poses = None
+                if (wi, ji) in detected:
+                    try:
+                        state, poses = self.sessions.track(state, detected[(wi, ji)])
+                    except Exception as exc:  # a frame error must never stall a session
+                        m.errors.labels("pipeline").inc()
+                        log.exception("tracking failed on frame seq %d of %s", job.seq, w.session)
+                        errors[(wi, ji)] = f"pipeline error: {type(exc).__name__}: {exc}"
+                if poses is None:
+                    state = self.sessions.skip(state, FrameInfo(job.frame_index, job.timestamp, job.width, job.height))
                     poses = FramePoses.empty(job.frame_index, job.timestamp, job.width, job.height)
-                    err = errors.get((wi, ji), "not processed")
                     m.errors.labels("frame").inc()
+                    steps.append((poses, errors.get((wi, ji), "not processed")))
+                else:
+                    steps.append((poses, ""))
                 if next_seq(state) != job.seq + 1:
                     log.error("pipeline %s broke the state invariant: frame_index %d after seq %d",
                               self.pipeline.name, next_seq(state), job.seq)  # fmt: skip
+            finished = time.time()
+            pipe = self.redis.pipeline(transaction=False)
+            rkey = self.keys.results(w.session)
+            for e, (poses, err) in zip(w.jobs, steps, strict=True):
                 result = FrameResult.from_poses(
-                    job.seq, poses, error=err, enqueued_at=job.enqueued_at,
+                    e.job.seq, poses, error=err, enqueued_at=e.job.enqueued_at,
                     started_at=started, finished_at=finished, worker=self.worker_id,
                 )  # fmt: skip
                 pipe.xadd(rkey, result.to_fields(), maxlen=self.settings.results_maxlen, approximate=True)
@@ -534,13 +536,13 @@ class Worker:
                 pipe.execute()
             try:
                 with m.stage_latency.labels("state_save").time():
-                    self.store.save(w.session, state, w.version)
+                    self.sessions.save(w.session, state, w.version)  # type: ignore[arg-type]
             except StaleStateError:
                 m.errors.labels("stale_state").inc()
                 # Someone else advanced this session (our lease expired while we worked).
                 # Our results carry the same seqs as theirs, which the gateway dedups;
                 # leave the rest to whoever owns the session now.
-                current, _ = self.store.load(w.session)
+                current, _ = self.sessions.load(w.session)
                 last = next_seq(current) - 1
                 log.warning("state of %s changed under us (now at seq %d); re-queueing the rest", w.session, last)
                 self._ack([e.entry_id for e in w.jobs if e.job.seq <= last and e.entry_id])
@@ -552,62 +554,19 @@ class Worker:
         m.frames_processed.inc(processed)
         return processed
 
-    def _run_pipeline(self, batch, states, owners, errors):  # type: ignore[no-untyped-def]
+    def _detect(
+        self, batch: list[FrameInput], owners: list[tuple[int, int]], errors: dict[tuple[int, int], str]
+    ) -> dict[tuple[int, int], Detected]:
+        """The detector on one batch (every session's frames); a failure marks the whole batch failed."""
         try:
             with self.metrics.stage_latency.labels("pipeline").time():
-                return dict(zip(owners, self.pipeline.process(batch, states), strict=True))
+                return dict(zip(owners, self.pipeline.detector.detect(batch), strict=True))
         except Exception as exc:  # a frame error must never stall a session
             self.metrics.errors.labels("pipeline").inc()
             log.exception("pipeline failed on a batch of %d frame(s)", len(batch))
             for o in owners:
                 errors[o] = f"pipeline error: {type(exc).__name__}: {exc}"
             return {}
-
-    def _run_sequential(self, work, frames, slots, outputs, errors):  # type: ignore[no-untyped-def]
-        """Frames after a failed frame of the same session, one at a time."""
-        out = {}
-        for frame, (wi, ji) in zip(frames, slots, strict=True):
-            state = work[wi].state
-            for j in range(ji):  # the state after the session's previous frame
-                if (wi, j) in out:
-                    state = out[(wi, j)][1]
-                elif (wi, j) in outputs:
-                    state = outputs[(wi, j)][1]
-                else:
-                    state = self._empty_step(state, work[wi].jobs[j].job)
-            out.update(self._run_pipeline([frame], [state], [(wi, ji)], errors))
-        return out
-
-    def _empty_step(self, state: object | None, job: FrameJob) -> object:
-        from posestream.tracker.detections import Detections, FrameInfo
-        from posestream.tracker.state import TrackerState
-        from posestream.tracker.step import step
-
-        config = getattr(self.pipeline, "tracker_config", None)
-        if config is None:
-            from posestream.tracker.config import TrackerConfig
-
-            config = TrackerConfig()
-        info = FrameInfo(job.frame_index, job.timestamp, job.width, job.height)
-        new_state, _ = step(state if state is not None else TrackerState.initial(), Detections.empty(info), config)
-        return new_state
-
-
-def _split_after_errors(batch, states, owners, errors):  # type: ignore[no-untyped-def]
-    """Keep in the batch each session's frames before its first failed frame; return the rest apart."""
-    first_error: dict[int, int] = {}
-    for wi, ji in errors:
-        first_error[wi] = min(ji, first_error.get(wi, ji))
-    keep_b, keep_s, keep_o, later_f, later_o = [], [], [], [], []
-    for f, st, o in zip(batch, states, owners, strict=True):
-        if o[0] in first_error and o[1] > first_error[o[0]]:
-            later_f.append(f)
-            later_o.append(o)
-        else:
-            keep_b.append(f)
-            keep_s.append(st)
-            keep_o.append(o)
-    return keep_b, keep_s, keep_o, ([(later_f, later_o)] if later_f else [])
 
 
 def decode_image(data: bytes, max_pixels: int | None = None) -> tuple[np.ndarray | None, str]:
