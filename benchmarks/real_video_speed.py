@@ -366,7 +366,6 @@ def flip_batch_check(frames: Sequence[np.ndarray], rounds: int = 3) -> dict:
     ``{"two_passes_ms", "one_batch_ms", "max_heatmap_diff"}`` (ms per frame, medians).
     """
     import torch
-
     from posestream.models.estimator import EstimatorConfig, PoseEstimator, letterbox
 
     est = PoseEstimator(EstimatorConfig(device="cpu"))
