@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from posestream.models.data import splits as S
 
 
