@@ -23,6 +23,11 @@ Guarantees, and how they are kept:
   depth), result streams have a MAXLEN and a TTL, state has the session TTL, and
   consumers that vanished without pending jobs are removed from the group.
 
+The parts: ``posestream.service.worker.jobs`` (every command on the jobs stream: read, claim,
+ack, re-queue), ``posestream.service.worker.batching`` (which of a session's jobs run now, in
+seq order; image decoding), this module (the loop: leases, one batch through the detector and
+``posestream.tracker.session.SessionTracker``, publish, save, ack).
+
 Each worker records its own metrics (``posestream.service.worker.metrics``: frames, batches, stage
 latencies, re-queued and claimed jobs, errors); ``run_worker`` serves them over HTTP on
 ``worker_metrics_port``.
@@ -35,18 +40,17 @@ import signal
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
-import cv2
-import numpy as np
 import redis
 from posestream.models.poses import FramePoses
-from posestream.service.frames import ImageHeaderError, image_size
 from posestream.service.leases import RELEASE_SCRIPT, RENEW_SCRIPT, default_owner_id
-from posestream.service.messages import JOBS_GROUP, FrameJob, FrameResult, RedisKeys
+from posestream.service.messages import JOBS_GROUP, FrameResult, RedisKeys
 from posestream.service.pipelines.base import FrameInput, FramePipeline
 from posestream.service.settings import Settings
+from posestream.service.worker.batching import SeqOrder, decode_image
+from posestream.service.worker.jobs import JobEntry, JobQueue, ensure_group, is_nogroup
 from posestream.service.worker.metrics import MetricsServer, WorkerMetrics
 from posestream.service.worker.sessions import (
     SessionStore,
@@ -60,82 +64,10 @@ from posestream.tracker.session import Detected, SessionTracker
 
 log = logging.getLogger(__name__)
 
-# How long an idle worker blocks on XREADGROUP; it bounds how late a stop is noticed.
-_IDLE_BLOCK_MS = 500
-# A consumer with nothing pending that has not touched the group for this long is gone.
-_CONSUMER_GONE_MS = 10 * 60 * 1000
-
-
-# Field a re-queued job gets when it first waits for a missing earlier seq (unix seconds).
-_AHEAD_SINCE = b"ahead_since"
-# KEYS[1] jobs stream; ARGV[1] session, ARGV[2] lo, ARGV[3] hi. The smallest seq in [lo, hi)
-# of the session's jobs on the stream, or -1. Scans in chunks inside Redis (no images move).
-_FIND_SEQ_SCRIPT = """
-local best, start = -1, '-'
-local lo, hi = tonumber(ARGV[2]), tonumber(ARGV[3])
-while true do
-  local entries = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', 256)
-  if #entries == 0 then return best end
-  for _, e in ipairs(entries) do
-    local f, s, q = e[2], nil, nil
-    for i = 1, #f, 2 do
-      if f[i] == 'session' then s = f[i + 1] elseif f[i] == 'seq' then q = tonumber(f[i + 1]) end
-    end
-    if s == ARGV[1] and q and q >= lo and q < hi and (best < 0 or q < best) then best = q end
-  end
-  start = '(' .. entries[#entries][1]
-end
-"""
-
-# KEYS[1] jobs stream; ARGV[1] group, ARGV[2] maxlen, then per job: entry id, field count N,
-# N field/value items. Acknowledges each job and queues it again only if it was still on the
-# stream: a job that DELETE purged meanwhile (XACK + XDEL of a video's jobs) stays gone.
-# Returns how many were queued again.
-_REQUEUE_SCRIPT = """
-local i, added = 3, 0
-while i <= #ARGV do
-  local id, n = ARGV[i], tonumber(ARGV[i + 1])
-  redis.call('XACK', KEYS[1], ARGV[1], id)
-  if redis.call('XDEL', KEYS[1], id) == 1 then
-    local fields = {}
-    for j = 1, n do fields[j] = ARGV[i + 1 + j] end
-    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(fields))
-    added = added + 1
-  end
-  i = i + 2 + n
-end
-return added
-"""
 
 def default_worker_id() -> str:
     """Consumer name of a worker without a configured id: ``host-pid-random``."""
     return default_owner_id()
-
-
-def is_nogroup(exc: redis.ResponseError) -> bool:
-    """Whether Redis refused a command because the jobs stream or its consumer group does not exist.
-
-    ``NOGROUP`` on any stream command; ``UNBLOCKED`` on a blocking read whose stream was
-    deleted meanwhile (FLUSHALL, DEL).
-    """
-    return str(exc).startswith(("NOGROUP", "UNBLOCKED"))
-
-
-def ensure_group(client: redis.Redis, keys: RedisKeys) -> None:
-    """Create the jobs stream and its consumer group if missing (idempotent)."""
-    try:
-        client.xgroup_create(keys.jobs, JOBS_GROUP, id="0", mkstream=True)
-    except redis.ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
-
-
-@dataclass
-class _Entry:
-    entry_id: bytes | None  # None: a seq declared lost (no job on the stream)
-    fields: dict[bytes, bytes]
-    job: FrameJob
-    lost: str = ""  # why the seq is declared lost; it is published as a failed frame
 
 
 @dataclass
@@ -143,7 +75,7 @@ class _SessionWork:
     session: str
     state: object | None
     version: object
-    jobs: list[_Entry]
+    jobs: list[JobEntry]
 
 
 class Worker:
@@ -177,14 +109,13 @@ class Worker:
         self.worker_id = worker_id or settings.worker_id or default_worker_id()
         self._renew = self.redis.register_script(RENEW_SCRIPT)
         self._release = self.redis.register_script(RELEASE_SCRIPT)
-        self._find_seq = self.redis.register_script(_FIND_SEQ_SCRIPT)
-        self._requeue_script = self.redis.register_script(_REQUEUE_SCRIPT)
         self._stop = threading.Event()
         self._last_claim = 0.0
         self._idle_backoff = 0.0
-        self._gap_scans: dict[str, float] = {}  # session -> when its missing seq was last looked for
         self.frames_processed = 0
         self.metrics = metrics or WorkerMetrics()
+        self.jobs = JobQueue(self.redis, self.keys, settings, self.worker_id, self.metrics)
+        self.order = SeqOrder(self.jobs, settings, self.metrics)
         ensure_group(self.redis, self.keys)
 
     # ---- lifecycle ------------------------------------------------------------------------
@@ -258,10 +189,10 @@ class Worker:
     # ---- one batch ------------------------------------------------------------------------
     def run_once(self) -> int:
         """Read, process and acknowledge one batch; returns the number of frames processed."""
-        entries = self._read_batch()
+        entries = self.jobs.read_batch()
         if time.monotonic() - self._last_claim > self.settings.claim_idle_ms / 2000.0:
             self._last_claim = time.monotonic()
-            entries += self._claim_stale()
+            entries += self.jobs.claim_stale()
         if not entries:
             return 0
         done = self._process_entries(entries)
@@ -274,93 +205,6 @@ class Worker:
         else:
             self._idle_backoff = 0.0
         return done
-
-    def _parse(self, raw: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> list[_Entry]:
-        out = []
-        for entry_id, fields in raw:
-            if not fields:  # deleted while pending (trimmed)
-                self._ack([entry_id])
-                continue
-            try:
-                out.append(_Entry(entry_id, fields, FrameJob.from_fields(fields)))
-            except (KeyError, ValueError) as exc:
-                self.metrics.errors.labels("malformed_job").inc()
-                log.error("dropping malformed job %s: %s", entry_id, exc)
-                self._ack([entry_id])
-        return out
-
-    def _read_batch(self) -> list[_Entry]:
-        s = self.settings
-        got = self.redis.xreadgroup(JOBS_GROUP, self.worker_id, {self.keys.jobs: ">"}, count=s.batch_size, block=_IDLE_BLOCK_MS)
-        raw = [e for _, es in got for e in es] if got else []
-        if raw:
-            # Top up the batch for at most batch_wait_ms. Polled without BLOCK: Redis resolves
-            # blocking timeouts only every 1/hz seconds (100 ms by default), far above a few ms.
-            deadline = time.monotonic() + s.batch_wait_ms / 1000.0
-            while len(raw) < s.batch_size:
-                more = self.redis.xreadgroup(
-                    JOBS_GROUP, self.worker_id, {self.keys.jobs: ">"}, count=s.batch_size - len(raw)
-                )
-                if more:
-                    raw += [e for _, es in more for e in es]
-                    continue
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                time.sleep(min(left, 0.001))
-        return self._parse(raw)
-
-    def _claim_stale(self) -> list[_Entry]:
-        """Take over jobs a dead (or stuck) worker left pending; prune vanished consumers."""
-        s = self.settings
-        claimed: list = []
-        start = "0-0"
-        while len(claimed) < s.batch_size:
-            res = self.redis.xautoclaim(
-                self.keys.jobs, JOBS_GROUP, self.worker_id, s.claim_idle_ms, start_id=start, count=s.batch_size
-            )
-            next_id, entries = res[0], res[1]
-            deleted = res[2] if len(res) > 2 else []
-            if deleted:
-                self._ack(deleted)
-            claimed += entries
-            if next_id in (b"0-0", "0-0"):
-                break
-            start = next_id
-        if claimed:
-            self.metrics.claimed.inc(len(claimed))
-            log.warning("claimed %d stale job(s) from dead or stuck workers", len(claimed))
-        try:
-            for c in self.redis.xinfo_consumers(self.keys.jobs, JOBS_GROUP):
-                if c["pending"] == 0 and c["idle"] > _CONSUMER_GONE_MS and c["name"].decode() != self.worker_id:
-                    self.redis.xgroup_delconsumer(self.keys.jobs, JOBS_GROUP, c["name"])
-        except redis.RedisError as exc:
-            log.debug("consumer pruning skipped: %s", exc)
-        return self._parse(claimed)
-
-    # ---- Redis helpers --------------------------------------------------------------------
-    def _ack(self, entry_ids: Sequence[bytes]) -> None:
-        if not entry_ids:
-            return
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.xack(self.keys.jobs, JOBS_GROUP, *entry_ids)
-        pipe.xdel(self.keys.jobs, *entry_ids)
-        with self.metrics.stage_latency.labels("ack").time():
-            pipe.execute()
-
-    def _requeue(self, entries: Sequence[_Entry], reason: str) -> None:
-        if not entries:
-            return
-        self.metrics.requeued.labels(reason).inc(len(entries))
-        args: list[bytes | str | int] = [JOBS_GROUP, self.settings.jobs_maxlen]
-        for e in entries:
-            if reason == "ahead" and _AHEAD_SINCE not in e.fields:  # when it began waiting for a missing seq
-                e.fields = {**e.fields, _AHEAD_SINCE: repr(time.time()).encode()}
-            assert e.entry_id is not None  # only jobs read from the stream are re-queued
-            args += [e.entry_id, 2 * len(e.fields)]
-            for k, v in e.fields.items():
-                args += [k, v]
-        self._requeue_script(keys=[self.keys.jobs], args=args)
 
     def _acquire(self, session: str) -> bool:
         key = self.keys.lease(session)
@@ -375,20 +219,20 @@ class Worker:
             log.warning("lease release for %s failed (it expires anyway): %s", session, exc)
 
     # ---- the core -------------------------------------------------------------------------
-    def _process_entries(self, entries: list[_Entry]) -> int:
-        by_session: dict[str, list[_Entry]] = defaultdict(list)
+    def _process_entries(self, entries: list[JobEntry]) -> int:
+        by_session: dict[str, list[JobEntry]] = defaultdict(list)
         for e in entries:
             by_session[e.job.session].append(e)
         work: list[_SessionWork] = []
         for session, items in by_session.items():
             items.sort(key=lambda e: e.job.seq)
             if not self._acquire(session):
-                self._requeue(items, "session_leased")
+                self.jobs.requeue(items, "session_leased")
                 continue
             try:
                 with self.metrics.stage_latency.labels("state_load").time():
                     state, version = self.sessions.load(session)
-                runnable = self._select(state, items)
+                runnable = self.order.select(state, items)
             except Exception:
                 self._release_lease(session)
                 raise
@@ -403,75 +247,6 @@ class Worker:
         finally:
             for w in work:
                 self._release_lease(w.session)
-
-    def _select(self, state: object | None, items: list[_Entry]) -> list[_Entry]:
-        """Split a session's entries into done (ack), runnable (returned) and ahead (re-queue)."""
-        expected = next_seq(state)
-        done, runnable, ahead = [], [], []
-        for e in items:
-            if e.job.seq == expected:
-                runnable.append(e)
-                expected += 1
-            elif e.job.seq < expected:  # processed before (redelivered), or a copy within this batch
-                done.append(e)
-            else:  # a frame before it is still pending somewhere
-                ahead.append(e)
-        if ahead and not runnable:
-            ahead = self._lost_before(ahead, expected, runnable)
-        if done:
-            self.metrics.duplicates.inc(len(done))
-            log.info("acknowledging %d frame(s) of %s already processed", len(done), items[0].job.session)
-            self._ack([e.entry_id for e in done])
-        self._requeue(ahead, "ahead")
-        return runnable
-
-    def _lost_before(self, ahead: list[_Entry], expected: int, runnable: list[_Entry]) -> list[_Entry]:
-        """Seqs a session's ahead frames wait for: declare those gone from the jobs stream lost.
-
-        Only once a frame has waited ``seq_gap_timeout_ms``, and at most once per session per
-        timeout (the scan reads the whole stream inside Redis). A job is on the stream from its
-        XADD until it is acknowledged (pending or re-queued included), so a missing seq that
-        is not on it was lost by Redis: it gets a ``frame_lost`` result (appended to
-        ``runnable``) and the frames after it run. Returns the frames still waiting.
-        """
-        timeout = self.settings.seq_gap_timeout_ms / 1000
-        since = min(float(e.fields.get(_AHEAD_SINCE, b"inf")) for e in ahead)
-        first = ahead[0].job
-        now = time.monotonic()
-        if time.time() - since <= timeout or now - self._gap_scans.get(first.session, -timeout) <= timeout:
-            return ahead  # not waited long enough, or this session's stream was scanned recently
-        if len(self._gap_scans) > 10_000:  # forget sessions not scanned for a while (bounded memory)
-            self._gap_scans = {k: t for k, t in self._gap_scans.items() if now - t <= timeout}
-        self._gap_scans[first.session] = now
-        found = int(self._find_seq(keys=[self.keys.jobs], args=[first.session, expected, first.seq]))
-        if found == expected:  # still queued or pending: wait another timeout before looking again
-            for e in ahead:
-                e.fields = {k: v for k, v in e.fields.items() if k != _AHEAD_SINCE}
-            return ahead
-        upto = first.seq if found < 0 else found
-        log.error("session %s: seqs %d-%d are not on the jobs stream; declaring them lost", first.session, expected, upto - 1)
-        for seq in range(expected, upto):
-            # The lost job's own index and time are gone with it. An upload numbers its frames
-            # like its seqs (index == seq), so stepping back from the first waiting frame is
-            # exact there; for a stream (whose indices may skip) it is an estimate, and the
-            # stream relay reports only the seq of a lost frame.
-            back = first.seq - seq
-            update = {
-                "seq": seq,
-                "frame_index": first.frame_index - back,
-                "timestamp": first.timestamp * seq / first.seq if first.seq else 0.0,
-                "image": b"",
-            }
-            lost = first.model_copy(update=update)
-            runnable.append(_Entry(None, {}, lost, f"frame_lost: the job of seq {seq} was lost before processing"))
-        expected, still = upto, []
-        for e in ahead:
-            if e.job.seq == expected:
-                runnable.append(e)
-                expected += 1
-            else:
-                still.append(e)
-        return still
 
     def _run_and_commit(self, work: list[_SessionWork]) -> int:
         m = self.metrics
@@ -545,10 +320,10 @@ class Worker:
                 current, _ = self.sessions.load(w.session)
                 last = next_seq(current) - 1
                 log.warning("state of %s changed under us (now at seq %d); re-queueing the rest", w.session, last)
-                self._ack([e.entry_id for e in w.jobs if e.job.seq <= last and e.entry_id])
-                self._requeue([e for e in w.jobs if e.job.seq > last and e.entry_id], "stale_state")
+                self.jobs.ack([e.entry_id for e in w.jobs if e.job.seq <= last and e.entry_id])
+                self.jobs.requeue([e for e in w.jobs if e.job.seq > last and e.entry_id], "stale_state")
                 continue
-            self._ack([e.entry_id for e in w.jobs if e.entry_id])
+            self.jobs.ack([e.entry_id for e in w.jobs if e.entry_id])
             processed += len(w.jobs)
         self.frames_processed += processed
         m.frames_processed.inc(processed)
@@ -567,28 +342,6 @@ class Worker:
             for o in owners:
                 errors[o] = f"pipeline error: {type(exc).__name__}: {exc}"
             return {}
-
-
-def decode_image(data: bytes, max_pixels: int | None = None) -> tuple[np.ndarray | None, str]:
-    """JPEG/PNG bytes -> ((H, W, 3) uint8 RGB, "") or (None, error message).
-
-    With ``max_pixels``, the size is read from the header first and a larger image is
-    refused before anything is allocated for its pixels.
-    """
-    if max_pixels is not None:
-        try:
-            w, h = image_size(data)
-        except ImageHeaderError as exc:
-            return None, f"undecodable image: {exc}"
-        if w * h > max_pixels:
-            return None, f"image is {w}x{h} = {w * h} pixels; the limit is max_frame_pixels={max_pixels}"
-    try:
-        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    except cv2.error as exc:
-        return None, f"undecodable image: {exc}"
-    if bgr is None:
-        return None, "undecodable image (not a JPEG or PNG)"
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), ""
 
 
 def run_worker(settings: Settings, pipeline_factory: Callable[[], FramePipeline]) -> int:
