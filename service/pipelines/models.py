@@ -96,7 +96,7 @@ def check_tracker(model: str, preset: str, has_temporal: bool, missing: Path | N
             f"(writes weights/{TEMPORALNET_SPATIALNET})"
         )
         where = (
-            f" and there is no {missing} (the weights folder is POSESTREAM_WEIGHTS_DIR, Settings.weights_dir)"
+            f" and there is no {missing.absolute()} (the weights folder is POSESTREAM_WEIGHTS_DIR, Settings.weights_dir)"
             if missing is not None
             else ""
         )
