@@ -7,9 +7,8 @@ import argparse
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
-
 from posestream.service.settings import MODEL_NAMES, Settings
+from pydantic import ValidationError
 
 
 def test_tracker_precedence_default_then_card_then_settings() -> None:
