@@ -58,10 +58,12 @@ RUN pip install .
 # ---- worker image ----------------------------------------------------------------------------
 FROM base AS worker
 COPY --from=worker-build /opt/venv /opt/venv
-ENV POSESTREAM_WEIGHTS_DIR=/app/weights-cache NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility
+# The installed package carries no weights: our checkpoints are copied to /app/weights and the
+# fetched third-party files go to /app/weights/cache (Settings.weights_dir, one variable).
+ENV POSESTREAM_WEIGHTS_DIR=/app/weights NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility
 COPY --chown=posestream:posestream weights /app/weights
 COPY docker/healthcheck.py /app/healthcheck.py
-RUN mkdir -p /app/weights-cache && chown -R posestream:posestream /app
+RUN mkdir -p /app/weights/cache && chown -R posestream:posestream /app
 USER posestream
 # Third-party weights are fetched and hash-checked at build time, never committed.
 RUN posestream weights fetch

@@ -205,7 +205,7 @@ class _TimedEstimator:
 def instrument(pipeline: Any) -> Clock:
     """Time the parts of a ``posestream.service.pipelines.models.ModelPipeline`` (instance attributes only)."""
     clock = Clock()
-    est = pipeline.estimator
+    est = pipeline.detector.estimator
 
     def pass_name(canvas: np.ndarray) -> str:
         size = int(max(canvas.shape[1:3]))
@@ -216,12 +216,13 @@ def instrument(pipeline: Any) -> Clock:
     est._refine = clock.wrap(est._refine, "Thunder refinement")
     if est.refiner is not None:
         est.refiner.thunder_on_crops = clock.wrap(est.refiner.thunder_on_crops, "Thunder network")
-    if pipeline.temporal is not None:
-        t = pipeline.temporal
+    if pipeline.detector.temporal is not None:
+        t = pipeline.detector.temporal
         t.embeddings = clock.wrap(t.embeddings, "TemporalNet HE")
         t.contexts = clock.wrap(t.contexts, "TemporalNet TIE")
+        t.tvf_map = clock.wrap(t.tvf_map, "TemporalNet TIE")
         t.tie = clock.wrap(t.tie, "TemporalNet TIE")
-    pipeline.estimator = _TimedEstimator(est, clock)
+    pipeline.detector.estimator = _TimedEstimator(est, clock)
     pipeline.process = clock.wrap(pipeline.process, "total")
     return clock
 
@@ -252,8 +253,9 @@ def build_variants(names: Iterable[str], device: str = "cpu") -> dict[str, Any]:
     """name -> ``ModelPipeline`` for ``VARIANTS``; ``default`` is ``build_pipeline("movenet")`` itself."""
     from posestream.models.estimator import PoseEstimator
     from posestream.models.refine import RefineConfig
+    from posestream.models.weights import TEMPORALNET_MOVENET, checkpoint_path
     from posestream.service.pipeline import build_pipeline
-    from posestream.service.pipelines.models import TEMPORALNET_WEIGHTS, ModelPipeline, load_temporal
+    from posestream.service.pipelines.models import ModelPipeline, load_temporal
 
     base = build_pipeline("movenet", device=device)
     out: dict[str, Any] = {}
@@ -265,8 +267,8 @@ def build_variants(names: Iterable[str], device: str = "cpu") -> dict[str, Any]:
         fields = dict(overrides)
         if "refine" in fields:
             fields["refine"] = RefineConfig(enabled=bool(fields["refine"]))
-        config = dataclasses.replace(base.estimator.config, **fields)
-        temporal = load_temporal(TEMPORALNET_WEIGHTS, "movenet")  # own copy: instrumented per row
+        config = dataclasses.replace(base.detector.estimator.config, **fields)
+        temporal = load_temporal(checkpoint_path(TEMPORALNET_MOVENET), "movenet")  # own copy: instrumented per row
         out[name] = ModelPipeline(PoseEstimator(config), base.tracker_config, temporal)
     return out
 
@@ -364,7 +366,6 @@ def flip_batch_check(frames: Sequence[np.ndarray], rounds: int = 3) -> dict:
     ``{"two_passes_ms", "one_batch_ms", "max_heatmap_diff"}`` (ms per frame, medians).
     """
     import torch
-
     from posestream.models.estimator import EstimatorConfig, PoseEstimator, letterbox
 
     est = PoseEstimator(EstimatorConfig(device="cpu"))

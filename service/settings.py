@@ -9,16 +9,26 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import Field, field_validator, model_validator
+from posestream.models.weights import weights_dir as default_weights_dir
+from pydantic import Field, TypeAdapter, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# The pose estimators the service can run: the one list (Settings.model, the CLI's --model
+# choices and posestream.service.pipeline.build_pipeline all read it).
+ModelName = Literal["movenet", "spatialnet", "blobs"]
+MODEL_NAMES: tuple[str, ...] = get_args(ModelName)
 
 
 class Settings(BaseSettings):
     """Every knob of the gateway and the worker (environment prefix ``POSESTREAM_``)."""
 
-    model_config = SettingsConfigDict(env_prefix="POSESTREAM_", extra="ignore", frozen=True)
+    # env_nested_delimiter: a dict field's keys come from POSESTREAM_<FIELD>__<KEY> variables
+    # (POSESTREAM_TRACKER_OVERRIDES__GATE_HE=0.8).
+    model_config = SettingsConfigDict(
+        env_prefix="POSESTREAM_", env_nested_delimiter="__", extra="ignore", frozen=True
+    )
 
     # --- Redis ---------------------------------------------------------------------------
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis connection URL (jobs, results, state).")
@@ -157,7 +167,7 @@ class Settings(BaseSettings):
     )
 
     # --- pipeline ----------------------------------------------------------------------------
-    model: Literal["movenet", "spatialnet", "blobs"] = Field(
+    model: ModelName = Field(
         "movenet", description="Pose estimator; 'blobs' is the CPU test pipeline (coloured blobs, not people)."
     )
     tracker: str = Field(
@@ -165,6 +175,19 @@ class Settings(BaseSettings):
         description="Tracker preset (posestream.tracker.config.PRESET_TERMS): 'he+tie' (seed 000: Human Embedding + Temporal "
         "Instance Embedding from TemporalNet), 'he', 'tie', the baselines 'sie', 'oks', 'iou', and with "
         "MODEL=spatialnet also its KE baselines 'ke' and 'ke+sie'.",
+    )
+    tracker_overrides: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Tracker fields (posestream.tracker.config.TrackerConfig, e.g. gate_he, max_missed) set over "
+        "the preset's defaults and the TemporalNet checkpoint card's calibration: default < card < these. One "
+        "variable per field, POSESTREAM_TRACKER_OVERRIDES__<FIELD>=value (or a JSON object in "
+        "POSESTREAM_TRACKER_OVERRIDES). The worker and `posestream track` log the resolved config at start.",
+    )
+    weights_dir: Path = Field(
+        default_factory=default_weights_dir,
+        description="Folder of our checkpoints (temporalnet_movenet.pt, spatialnet_movenet.pt, ...); fetched "
+        "third-party weights are cached under <weights_dir>/cache. Default: the source checkout's weights/ "
+        "(./weights when installed outside a checkout); the worker image sets /app/weights.",
     )
     input_sizes: list[int] | None = Field(
         None,
@@ -190,6 +213,11 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown tracker {value!r}; choose one of {', '.join(PRESET_TERMS)}")
         return value
 
+    @field_validator("tracker_overrides")
+    @classmethod
+    def _known_tracker_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return tracker_overrides(value)
+
     @field_validator("redis_prefix")
     @classmethod
     def _prefix_ends_with_colon(cls, value: str) -> str:
@@ -212,12 +240,35 @@ class Settings(BaseSettings):
                 "results_maxlen must be larger than stream_window + max_inflight: a resumed stream replays the "
                 "results it was owed from the session's result stream, so trimming must not reach them"
             )
+        if self.tracker_overrides:
+            from posestream.tracker.config import TrackerConfig
+
+            TrackerConfig(preset=self.tracker, **self.tracker_overrides)  # its own range checks, at start-up
         if self.results_maxlen <= self.upload_inflight:
             raise ValueError(
                 "results_maxlen must be larger than upload_inflight: a resumed upload reads the results of its "
                 "queued frames back from the stream, so trimming must not reach them"
             )
         return self
+
+
+def tracker_overrides(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` as ``TrackerConfig`` fields of their fields' types (environment strings parsed).
+
+    Raises:
+        ValueError: an unknown field, ``preset`` (set ``tracker``), or a value of the wrong type.
+    """
+    import dataclasses
+
+    from posestream.tracker.config import TrackerConfig
+
+    types = {f.name: type(f.default) for f in dataclasses.fields(TrackerConfig) if f.name != "preset"}
+    unknown = sorted(set(values) - set(types))
+    if unknown:
+        raise ValueError(
+            f"unknown tracker field(s) {unknown} (the preset is POSESTREAM_TRACKER); choose from {sorted(types)}"
+        )
+    return {k: TypeAdapter(types[k]).validate_python(v) for k, v in values.items()}
 
 
 @lru_cache(maxsize=1)

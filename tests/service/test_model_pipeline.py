@@ -35,32 +35,36 @@ def test_movenet_pipeline_tracks_real_video(movenet_tflite: Path) -> None:
         assert max(steps) < 20, (tid, steps)  # pedestrians move a few pixels per frame
 
 
-def test_he_tie_without_temporalnet_checkpoint_says_what_to_do(monkeypatch, tmp_path) -> None:  # noqa: ANN001
+def test_he_tie_without_temporalnet_checkpoint_says_what_to_do(tmp_path) -> None:  # noqa: ANN001
     pytest.importorskip("torch")
-    import posestream.service.pipelines.models as models_pipeline
     from posestream.service.pipeline import build_pipeline
 
-    monkeypatch.setattr(models_pipeline, "TEMPORALNET_WEIGHTS", tmp_path / "missing.pt")
     with pytest.raises(ValueError, match="posestream train temporal"):
-        build_pipeline("movenet", "he+tie")
+        build_pipeline("movenet", "he+tie", weights_dir=tmp_path)  # no temporalnet_movenet.pt there
 
 
 @pytest.mark.weights
 def test_he_tie_pipeline_runs_with_the_checkpoints_calibrated_tracker_settings(
-    temporalnet_checkpoint: Path, monkeypatch, tmp_path  # noqa: ANN001
+    temporalnet_checkpoint: Path, tmp_path  # noqa: ANN001
 ) -> None:
     pytest.importorskip("torch")
     import shutil
 
-    import posestream.service.pipelines.models as models_pipeline
     from posestream.models.temporalnet import write_tracker_calibration
+    from posestream.models.weights import TEMPORALNET_MOVENET, checkpoint_path
     from posestream.service.pipeline import build_pipeline
 
-    copy = shutil.copy(temporalnet_checkpoint, tmp_path / "t.pt")
+    copy = shutil.copy(temporalnet_checkpoint, checkpoint_path(TEMPORALNET_MOVENET, tmp_path))
     write_tracker_calibration(copy, {"settings": {"gate_he": 2.5, "lambda_he": 0.75}})
-    monkeypatch.setattr(models_pipeline, "TEMPORALNET_WEIGHTS", Path(copy))
-    config = build_pipeline("movenet", "he+tie", input_sizes=[256], device="cpu").tracker_config
+    config = build_pipeline("movenet", "he+tie", input_sizes=[256], device="cpu", weights_dir=tmp_path).tracker_config
     assert (config.gate_he, config.lambda_he, config.lambda_tie) == (2.5, 0.75, 1.0)
+    # default < checkpoint card < settings: a settings override wins over the card, the card's
+    # other fields stay.
+    config = build_pipeline(
+        "movenet", "he+tie", input_sizes=[256], device="cpu", weights_dir=tmp_path,
+        tracker_overrides={"gate_he": 1.5, "max_missed": 7},
+    ).tracker_config  # fmt: skip
+    assert (config.gate_he, config.lambda_he, config.lambda_tie, config.max_missed) == (1.5, 0.75, 1.0, 7)
     # The presets that do not read HE/TIE keep the defaults.
     assert build_pipeline("movenet", "oks", input_sizes=[256], device="cpu").tracker_config.gate_he == 1.0
 

@@ -6,10 +6,10 @@ import json
 
 import pytest
 import redis
-
 from posestream.service.messages import JOBS_GROUP, FrameJob, FrameResult, RedisKeys
 from posestream.service.pipeline import build_pipeline
 from posestream.service.worker.worker import Worker
+
 from tests.service.clips import jpeg, shapes_frame
 
 
@@ -121,12 +121,12 @@ def test_a_job_purged_while_a_worker_holds_it_is_not_requeued(make_settings, red
     worker = Worker(settings, build_pipeline("blobs", "iou"), worker_id="w1")
     redis_client.xadd(keys.jobs, _job(0, session="purged"))
     redis_client.xadd(keys.jobs, _job(0, session="kept"))
-    held = worker._read_batch()
+    held = worker.jobs.read_batch()
     assert sorted(e.job.session for e in held) == ["kept", "purged"]
     purged = [e for e in held if e.job.session == "purged"]
     redis_client.xack(keys.jobs, JOBS_GROUP, purged[0].entry_id)
     redis_client.xdel(keys.jobs, purged[0].entry_id)
-    worker._requeue(held, "session_leased")
+    worker.jobs.requeue(held, "session_leased")
     left = [FrameJob.from_fields(f) for _, f in redis_client.xrange(keys.jobs)]
     assert [j.session for j in left] == ["kept"]
     assert redis_client.xpending(keys.jobs, JOBS_GROUP)["pending"] == 0

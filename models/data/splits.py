@@ -1,0 +1,63 @@
+"""Which synthetic clip seeds each stage of the project may use: training, validation, held out.
+
+One place for the data splits, so that nothing is tuned on the clips it is scored on. A
+synthetic clip is a pure function of its seed (``posestream.models.data.synthetic``), so
+a split is a range of seeds. Torch-free; imported by training, the benchmarks and the CLI.
+
+- ``SPATIAL_TRAIN`` 1000..1199: SpatialNet's training clips (``SyntheticDataConfig``'s
+  default, the configs' ``synthetic.seed_base``); also the clips a pose prior is fitted on.
+- ``TEMPORAL_TRAIN`` 5000..5039: TemporalNet's training clips (``TrainTemporalConfig.data``'s
+  default). The shipped checkpoints used its first 30 (``temporalnet_movenet.pt``) and 20
+  (``temporalnet_spatialnet.pt``) only, which is why ``TRACKER_VALIDATION`` starts at 5030:
+  a run with the default 40 clips trains on the first 10 validation seeds (see
+  ``overlapping``), so choose tracker settings for such a checkpoint from 5040 on.
+- ``TRACKER_VALIDATION`` 5030..5049: tracker settings (the checkpoint card's calibration,
+  ``benchmarks/tracking_ablation.py --validation``).
+- ``DECODE_VALIDATION`` 8000..8007: SpatialNet's decoding parameters (``posestream train decode``).
+- ``HELD_OUT`` 9000..9007: scores only, never tuned on (the benchmarks' random scenes,
+  ``--eval-seeds``); the scripted scenes of the tests are not seeds at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SeedRange:
+    """Seeds ``first .. first + count - 1``."""
+
+    first: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if self.count < 1:
+            raise ValueError(f"a seed range needs at least one seed, got count={self.count}")
+
+    @property
+    def last(self) -> int:
+        return self.first + self.count - 1
+
+    def seeds(self, n: int | None = None) -> range:
+        """The first ``n`` seeds (all when None)."""
+        if n is not None and not 1 <= n <= self.count:
+            raise ValueError(f"{n} seeds asked of a range of {self.count} ({self})")
+        return range(self.first, self.first + (self.count if n is None else n))
+
+    def __contains__(self, seed: object) -> bool:
+        return isinstance(seed, int) and self.first <= seed <= self.last
+
+    def __str__(self) -> str:
+        return f"{self.first}..{self.last}"
+
+
+SPATIAL_TRAIN = SeedRange(1000, 200)
+TEMPORAL_TRAIN = SeedRange(5000, 40)
+TRACKER_VALIDATION = SeedRange(5030, 20)
+DECODE_VALIDATION = SeedRange(8000, 8)
+HELD_OUT = SeedRange(9000, 8)
+
+
+def overlapping(a: SeedRange, b: SeedRange) -> range:
+    """The seeds two ranges share (empty when disjoint)."""
+    return range(max(a.first, b.first), min(a.last, b.last) + 1)
