@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
 from posestream.models.skeleton import KEYPOINT_INDEX, NUM_KEYPOINTS
 
 _ANKLE_H = 0.045

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from tqdm import tqdm
+
 from posestream.models.data.synthetic.render import SyntheticClip
 from posestream.models.data.synthetic.specs import SyntheticConfig
 from posestream.models.poses import dumps_frame
-from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 

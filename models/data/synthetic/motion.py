@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
 from posestream.models.data.synthetic.body import (
     _N_CODES,
     _P_EYE,

@@ -10,6 +10,7 @@ import math
 
 import cv2
 import numpy as np
+
 from posestream.models.data.synthetic.body import _LAYER_OF
 from posestream.models.data.synthetic.specs import BackgroundSpec, Perspective, _hsv_to_rgb
 

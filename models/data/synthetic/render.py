@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
 from posestream.models.data.synthetic.body import (
     _FACE_HIDDEN,
     _FACE_KPS,

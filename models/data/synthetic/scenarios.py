@@ -7,6 +7,7 @@ Positions are fractions of the frame so they work at any size; each returns a pl
 from __future__ import annotations
 
 import numpy as np
+
 from posestream.models.data.synthetic.specs import (
     Appearance,
     CameraSpec,
