@@ -71,7 +71,7 @@ from posestream.models.data.synthetic import (  # noqa: E402
 )
 from posestream.models.estimator import EstimatorConfig, PoseEstimator  # noqa: E402
 from posestream.models.poses import FramePoses  # noqa: E402
-from posestream.models.temporalnet import TemporalInference, write_tracker_calibration  # noqa: E402
+from posestream.models.temporal_inference import TemporalInference, write_tracker_calibration  # noqa: E402
 from posestream.service.pipeline import FrameInput  # noqa: E402
 from posestream.service.pipelines.models import (  # noqa: E402
     SPATIALNET_WEIGHTS,

@@ -46,16 +46,11 @@ from posestream.models.data.datasets import SyntheticDataConfig
 from posestream.models.data.real_clips import REAL_HELD_OUT_CLIPS, REAL_TRAIN_CLIPS
 from posestream.models.data.synthetic import SyntheticClip, SyntheticConfig
 from posestream.models.data.tracklets import TrackletConfig
+from posestream.models.roi_align import sample_points
 from posestream.models.skeleton import NUM_KEYPOINTS
-from posestream.models.temporalnet import (
-    TemporalNet,
-    TemporalNetConfig,
-    human_boxes,
-    person_centres,
-    render_sie,
-    sample_points,
-    triplet_loss,
-)
+from posestream.models.temporal_inputs import human_boxes, person_centres, render_sie
+from posestream.models.temporal_loss import triplet_loss
+from posestream.models.temporalnet import TemporalNet, TemporalNetConfig
 
 log = logging.getLogger(__name__)
 

@@ -260,7 +260,7 @@ def _build_spatialnet(
 
 
 def load_temporal(path: Path, backbone: str) -> Any:
-    from posestream.models.temporalnet import TemporalInference
+    from posestream.models.temporal_inference import TemporalInference
 
     temporal = TemporalInference.load(path)
     if temporal.config.backbone != backbone:

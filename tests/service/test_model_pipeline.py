@@ -53,7 +53,7 @@ def test_he_tie_pipeline_runs_with_the_checkpoints_calibrated_tracker_settings(
     import shutil
 
     import posestream.service.pipelines.models as models_pipeline
-    from posestream.models.temporalnet import write_tracker_calibration
+    from posestream.models.temporal_inference import write_tracker_calibration
     from posestream.service.pipeline import build_pipeline
 
     copy = shutil.copy(temporalnet_checkpoint, tmp_path / "t.pt")
