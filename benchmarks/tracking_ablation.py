@@ -5,7 +5,7 @@ scale, ``EstimatorConfig(input_sizes=(256,))``) on each clip, run once and repla
 each tracker through the real ``posestream.service.pipelines.models.ModelPipeline`` (HE / TIE
 from ``weights/temporalnet_movenet.pt``). Only ``TrackerConfig.preset`` differs between
 rows; the ``he`` / ``tie`` / ``he+tie`` rows run with the TemporalNet checkpoint's calibrated
-tracker settings (``posestream.models.temporalnet.tracker_calibration``, as the service runs them), every
+tracker settings (``posestream.models.temporal_inference.tracker_calibration``, as the service runs them), every
 other setting is the default, and ``--set`` overrides apply to every row.
 
 Calibration (validation clips only): ``--validation --grid lambda_he=0.5,1,2 --grid
