@@ -38,12 +38,10 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import cv2
-import numpy as np
 import redis
 
 from posestream.models.poses import FramePoses
-from posestream.service.frames import ImageHeaderError, image_size
+from posestream.service.frames import decode_image
 from posestream.service.leases import RELEASE_SCRIPT, RENEW_SCRIPT, default_owner_id
 from posestream.service.messages import JOBS_GROUP, FrameJob, FrameResult, RedisKeys
 from posestream.service.pipeline import FrameInput, FramePipeline
@@ -608,28 +606,6 @@ def _split_after_errors(batch, states, owners, errors):  # type: ignore[no-untyp
             keep_s.append(st)
             keep_o.append(o)
     return keep_b, keep_s, keep_o, ([(later_f, later_o)] if later_f else [])
-
-
-def decode_image(data: bytes, max_pixels: int | None = None) -> tuple[np.ndarray | None, str]:
-    """JPEG/PNG bytes -> ((H, W, 3) uint8 RGB, "") or (None, error message).
-
-    With ``max_pixels``, the size is read from the header first and a larger image is
-    refused before anything is allocated for its pixels.
-    """
-    if max_pixels is not None:
-        try:
-            w, h = image_size(data)
-        except ImageHeaderError as exc:
-            return None, f"undecodable image: {exc}"
-        if w * h > max_pixels:
-            return None, f"image is {w}x{h} = {w * h} pixels; the limit is max_frame_pixels={max_pixels}"
-    try:
-        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    except cv2.error as exc:
-        return None, f"undecodable image: {exc}"
-    if bgr is None:
-        return None, "undecodable image (not a JPEG or PNG)"
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), ""
 
 
 def run_worker(settings: Settings, pipeline_factory: Callable[[], FramePipeline]) -> int:
