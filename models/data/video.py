@@ -121,18 +121,30 @@ class VideoWriter:
     Use as a context manager; frames must all have the size given at construction.
     Odd sizes are padded by one pixel on the right/bottom since yuv420p needs even
     dimensions.
+
+    ``lossless=True`` writes FFV1 RGB instead (an ``.mkv`` or ``.avi`` path): the decoded
+    frames equal the written ones bit for bit. Use it where a test needs the same input
+    bytes on every run: x264's output for the same frames was seen to differ between runs.
     """
 
-    def __init__(self, path: str | Path, width: int, height: int, fps: float, crf: int = 20) -> None:
+    def __init__(
+        self, path: str | Path, width: int, height: int, fps: float, crf: int = 20, lossless: bool = False
+    ) -> None:
         self.path = Path(path)
         self.width, self.height = int(width), int(height)
-        self._enc_w, self._enc_h = self.width + self.width % 2, self.height + self.height % 2
+        if lossless and self.path.suffix.lower() not in (".mkv", ".avi"):
+            raise ValueError(f"lossless (FFV1) video needs an .mkv or .avi path, got {self.path.name}")
+        even = not lossless  # yuv420p needs even sizes; FFV1 RGB does not
+        self._enc_w, self._enc_h = self.width + even * (self.width % 2), self.height + even * (self.height % 2)
         self._container = av.open(str(self.path), mode="w")
         rate = Fraction(fps).limit_denominator(1001)
-        self._stream = self._container.add_stream("libx264", rate=rate)
+        self._stream = self._container.add_stream("ffv1" if lossless else "libx264", rate=rate)
         self._stream.width, self._stream.height = self._enc_w, self._enc_h
-        self._stream.pix_fmt = "yuv420p"
-        self._stream.options = {"crf": str(crf), "preset": "veryfast"}
+        if lossless:
+            self._stream.pix_fmt = "bgr0"
+        else:
+            self._stream.pix_fmt = "yuv420p"
+            self._stream.options = {"crf": str(crf), "preset": "veryfast"}
         self.frames_written = 0
 
     def write(self, rgb: np.ndarray) -> None:

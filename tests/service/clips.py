@@ -33,8 +33,12 @@ def shapes_frame(t: int, width: int = 320, height: int = 240, n: int = 3) -> np.
     return img
 
 
-def write_clip(path: Path, frames: int = 30, width: int = 320, height: int = 240, fps: float = 25.0, n: int = 3) -> Path:
-    with VideoWriter(path, width, height, fps) as writer:
+def write_clip(
+    path: Path, frames: int = 30, width: int = 320, height: int = 240, fps: float = 25.0, n: int = 3,
+    lossless: bool = False,
+) -> Path:
+    """Write the shapes clip (H.264 MP4, or FFV1 with ``lossless`` for bit-exact frames; see ``VideoWriter``)."""
+    with VideoWriter(path, width, height, fps, lossless=lossless) as writer:
         for t in range(frames):
             writer.write(shapes_frame(t, width, height, n))
     return path
