@@ -5,7 +5,7 @@ scale, ``EstimatorConfig(input_sizes=(256,))``) on each clip, run once and repla
 each tracker through the real ``posestream.service.pipelines.models.ModelPipeline`` (HE / TIE
 from ``weights/temporalnet_movenet.pt``). Only ``TrackerConfig.preset`` differs between
 rows; the ``he`` / ``tie`` / ``he+tie`` rows run with the TemporalNet checkpoint's calibrated
-tracker settings (``posestream.models.temporalnet.tracker_calibration``, as the service runs them), every
+tracker settings (``posestream.models.temporal_inference.tracker_calibration``, as the service runs them), every
 other setting is the default, and ``--set`` overrides apply to every row.
 
 Calibration (validation clips only): ``--validation --grid lambda_he=0.5,1,2 --grid
@@ -72,7 +72,7 @@ from posestream.models.data.synthetic import (  # noqa: E402
 )
 from posestream.models.estimator import EstimatorConfig, PoseEstimator  # noqa: E402
 from posestream.models.poses import FramePoses  # noqa: E402
-from posestream.models.temporalnet import TemporalInference, write_tracker_calibration  # noqa: E402
+from posestream.models.temporal_inference import TemporalInference, write_tracker_calibration  # noqa: E402
 from posestream.models.weights import (  # noqa: E402
     SPATIALNET_MOVENET,
     TEMPORALNET_MOVENET,

@@ -37,6 +37,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
+from pydantic import TypeAdapter
+from tqdm import tqdm
+
 from posestream.models.backbones.movenet import FEATURE_CHANNELS
 from posestream.models.data.datasets import SyntheticDataConfig
 from posestream.models.data.real_clips import REAL_HELD_OUT_CLIPS, REAL_TRAIN_CLIPS
@@ -44,17 +47,11 @@ from posestream.models.data.splits import TEMPORAL_TRAIN
 from posestream.models.data.synthetic import SyntheticClip, SyntheticConfig
 from posestream.models.data.tracklets import TrackletConfig
 from posestream.models.geometry import person_centre
+from posestream.models.roi_align import sample_points
 from posestream.models.skeleton import NUM_KEYPOINTS
-from posestream.models.temporalnet import (
-    TemporalNet,
-    TemporalNetConfig,
-    human_boxes,
-    render_sie,
-    sample_points,
-    triplet_loss,
-)
-from pydantic import TypeAdapter
-from tqdm import tqdm
+from posestream.models.temporal_inputs import human_boxes, render_sie
+from posestream.models.temporal_loss import triplet_loss
+from posestream.models.temporalnet import TemporalNet, TemporalNetConfig
 
 log = logging.getLogger(__name__)
 

@@ -1,12 +1,26 @@
-"""Image sizes from JPEG/PNG headers, without decoding (so a frame's pixel count is known before allocation).
+"""The frame codec of the gateway -> worker trip: JPEG/PNG sizes from headers, JPEG encoding, decoding.
+
+A frame travels as JPEG or PNG bytes in a ``FrameJob``: the gateway encodes an uploaded
+video's decoded RGB frames with ``encode_jpeg`` (WebSocket frames are passed on as the
+client sent them), checks sizes with ``image_size`` (header only, never a full decode) and
+the worker turns the bytes back into RGB with ``decode_image``.
 
 ``image_size`` reads only the bytes up to the JPEG SOF segment or the PNG IHDR chunk; it
-does not check the compressed data after them (a corrupt body is found when decoding).
+does not check the compressed data after them (a corrupt body is found when decoding), so
+a frame's pixel count is known before anything is allocated for its pixels.
+
+Colour order: frames are RGB on both ends. OpenCV's JPEG writer takes BGR, so
+``encode_jpeg`` swaps the channels once; ``decode_image`` decodes straight to RGB
+(``IMREAD_COLOR_RGB``), which gives the same pixels as decoding to BGR and swapping
+(``tests/service/test_frames.py`` checks it on real encoder output).
 """
 
 from __future__ import annotations
 
 import struct
+
+import cv2
+import numpy as np
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_SOI = b"\xff\xd8"
@@ -15,6 +29,9 @@ JPEG_SOI = b"\xff\xd8"
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 # Markers without a length field: TEM and RST0-7 (SOI/EOI are handled apart).
 _STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
+
+
+__all__ = ["ImageHeaderError", "decode_image", "encode_jpeg", "image_size"]
 
 
 class ImageHeaderError(ValueError):
@@ -77,3 +94,37 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
                 raise ImageHeaderError(f"unsupported JPEG: size {width}x{height} (a zero height is set later by DNL)")
             return width, height
         pos += length
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
+    """(H, W, 3) uint8 RGB -> JPEG bytes at ``quality`` (0-100).
+
+    Raises ``ValueError`` when OpenCV cannot encode it.
+    """
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError("the frame could not be JPEG-encoded")
+    return buf.tobytes()
+
+
+def decode_image(data: bytes, max_pixels: int | None = None) -> tuple[np.ndarray | None, str]:
+    """JPEG/PNG bytes -> ((H, W, 3) uint8 RGB, "") or (None, error message).
+
+    With ``max_pixels``, the size is read from the header first and a larger image is
+    refused before anything is allocated for its pixels. Grey and RGBA images come back as
+    three channels (OpenCV's ``IMREAD_COLOR`` rules), 16-bit PNGs as 8 bits.
+    """
+    if max_pixels is not None:
+        try:
+            w, h = image_size(data)
+        except ImageHeaderError as exc:
+            return None, f"undecodable image: {exc}"
+        if w * h > max_pixels:
+            return None, f"image is {w}x{h} = {w * h} pixels; the limit is max_frame_pixels={max_pixels}"
+    try:
+        rgb = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB)
+    except cv2.error as exc:
+        return None, f"undecodable image: {exc}"
+    if rgb is None:
+        return None, "undecodable image (not a JPEG or PNG)"
+    return rgb, ""

@@ -58,7 +58,7 @@ class FrameJob(BaseModel):
     ``seq`` is contiguous per session from 0 and assigned by the gateway when it
     enqueues; the worker processes a session's frames strictly in ``seq`` order.
     ``image`` is a JPEG or PNG (WebSocket frames pass through untouched; uploaded
-    video frames are JPEG-encoded by the gateway).
+    video frames are JPEG-encoded by the gateway, ``posestream.service.frames.encode_jpeg``).
     """
 
     model_config = ConfigDict(frozen=True)

@@ -54,7 +54,7 @@ class TrackerConfig:
     similarity 0.5) for which a pair may match. Raising it lets a track follow a person
     whose appearance changed a lot, but also lets it jump to a different person. A noisy
     HE model needs a wider gate: the shipped TemporalNet checkpoint is run with its own
-    calibrated value (``posestream.models.temporalnet.CALIBRATED_GATE_HE``)."""
+    calibrated value (``posestream.models.temporal_inference.CALIBRATED_GATE_HE``)."""
     gate_tie: float = 1.0
     """Largest Psi_TIE (mean centre-prediction error, in person scales) for which a pair
     may match. Raising it tolerates worse motion predictions at the risk of matching

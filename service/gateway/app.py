@@ -25,7 +25,7 @@ from posestream.service.gateway.deps import Ctx, GatewayContext
 from posestream.service.gateway.errors import error_body, install_error_handlers
 from posestream.service.gateway.metrics import GatewayMetrics
 from posestream.service.gateway.streams import router as streams_router
-from posestream.service.gateway.uploads import UploadManager, janitor
+from posestream.service.gateway.upload_manager import UploadManager, janitor
 from posestream.service.gateway.uploads import router as uploads_router
 from posestream.service.messages import JOBS_GROUP, RedisKeys
 from posestream.service.settings import Settings, get_settings

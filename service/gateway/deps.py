@@ -29,7 +29,7 @@ class GatewayContext:
     redis: aioredis.Redis
     keys: RedisKeys
     metrics: GatewayMetrics
-    uploads: object  # posestream.service.gateway.uploads.UploadManager (typed loosely to avoid an import cycle)
+    uploads: object  # posestream.service.gateway.upload_manager.UploadManager (typed loosely to avoid an import cycle)
 
 
 def _context(request: Request) -> GatewayContext:

@@ -65,6 +65,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from posestream.service.frames import ImageHeaderError, image_size
 from posestream.service.gateway import errors as E
 from posestream.service.gateway.deps import GatewayContext, WsCtx, key_is_valid, key_owner, ws_credentials
+from posestream.service.gateway.relay import OrderedResults
 from posestream.service.leases import RENEW_SCRIPT
 from posestream.service.messages import FrameJob, FrameResult
 
@@ -428,7 +429,7 @@ async def _relay(ctx: GatewayContext, st: _Stream, rkey: str, last_id: str | byt
     s, metrics = ctx.settings, ctx.metrics
     renew = ctx.redis.register_script(RENEW_SCRIPT)
     lock_key = ctx.keys.conn(st.session)
-    pending: dict[int, FrameResult] = {}
+    results = OrderedResults(ctx.redis, rkey, last_id=last_id, count=64)
     lock_renewed = time.monotonic()
     while True:
         async with st.cond:
@@ -438,16 +439,9 @@ async def _relay(ctx: GatewayContext, st: _Stream, rkey: str, last_id: str | byt
             lock_renewed = time.monotonic()
             if not await renew(keys=[lock_key], args=[st.token, s.stream_lock_ms]):
                 raise _lost_lock(st.session)
-        resp = await ctx.redis.xread({rkey: last_id}, count=64, block=200)
-        for _, entries in resp or []:
-            for entry_id, fields in entries:
-                last_id = entry_id
-                result = FrameResult.from_fields(fields)
-                if result.seq >= st.next_seq:  # older seqs: duplicates or results already sent
-                    pending[result.seq] = result
-        while st.next_seq in pending:
+        await results.fetch(st.next_seq, block_ms=200)
+        while (result := results.pop(st.next_seq)) is not None:
             seq = st.next_seq
-            result = pending.pop(seq)
             if result.error.startswith(_LOST_PREFIX):
                 obj: dict = {"seq": seq, "error": {"code": "frame_lost", "message": result.error}}
             else:

@@ -37,7 +37,7 @@ What the tracker gets per frame t (``posestream.tracker.costs.psi_tie`` reads th
   replaces in the same way.
 
 Temporal context. TIE at frame t needs frame t-1's features, heatmaps and SIE
-(``posestream.models.temporalnet.TemporalContext``, fp16, ~270 kB for a 4:3 frame at 256). It is kept
+(``posestream.models.temporal_inference.TemporalContext``, fp16, ~270 kB for a 4:3 frame at 256). It is kept
 **in the detector** (the worker's memory), per session, in a bounded LRU (``max_contexts`` sessions), and
 used only when it belongs to the frame with ``seq - 1``. We chose the worker over the
 Redis session store: 270 kB per frame written and read for every frame would be 50x the
@@ -117,7 +117,7 @@ class ModelDetector:
     Args:
         estimator: a loaded ``posestream.models.estimator.PoseEstimator`` or
             ``posestream.models.spatial_estimator.SpatialNetEstimator``.
-        temporal: ``posestream.models.temporalnet.TemporalInference``, or None (no HE/TIE). The
+        temporal: ``posestream.models.temporal_inference.TemporalInference``, or None (no HE/TIE). The
             estimator must return the features of its ``config.input_size`` scale.
         use_he, use_tie: which of TemporalNet's outputs the tracker reads (its preset's terms).
         model: ``"movenet"`` or ``"spatialnet"``: which estimator (only MoveNet may need the extra
@@ -344,7 +344,7 @@ def _build_spatialnet(
 
 
 def load_temporal(path: Path, backbone: str) -> Any:
-    from posestream.models.temporalnet import TemporalInference
+    from posestream.models.temporal_inference import TemporalInference
 
     temporal = TemporalInference.load(path)
     if temporal.config.backbone != backbone:

@@ -1,10 +1,9 @@
-"""Which of a session's jobs may run now, in seq order, and the frames' images.
+"""Which of a session's jobs may run now, in seq order.
 
 A session's frames must be tracked in ``seq`` order, one worker at a time: ``SeqOrder.select``
 splits the jobs a worker read for one session into done (redelivered: acknowledged),
 runnable (the next seqs, in order) and ahead (a seq before them is missing: re-queued), and
 declares a missing seq lost once it is gone from the jobs stream for ``seq_gap_timeout_ms``.
-``decode_image`` turns a job's JPEG/PNG into the RGB frame the detector takes.
 """
 
 from __future__ import annotations
@@ -12,9 +11,6 @@ from __future__ import annotations
 import logging
 import time
 
-import cv2
-import numpy as np
-from posestream.service.frames import ImageHeaderError, image_size
 from posestream.service.settings import Settings
 from posestream.service.worker.jobs import AHEAD_SINCE, JobEntry, JobQueue
 from posestream.service.worker.metrics import WorkerMetrics
@@ -106,25 +102,3 @@ class SeqOrder:
             else:
                 still.append(e)
         return still
-
-
-def decode_image(data: bytes, max_pixels: int | None = None) -> tuple[np.ndarray | None, str]:
-    """JPEG/PNG bytes -> ((H, W, 3) uint8 RGB, "") or (None, error message).
-
-    With ``max_pixels``, the size is read from the header first and a larger image is
-    refused before anything is allocated for its pixels.
-    """
-    if max_pixels is not None:
-        try:
-            w, h = image_size(data)
-        except ImageHeaderError as exc:
-            return None, f"undecodable image: {exc}"
-        if w * h > max_pixels:
-            return None, f"image is {w}x{h} = {w * h} pixels; the limit is max_frame_pixels={max_pixels}"
-    try:
-        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    except cv2.error as exc:
-        return None, f"undecodable image: {exc}"
-    if bgr is None:
-        return None, "undecodable image (not a JPEG or PNG)"
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), ""

@@ -44,12 +44,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
+
 from posestream.models.poses import FramePoses
+from posestream.service.frames import decode_image
 from posestream.service.leases import RELEASE_SCRIPT, RENEW_SCRIPT, default_owner_id
 from posestream.service.messages import JOBS_GROUP, FrameResult, RedisKeys
 from posestream.service.pipelines.base import FrameInput, FramePipeline
 from posestream.service.settings import Settings
-from posestream.service.worker.batching import SeqOrder, decode_image
+from posestream.service.worker.batching import SeqOrder
 from posestream.service.worker.jobs import JobEntry, JobQueue, ensure_group, is_nogroup
 from posestream.service.worker.metrics import MetricsServer, WorkerMetrics
 from posestream.service.worker.sessions import (

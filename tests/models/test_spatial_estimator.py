@@ -75,7 +75,7 @@ def test_estimator_maps_frames_of_any_size_back_to_frame_pixels(tmp_path):
 def test_temporalnet_trains_on_spatialnet_features_and_tracks(tmp_path):
     """The seed-faithful path end to end: TemporalNet on SpatialNet's features -> he+tie tracking."""
     from posestream.models.spatial_estimator import SpatialNetEstimator
-    from posestream.models.temporalnet import TemporalInference
+    from posestream.models.temporal_inference import TemporalInference
     from posestream.models.train_temporal import load_temporal_config, train_temporal
     from posestream.service.pipeline import FrameInput
     from posestream.service.pipelines.models import ModelPipeline

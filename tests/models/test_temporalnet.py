@@ -8,22 +8,18 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from posestream.models.temporalnet import (  # noqa: E402
+from posestream.models.roi_align import roi_align, sample_points  # noqa: E402
+from posestream.models.temporal_inference import (  # noqa: E402
     CALIBRATED_GATE_HE,
     CellTransform,
     TemporalContext,
     TemporalInference,
-    TemporalNet,
-    TemporalNetConfig,
-    human_boxes,
-    render_sie,
-    roi_align,
-    sample_points,
-    tie_from_tvf,
     tracker_calibration,
-    triplet_loss,
     write_tracker_calibration,
 )
+from posestream.models.temporal_inputs import human_boxes, render_sie, tie_from_tvf  # noqa: E402
+from posestream.models.temporal_loss import triplet_loss  # noqa: E402
+from posestream.models.temporalnet import TemporalNet, TemporalNetConfig  # noqa: E402
 from posestream.models.train_temporal import _tie_targets  # noqa: E402
 
 torch.set_num_threads(1)

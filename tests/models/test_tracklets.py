@@ -10,7 +10,7 @@ import torch
 from posestream.models.data.real_clips import DataError, parse_clip_spec
 from posestream.models.data.tracklets import TrackletConfig, tracklet_scores, unambiguous_tracklets
 from posestream.models.poses import FramePoses
-from posestream.models.temporalnet import triplet_loss
+from posestream.models.temporal_loss import triplet_loss
 
 
 def _frame(t: int, boxes: list[tuple[float, float, float, float]], scores: list[float] | None = None) -> FramePoses:

@@ -1,4 +1,4 @@
-"""``posestream.service.frames.image_size``: JPEG/PNG sizes from headers, against real encoder output."""
+"""``posestream.service.frames``: JPEG/PNG sizes from headers and the frame codec, against real encoder output."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from posestream.service.frames import ImageHeaderError, image_size
+from posestream.service.frames import ImageHeaderError, decode_image, encode_jpeg, image_size
 
 
 def _encode(ext: str, width: int, height: int, *params: int) -> bytes:
@@ -73,3 +73,67 @@ def test_garbage_is_a_clear_error(data: bytes, match: str) -> None:
     with pytest.raises(ImageHeaderError, match=match):
         image_size(data)
     assert issubclass(ImageHeaderError, ValueError)
+
+
+def _photo(width: int = 97, height: int = 61) -> np.ndarray:
+    """An (H, W, 3) uint8 RGB picture with smooth areas and edges (JPEG behaves as on video frames)."""
+    y, x = np.mgrid[0:height, 0:width]
+    rgb = np.stack(((x * 255) // width, (y * 255) // height, 255 - (x * 255) // width), axis=-1).astype(np.uint8)
+    rgb[height // 3 : height // 2, width // 4 : width // 2] = (250, 20, 40)
+    return rgb
+
+
+def test_encode_jpeg_is_opencv_jpeg_of_the_bgr_frame() -> None:
+    """The gateway's JPEG bytes are what it sent before the codec moved here (RGB -> BGR -> imencode)."""
+    rgb = _photo()
+    for quality in (50, 90):
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+        assert ok
+        assert encode_jpeg(rgb, quality) == buf.tobytes()
+    back, err = decode_image(encode_jpeg(rgb, 95))
+    assert err == "" and back.shape == rgb.shape
+    error = np.abs(back.astype(int) - rgb).mean()
+    swapped = np.abs(back[..., ::-1].astype(int) - rgb).mean()
+    assert error < 3 < 30 < swapped  # the colour order survives the trip
+
+
+def _variants() -> list[bytes]:
+    bgr = cv2.cvtColor(_photo(), cv2.COLOR_RGB2BGR)
+    bgra = cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA)
+    bgra[..., 3] = np.arange(bgra.shape[1], dtype=np.uint8)[None, :] * 2
+    images = [
+        (".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 80]),
+        (".jpg", bgr, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]),
+        (".jpg", bgr, [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]),
+        (".jpg", bgr[:, :, 1], []),  # grey
+        (".png", bgr, []),
+        (".png", bgr[:, :, 2], []),  # grey
+        (".png", bgra, []),
+        (".png", bgr.astype(np.uint16) * 257 + 3, []),  # 16 bits per channel
+    ]
+    out = []
+    for ext, img, params in images:
+        ok, buf = cv2.imencode(ext, img, params)
+        assert ok
+        out.append(buf.tobytes())
+    return out
+
+
+@pytest.mark.parametrize("index", range(8))
+def test_decode_image_equals_decoding_to_bgr_and_swapping(index: int) -> None:
+    """Decoding straight to RGB gives the worker the pixels the old BGR decode + swap gave."""
+    data = _variants()[index]
+    old = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    rgb, err = decode_image(data, max_pixels=10**6)
+    assert err == ""
+    assert rgb.dtype == np.uint8 and rgb.shape == old.shape
+    assert np.array_equal(rgb, old)
+
+
+def test_decode_image_refuses_before_decoding() -> None:
+    rgb, err = decode_image(_encode(".png", 64, 48), max_pixels=64 * 48 - 1)
+    assert rgb is None and "max_frame_pixels" in err
+    rgb, err = decode_image(b"GIF89a" + bytes(32), max_pixels=10**6)
+    assert rgb is None and err.startswith("undecodable image")
+    rgb, err = decode_image(_encode(".jpg", 64, 48)[:200])
+    assert rgb is None or rgb.shape == (48, 64, 3)  # OpenCV may return a partial image of a truncated JPEG

@@ -50,7 +50,7 @@ def test_he_tie_pipeline_runs_with_the_checkpoints_calibrated_tracker_settings(
     pytest.importorskip("torch")
     import shutil
 
-    from posestream.models.temporalnet import write_tracker_calibration
+    from posestream.models.temporal_inference import write_tracker_calibration
     from posestream.models.weights import TEMPORALNET_MOVENET, checkpoint_path
     from posestream.service.pipeline import build_pipeline
 

@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosed
 from posestream.service.messages import FrameJob, FrameResult, RedisKeys
 from posestream.service.pipeline import DelayedPipeline, build_pipeline
 from posestream.service.stream_client import run_stream
-from posestream.service.worker.worker import decode_image
+from posestream.service.frames import decode_image
 from tests.service.clips import jpeg, shapes_frame
 from tests.service.conftest import ServerThread, WorkerThread, free_port
 from tests.service.helpers import POSESTREAM, settings_env
