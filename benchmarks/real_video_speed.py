@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # first: benchmarks/service.py must not shadow the service package
+sys.path.insert(0, str(ROOT))  # first, so the benchmarks package is importable from this checkout
 
 from benchmarks.results import cpu_name, record_section  # noqa: E402
 

@@ -52,6 +52,7 @@ from posestream.models.skeleton import NUM_KEYPOINTS
 from posestream.models.temporal_inputs import human_boxes, render_sie
 from posestream.models.temporal_loss import triplet_loss
 from posestream.models.temporalnet import TemporalNet, TemporalNetConfig
+from posestream.models.weights import TEMPORALNET_MOVENET, TEMPORALNET_SPATIALNET, checkpoint_path
 
 log = logging.getLogger(__name__)
 
@@ -167,8 +168,8 @@ class TrainTemporalConfig:
                 f"spatialnet weights {self.spatialnet} not found (train them with `posestream train spatial`)"
             )
         if self.out is None:
-            name = "temporalnet_movenet.pt" if self.spatialnet is None else "temporalnet_spatialnet.pt"
-            object.__setattr__(self, "out", str(Path("weights") / name))
+            name = TEMPORALNET_MOVENET if self.spatialnet is None else TEMPORALNET_SPATIALNET
+            object.__setattr__(self, "out", str(checkpoint_path(name)))
 
 
 def load_temporal_config(

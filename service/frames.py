@@ -121,10 +121,11 @@ def decode_image(data: bytes, max_pixels: int | None = None) -> tuple[np.ndarray
             return None, f"undecodable image: {exc}"
         if w * h > max_pixels:
             return None, f"image is {w}x{h} = {w * h} pixels; the limit is max_frame_pixels={max_pixels}"
+    rgb_flag = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.10; older ones decode to BGR
     try:
-        rgb = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB)
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR if rgb_flag is None else rgb_flag)
     except cv2.error as exc:
         return None, f"undecodable image: {exc}"
-    if rgb is None:
+    if img is None:
         return None, "undecodable image (not a JPEG or PNG)"
-    return rgb, ""
+    return (cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if rgb_flag is None else img), ""

@@ -25,7 +25,7 @@ Guarantees, and how they are kept:
 
 The parts: ``posestream.service.worker.jobs`` (every command on the jobs stream: read, claim,
 ack, re-queue), ``posestream.service.worker.batching`` (which of a session's jobs run now, in
-seq order; image decoding), this module (the loop: leases, one batch through the detector and
+seq order), ``posestream.service.frames.decode_image`` (JPEG/PNG to RGB), this module (the loop: leases, one batch through the detector and
 ``posestream.tracker.session.SessionTracker``, publish, save, ack).
 
 Each worker records its own metrics (``posestream.service.worker.metrics``: frames, batches, stage
