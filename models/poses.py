@@ -90,7 +90,9 @@ class FramePoses:
     keypoints: np.ndarray
     boxes: np.ndarray
     scores: np.ndarray
-    track_ids: np.ndarray | None = None
+    # Optional to the constructor (None -> all UNTRACKED) but always an array after __post_init__,
+    # so readers see np.ndarray; the dataclass default cannot say both.
+    track_ids: np.ndarray = None  # type: ignore[assignment]
     extra: dict[str, Any] = field(default_factory=dict)
     embeddings: np.ndarray | None = None
     sie: np.ndarray | None = None

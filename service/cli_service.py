@@ -14,6 +14,7 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from posestream.service.cli_common import EXIT_OK, EXIT_TRUNCATED, CliError
 from posestream.service.settings import MODEL_NAMES
@@ -164,9 +165,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise CliError(f"invalid POSESTREAM_* settings:\n{exc}") from None
     from posestream.service.gateway.http import uvicorn_options
 
+    # Typed as uvicorn.run's keywords (uvicorn_options is typed dict[str, object]).
+    options: dict[str, Any] = uvicorn_options(get_settings())
     uvicorn.run(
         "posestream.service.gateway.app:create_app", factory=True, host=args.host, port=args.port,
-        log_level=args.log_level, **uvicorn_options(get_settings()),
+        log_level=args.log_level, **options,
     )  # fmt: skip
     return EXIT_OK
 

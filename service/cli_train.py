@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import math
+from pathlib import Path
 
 from posestream.models.data.splits import DECODE_VALIDATION, HELD_OUT, SPATIAL_TRAIN
 from posestream.service.cli_common import CliError
@@ -167,7 +168,7 @@ def _cmd_train_decode(args: argparse.Namespace) -> int:
 
 
 def _tune_export_evaluate(
-    source: str, size: tuple[int, int], device_name: str, tune_seeds: list[int], export: str | None,
+    source: str | Path, size: tuple[int, int], device_name: str, tune_seeds: list[int], export: str | None,
     eval_seeds: list[int], eval_out: str | None, prior_seeds: list[int] | None = None,
     grid: dict | None = None, prior_clips: tuple[int, int] = (30, 5),
 ) -> None:  # fmt: skip

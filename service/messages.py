@@ -213,7 +213,7 @@ class VideoStatus(BaseModel):
         error = _text(fields, "error")
         return cls(
             id=_text(fields, "id"),
-            status=_text(fields, "status"),  # type: ignore[arg-type]
+            status=_text(fields, "status"),
             frames_done=int(_text(fields, "frames_done")),
             frames_total=int(_text(fields, "frames_total")),
             error=ApiError.model_validate_json(error) if error else None,

@@ -207,7 +207,11 @@ def _update(
     claim_g = np.zeros(0, np.int64)
     young = matched & (status == CONFIRMED) & (age <= config.n_init + config.reid_window)
     new_rows = np.flatnonzero(young | (confirm & (ids < 0)))
-    if blended is not None and len(new_rows) and len(gallery) and config.reid_max_distance > 0:
+    # (blended implies dets.embeddings; testing both tells the type checker so)
+    if (
+        blended is not None and dets.embeddings is not None
+        and len(new_rows) and len(gallery) and config.reid_max_distance > 0
+    ):  # fmt: skip
         free_g = np.setdiff1d(np.arange(len(gallery)), revive_g)
         pos = np.full(n_trk, -1, np.int64)
         pos[match_t] = np.arange(len(match_t))

@@ -135,9 +135,11 @@ def simulate(
         if "ke" in fields:
             opt["tags"] = (ids[:, None] + rng.normal(0, 0.05, (n, NUM_KEYPOINTS))).astype(np.float32)
         order = rng.permutation(n) if shuffle else np.arange(n)
+        picked = {k: v[order] for k, v in opt.items()}
         dets = FramePoses(
             t, t / 30.0, *frame_size, kp[order], boxes_from_keypoints(kp[order]), np.full(n, 0.9, np.float32),
-            **{k: v[order] for k, v in opt.items()},
+            embeddings=picked.get("embeddings"), sie=picked.get("sie"), tie_fwd=picked.get("tie_fwd"),
+            tie_bwd=picked.get("tie_bwd"), tags=picked.get("tags"),
         )  # fmt: skip
         yield SimFrame(dets, ids[order])
 

@@ -51,7 +51,7 @@ class SeqOrder:
         if done:
             self.metrics.duplicates.inc(len(done))
             log.info("acknowledging %d frame(s) of %s already processed", len(done), items[0].job.session)
-            self.jobs.ack([e.entry_id for e in done])
+            self.jobs.ack([e.stream_id for e in done])
         self.jobs.requeue(ahead, "ahead")
         return runnable
 

@@ -11,9 +11,11 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, TypeAlias
 
 import redis
 from posestream.service.messages import JOBS_GROUP, FrameJob, RedisKeys
+from posestream.service.redis_types import sync_reply
 from posestream.service.settings import Settings
 from posestream.service.worker.metrics import WorkerMetrics
 
@@ -23,6 +25,8 @@ log = logging.getLogger(__name__)
 IDLE_BLOCK_MS = 500
 # A consumer with nothing pending that has not touched the group for this long is gone.
 _CONSUMER_GONE_MS = 10 * 60 * 1000
+# XREADGROUP's reply on a bytes client: [(stream, [(entry id, fields), ...]), ...], None on timeout.
+_StreamsReply: TypeAlias = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]] | None
 
 
 # Field a re-queued job gets when it first waits for a missing earlier seq (unix seconds).
@@ -97,6 +101,13 @@ class JobEntry:
     job: FrameJob
     lost: str = ""  # why the seq is declared lost; it is published as a failed frame
 
+    @property
+    def stream_id(self) -> bytes:
+        """``entry_id`` of a job read from the stream (to ack it); a seq declared lost has none."""
+        if self.entry_id is None:
+            raise ValueError(f"seq {self.job.seq} of {self.job.session} was declared lost: no stream entry")
+        return self.entry_id
+
 
 class JobQueue:
     """One worker's consumer of the jobs stream.
@@ -136,15 +147,19 @@ class JobQueue:
 
     def read_batch(self) -> list[JobEntry]:
         s = self.settings
-        got = self.redis.xreadgroup(JOBS_GROUP, self.worker_id, {self.keys.jobs: ">"}, count=s.batch_size, block=IDLE_BLOCK_MS)
+        got: _StreamsReply = sync_reply(
+            self.redis.xreadgroup(JOBS_GROUP, self.worker_id, {self.keys.jobs: ">"}, count=s.batch_size, block=IDLE_BLOCK_MS)
+        )
         raw = [e for _, es in got for e in es] if got else []
         if raw:
             # Top up the batch for at most batch_wait_ms. Polled without BLOCK: Redis resolves
             # blocking timeouts only every 1/hz seconds (100 ms by default), far above a few ms.
             deadline = time.monotonic() + s.batch_wait_ms / 1000.0
             while len(raw) < s.batch_size:
-                more = self.redis.xreadgroup(
-                    JOBS_GROUP, self.worker_id, {self.keys.jobs: ">"}, count=s.batch_size - len(raw)
+                more: _StreamsReply = sync_reply(
+                    self.redis.xreadgroup(
+                        JOBS_GROUP, self.worker_id, {self.keys.jobs: ">"}, count=s.batch_size - len(raw)
+                    )
                 )
                 if more:
                     raw += [e for _, es in more for e in es]
@@ -161,8 +176,11 @@ class JobQueue:
         claimed: list = []
         start = "0-0"
         while len(claimed) < s.batch_size:
-            res = self.redis.xautoclaim(
-                self.keys.jobs, JOBS_GROUP, self.worker_id, s.claim_idle_ms, start_id=start, count=s.batch_size
+            # [next start id, claimed entries, ids deleted while pending (Redis >= 7)]
+            res: list[Any] = sync_reply(
+                self.redis.xautoclaim(
+                    self.keys.jobs, JOBS_GROUP, self.worker_id, s.claim_idle_ms, start_id=start, count=s.batch_size
+                )
             )
             next_id, entries = res[0], res[1]
             deleted = res[2] if len(res) > 2 else []
@@ -176,7 +194,8 @@ class JobQueue:
             self.metrics.claimed.inc(len(claimed))
             log.warning("claimed %d stale job(s) from dead or stuck workers", len(claimed))
         try:
-            for c in self.redis.xinfo_consumers(self.keys.jobs, JOBS_GROUP):
+            consumers: list[dict[str, Any]] = sync_reply(self.redis.xinfo_consumers(self.keys.jobs, JOBS_GROUP))
+            for c in consumers:
                 if c["pending"] == 0 and c["idle"] > _CONSUMER_GONE_MS and c["name"].decode() != self.worker_id:
                     self.redis.xgroup_delconsumer(self.keys.jobs, JOBS_GROUP, c["name"])
         except redis.RedisError as exc:

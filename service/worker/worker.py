@@ -50,6 +50,7 @@ from posestream.service.frames import decode_image
 from posestream.service.leases import RELEASE_SCRIPT, RENEW_SCRIPT, default_owner_id
 from posestream.service.messages import JOBS_GROUP, FrameResult, RedisKeys
 from posestream.service.pipelines.base import FrameInput, FramePipeline
+from posestream.service.redis_types import stream_fields
 from posestream.service.settings import Settings
 from posestream.service.worker.batching import SeqOrder
 from posestream.service.worker.jobs import JobEntry, JobQueue, ensure_group, is_nogroup
@@ -62,6 +63,7 @@ from posestream.service.worker.sessions import (
     next_seq,
 )
 from posestream.tracker.session import Detected, SessionTracker
+from posestream.tracker.state import TrackerState
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +76,8 @@ def default_worker_id() -> str:
 @dataclass
 class _SessionWork:
     session: str
-    state: object | None
-    version: object
+    state: TrackerState | None
+    version: int
     jobs: list[JobEntry]
 
 
@@ -306,7 +308,7 @@ class Worker:
                     e.job.seq, poses, error=err, enqueued_at=e.job.enqueued_at,
                     started_at=started, finished_at=finished, worker=self.worker_id,
                 )  # fmt: skip
-                pipe.xadd(rkey, result.to_fields(), maxlen=self.settings.results_maxlen, approximate=True)
+                pipe.xadd(rkey, stream_fields(result.to_fields()), maxlen=self.settings.results_maxlen, approximate=True)
             pipe.expire(rkey, self.settings.session_ttl_s)
             with m.stage_latency.labels("publish").time():
                 pipe.execute()

@@ -31,7 +31,8 @@ def _run_cocoeval(frames: list[_Frame], width_height: dict[int, tuple[int, int]]
     images = [
         {"id": f.index, "width": width_height[f.index][0], "height": width_height[f.index][1]} for f in frames
     ]
-    gt_anns, dt_anns = [], []
+    gt_anns: list[dict[str, Any]] = []
+    dt_anns: list[dict[str, Any]] = []
     for f in frames:
         for g in range(len(f.gt_ids)):
             x1, y1, x2, y2 = (float(v) for v in f.gt_boxes[g])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -113,7 +114,9 @@ def _prepare(
     frames = []
     for gt, pred in pairs:
         _validate_gt(gt)
-        labelled = (gt.keypoints[:, :, 2] > 0).any(axis=1)
+        # numpy's stubs type ``any(axis=...)`` as ``np.bool | NDArray``; with an axis of a 2-D
+        # array it is always an array (casts only, no conversion).
+        labelled = cast(np.ndarray, (gt.keypoints[:, :, 2] > 0).any(axis=1))
         w = np.clip(gt.boxes[:, 2] - gt.boxes[:, 0], 0, None).astype(np.float64)
         h = np.clip(gt.boxes[:, 3] - gt.boxes[:, 1], 0, None).astype(np.float64)
         areas = w * h * config.area_scale
@@ -142,7 +145,7 @@ def _prepare(
         gate = oks >= config.mot_oks_threshold
         # COCOeval's order: a prediction belongs to a labelled person when it can; only
         # otherwise does an unlabelled (ignored) person absorb it.
-        ignored = ~gate[labelled].any(axis=0) & gate[~labelled].any(axis=0)
+        ignored = cast(np.ndarray, ~gate[labelled].any(axis=0) & gate[~labelled].any(axis=0))
 
         counts["gt_people"] += len(gt)
         counts["gt_people_unlabelled"] += int((~labelled).sum())
