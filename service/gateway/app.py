@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
+from posestream.service.redis_types import awaited
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -78,7 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/readyz", tags=["ops"], summary="Redis answers and a worker heartbeat is fresh")
     async def readyz(ctx: Ctx) -> JSONResponse:
         try:
-            await ctx.redis.ping()
+            await awaited(ctx.redis.ping())
             alive = await ctx.redis.zcount(ctx.keys.workers, time.time() - ctx.settings.heartbeat_ttl_s, "+inf")
         except aioredis.RedisError as exc:
             return JSONResponse(error_body("redis_unavailable", f"Redis does not answer: {exc}"), status_code=503)

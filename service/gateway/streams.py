@@ -56,9 +56,10 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import redis.asyncio as aioredis
+from posestream.service.redis_types import awaited
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -206,9 +207,9 @@ async def stream(websocket: WebSocket, ctx: WsCtx) -> None:
         with contextlib.suppress(Exception):
             await websocket.close(E.WS_INTERNAL, f"internal error: {type(exc).__name__}"[:120])
     finally:
-        if lock_key:
+        if lock_key and token is not None:  # both are set together, when the lock is taken
             with contextlib.suppress(Exception):
-                await ctx.redis.eval(_RELEASE_IF, 1, lock_key, token)
+                await awaited(ctx.redis.eval(_RELEASE_IF, 1, lock_key, token))
 
 
 _RELEASE_IF = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
@@ -221,7 +222,7 @@ async def _open_session(ctx: GatewayContext, hello: Hello, requested: str | None
         raise _Close(E.WS_BAD_HELLO, f"bad hello: {hello.width}x{hello.height} is over max_frame_pixels={s.max_frame_pixels}")
     if requested is not None:
         session = requested
-        stored = await r.hget(ctx.keys.stream(session), "owner")
+        stored = await awaited(r.hget(ctx.keys.stream(session), "owner"))
         if stored is None or stored.decode() != owner:
             raise _Close(E.WS_NO_SESSION, f"no session {session} for this API key (unknown, expired or another key's)")
     else:
@@ -253,7 +254,7 @@ async def _open_session(ctx: GatewayContext, hello: Hello, requested: str | None
                 start = oldest
     except BaseException:
         with contextlib.suppress(Exception):
-            await r.eval(_RELEASE_IF, 1, ctx.keys.conn(session), token)
+            await awaited(r.eval(_RELEASE_IF, 1, ctx.keys.conn(session), token))
         raise
     st = _Stream(session, hello, token, owner, next_seq=start, own_from=assigned, assigned=assigned,
                  last_index=int(raw_last) if raw_last is not None else -1, window=s.stream_window)  # fmt: skip
@@ -355,7 +356,7 @@ async def _receiver(websocket: WebSocket, ctx: GatewayContext, st: _Stream, send
         if index <= st.last_index:
             metrics.errors.labels("frame_out_of_order").inc()
             st.answered += 1
-            err = {"error": {"code": "frame_out_of_order",
+            err: dict[str, Any] = {"error": {"code": "frame_out_of_order",
                              "message": f"frame index {index} is not after {st.last_index}; indices must strictly "
                              "increase within a session (frame ignored)"}}  # fmt: skip
             if ordered:

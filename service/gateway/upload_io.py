@@ -117,7 +117,7 @@ async def _receive_multipart(request: Request, fh: IO[bytes], boundary: bytes | 
             "on_part_begin": on_part_begin, "on_header_field": on_header_field, "on_header_value": on_header_value,
             "on_header_end": on_header_end, "on_headers_finished": on_headers_finished,
             "on_part_data": on_part_data, "on_part_end": on_part_end,
-        },  # type: ignore[arg-type]
+        },
     )  # fmt: skip
     try:
         async for chunk in request.stream():

@@ -26,6 +26,7 @@ transfer its gateway did not finish; it is deleted.
 
 from __future__ import annotations
 
+import functools
 import asyncio
 import contextlib
 import json
@@ -38,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
+from posestream.service.redis_types import awaited
+from redis.typing import EncodableT
 
 from posestream.models.data.video import VideoError, probe_video
 from posestream.models.poses import iter_jsonl
@@ -278,7 +281,7 @@ class UploadManager:
     async def write_status(self, status: VideoStatus, lease: UploadLease) -> None:
         """Write the status hash (with the video TTL) if this gateway still owns the upload."""
         fields = [x for kv in status.to_fields().items() for x in kv]
-        args = [lease.owner, self.ctx.settings.video_ttl_s, *fields]
+        args: list[EncodableT] = [lease.owner, self.ctx.settings.video_ttl_s, *fields]
         if not await self._write_if_owner(keys=[lease.key, self.ctx.keys.video(status.id)], args=args):
             lease.lost = True
             raise LeaseLost(status.id)
@@ -286,7 +289,7 @@ class UploadManager:
     async def read_status(self, video_id: str) -> VideoStatus | None:
         if not _valid_id(video_id):
             return None
-        fields = await self.ctx.redis.hgetall(self.ctx.keys.video(video_id))
+        fields = await awaited(self.ctx.redis.hgetall(self.ctx.keys.video(video_id)))
         return VideoStatus.from_fields(fields) if fields else None
 
     async def submit(self, status: VideoStatus, lease: UploadLease) -> None:
@@ -350,7 +353,7 @@ class UploadManager:
             video_id = (key.decode() if isinstance(key, bytes) else key).rsplit(":", 1)[-1]
             if not _valid_id(video_id) or video_id in self.tasks:
                 continue
-            if await redis.hget(key, "status") not in (b"queued", b"running"):
+            if await awaited(redis.hget(key, "status")) not in (b"queued", b"running"):
                 continue
             if not (self.folder(video_id) / "input").is_file():
                 continue  # uploaded to a gateway with another data folder: only it can resume it
@@ -546,7 +549,7 @@ class UploadManager:
                     await flush_replay()
                     size = len(jpeg)
                     async with progress:  # backpressure: upload_inflight frames, upload_inflight_bytes bytes
-                        await progress.wait_for(lambda seq=seq, size=size: fits(seq, size))
+                        await progress.wait_for(functools.partial(fits, seq, size))
                     enqueued += 1
                     if seq < written:
                         continue  # its result was already in the stream (resumed upload)
