@@ -36,14 +36,13 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.results import record_section  # noqa: E402
+from posestream.models.checkpoints import load_spatialnet  # noqa: E402
 from posestream.models.data.augment import fit_affine, transform_keypoints, warp_image  # noqa: E402
 from posestream.models.data.splits import HELD_OUT  # noqa: E402
 from posestream.models.pgg import pgg_memory_bytes  # noqa: E402
 from posestream.models.targets import TargetConfig, build_spatial_targets  # noqa: E402
-from posestream.models.checkpoints import load_spatialnet  # noqa: E402
 from posestream.models.train import synthetic_frames  # noqa: E402
-
-from benchmarks.results import record_section  # noqa: E402
 
 _CHILD = """
 import json, resource, sys, torch
@@ -166,7 +165,9 @@ def run(args: argparse.Namespace) -> list[str]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", type=Path, default=ROOT / "weights" / "spatialnet_synthetic.pt")
-    p.add_argument("--seeds", default=",".join(map(str, HELD_OUT.seeds(2))), help="held-out synthetic clip seeds")
+    p.add_argument(
+        "--seeds", default=",".join(map(str, HELD_OUT.seeds(2))), help="held-out synthetic clip seeds"
+    )
     p.add_argument("--frames", type=int, default=10, help="frames per clip")
     p.add_argument("--measure", action="store_true", help="also measure peak memory in subprocesses")
     p.add_argument(

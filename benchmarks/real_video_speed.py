@@ -268,7 +268,9 @@ def build_variants(names: Iterable[str], device: str = "cpu") -> dict[str, Any]:
         if "refine" in fields:
             fields["refine"] = RefineConfig(enabled=bool(fields["refine"]))
         config = dataclasses.replace(base.detector.estimator.config, **fields)
-        temporal = load_temporal(checkpoint_path(TEMPORALNET_MOVENET), "movenet")  # own copy: instrumented per row
+        temporal = load_temporal(
+            checkpoint_path(TEMPORALNET_MOVENET), "movenet"
+        )  # own copy: instrumented per row
         out[name] = ModelPipeline(PoseEstimator(config), base.tracker_config, temporal)
     return out
 
@@ -366,6 +368,7 @@ def flip_batch_check(frames: Sequence[np.ndarray], rounds: int = 3) -> dict:
     ``{"two_passes_ms", "one_batch_ms", "max_heatmap_diff"}`` (ms per frame, medians).
     """
     import torch
+
     from posestream.models.estimator import EstimatorConfig, PoseEstimator, letterbox
 
     est = PoseEstimator(EstimatorConfig(device="cpu"))

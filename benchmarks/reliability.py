@@ -165,7 +165,11 @@ def _contiguous(results: list[dict]) -> str:
     seqs = [r["seq"] for r in results]
     idx = [r.get("frame_index") for r in results]
     ok = seqs == list(range(len(seqs))) and idx == list(range(len(idx)))
-    return f"{len(seqs)} results, seq and index 0..{len(seqs) - 1} once each" if ok else f"gaps/repeats: {seqs[:40]}"
+    return (
+        f"{len(seqs)} results, seq and index 0..{len(seqs) - 1} once each"
+        if ok
+        else f"gaps/repeats: {seqs[:40]}"
+    )
 
 
 # ---- the probe cases ---------------------------------------------------------------------------
@@ -273,7 +277,10 @@ async def case_other_key(st: Stack) -> tuple[str, bool]:
     k1, k2 = {"additional_headers": {"X-API-Key": "k1"}}, {"additional_headers": {"X-API-Key": "k2"}}
     first = await run_stream(st.url, HELLO, image, 3, **k1)
     other = await run_stream(st.url, HELLO, image, 3, session=first.ready["session"], **k2)
-    return f"close {other.close_code}, {len(other.results)} results", other.close_code == 4404 and not other.results
+    return (
+        f"close {other.close_code}, {len(other.results)} results",
+        other.close_code == 4404 and not other.results,
+    )
 
 
 async def case_huge_hello(st: Stack) -> tuple[str, bool]:
@@ -286,14 +293,20 @@ async def case_corrupt_body(st: Stack) -> tuple[str, bool]:
     bad = b"\xff\xd8\xff\xe0" + struct.pack(">H", 16) + b"JFIF\x00" + bytes(9) + sof + b"\xff\xda" + bytes(64)
     run = await run_stream(st.url, HELLO, lambda i: bad if i == 1 else image(i), 3)
     codes = [r.get("error", {}).get("code", "ok") for r in run.results]
-    return f"results {codes}, close {run.close_code}", codes == ["ok", "frame_failed", "ok"] and run.close_code == 1000
+    return f"results {codes}, close {run.close_code}", codes == [
+        "ok",
+        "frame_failed",
+        "ok",
+    ] and run.close_code == 1000
 
 
 async def case_lost_job(st: Stack) -> tuple[str, bool]:
     from posestream.service.messages import FrameJob, FrameResult, RedisKeys
 
     keys = RedisKeys(st.prefix)
-    job = FrameJob(session="lost", seq=1, frame_index=1, timestamp=0.04, width=320, height=240, image=image(1))
+    job = FrameJob(
+        session="lost", seq=1, frame_index=1, timestamp=0.04, width=320, height=240, image=image(1)
+    )
     st.redis.xadd(keys.jobs, job.to_fields())  # seq 0 "lost by Redis"
     t0 = time.monotonic()
     while st.redis.xlen(keys.results("lost")) < 2 and time.monotonic() - t0 < 20:
@@ -304,11 +317,26 @@ async def case_lost_job(st: Stack) -> tuple[str, bool]:
 
 
 CASES = [
-    ("8 abrupt/clean closes mid-stream, resume with ack", "every seq and frame index once", case_disconnects, {}),
+    (
+        "8 abrupt/clean closes mid-stream, resume with ack",
+        "every seq and frame index once",
+        case_disconnects,
+        {},
+    ),
     ("gateway SIGTERM mid-stream, restart, resume", "every seq once, exit < 5 s", "sigterm-restart", {}),
     ("gateway kill -9 mid-stream, restart, resume", "every seq once", "kill-restart", {}),
-    ("worker kill -9 mid-stream (2 workers)", "150/150 answered once, close 1000", case_worker_kill, {"workers": 2}),
-    ("old client (no ack, no credit), 8 abrupt closes", "never stuck: every new frame answered", case_old_client, {}),
+    (
+        "worker kill -9 mid-stream (2 workers)",
+        "150/150 answered once, close 1000",
+        case_worker_kill,
+        {"workers": 2},
+    ),
+    (
+        "old client (no ack, no credit), 8 abrupt closes",
+        "never stuck: every new frame answered",
+        case_old_client,
+        {},
+    ),
     ("dead peer past its credit", "session resumable < 4 s (not 4409)", case_dead_peer, {}),
     ("SIGTERM with 3 open streams, no worker", "exit < 5 s, no lock left", case_sigterm, {"workers": 0}),
     ("another API key resumes the session", "4404, nothing sent", case_other_key, {"API_KEYS": "k1,k2"}),
@@ -582,12 +610,17 @@ def summarise_faults(target: str, rounds: list[dict]) -> dict:
         # README: streams' sessions, queued jobs and uncollected results go with Redis; uploads re-run.
         streams_ok = row["streams_in_order"] == n
     else:
-        streams_ok = (row["stream_lost"] == 0 and row["streams_in_order"] == n and not row["sessions_lost"]
-                      and row["streams_complete"] == n)
+        streams_ok = (
+            row["stream_lost"] == 0
+            and row["streams_in_order"] == n
+            and not row["sessions_lost"]
+            and row["streams_complete"] == n
+        )
     # Every round must be clean; a round whose kill came after its upload ended (a timing miss, shown in
     # the hit column) still checks the stream and the recovery.
-    row["pass"] = bool(n and not row["errors"] and uploads_ok and streams_ok and row["recovered"] == n
-                       and row["hits"] >= 1)
+    row["pass"] = bool(
+        n and not row["errors"] and uploads_ok and streams_ok and row["recovered"] == n and row["hits"] >= 1
+    )
     return row
 
 
@@ -636,7 +669,14 @@ def flatness(series: list[float], warm_frac: float = 0.25, tail: int = 3, tolera
     """Summary of one memory series: first, warm (the mean of the samples just after the first
     ``warm_frac`` of them), last (the mean of the last ``tail``), max; flat when |last / warm - 1| <= tolerance."""
     if len(series) < 2:
-        return {"first": series[0] if series else 0, "warm": 0, "last": 0, "max": 0, "ratio": None, "flat": False}
+        return {
+            "first": series[0] if series else 0,
+            "warm": 0,
+            "last": 0,
+            "max": 0,
+            "ratio": None,
+            "flat": False,
+        }
     start = min(int(len(series) * warm_frac), len(series) - 1)
     warm = float(np.mean(series[start : start + tail]))
     last = float(np.mean(series[-tail:]))
@@ -739,30 +779,47 @@ def header(args: argparse.Namespace, title: str) -> list[str]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="Redis of the probe table and the soak")
+    p.add_argument(
+        "--redis-url", default="redis://127.0.0.1:6379/0", help="Redis of the probe table and the soak"
+    )
     p.add_argument("--short", action="store_true",
                    help="CI size: 5 s per soak level, one round per fault, 3,000 frames of memory soak")  # fmt: skip
-    p.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts to run, of {', '.join(PARTS)}")
-    p.add_argument("--seconds", type=float, default=None, help="seconds per soak level (default 60; 5 with --short)")
+    p.add_argument(
+        "--only", default=",".join(PARTS), help=f"comma-separated parts to run, of {', '.join(PARTS)}"
+    )
+    p.add_argument(
+        "--seconds", type=float, default=None, help="seconds per soak level (default 60; 5 with --short)"
+    )
     p.add_argument("--streams", default="16,64", help="soak levels (concurrent ordered streams)")
     p.add_argument("--workers", type=int, default=2, help="blob workers for the soaks")
     p.add_argument("--fault-seconds", type=float, default=None,
                    help="seconds of kill rounds per fault (default 90; 0 with --short: one round)")  # fmt: skip
     p.add_argument("--faults", default=",".join(FAULTS), help=f"faults to loop, of {', '.join(FAULTS)}")
-    p.add_argument("--frames", type=int, default=None, help="memory soak frames (default 100,000; 3,000 with --short)")
+    p.add_argument(
+        "--frames", type=int, default=None, help="memory soak frames (default 100,000; 3,000 with --short)"
+    )
     p.add_argument("--mem-streams", type=int, default=4, help="concurrent ordered streams of the memory soak")
-    p.add_argument("--sample-s", type=float, default=None, help="memory sample interval (default 10 s; 1 s with --short)")
-    p.add_argument("--no-cases", action="store_true", help="skip the fault probes (same as leaving cases out of --only)")
+    p.add_argument(
+        "--sample-s", type=float, default=None, help="memory sample interval (default 10 s; 1 s with --short)"
+    )
+    p.add_argument(
+        "--no-cases", action="store_true", help="skip the fault probes (same as leaving cases out of --only)"
+    )
     p.add_argument("--no-record", action="store_true", help="print only, do not update benchmarks/RESULTS.md")
     args = p.parse_args()
     parts = {x.strip() for x in args.only.split(",") if x.strip()}
     if args.no_cases:
         parts.discard("cases")
     if parts - set(PARTS) or set(args.faults.split(",")) - set(FAULTS):
-        print(f"reliability.py: --only takes {', '.join(PARTS)}; --faults takes {', '.join(FAULTS)}", file=sys.stderr)
+        print(
+            f"reliability.py: --only takes {', '.join(PARTS)}; --faults takes {', '.join(FAULTS)}",
+            file=sys.stderr,
+        )
         return 2
     if {"faults", "memory"} & parts and shutil.which("redis-server") is None:
-        print("reliability.py: the fault loops and the memory soak need redis-server on PATH", file=sys.stderr)
+        print(
+            "reliability.py: the fault loops and the memory soak need redis-server on PATH", file=sys.stderr
+        )
         return 2
     seconds = args.seconds or (5.0 if args.short else 60.0)
     failed: list[str] = []
@@ -777,7 +834,9 @@ def main() -> int:
         lines = header(args, "Reliability: stream faults and ordered-stream soak")
         if rows:
             lines += ["| case | expected | got | pass |", "|---|---|---|---|"]
-            lines += [f"| {c} | {e} | {g.replace('|', '/')} | {'yes' if ok else '**no**'} |" for c, e, g, ok in rows]
+            lines += [
+                f"| {c} | {e} | {g.replace('|', '/')} | {'yes' if ok else '**no**'} |" for c, e, g, ok in rows
+            ]
             lines.append("")
         if levels:
             lines += [
@@ -811,7 +870,9 @@ def main() -> int:
         # within the warm-up of a run of a few seconds, as they are after 1,000 frames a session in a full run.
         m = memory_soak(frames, args.mem_streams, args.workers, sample_s, 100 if args.short else 1000)
         print(json.dumps(m), flush=True)
-        _emit("reliability-memory", header(args, "Reliability: memory soak") + memory_lines(m), args.no_record)
+        _emit(
+            "reliability-memory", header(args, "Reliability: memory soak") + memory_lines(m), args.no_record
+        )
         failed += [] if m["pass"] else ["memory"]
     return 1 if failed else 0
 

@@ -55,7 +55,9 @@ async def _one_stream(url: str, images: list[bytes], args: argparse.Namespace) -
     latencies: list[float] = []
     # No client keepalive: under backpressure a slow worker legitimately leaves the socket quiet.
     async with websockets.connect(url, max_size=None, ping_interval=None) as ws:
-        await ws.send(json.dumps({"fps": args.fps or 30, "width": args.width, "height": args.height, "mode": args.mode}))
+        await ws.send(
+            json.dumps({"fps": args.fps or 30, "width": args.width, "height": args.height, "mode": args.mode})
+        )
         await ws.recv()
 
         async def send() -> None:
@@ -102,9 +104,9 @@ def _stage_sums(port: int) -> dict[str, tuple[float, float]]:
     out: dict[str, list[float]] = {}
     for line in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text.splitlines():
         for suffix, slot in (("_sum", 0), ("_count", 1)):
-            head = f"posestream_stage_latency_seconds{suffix}{{stage=\""
+            head = f'posestream_stage_latency_seconds{suffix}{{stage="'
             if line.startswith(head):
-                stage = line[len(head):].split('"', 1)[0]
+                stage = line[len(head) :].split('"', 1)[0]
                 out.setdefault(stage, [0.0, 0.0])[slot] = float(line.rsplit(" ", 1)[1])
     return {k: (v[0], v[1]) for k, v in out.items()}
 
@@ -143,13 +145,17 @@ def main() -> int:
     env = dict(os.environ, POSESTREAM_REDIS_URL=args.redis_url, POSESTREAM_REDIS_PREFIX=prefix)
     cmd = [sys.executable, "-c", "import sys; from posestream.service.cli import main; sys.exit(main())", "worker",
            "--model", args.model, "--tracker", tracker, "--device", args.device, "--batch-size", str(args.batch_size)]  # fmt: skip
-    workers = [subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.DEVNULL) for _ in range(args.workers)]
+    workers = [
+        subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.DEVNULL) for _ in range(args.workers)
+    ]
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     results = []
@@ -198,7 +204,8 @@ def main() -> int:
     stages = ("decode", "queue", "pipeline", "relay")
     table = [
         "| streams | frames | dropped | end-to-end fps | latency p50 (ms) | latency p95 (ms) | "
-        + " | ".join(f"{s} mean (ms)" for s in stages) + " |",
+        + " | ".join(f"{s} mean (ms)" for s in stages)
+        + " |",
         "|---:" * (6 + len(stages)) + "|",
     ]
     for r in results:

@@ -48,6 +48,7 @@ from torch.utils.data import DataLoader
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.results import cpu_name, record_section  # noqa: E402
 from posestream.models.data.datasets import SpatialTrainingSet, collate_spatial  # noqa: E402
 from posestream.models.data.splits import HELD_OUT  # noqa: E402
 from posestream.models.spatialnet import SpatialNet, SpatialNetConfig  # noqa: E402
@@ -61,8 +62,6 @@ from posestream.models.train import (  # noqa: E402
     load_train_config,
 )
 from posestream.tracker.metrics import evaluate  # noqa: E402
-
-from benchmarks.results import cpu_name, record_section  # noqa: E402
 
 # name -> (use_ke, use_aux, use_sie); PGG is added to the last one by fine-tuning.
 VARIANTS: dict[str, tuple[bool, bool, bool]] = {
@@ -172,7 +171,9 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict]:
         r = runs[name]
         r.net.eval()
         t0 = time.perf_counter()
-        metrics = evaluate_spatialnet(r.net, seeds, args.eval_frames, size, torch.device("cpu"), evaluate=evaluate)
+        metrics = evaluate_spatialnet(
+            r.net, seeds, args.eval_frames, size, torch.device("cpu"), evaluate=evaluate
+        )
         # The ground truth's heatmaps in place of the variant's (exact peaks) isolate its grouping.
         grouping = evaluate_spatialnet(
             r.net, seeds, args.eval_frames, size, torch.device("cpu"), gt_heatmaps=True, evaluate=evaluate
@@ -282,7 +283,9 @@ def main() -> None:
     p.add_argument(
         "--pgg-steps", type=int, default=150, help="last steps of the +PGG variant trained with PGG"
     )
-    p.add_argument("--eval-seeds", default=",".join(map(str, HELD_OUT.seeds(4))), help="held-out synthetic clip seeds")
+    p.add_argument(
+        "--eval-seeds", default=",".join(map(str, HELD_OUT.seeds(4))), help="held-out synthetic clip seeds"
+    )
     p.add_argument("--eval-frames", type=int, default=20, help="frames scored per held-out clip")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--log-every", type=int, default=25)

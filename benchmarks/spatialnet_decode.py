@@ -38,11 +38,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from posestream.models.data.augment import fit_affine, warp_image  # noqa: E402
-from posestream.models.checkpoints import load_spatialnet  # noqa: E402
-from posestream.models.data.splits import HELD_OUT  # noqa: E402
-
 from benchmarks.results import record_section  # noqa: E402
+from posestream.models.checkpoints import load_spatialnet  # noqa: E402
+from posestream.models.data.augment import fit_affine, warp_image  # noqa: E402
+from posestream.models.data.splits import HELD_OUT  # noqa: E402
 
 
 @torch.inference_mode()
@@ -90,7 +89,9 @@ def main() -> None:
         nargs="+",
         default=[ROOT / "weights" / "spatialnet_movenet.pt", ROOT / "weights" / "spatialnet_synthetic.pt"],
     )
-    p.add_argument("--seeds", default=",".join(map(str, HELD_OUT.seeds(2))), help="held-out synthetic clip seeds")
+    p.add_argument(
+        "--seeds", default=",".join(map(str, HELD_OUT.seeds(2))), help="held-out synthetic clip seeds"
+    )
     p.add_argument("--frames", type=int, default=12, help="frames per clip")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=1)

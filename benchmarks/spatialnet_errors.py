@@ -44,7 +44,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.results import cpu_name, record_section  # noqa: E402
+from posestream.models.checkpoints import load_spatialnet  # noqa: E402
 from posestream.models.data.splits import HELD_OUT  # noqa: E402
+from posestream.models.geometry import keypoint_similarity, oks_matrix  # noqa: E402
 from posestream.models.poses import read_jsonl  # noqa: E402
 from posestream.models.skeleton import (  # noqa: E402
     FLIP_PAIRS,
@@ -54,12 +57,8 @@ from posestream.models.skeleton import (  # noqa: E402
     VIS_VISIBLE,
     flip_permutation,
 )
-from posestream.models.checkpoints import load_spatialnet  # noqa: E402
 from posestream.models.train import evaluate_spatialnet_oracles  # noqa: E402
-from posestream.models.geometry import keypoint_similarity, oks_matrix  # noqa: E402
 from posestream.tracker.metrics import PART_GROUPS, evaluate  # noqa: E402
-
-from benchmarks.results import cpu_name, record_section  # noqa: E402
 
 # column -> (gt_heatmaps, gt_embeddings)
 ORACLES: dict[str, tuple[bool, bool]] = {
@@ -117,7 +116,9 @@ def joint_terms(pairs: list[tuple[np.ndarray, np.ndarray, float]]) -> dict[str, 
     return out
 
 
-def mirror_confusion(pairs: list[tuple[np.ndarray, np.ndarray, float]], near: float = 0.5) -> dict[str, dict[str, int]]:
+def mirror_confusion(
+    pairs: list[tuple[np.ndarray, np.ndarray, float]], near: float = 0.5
+) -> dict[str, dict[str, int]]:
     """Left/right mix-ups of ``matched_people``, per ``FLIP_PAIRS`` pair.
 
     A predicted joint is "on" a ground-truth joint when its OKS term there (with its own
@@ -129,7 +130,10 @@ def mirror_confusion(pairs: list[tuple[np.ndarray, np.ndarray, float]], near: fl
         ground-truth joint), "swaps" (each on the other's)}.
     """
     perm = flip_permutation()
-    out = {KEYPOINT_NAMES[a].removeprefix("left_"): {"pairs": 0, "duplicates": 0, "swaps": 0} for a, _ in FLIP_PAIRS}
+    out = {
+        KEYPOINT_NAMES[a].removeprefix("left_"): {"pairs": 0, "duplicates": 0, "swaps": 0}
+        for a, _ in FLIP_PAIRS
+    }
     for gt, p, area in pairs:
         own, mirrored = _terms(p, gt, area) >= near, _terms(p, gt[perm], area) >= near
         apart = _terms(gt, gt[perm], area) < near**4
@@ -201,8 +205,9 @@ def main() -> None:
     print("\n".join(joint_rows))
     print("\n".join(mirror_rows))
     if args.results:
-        command = f"OMP_NUM_THREADS={args.threads} .venv/bin/python benchmarks/spatialnet_errors.py " + " ".join(
-            sys.argv[1:]
+        command = (
+            f"OMP_NUM_THREADS={args.threads} .venv/bin/python benchmarks/spatialnet_errors.py "
+            + " ".join(sys.argv[1:])
         )
         block = "\n".join([
             "## SpatialNet error analysis: heatmaps vs embeddings (`benchmarks/spatialnet_errors.py`)",

@@ -212,7 +212,9 @@ def _temporal_rows(checkpoints: list[Path], overrides: dict) -> list[tuple[str, 
         temporal = TemporalInference.load(path)
         tag = f" [{path.stem}]" if len(checkpoints) > 1 else ""
         for p in TEMPORAL_PRESETS:
-            rows.append((p + tag, TrackerConfig(preset=p, **{**temporal.tracker_settings, **overrides}), temporal))
+            rows.append(
+                (p + tag, TrackerConfig(preset=p, **{**temporal.tracker_settings, **overrides}), temporal)
+            )
     return rows
 
 
@@ -249,7 +251,13 @@ def run_real(
     segments = []
     for spec in REAL_HELD_OUT_CLIPS:  # vtest.avi is tracked whole, scored from VTEST_HELD_OUT_START on
         name, start, stop, step = parse_clip_spec(spec)
-        segments.append((spec, f"{name}:0:{stop or ''}:{step}" if name == "vtest" else spec, start if name == "vtest" else 0))
+        segments.append(
+            (
+                spec,
+                f"{name}:0:{stop or ''}:{step}" if name == "vtest" else spec,
+                start if name == "vtest" else 0,
+            )
+        )
     t0 = time.perf_counter()
     totals: dict[str, dict[str, float]] = {label: {} for label, _, _ in rows_cfg}
     per_clip: dict[str, dict[str, int]] = {label: {} for label, _, _ in rows_cfg}
@@ -257,7 +265,9 @@ def run_real(
     placeholder = np.zeros((1, 1, 3), np.uint8)
     for spec, run_spec, score_from in segments:
         cached_file = (
-            Path(cache_dir) / f"real_dets_{run_spec.replace('/', '_').replace(':', '_')}.pt" if cache_dir else None
+            Path(cache_dir) / f"real_dets_{run_spec.replace('/', '_').replace(':', '_')}.pt"
+            if cache_dir
+            else None
         )
         if cached_file is not None and cached_file.is_file():
             outputs, frame_info = torch.load(cached_file, weights_only=False)
@@ -322,14 +332,16 @@ def real_table(rows: list[dict], info: dict) -> str:
         f"Command: `{info.get('command', '')}`.",
         "",
         f"| tracker | links | ID sw. | lost | tracklets | frag. | tracks vtest {lo}-{hi - 1} (hand: {VTEST_PEOPLE}) | "
-        + " | ".join(["tracks vtest.avi (795 frames)", *(f"tracks {c}" for c in others)]) + " |",
+        + " | ".join(["tracks vtest.avi (795 frames)", *(f"tracks {c}" for c in others)])
+        + " |",
         "|---|---:|---:|---:|---:|---:|---:|" + "---:|" * (1 + len(others)),
     ]
     for r in rows:
         lines.append(
             f"| {r['tracker']} | {r['links']} | {r['id_switches']} | {r['lost']} | {r['tracklets']} | "
             f"{r['fragmented']} | {r['tracks']['vtest window']} | "
-            + " | ".join(str(r["tracks"][c]) for c in [vtest, *others]) + " |"
+            + " | ".join(str(r["tracks"][c]) for c in [vtest, *others])
+            + " |"
         )
     return "\n".join(lines)
 
@@ -487,7 +499,8 @@ def table(rows: list[dict], info: dict) -> str:
         detections = (
             f"MoveNet MultiPose at input 256 (single scale); HE/TIE from `{ckpt_name}` (trained on synthetic "
             f"seeds {info['temporal_seeds']}, disjoint from these"
-            + (", and fine-tuned on real clips" if info.get("temporal_real") else "") + ")"
+            + (", and fine-tuned on real clips" if info.get("temporal_real") else "")
+            + ")"
         )
         footer = (
             "`sie` = person-centre distance (TIE with zero motion). +PGG: not available on the MoveNet path."
@@ -525,9 +538,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer random clips")
     ap.add_argument("--write", action="store_true", help="write the section of benchmarks/RESULTS.md")
-    ap.add_argument(
-        "--validation", action="store_true", help="score on the validation seeds 5030.. instead"
-    )
+    ap.add_argument("--validation", action="store_true", help="score on the validation seeds 5030.. instead")
     ap.add_argument("--validation-clips", type=int,
                     help=f"with --validation: how many validation seeds from 5030 (1..{MAX_VALIDATION_CLIPS}, default 3)")  # fmt: skip
     ap.add_argument("--model", choices=("movenet", "spatialnet"), default="movenet", help="whose detections")
@@ -555,7 +566,9 @@ def main() -> int:
             if field not in {f.name for f in dataclasses.fields(TrackerConfig)} or field == "preset":
                 raise ValueError(f"{field!r} is not a numeric TrackerConfig field")
         if grid and not args.validation:
-            raise ValueError("--grid chooses settings: it runs on the validation clips only (add --validation)")
+            raise ValueError(
+                "--grid chooses settings: it runs on the validation clips only (add --validation)"
+            )
         if args.validation_clips is not None and not args.validation:
             raise ValueError("--validation-clips needs --validation")
         n_validation = 3 if args.validation_clips is None else args.validation_clips
@@ -575,9 +588,13 @@ def main() -> int:
     except ValueError as exc:
         print(f"tracking_ablation: {exc}", file=sys.stderr)
         return 2
-    command = f"OMP_NUM_THREADS={args.threads} .venv/bin/python benchmarks/tracking_ablation.py " + " ".join(sys.argv[1:])
+    command = f"OMP_NUM_THREADS={args.threads} .venv/bin/python benchmarks/tracking_ablation.py " + " ".join(
+        sys.argv[1:]
+    )
     if args.real:
-        rows, info = run_real(args.temporal or [TEMPORALNET_WEIGHTS], overrides, args.threads, args.detections_cache)
+        rows, info = run_real(
+            args.temporal or [TEMPORALNET_WEIGHTS], overrides, args.threads, args.detections_cache
+        )
         info["command"] = command
         text = real_table(rows, info)
         print(text)
@@ -588,8 +605,9 @@ def main() -> int:
         return 0
     rows, info = run(args.quick, overrides, args.validation, args.model, args.threads, grid, args.grid_preset,
                      n_validation, args.temporal[0] if args.temporal else None)  # fmt: skip
-    info["command"] = f"OMP_NUM_THREADS={args.threads} .venv/bin/python benchmarks/tracking_ablation.py " + " ".join(
-        sys.argv[1:]
+    info["command"] = (
+        f"OMP_NUM_THREADS={args.threads} .venv/bin/python benchmarks/tracking_ablation.py "
+        + " ".join(sys.argv[1:])
     )
     text = table(rows, info)
     print(text)

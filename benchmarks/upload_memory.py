@@ -37,7 +37,9 @@ def _clip(path: Path, frames: int, size: int) -> Path:
         stream.width = stream.height = size
         stream.pix_fmt, stream.options = "yuv420p", {"preset": "ultrafast"}
         for i in range(frames):
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.roll(base, 8 * i, axis=1), format="rgb24")):
+            for packet in stream.encode(
+                av.VideoFrame.from_ndarray(np.roll(base, 8 * i, axis=1), format="rgb24")
+            ):
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
@@ -65,7 +67,9 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="upload-memory-"))
     clip = _clip(tmp / "big.mp4", args.frames, args.size)
     prefix = f"bench-upload:{uuid.uuid4().hex[:8]}:"
-    settings = Settings(redis_url=args.redis_url, redis_prefix=prefix, data_dir=tmp / "data", model="blobs", tracker="iou")
+    settings = Settings(
+        redis_url=args.redis_url, redis_prefix=prefix, data_dir=tmp / "data", model="blobs", tracker="iou"
+    )
     keys = RedisKeys(prefix)
     client = redis.Redis.from_url(args.redis_url)
     base_memory = int(client.info("memory")["used_memory"])

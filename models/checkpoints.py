@@ -34,5 +34,7 @@ def load_spatialnet(path: str | Path, device: str | torch.device = "cpu") -> Spa
     net = SpatialNet(config)
     net.load_state_dict({k: v.float() for k, v in ckpt["model"].items()})
     if "pose_prior" in ckpt:
-        net.pose_prior = PosePrior.from_dict({k: v.double().cpu().numpy() for k, v in ckpt["pose_prior"].items()})
+        net.pose_prior = PosePrior.from_dict(
+            {k: v.double().cpu().numpy() for k, v in ckpt["pose_prior"].items()}
+        )
     return net.to(device).eval()

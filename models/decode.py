@@ -415,7 +415,11 @@ def separate_mirrored(
             shared = float(heat[mover, int(person[mover, 1]), int(person[mover, 0])])
             tag_c, sie_c = tg[mover][:, ys, xs].T.astype(np.float64), se[:, ys, xs].T.astype(np.float64)
             dist = _distance(mean_tags[p][None], mean_sie[p][None], tag_c, sie_c, config)[0]
-            ok = (dist < config.match_threshold) & (cand >= shared) & (reach <= config.mirror_limb_ratio * limb)
+            ok = (
+                (dist < config.match_threshold)
+                & (cand >= shared)
+                & (reach <= config.mirror_limb_ratio * limb)
+            )
             gain = np.where(ok, cand - dist, -np.inf)
             best = int(gain.argmax())
             if np.isfinite(gain[best]):
@@ -512,7 +516,9 @@ def complete_with_prior(
     if config.prior_threshold <= 0 or out.shape[0] == 0:
         return out
     if prior is None:
-        raise ValueError("DecodeConfig.prior_threshold > 0 needs a pose prior (posestream.models.pose_prior) with the weights")
+        raise ValueError(
+            "DecodeConfig.prior_threshold > 0 needs a pose prior (posestream.models.pose_prior) with the weights"
+        )
     _, h, w = heatmaps.shape
     for person in out:
         reliable = person[:, 2] >= config.prior_threshold

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from posestream.models.backbones.movenet import FEATURE_STRIDE, INPUT_MULTIPLE, MoveNetMultiPose
+from posestream.models.geometry import box_iou, oks_matrix
 from posestream.models.heads import MOVENET_HEADS, activate_all
 from posestream.models.movenet_decode import (
     DecodedPoses,
@@ -52,7 +53,6 @@ from posestream.models.movenet_decode import (
     pose_nms,
     resample_maps,
 )
-from posestream.models.geometry import box_iou, oks_matrix
 from posestream.models.poses import UNTRACKED, FramePoses
 from posestream.models.refine import RefineConfig, ThunderRefiner
 from posestream.models.skeleton import NUM_KEYPOINTS

@@ -28,7 +28,9 @@ from posestream.models.geometry import head_size
 ORDINAL_TASKS: tuple[str, ...] = ("l2r", "r2l", "t2b", "b2t", "f2n", "n2f")
 
 
-def heatmap_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+def heatmap_loss(
+    pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
     """Eq. 1: squared error between predicted and ground-truth heatmaps.
 
     Args:
@@ -204,7 +206,9 @@ def ordinal_loss(aux: torch.Tensor, joints: list[torch.Tensor]) -> torch.Tensor:
     valid = _valid(jt, h, w)
     vals = _sample_at_joints(aux, jt, per_joint=False)  # (B, K, J, 6)
     # Each task is its own 1-d embedding: move tasks next to the batch axis.
-    pull, ref, has = _pull(vals.permute(0, 3, 1, 2).unsqueeze(-1), valid.unsqueeze(1).expand(-1, aux.shape[1], -1, -1))
+    pull, ref, has = _pull(
+        vals.permute(0, 3, 1, 2).unsqueeze(-1), valid.unsqueeze(1).expand(-1, aux.shape[1], -1, -1)
+    )
     m = ref[..., 0]  # (B, 6, K)
     keys = ordinal_targets(jt, h, w).permute(0, 2, 1)  # (B, 6, K)
     pair, n_pairs = _pairs(has)  # (B, 6, K, K), (B, 6)
@@ -237,7 +241,9 @@ def sie_loss(svf: torch.Tensor, joints: list[torch.Tensor]) -> torch.Tensor:
     return _batch_mean(err.sum((1, 2)) / n.clamp(min=1), n > 0)
 
 
-def pgg_grouping_loss(iterates: list[torch.Tensor], person: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def pgg_grouping_loss(
+    iterates: list[torch.Tensor], person: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Pull/push (Eq. 2-3) on every PGG iterate, with pixels as the members of each person.
 
     Args:
@@ -260,7 +266,11 @@ def pgg_grouping_loss(iterates: list[torch.Tensor], person: torch.Tensor) -> tup
         counts = torch.bincount(inverse, minlength=k).to(pts.dtype).unsqueeze(1)
         ref = sums / counts
         sq = (pts - ref[inverse]).pow(2).sum(-1)
-        pulls.append((torch.zeros(k, dtype=pts.dtype, device=pts.device).index_add_(0, inverse, sq) / counts[:, 0]).mean())
+        pulls.append(
+            (
+                torch.zeros(k, dtype=pts.dtype, device=pts.device).index_add_(0, inverse, sq) / counts[:, 0]
+            ).mean()
+        )
         if k > 1:
             push = torch.exp(-0.5 * _pairwise_sqdist(ref))
             pushes.append((push.sum() - k) / (k * (k - 1)))

@@ -41,8 +41,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from posestream.models.heads import MOVENET_STRIDE
 from posestream.models.geometry import oks_matrix
+from posestream.models.heads import MOVENET_STRIDE
 from posestream.models.skeleton import NUM_KEYPOINTS, flip_permutation
 
 __all__ = [

@@ -113,7 +113,9 @@ def pose_guided_grouping(
         tags = tags.unsqueeze(2)
     t = tags.shape[2]
     if tags.shape != (b, j, t, h, w) or sie.shape != (b, 2, h, w):
-        raise ValueError(f"shape mismatch: heatmaps {tuple(heatmaps.shape)}, tags {tuple(tags.shape)}, sie {tuple(sie.shape)}")
+        raise ValueError(
+            f"shape mismatch: heatmaps {tuple(heatmaps.shape)}, tags {tuple(tags.shape)}, sie {tuple(sie.shape)}"
+        )
     results = []
     for i in range(b):
         heat, joint = heatmaps[i].detach().reshape(j, -1).max(dim=0)  # (HW,)
@@ -124,7 +126,9 @@ def pose_guided_grouping(
         tag = tags[i].reshape(j, t, -1)[joint, :, index]  # (N, T)
         centre = sie[i].reshape(2, -1)[:, index].T / config.sie_unit  # (N, 2)
         x = torch.cat([tag, centre], dim=1).T.contiguous()  # (D, N)
-        iterates = gbms(x, config.delta, config.iterations) if index.numel() else [x] * (config.iterations + 1)
+        iterates = (
+            gbms(x, config.delta, config.iterations) if index.numel() else [x] * (config.iterations + 1)
+        )
         results.append(PGGResult(index=index, joint=joint, iterates=iterates))
     return results
 

@@ -56,7 +56,9 @@ class PosePrior:
     def __post_init__(self) -> None:
         mean, cov = np.array(self.mean, np.float64), np.array(self.cov, np.float64)  # own copies
         if mean.shape != (SHAPE_DIM,) or cov.shape != (SHAPE_DIM, SHAPE_DIM):
-            raise ValueError(f"a pose prior needs a ({SHAPE_DIM},) mean and ({SHAPE_DIM}, {SHAPE_DIM}) covariance")
+            raise ValueError(
+                f"a pose prior needs a ({SHAPE_DIM},) mean and ({SHAPE_DIM}, {SHAPE_DIM}) covariance"
+            )
         if not (np.isfinite(mean).all() and np.isfinite(cov).all()) or not np.allclose(cov, cov.T, atol=1e-8):
             raise ValueError("a pose prior's mean and covariance must be finite and the covariance symmetric")
         mean.flags.writeable = cov.flags.writeable = False  # frozen all the way down
@@ -121,7 +123,9 @@ def fit_pose_prior(keypoints: np.ndarray, ridge: float = 1e-6) -> PosePrior:
     kp = np.asarray(keypoints, np.float64).reshape(-1, NUM_KEYPOINTS, 3)
     whole = kp[(kp[..., 2] > 0).all(axis=1)]
     if len(whole) < SHAPE_DIM + 1:
-        raise ValueError(f"fitting a pose prior needs at least {SHAPE_DIM + 1} fully labelled poses, got {len(whole)}")
+        raise ValueError(
+            f"fitting a pose prior needs at least {SHAPE_DIM + 1} fully labelled poses, got {len(whole)}"
+        )
     shapes = normalise_shapes(whole[..., :2])
     cov = np.cov(shapes.T) + ridge * np.eye(SHAPE_DIM)
     return PosePrior(shapes.mean(axis=0), (cov + cov.T) / 2)

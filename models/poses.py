@@ -40,7 +40,17 @@ from posestream.models.skeleton import NUM_KEYPOINTS
 UNTRACKED = -1
 
 # The per-person arrays (one row per person), in field order.
-_PERSON_FIELDS = ("keypoints", "boxes", "scores", "track_ids", "embeddings", "sie", "tie_fwd", "tie_bwd", "tags")
+_PERSON_FIELDS = (
+    "keypoints",
+    "boxes",
+    "scores",
+    "track_ids",
+    "embeddings",
+    "sie",
+    "tie_fwd",
+    "tie_bwd",
+    "tags",
+)
 
 
 class PoseFormatError(ValueError):
@@ -120,7 +130,9 @@ class FramePoses:
         if self.embeddings is not None:
             emb = _person_array("embeddings", self.embeddings, (n, -1))
             if emb.shape[1] == 0:
-                raise PoseFormatError("embeddings must have at least one dimension per person, got shape (N, 0)")
+                raise PoseFormatError(
+                    "embeddings must have at least one dimension per person, got shape (N, 0)"
+                )
             norm = np.linalg.norm(emb, axis=1, keepdims=True)
             if np.any(norm <= 0):
                 raise PoseFormatError(
@@ -258,7 +270,9 @@ class FramePoses:
                 boxes[i] = boxes_from_keypoints(kp[i : i + 1])[0]
             scores[i] = _as_float(pose.get("score", 1.0), f"{where}.score")
             ids[i] = _as_int(pose.get("track_id", UNTRACKED), f"{where}.track_id")
-        extra = {k: v for k, v in obj.items() if k not in ("frame_index", "timestamp", "width", "height", "poses")}
+        extra = {
+            k: v for k, v in obj.items() if k not in ("frame_index", "timestamp", "width", "height", "poses")
+        }
         try:
             return cls(frame_index, timestamp, width, height, kp, boxes, scores, ids, extra)
         except PoseFormatError:
@@ -285,7 +299,9 @@ def _reshaped(name: str, value: Any, dtype: type, shape: tuple[int, ...]) -> np.
     try:
         return a.reshape(shape)
     except ValueError:
-        want = "(" + ", ".join("N" if s < 0 else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+        want = (
+            "(" + ", ".join("N" if s < 0 else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+        )
         raise PoseFormatError(f"{name} must have shape {want} (one row per person), got {a.shape}") from None
 
 

@@ -40,7 +40,16 @@ EDGES: tuple[tuple[int, int], ...] = (
 )  # fmt: skip
 
 # Left/right pairs that exchange places when an image is mirrored horizontally.
-FLIP_PAIRS: tuple[tuple[int, int], ...] = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
+FLIP_PAIRS: tuple[tuple[int, int], ...] = (
+    (1, 2),
+    (3, 4),
+    (5, 6),
+    (7, 8),
+    (9, 10),
+    (11, 12),
+    (13, 14),
+    (15, 16),
+)
 
 # Each keypoint's neighbour one step nearer the torso along its own side's chain (-1 for
 # the nose, shoulders and hips, which hang off no other keypoint). Every (k, LIMB_PARENT[k])
@@ -63,9 +72,12 @@ def mirror_pairs_outward() -> tuple[tuple[int, int], ...]:
 
 
 # COCO per-keypoint OKS falloff constants (sigma_i in the COCO keypoint evaluation).
-OKS_SIGMAS: np.ndarray = np.array(
-    [0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89]
-) / 10.0
+OKS_SIGMAS: np.ndarray = (
+    np.array(
+        [0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89]
+    )
+    / 10.0
+)
 OKS_SIGMAS.setflags(write=False)
 
 # Visibility codes used in ground truth (the keypoint score column), as in COCO.

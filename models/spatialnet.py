@@ -24,7 +24,14 @@ from torch import nn
 from posestream.models.backbones.hourglass import HourglassConfig, StackedHourglass
 from posestream.models.decode import DecodeConfig, decode_spatial, merge_multiscale, sie_from_svf, unflip_maps
 from posestream.models.heads import HeadSpec, activate
-from posestream.models.losses import ORDINAL_TASKS, heatmap_loss, ke_loss, ordinal_loss, pgg_grouping_loss, sie_loss
+from posestream.models.losses import (
+    ORDINAL_TASKS,
+    heatmap_loss,
+    ke_loss,
+    ordinal_loss,
+    pgg_grouping_loss,
+    sie_loss,
+)
 from posestream.models.pgg import PGGConfig, pose_guided_grouping
 from posestream.models.pose_prior import PosePrior
 from posestream.models.skeleton import NUM_KEYPOINTS
@@ -263,6 +270,8 @@ class SpatialNet(nn.Module):
         dcfg = self.config.decode_config()
         heat = maps["heatmaps"].float().clamp(0, 1)
         return [
-            decode_spatial(heat[i], maps["tags"][i].float(), maps["svf"][i].float(), dcfg, STRIDE, self.pose_prior)
+            decode_spatial(
+                heat[i], maps["tags"][i].float(), maps["svf"][i].float(), dcfg, STRIDE, self.pose_prior
+            )
             for i in range(heat.shape[0])
         ]

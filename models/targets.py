@@ -57,7 +57,9 @@ class SpatialTargets:
     joints: np.ndarray
 
 
-def build_spatial_targets(keypoints: np.ndarray, out_h: int, out_w: int, config: TargetConfig) -> SpatialTargets:
+def build_spatial_targets(
+    keypoints: np.ndarray, out_h: int, out_w: int, config: TargetConfig
+) -> SpatialTargets:
     """Render heatmaps and instance labels from known poses.
 
     Args:
@@ -91,9 +93,7 @@ def build_spatial_targets(keypoints: np.ndarray, out_h: int, out_w: int, config:
     return SpatialTargets(heatmaps=heat, instance=instance, joints=joints)
 
 
-def dense_embedding_targets(
-    targets: SpatialTargets, tag_step: float = 1.0
-) -> tuple[np.ndarray, np.ndarray]:
+def dense_embedding_targets(targets: SpatialTargets, tag_step: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Ideal KE and spatial-vector-field maps for the people in ``targets``.
 
     Where person k owns a pixel of joint j (``instance``), the tag is ``k * tag_step``

@@ -25,7 +25,13 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from posestream.models.checkpoints import resolve_device
-from posestream.models.data.augment import AugmentConfig, fit_affine, invert_affine, transform_keypoints, warp_image
+from posestream.models.data.augment import (
+    AugmentConfig,
+    fit_affine,
+    invert_affine,
+    transform_keypoints,
+    warp_image,
+)
 from posestream.models.data.datasets import (
     CocoKeypointSource,
     SpatialTrainingSet,
@@ -251,7 +257,13 @@ def train_spatial(cfg: TrainSpatialConfig, resume: bool = True, progress: bool =
 
 
 def _save(
-    path: Path, net: SpatialNet, opt, step: int, elapsed_s: float, cfg: TrainSpatialConfig, losses: dict[str, float]
+    path: Path,
+    net: SpatialNet,
+    opt,
+    step: int,
+    elapsed_s: float,
+    cfg: TrainSpatialConfig,
+    losses: dict[str, float],
 ) -> None:  # noqa: ANN001
     tmp = path.with_suffix(".tmp")
     torch.save(
@@ -293,7 +305,9 @@ def export_weights(
     return Path(out)
 
 
-def synthetic_frames(seeds: list[int], frames: int, people: int = 5) -> Iterator[tuple[np.ndarray, FramePoses]]:
+def synthetic_frames(
+    seeds: list[int], frames: int, people: int = 5
+) -> Iterator[tuple[np.ndarray, FramePoses]]:
     """The first ``frames`` frames of each seed's synthetic clip: RGB (H, W, 3) uint8 and ground truth."""
     from posestream.models.data.synthetic import SyntheticClip, SyntheticConfig
 
@@ -493,7 +507,14 @@ def evaluate_spatialnet(net: SpatialNet, seeds: list[int], frames: int, input_si
     maps in place of the network's (``with_ground_truth``), to see which half loses the AP.
     """
     return evaluate_spatialnet_oracles(
-        net, seeds, frames, input_size, device, {"": (gt_heatmaps, gt_embeddings)}, people, write_dir,
+        net,
+        seeds,
+        frames,
+        input_size,
+        device,
+        {"": (gt_heatmaps, gt_embeddings)},
+        people,
+        write_dir,
         evaluate=evaluate,
     )[""]
 

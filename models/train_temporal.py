@@ -306,7 +306,9 @@ def build_clip_cache(
             kps[t, col[int(tid)], :, 2] = kp[:, 2] > 0
         present = kps[t][kps[t, :, :, 2].sum(1) >= 1]
         sies[t] = render_sie(present, (hh, ww), cfg.sie_radius, cfg.tvf_scale, 0.5)
-    return ClipCache(features, torch.cat(heats), torch.cat(colours), torch.from_numpy(sies).to(features.device), kps)
+    return ClipCache(
+        features, torch.cat(heats), torch.cat(colours), torch.from_numpy(sies).to(features.device), kps
+    )
 
 
 def _tie_targets(kp_a: np.ndarray, kp_b: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
@@ -376,12 +378,18 @@ def build_real_cache(
     return ClipCache(features, torch.cat(heats), torch.cat(colours), torch.from_numpy(sies), kps, real=True)
 
 
-def _real_caches(cfg: TrainTemporalConfig, model_cfg: TemporalNetConfig, specs: tuple[str, ...]) -> list[ClipCache]:
+def _real_caches(
+    cfg: TrainTemporalConfig, model_cfg: TemporalNetConfig, specs: tuple[str, ...]
+) -> list[ClipCache]:
     """``build_real_cache`` of each spec, kept in ``cfg.work_dir`` (reused by a resumed run)."""
     assert cfg.real is not None
     out, estimator = [], None
     for spec in specs:
-        path = Path(cfg.work_dir) / f"real_{spec.replace('/', '_').replace(':', '_')}.pt" if cfg.work_dir else None
+        path = (
+            Path(cfg.work_dir) / f"real_{spec.replace('/', '_').replace(':', '_')}.pt"
+            if cfg.work_dir
+            else None
+        )
         if path is not None and path.is_file():
             d = torch.load(path, map_location="cpu", weights_only=False)
             out.append(ClipCache(**d))
@@ -492,9 +500,17 @@ def train_temporal(cfg: TrainTemporalConfig, progress: bool = True) -> tuple[Pat
     del source
     real_clips = _real_caches(cfg, model_cfg, cfg.real.train) if cfg.real else []
     held_out = _real_caches(cfg, model_cfg, cfg.real.held_out) if cfg.real else []
-    eval_pairs = _held_out_pairs(held_out, cfg.real.eval_pairs, cfg.real.eval_gap, cfg.seed) if cfg.real else []
+    eval_pairs = (
+        _held_out_pairs(held_out, cfg.real.eval_pairs, cfg.real.eval_gap, cfg.seed) if cfg.real else []
+    )
     t_cache = time.perf_counter() - t0
-    log.info("cached %d synthetic and %d + %d real clips in %.0f s", len(clips), len(real_clips), len(held_out), t_cache)
+    log.info(
+        "cached %d synthetic and %d + %d real clips in %.0f s",
+        len(clips),
+        len(real_clips),
+        len(held_out),
+        t_cache,
+    )
 
     if cfg.init is None:
         model = TemporalNet(model_cfg)
@@ -512,7 +528,12 @@ def train_temporal(cfg: TrainTemporalConfig, progress: bool = True) -> tuple[Pat
         opt.load_state_dict(state["opt"])
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
-        start_step, trained_s, history, run = state["step"], state["trained_s"], state["history"], state["run"]
+        start_step, trained_s, history, run = (
+            state["step"],
+            state["trained_s"],
+            state["history"],
+            state["run"],
+        )
         log.info("resumed from %s at step %d (%.0f s trained)", last, start_step, trained_s)
     elif eval_pairs:
         history.append({"step": 0, **real_held_out_scores(model, held_out, eval_pairs)})
@@ -531,7 +552,9 @@ def train_temporal(cfg: TrainTemporalConfig, progress: bool = True) -> tuple[Pat
     t_seg = time.perf_counter()
     t_saved = t_seg
     base_s = trained_s
-    bar = tqdm(range(start_step, cfg.steps), desc="train", disable=not progress, initial=start_step, total=cfg.steps)
+    bar = tqdm(
+        range(start_step, cfg.steps), desc="train", disable=not progress, initial=start_step, total=cfg.steps
+    )
     steps_done = start_step
     for it in bar:
         trained_s = base_s + time.perf_counter() - t_seg
@@ -582,22 +605,30 @@ def train_temporal(cfg: TrainTemporalConfig, progress: bool = True) -> tuple[Pat
                 ci = int(rng.integers(len(real_clips)))
                 c = real_clips[ci]
                 ta, tb = _pair_frames(len(c.keypoints), rng, cfg.max_gap)
-                tvf_r = model.tvf(_frame_inputs(c, ta)[None].to(device), _frame_inputs(c, tb)[None].to(device))
+                tvf_r = model.tvf(
+                    _frame_inputs(c, ta)[None].to(device), _frame_inputs(c, tb)[None].to(device)
+                )
                 for ch, (p, g) in ((0, _tie_targets(c.keypoints[ta], c.keypoints[tb], scale)),
                                    (2, _tie_targets(c.keypoints[tb], c.keypoints[ta], scale))):  # fmt: skip
                     if len(p):
-                        r_pred.append(sample_points(tvf_r[:, ch : ch + 2], [torch.from_numpy(p).to(device)])[0])
+                        r_pred.append(
+                            sample_points(tvf_r[:, ch : ch + 2], [torch.from_numpy(p).to(device)])[0]
+                        )
                         r_tgt.append(torch.from_numpy(g).to(device))
                 boxes, feats_, rgbs_ = [], [], []
                 for side, t in enumerate((ta, tb)):
-                    b, labels, groups = _he_items(c, t, 10**6 + ci * 10**4, (k * 2 + side), model_cfg.box_margin)
+                    b, labels, groups = _he_items(
+                        c, t, 10**6 + ci * 10**4, (k * 2 + side), model_cfg.box_margin
+                    )
                     boxes.append(b.to(device))
                     feats_.append(c.features[t].float())
                     rgbs_.append(c.rgb4[t])
                     r_labels += labels
                     r_groups += groups
                 if sum(len(b) for b in boxes):
-                    r_emb.append(model.embed(torch.stack(feats_).to(device), torch.stack(rgbs_).to(device), boxes))
+                    r_emb.append(
+                        model.embed(torch.stack(feats_).to(device), torch.stack(rgbs_).to(device), boxes)
+                    )
             if r_tgt:
                 loss_tie_r = F.l1_loss(torch.cat(r_pred), torch.cat(r_tgt))
             if r_emb:
@@ -615,13 +646,25 @@ def train_temporal(cfg: TrainTemporalConfig, progress: bool = True) -> tuple[Pat
         loss.backward()
         opt.step()
         steps_done = it + 1
-        for key, value in (("tie", loss_tie), ("he", loss_he), ("tie_real", loss_tie_r), ("he_real", loss_he_r)):
+        for key, value in (
+            ("tie", loss_tie),
+            ("he", loss_he),
+            ("tie_real", loss_tie_r),
+            ("he_real", loss_he_r),
+        ):
             run[key] = 0.95 * run[key] + 0.05 * value.item() if it else value.item()
         if it % 50 == 0 or it == cfg.steps - 1:
             bar.set_postfix(tie=f"{run['tie']:.4f}", he=f"{run['he']:.4f}")
-            point: dict[str, float] = {"step": it, "tie_l1": round(run["tie"], 5), "he_triplet": round(run["he"], 5)}
+            point: dict[str, float] = {
+                "step": it,
+                "tie_l1": round(run["tie"], 5),
+                "he_triplet": round(run["he"], 5),
+            }
             if real_clips:
-                point |= {"tie_l1_real": round(run["tie_real"], 5), "he_triplet_real": round(run["he_real"], 5)}
+                point |= {
+                    "tie_l1_real": round(run["tie_real"], 5),
+                    "he_triplet_real": round(run["he_real"], 5),
+                }
             if eval_pairs and it and it % cfg.eval_every == 0:
                 point |= real_held_out_scores(model, held_out, eval_pairs)
             point["seconds"] = round(base_s + time.perf_counter() - t_seg, 1)

@@ -269,7 +269,9 @@ def checkpoint_path(name: str, weights_dir: str | Path | None = None) -> Path:
         ValueError: ``name`` has a folder part (checkpoints live directly in the weights folder).
     """
     if not name or Path(name).name != name:
-        raise ValueError(f"checkpoint name must be a bare file name such as {TEMPORALNET_MOVENET!r}, got {name!r}")
+        raise ValueError(
+            f"checkpoint name must be a bare file name such as {TEMPORALNET_MOVENET!r}, got {name!r}"
+        )
     return (Path(weights_dir) if weights_dir is not None else _default_weights_dir()) / name
 
 

@@ -71,7 +71,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand registered."""
-    parser = argparse.ArgumentParser(prog="posestream", description="Online multi-person video pose tracking.")
+    parser = argparse.ArgumentParser(
+        prog="posestream", description="Online multi-person video pose tracking."
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

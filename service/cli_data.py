@@ -75,7 +75,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``posestream data {fetch,path,verify}``."""
-    p = sub.add_parser("data", help="fetch and check real, unlabelled video clips (pose2sim, sports2d, vtest)")
+    p = sub.add_parser(
+        "data", help="fetch and check real, unlabelled video clips (pose2sim, sports2d, vtest)"
+    )
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
 
     def common(q: argparse.ArgumentParser, nargs: str, what: str) -> None:
@@ -85,7 +87,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             help="cache folder (default: $POSESTREAM_DATA_DIR or data/cache in the repository)",
         )  # fmt: skip
 
-    q = dsub.add_parser("fetch", help="download the pinned wheels with pip, verify every sha256, cache the clips")
+    q = dsub.add_parser(
+        "fetch", help="download the pinned wheels with pip, verify every sha256, cache the clips"
+    )
     common(q, "*", "sets to fetch: pose2sim, sports2d (default: all)")
     q.add_argument("--force", action="store_true", help="download again even if the cache verifies")
     q.add_argument("--wheel", default=None, help="use this already-downloaded wheel instead of pip (offline)")

@@ -46,7 +46,9 @@ def _model_args(p: argparse.ArgumentParser, with_defaults_from_settings: bool) -
     p.add_argument("--input-size", dest="input_sizes", type=int, nargs="+", default=d,
                    help="network input size(s) in pixels, long side; several = multi-scale "
                    "(default: the estimator's 256 + 512 policy)")  # fmt: skip
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d or "auto", help="where the networks run")
+    p.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default=d or "auto", help="where the networks run"
+    )
 
 
 # ---- track ------------------------------------------------------------------------------------
@@ -62,18 +64,21 @@ def register_track(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--render", default=None, metavar="MP4", help="also write an annotated H.264 MP4 here")
     _model_args(p, with_defaults_from_settings=False)
     p.add_argument("--batch-size", type=int, default=8, help="frames per pipeline batch")
-    p.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0: the whole video)")
+    p.add_argument(
+        "--max-frames", type=int, default=0, help="stop after this many frames (0: the whole video)"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_track)
 
 
 def _cmd_track(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
     from posestream.models.data.video import VideoError, iter_video_frames, probe_video
     from posestream.models.poses import dumps_frame
     from posestream.service.pipeline import build_pipeline, run_frames
     from posestream.service.settings import Settings
     from posestream.service.video_checks import truncation
-    from pydantic import ValidationError
 
     video = Path(args.video)
     if not video.is_file():
@@ -108,7 +113,12 @@ def _cmd_track(args: argparse.Namespace) -> int:
     frames = people = 0
     tracks: set[int] = set()
     start = time.perf_counter()
-    bar = tqdm(total=(min(info.frames, args.max_frames) if args.max_frames > 0 else info.frames) or None, unit="frame", disable=args.quiet, dynamic_ncols=True)
+    bar = tqdm(
+        total=(min(info.frames, args.max_frames) if args.max_frames > 0 else info.frames) or None,
+        unit="frame",
+        disable=args.quiet,
+        dynamic_ncols=True,
+    )
     error: str | None = None
     try:
         with open(out, "w", encoding="utf-8") as fh:
@@ -124,7 +134,9 @@ def _cmd_track(args: argparse.Namespace) -> int:
                     people += len(poses)
                     tracks.update(int(t) for t in poses.track_ids if t >= 0)
                     bar.update(1)
-                    bar.set_postfix(fps=f"{frames / max(time.perf_counter() - start, 1e-9):.1f}", refresh=False)
+                    bar.set_postfix(
+                        fps=f"{frames / max(time.perf_counter() - start, 1e-9):.1f}", refresh=False
+                    )
             except VideoError as exc:
                 error = str(exc)
     finally:
@@ -156,8 +168,9 @@ def register_serve(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
-    from posestream.service.settings import get_settings
     from pydantic import ValidationError
+
+    from posestream.service.settings import get_settings
 
     try:
         get_settings()  # fail at start-up, with the variable's name, not on the first request
@@ -176,11 +189,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 # ---- worker -----------------------------------------------------------------------------------
 def register_worker(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("worker", help="run a pipeline worker on the Redis jobs stream (settings from POSESTREAM_*)")
+    p = sub.add_parser(
+        "worker", help="run a pipeline worker on the Redis jobs stream (settings from POSESTREAM_*)"
+    )
     _model_args(p, with_defaults_from_settings=True)
     p.add_argument("--batch-size", type=int, default=argparse.SUPPRESS, help="most frames per batch")
     p.add_argument("--batch-wait-ms", type=int, default=argparse.SUPPRESS, help="wait to fill a batch")
-    p.add_argument("--id", dest="worker_id", default=argparse.SUPPRESS, help="consumer name (default host-pid-random)")
+    p.add_argument(
+        "--id", dest="worker_id", default=argparse.SUPPRESS, help="consumer name (default host-pid-random)"
+    )
     p.add_argument("--metrics-port", dest="worker_metrics_port", type=int, default=argparse.SUPPRESS,
                    help="port of the Prometheus endpoint GET /metrics (default 9101; 0 = off; "
                    "workers sharing a host need one each)")  # fmt: skip
@@ -192,10 +209,11 @@ def register_worker(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
     from posestream.service.pipeline import pipeline_from_settings
     from posestream.service.settings import Settings
     from posestream.service.worker.worker import run_worker
-    from pydantic import ValidationError
 
     overrides = {
         k: v for k, v in vars(args).items()

@@ -21,10 +21,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--steps", type=int, help="override steps")
     s.add_argument("--out-dir", help="override out_dir")
     s.add_argument("--device", help="override device (cpu, cuda, auto)")
-    s.add_argument("--time-limit", type=float, help="override time_limit_s: stop after this many seconds of training")
+    s.add_argument(
+        "--time-limit", type=float, help="override time_limit_s: stop after this many seconds of training"
+    )
     s.add_argument("--no-resume", action="store_true", help="start over even if out_dir/last.pt exists")
     s.add_argument(
-        "--eval-seeds", default="", help=f"comma-separated held-out synthetic seeds to score after training ({HELD_OUT})"
+        "--eval-seeds",
+        default="",
+        help=f"comma-separated held-out synthetic seeds to score after training ({HELD_OUT})",
     )
     s.add_argument(
         "--eval-out", help="with --eval-seeds: also write gt.jsonl and pred.jsonl into this folder"
@@ -44,14 +48,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     d.add_argument("--weights", required=True, help="SpatialNet weights or checkpoint to start from")
     d.add_argument(
-        "--tune-decode-seeds", required=True,
+        "--tune-decode-seeds",
+        required=True,
         help=f"comma-separated validation synthetic seeds to choose them on ({DECODE_VALIDATION})",
     )
-    d.add_argument("--export", required=True, help="write the weights with the chosen decoding here (may be --weights)")
-    d.add_argument("--input-size", default="512x384", help="WxH whole frames are fitted into (default 512x384)")
+    d.add_argument(
+        "--export", required=True, help="write the weights with the chosen decoding here (may be --weights)"
+    )
+    d.add_argument(
+        "--input-size", default="512x384", help="WxH whole frames are fitted into (default 512x384)"
+    )
     d.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
-    d.add_argument("--eval-seeds", default="", help=f"comma-separated held-out synthetic seeds to score afterwards ({HELD_OUT})")
-    d.add_argument("--eval-out", help="with --eval-seeds: also write gt.jsonl and pred.jsonl into this folder")
+    d.add_argument(
+        "--eval-seeds",
+        default="",
+        help=f"comma-separated held-out synthetic seeds to score afterwards ({HELD_OUT})",
+    )
+    d.add_argument(
+        "--eval-out", help="with --eval-seeds: also write gt.jsonl and pred.jsonl into this folder"
+    )
     _decode_options(d)
     d.set_defaults(func=_cmd_train_decode)
     t = tsub.add_parser(
@@ -68,7 +83,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     t.add_argument("--threads", type=int, help="override torch CPU threads (default 1)")
     t.add_argument("--device", help="override device (cpu, cuda, auto; default cpu)")
-    t.add_argument("--time-limit", type=float, help="override time_limit_s: stop after this many seconds of training")
+    t.add_argument(
+        "--time-limit", type=float, help="override time_limit_s: stop after this many seconds of training"
+    )
     t.add_argument(
         "--spatialnet",
         help="train on this SpatialNet's features and heatmaps (seed-faithful path) instead of MoveNet's",
@@ -135,14 +152,18 @@ def _cmd_train_spatial(args: argparse.Namespace) -> int:
     if set(tune_seeds) & set(eval_seeds):
         raise CliError("--tune-decode-seeds and --eval-seeds must not share seeds")
     choices = _decode_choices(args, tune_seeds, eval_seeds)
-    if _needs_prior(cfg.model.decode, choices["grid"]) and not choices["prior_seeds"]:  # a new checkpoint has none
+    if (
+        _needs_prior(cfg.model.decode, choices["grid"]) and not choices["prior_seeds"]
+    ):  # a new checkpoint has none
         raise CliError("the decoding would use a pose prior (prior_threshold > 0 or a prior_ field to tune): "
                        "pass --pose-prior-seeds")  # fmt: skip
     last = train_spatial(cfg, resume=not args.no_resume)
     print(f"checkpoint: {last}")
     size = cfg.eval_input_size or cfg.input_size
     choices["prior_clips"] = (cfg.synthetic.frames, cfg.synthetic.people)
-    _tune_export_evaluate(last, size, cfg.device, tune_seeds, args.export, eval_seeds, args.eval_out, **choices)
+    _tune_export_evaluate(
+        last, size, cfg.device, tune_seeds, args.export, eval_seeds, args.eval_out, **choices
+    )
     return 0
 
 
@@ -175,6 +196,7 @@ def _tune_export_evaluate(
     """Fit the pose prior on ``prior_seeds`` (if any; ``prior_clips``: frames and people per clip,
     those of the training data), choose the decoding on ``tune_seeds`` (if any; ``grid``: the
     fields to try, default all), export the weights with both, score ``eval_seeds``."""
+    from posestream.models.checkpoints import load_spatialnet, resolve_device
     from posestream.models.train import (
         config_to_dict,
         evaluate_spatialnet,
@@ -182,7 +204,6 @@ def _tune_export_evaluate(
         fit_synthetic_pose_prior,
         tune_decode,
     )
-    from posestream.models.checkpoints import load_spatialnet, resolve_device
     from posestream.tracker.metrics import evaluate
 
     try:
@@ -220,7 +241,9 @@ def _tune_export_evaluate(
             raise CliError(str(exc)) from None
         net = load_spatialnet(export, device)  # score exactly what ships (fp16 weights)
     if eval_seeds:
-        metrics = evaluate_spatialnet(net, eval_seeds, 30, size, device, write_dir=eval_out, evaluate=evaluate)
+        metrics = evaluate_spatialnet(
+            net, eval_seeds, 30, size, device, write_dir=eval_out, evaluate=evaluate
+        )
         print(
             json.dumps({k: (None if v is None or math.isnan(v) else round(v, 4)) for k, v in metrics.items()})
         )

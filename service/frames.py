@@ -52,7 +52,9 @@ def image_size(data: bytes) -> tuple[int, int]:
 
 
 def _png_size(data: bytes) -> tuple[int, int]:
-    head = data[8:33]  # length(4) type(4) width(4) height(4) depth, colour, compression, filter, interlace, crc(4)
+    head = data[
+        8:33
+    ]  # length(4) type(4) width(4) height(4) depth, colour, compression, filter, interlace, crc(4)
     if len(head) < 16:
         raise ImageHeaderError("truncated PNG: the IHDR chunk is incomplete")
     length, ctype, width, height = struct.unpack(">I4sII", head[:16])
@@ -79,7 +81,9 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
         if marker in _STANDALONE:
             continue
         if marker in (0xD8, 0xD9, 0xDA, 0x00):
-            what = {0xD8: "a second SOI", 0xD9: "EOI", 0xDA: "scan data (SOS)", 0x00: "a stuffed byte"}[marker]
+            what = {0xD8: "a second SOI", 0xD9: "EOI", 0xDA: "scan data (SOS)", 0x00: "a stuffed byte"}[
+                marker
+            ]
             raise ImageHeaderError(f"malformed JPEG: {what} before any frame header (SOF)")
         if pos + 2 > n:
             raise ImageHeaderError("truncated JPEG: the data ends inside a segment length")
@@ -91,7 +95,9 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
                 raise ImageHeaderError("truncated JPEG: the frame header (SOF) is incomplete")
             height, width = struct.unpack_from(">HH", data, pos + 3)
             if width == 0 or height == 0:
-                raise ImageHeaderError(f"unsupported JPEG: size {width}x{height} (a zero height is set later by DNL)")
+                raise ImageHeaderError(
+                    f"unsupported JPEG: size {width}x{height} (a zero height is set later by DNL)"
+                )
             return width, height
         pos += length
 
@@ -101,7 +107,9 @@ def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
 
     Raises ``ValueError`` when OpenCV cannot encode it.
     """
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    ok, buf = cv2.imencode(
+        ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+    )
     if not ok:
         raise ValueError("the frame could not be JPEG-encoded")
     return buf.tobytes()

@@ -40,6 +40,8 @@ return 1
 def default_owner_id() -> str:
     """A lease owner name unique to this process: ``host-pid-random``."""
     return f"{socket.gethostname()}-{os.getpid()}-{random.randrange(16**6):06x}"
+
+
 # KEYS[1] lease, KEYS[2] stream; ARGV[1] owner, ARGV[2] approximate MAXLEN, ARGV[3..] field, value, ...
 # The entry id when added, false when the caller does not own the lease: an upload whose
 # lease is gone (deleted, taken over, or lost with Redis's data) queues no more jobs, so a

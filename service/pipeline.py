@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from posestream.models.poses import FramePoses
 from posestream.service.pipelines.base import DelayedPipeline, Detector, FrameInput, FramePipeline
 from posestream.service.settings import MODEL_NAMES, Settings, tracker_overrides
@@ -70,8 +71,11 @@ def _log_tracker_config(config: TrackerConfig, card: Mapping[str, Any], override
     log.info(
         "tracker %s: %s; over the preset's defaults: %s",
         config.preset,
-        ", ".join(f"{f.name}={getattr(config, f.name)}" for f in dataclasses.fields(config) if f.name != "preset"),
-        ", ".join(f"{k}={v} ({src}, default {getattr(default, k)})" for k, (v, src) in changed.items()) or "none",
+        ", ".join(
+            f"{f.name}={getattr(config, f.name)}" for f in dataclasses.fields(config) if f.name != "preset"
+        ),
+        ", ".join(f"{k}={v} ({src}, default {getattr(default, k)})" for k, (v, src) in changed.items())
+        or "none",
     )
 
 

@@ -11,9 +11,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-from posestream.models.weights import weights_dir as default_weights_dir
 from pydantic import Field, TypeAdapter, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from posestream.models.weights import weights_dir as default_weights_dir
 
 # The pose estimators the service can run: the one list (Settings.model, the CLI's --model
 # choices and posestream.service.pipeline.build_pipeline all read it).
@@ -31,7 +32,9 @@ class Settings(BaseSettings):
     )
 
     # --- Redis ---------------------------------------------------------------------------
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis connection URL (jobs, results, state).")
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0", description="Redis connection URL (jobs, results, state)."
+    )
     redis_prefix: str = Field(
         "posestream:",
         description="Prefix of every Redis key the service writes; tests use a unique one to isolate and clean up.",
@@ -43,9 +46,15 @@ class Settings(BaseSettings):
         description="Accepted API keys, comma-separated in the environment; empty turns authentication off.",
     )
     data_dir: Path = Field(Path("./data"), description="Folder for uploaded videos and their results.")
-    max_upload_bytes: int = Field(512 * 1024 * 1024, gt=0, description="Largest accepted upload (HTTP 413 above).")
-    max_ws_frame_bytes: int = Field(8 * 1024 * 1024, gt=0, description="Largest accepted WebSocket frame message.")
-    video_ttl_s: int = Field(24 * 3600, gt=0, description="Uploaded videos, results and status are deleted after this.")
+    max_upload_bytes: int = Field(
+        512 * 1024 * 1024, gt=0, description="Largest accepted upload (HTTP 413 above)."
+    )
+    max_ws_frame_bytes: int = Field(
+        8 * 1024 * 1024, gt=0, description="Largest accepted WebSocket frame message."
+    )
+    video_ttl_s: int = Field(
+        24 * 3600, gt=0, description="Uploaded videos, results and status are deleted after this."
+    )
     upload_jpeg_quality: int = Field(
         95, ge=1, le=100,
         description="JPEG quality of uploaded frames queued for the workers. Raising it sends the workers frames "
@@ -104,7 +113,9 @@ class Settings(BaseSettings):
     )  # fmt: skip
 
     # --- queues and sessions ---------------------------------------------------------------
-    session_ttl_s: int = Field(600, gt=0, description="Idle sessions (state, results, counters) expire after this.")
+    session_ttl_s: int = Field(
+        600, gt=0, description="Idle sessions (state, results, counters) expire after this."
+    )
     jobs_maxlen: int = Field(
         100_000, gt=0,
         description="Approximate cap of the jobs stream; in-flight limits keep unprocessed jobs far below it.",
@@ -115,9 +126,15 @@ class Settings(BaseSettings):
         "replays the results it is owed from it: raising it lets a client be further behind when it resumes; a "
         "client further behind than this gets a ``results_expired`` message for the trimmed ones.",
     )  # fmt: skip
-    max_inflight: int = Field(8, gt=0, description="Frames of one session queued in Redis at once (backpressure).")
-    upload_inflight: int = Field(32, gt=0, description="Frames of one uploaded video queued in Redis at once (backpressure).")
-    live_queue: int = Field(4, gt=0, description="Frames waiting in the gateway per live session before the oldest drops.")
+    max_inflight: int = Field(
+        8, gt=0, description="Frames of one session queued in Redis at once (backpressure)."
+    )
+    upload_inflight: int = Field(
+        32, gt=0, description="Frames of one uploaded video queued in Redis at once (backpressure)."
+    )
+    live_queue: int = Field(
+        4, gt=0, description="Frames waiting in the gateway per live session before the oldest drops."
+    )
     stream_window: int = Field(
         16, gt=0,
         description="Ordered-mode credit window: the most frames of one WebSocket connection received but not yet "
@@ -139,10 +156,18 @@ class Settings(BaseSettings):
     )  # fmt: skip
 
     # --- worker ------------------------------------------------------------------------------
-    batch_size: int = Field(8, gt=0, description="Most frames run through the pipeline in one batch (across sessions).")
-    batch_wait_ms: int = Field(5, ge=0, description="How long a worker waits to fill a batch once a frame arrived.")
-    lease_ms: int = Field(10_000, gt=0, description="A session lease lives this long unless renewed (dead-worker takeover).")
-    claim_idle_ms: int = Field(15_000, gt=0, description="Pending jobs idle this long are claimed by another worker.")
+    batch_size: int = Field(
+        8, gt=0, description="Most frames run through the pipeline in one batch (across sessions)."
+    )
+    batch_wait_ms: int = Field(
+        5, ge=0, description="How long a worker waits to fill a batch once a frame arrived."
+    )
+    lease_ms: int = Field(
+        10_000, gt=0, description="A session lease lives this long unless renewed (dead-worker takeover)."
+    )
+    claim_idle_ms: int = Field(
+        15_000, gt=0, description="Pending jobs idle this long are claimed by another worker."
+    )
     seq_gap_timeout_ms: int = Field(
         30_000, gt=0,
         description="A session's frame that has waited this long for an earlier seq makes the worker look for that "
@@ -153,7 +178,9 @@ class Settings(BaseSettings):
         "lowering it costs Redis CPU under a backlog, when frames legitimately wait behind re-queued ones.",
     )  # fmt: skip
     heartbeat_interval_s: float = Field(2.0, gt=0, description="How often a worker announces itself.")
-    heartbeat_ttl_s: float = Field(10.0, gt=0, description="A worker heartbeat older than this does not count as alive.")
+    heartbeat_ttl_s: float = Field(
+        10.0, gt=0, description="A worker heartbeat older than this does not count as alive."
+    )
     worker_id: str = Field("", description="Consumer name in the group; empty = hostname-pid-random.")
     worker_metrics_port: int = Field(
         9101, ge=0, le=65535,
@@ -168,7 +195,8 @@ class Settings(BaseSettings):
 
     # --- pipeline ----------------------------------------------------------------------------
     model: ModelName = Field(
-        "movenet", description="Pose estimator; 'blobs' is the CPU test pipeline (coloured blobs, not people)."
+        "movenet",
+        description="Pose estimator; 'blobs' is the CPU test pipeline (coloured blobs, not people).",
     )
     tracker: str = Field(
         "he+tie",
@@ -195,7 +223,9 @@ class Settings(BaseSettings):
         "JSON list in the environment). Unset: the estimator's default policy (posestream.models.estimator.EstimatorConfig).",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the networks run.")
-    debug_delay_ms: int = Field(0, ge=0, description="Debug/test only: extra sleep per batch to simulate a slow worker.")
+    debug_delay_ms: int = Field(
+        0, ge=0, description="Debug/test only: extra sleep per batch to simulate a slow worker."
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod

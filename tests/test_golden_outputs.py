@@ -62,7 +62,10 @@ def synthetic_clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
     clip = SyntheticClip.from_config(config)
     out = tmp_path_factory.mktemp("golden")
     video, gt = out / "clip.mkv", out / "gt.jsonl"
-    with VideoWriter(video, config.width, config.height, config.fps, lossless=True) as writer, open(gt, "w") as fh:
+    with (
+        VideoWriter(video, config.width, config.height, config.fps, lossless=True) as writer,
+        open(gt, "w") as fh,
+    ):
         for t in range(config.frames):
             rgb, poses = clip.render(t)
             writer.write(rgb)

@@ -126,7 +126,9 @@ def oks_cost(tracks: Any, dets: Any, *, keypoint_threshold: float = 0.2) -> np.n
     kt = np.asarray(tracks.keypoints, dtype=np.float32)
     kd = np.asarray(dets.keypoints, dtype=np.float32)
     d = _pair_dist(kt[:, :, :2], kd[:, :, :2])
-    area = np.maximum((box_area(tracks.boxes)[:, None] + box_area(dets.boxes)[None, :]) * 0.5, MIN_SCALE_PX**2)
+    area = np.maximum(
+        (box_area(tracks.boxes)[:, None] + box_area(dets.boxes)[None, :]) * 0.5, MIN_SCALE_PX**2
+    )
     sim = keypoint_similarity(d * d, area.astype(np.float32)[:, :, None], fast=True)
     oks, none_shared = _shared_joint_mean(
         sim, _present(tracks, keypoint_threshold), _present(dets, keypoint_threshold)

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from posestream.models.poses import FramePoses
 from posestream.tracker.config import TrackerConfig
 from posestream.tracker.state import TrackerState
@@ -106,7 +107,9 @@ class SessionTracker:
         """One frame of a session whose state is ``state`` (``track_frame`` with this config)."""
         return track_frame(state, frame, self.config)
 
-    def skip(self, state: TrackerState | None, frame_index: int, timestamp: float, width: int, height: int) -> TrackerState:
+    def skip(
+        self, state: TrackerState | None, frame_index: int, timestamp: float, width: int, height: int
+    ) -> TrackerState:
         """Step over a frame that could not be processed: no detections, the cursor still advances."""
         return self.track(state, Detected(FramePoses.empty(frame_index, timestamp, width, height)))[0]
 

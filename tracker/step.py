@@ -107,7 +107,9 @@ def step(state: TrackerState, poses: FramePoses, config: TrackerConfig) -> tuple
     return new_state, poses.with_track_ids(track_ids)
 
 
-def _associate(tracks: Tracks, dets: FramePoses, config: TrackerConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _associate(
+    tracks: Tracks, dets: FramePoses, config: TrackerConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stage 1: (M, 2) (track row, detection row) matches by the preset's cost, and the
     unmatched track rows and detection rows."""
     n_trk, n_det = len(tracks), len(dets)
@@ -223,7 +225,9 @@ def _update(
             dist = he_distance(gallery.embeddings[free_g], blended[row_pos])
             current = dets.embeddings[match_d[row_pos]]
             clear = visible[row_pos] >= 0.5
-            dist = np.where(clear[None, :], np.minimum(dist, he_distance(gallery.embeddings[free_g], current)), dist)
+            dist = np.where(
+                clear[None, :], np.minimum(dist, he_distance(gallery.embeddings[free_g], current)), dist
+            )
             m3, _, _ = assign(dist, config.reid_max_distance)
             claim_g = free_g[m3[:, 0]]
             ids[new_rows[m3[:, 1]]] = gallery.ids[claim_g]

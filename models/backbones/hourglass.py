@@ -106,9 +106,13 @@ class StackedHourglass(nn.Module):
                 features, nn.Conv2d(feature_channels, w, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
                 Residual(w, w),
             )  # fmt: skip
-        self.hourglasses = nn.ModuleList(Hourglass(config.depth, w, config.blocks) for _ in range(config.stacks))
+        self.hourglasses = nn.ModuleList(
+            Hourglass(config.depth, w, config.blocks) for _ in range(config.stacks)
+        )
         self.features = nn.ModuleList(
-            nn.Sequential(_blocks(w, 1), nn.Conv2d(w, w, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True))
+            nn.Sequential(
+                _blocks(w, 1), nn.Conv2d(w, w, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)
+            )
             for _ in range(config.stacks)
         )
         self.heads = nn.ModuleList(nn.Conv2d(w, out_channels, 1) for _ in range(config.stacks))

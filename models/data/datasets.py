@@ -17,6 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from torch.utils.data import Dataset
+
 from posestream.models.data.augment import (
     AugmentConfig,
     fit_affine,
@@ -27,7 +29,6 @@ from posestream.models.data.augment import (
 from posestream.models.data.splits import SPATIAL_TRAIN
 from posestream.models.skeleton import NUM_KEYPOINTS
 from posestream.models.targets import TargetConfig, build_spatial_targets
-from torch.utils.data import Dataset
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,9 @@ class SyntheticPoseSource:
         from posestream.models.data.synthetic import SyntheticConfig  # heavy module, imported on use
 
         self.seed_base, self.clips, self.frames = seed_base, clips, frames
-        self._config = lambda seed: SyntheticConfig(seed=seed, frames=frames, people=people, width=width, height=height)
+        self._config = lambda seed: SyntheticConfig(
+            seed=seed, frames=frames, people=people, width=width, height=height
+        )
         self._cache: OrderedDict[int, object] = OrderedDict()
         self._cache_clips = max(int(cache_clips), 1)
 
@@ -155,7 +158,9 @@ class SpatialTrainingSet(Dataset):
         if self.augment is None:
             m, flip = fit_affine(w, h, self.input_w, self.input_h), False
         else:
-            m, flip = random_affine(w, h, self.input_w, self.input_h, self.augment, np.random.default_rng(rng_key))
+            m, flip = random_affine(
+                w, h, self.input_w, self.input_h, self.augment, np.random.default_rng(rng_key)
+            )
         image = warp_image(sample.image, m, self.input_w, self.input_h)
         kp = transform_keypoints(sample.keypoints, m, flip)
         s = self.targets.stride
@@ -168,7 +173,9 @@ class SpatialTrainingSet(Dataset):
         }
 
 
-def collate_spatial(items: list[dict[str, torch.Tensor]] | list[list[dict[str, torch.Tensor]]]) -> dict[str, object]:
+def collate_spatial(
+    items: list[dict[str, torch.Tensor]] | list[list[dict[str, torch.Tensor]]],
+) -> dict[str, object]:
     """Stack fixed-size tensors; keep per-image joints as a list (people counts differ).
 
     Items that are lists (``crops_per_frame`` > 1) are flattened in order.

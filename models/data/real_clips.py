@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from posestream.models.weights import (
     PinnedWheelSpec,
     WeightsError,

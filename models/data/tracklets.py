@@ -48,7 +48,9 @@ class TrackletConfig:
             raise ValueError(f"min_length must be >= 2, got {self.min_length}")
 
 
-def unambiguous_tracklets(frames: Sequence[FramePoses], config: TrackletConfig | None = None) -> list[np.ndarray]:
+def unambiguous_tracklets(
+    frames: Sequence[FramePoses], config: TrackletConfig | None = None
+) -> list[np.ndarray]:
     """Tracklet labels of every detection of consecutive ``frames`` (one clip, in order).
 
     Returns:
@@ -78,14 +80,18 @@ def unambiguous_tracklets(frames: Sequence[FramePoses], config: TrackletConfig |
         full[ok] = ids
         labels.append(full)
         prev_boxes, prev_ids = boxes, ids
-    counts = np.bincount(np.concatenate(labels)[np.concatenate(labels) >= 0], minlength=next_id) if next_id else []
+    counts = (
+        np.bincount(np.concatenate(labels)[np.concatenate(labels) >= 0], minlength=next_id) if next_id else []
+    )
     keep = np.flatnonzero(np.asarray(counts) >= cfg.min_length)
     remap = np.full(next_id + 1, -1, np.int64)  # index -1 (no tracklet) maps to -1 too
     remap[keep] = np.arange(len(keep))
     return [remap[lab] for lab in labels]
 
 
-def tracklet_scores(tracklets: Sequence[np.ndarray], track_ids: Sequence[np.ndarray]) -> dict[str, int | float]:
+def tracklet_scores(
+    tracklets: Sequence[np.ndarray], track_ids: Sequence[np.ndarray]
+) -> dict[str, int | float]:
     """How a tracker's ids agree with the tracklets of the same detections.
 
     Args:

@@ -135,7 +135,10 @@ class VideoWriter:
         if lossless and self.path.suffix.lower() not in (".mkv", ".avi"):
             raise ValueError(f"lossless (FFV1) video needs an .mkv or .avi path, got {self.path.name}")
         even = not lossless  # yuv420p needs even sizes; FFV1 RGB does not
-        self._enc_w, self._enc_h = self.width + even * (self.width % 2), self.height + even * (self.height % 2)
+        self._enc_w, self._enc_h = (
+            self.width + even * (self.width % 2),
+            self.height + even * (self.height % 2),
+        )
         self._container = av.open(str(self.path), mode="w")
         rate = Fraction(fps).limit_denominator(1001)
         self._stream = self._container.add_stream("ffv1" if lossless else "libx264", rate=rate)
@@ -154,7 +157,9 @@ class VideoWriter:
                 f"frame must be uint8 ({self.height}, {self.width}, 3), got {rgb.dtype} {rgb.shape}"
             )
         if (self._enc_w, self._enc_h) != (self.width, self.height):
-            rgb = np.pad(rgb, ((0, self._enc_h - self.height), (0, self._enc_w - self.width), (0, 0)), mode="edge")
+            rgb = np.pad(
+                rgb, ((0, self._enc_h - self.height), (0, self._enc_w - self.width), (0, 0)), mode="edge"
+            )
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         for packet in self._stream.encode(frame):
             self._container.mux(packet)

@@ -17,7 +17,6 @@ import time
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
-from posestream.service.redis_types import awaited
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -29,6 +28,7 @@ from posestream.service.gateway.streams import router as streams_router
 from posestream.service.gateway.upload_manager import UploadManager, janitor
 from posestream.service.gateway.uploads import router as uploads_router
 from posestream.service.messages import JOBS_GROUP, RedisKeys
+from posestream.service.redis_types import awaited
 from posestream.service.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -80,12 +80,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def readyz(ctx: Ctx) -> JSONResponse:
         try:
             await awaited(ctx.redis.ping())
-            alive = await ctx.redis.zcount(ctx.keys.workers, time.time() - ctx.settings.heartbeat_ttl_s, "+inf")
+            alive = await ctx.redis.zcount(
+                ctx.keys.workers, time.time() - ctx.settings.heartbeat_ttl_s, "+inf"
+            )
         except aioredis.RedisError as exc:
-            return JSONResponse(error_body("redis_unavailable", f"Redis does not answer: {exc}"), status_code=503)
+            return JSONResponse(
+                error_body("redis_unavailable", f"Redis does not answer: {exc}"), status_code=503
+            )
         if alive == 0:
             return JSONResponse(
-                error_body("no_workers", f"no worker heartbeat in the last {ctx.settings.heartbeat_ttl_s:g} s"),
+                error_body(
+                    "no_workers", f"no worker heartbeat in the last {ctx.settings.heartbeat_ttl_s:g} s"
+                ),
                 status_code=503,
             )
         return JSONResponse({"status": "ready", "workers": int(alive)})

@@ -84,7 +84,9 @@ def require_api_key(request: Request) -> None:
             headers={"WWW-Authenticate": "Bearer"},
         )  # fmt: skip
     if not key_is_valid(settings, key):
-        raise ApiError(401, "invalid_api_key", "the API key is not valid", headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401, "invalid_api_key", "the API key is not valid", headers={"WWW-Authenticate": "Bearer"}
+        )
 
 
 def caller_owner(request: Request) -> str:

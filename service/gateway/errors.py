@@ -81,7 +81,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
         return JSONResponse(
-            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=getattr(exc, "headers", None)
+            error_body(code, str(exc.detail)),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
         )
 
     @app.exception_handler(RequestValidationError)
@@ -90,7 +92,9 @@ def install_error_handlers(app: FastAPI) -> None:
         for err in exc.errors():
             where = ".".join(str(p) for p in err.get("loc", ()))
             parts.append(f"{where}: {err.get('msg')}")
-        return JSONResponse(error_body("validation_error", "; ".join(parts) or "invalid request"), status_code=422)
+        return JSONResponse(
+            error_body("validation_error", "; ".join(parts) or "invalid request"), status_code=422
+        )
 
     @app.exception_handler(aioredis.ConnectionError)
     @app.exception_handler(aioredis.TimeoutError)

@@ -23,7 +23,9 @@ class JsonErrorH11Protocol(H11Protocol):
         body = json.dumps(error_body("bad_request", f"malformed HTTP request: {msg}")).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                    (b"connection", b"close")]  # fmt: skip
-        self.transport.write(self.conn.send(h11.Response(status_code=400, headers=headers, reason=b"Bad Request")))
+        self.transport.write(
+            self.conn.send(h11.Response(status_code=400, headers=headers, reason=b"Bad Request"))
+        )
         self.transport.write(self.conn.send(h11.Data(data=body)))
         self.transport.write(self.conn.send(h11.EndOfMessage()))
         self.transport.close()

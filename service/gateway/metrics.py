@@ -18,17 +18,31 @@ class GatewayMetrics:
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
-        self.frames_in = Counter("posestream_frames_in", "Frames accepted by the gateway.", ["source"], registry=r)
+        self.frames_in = Counter(
+            "posestream_frames_in", "Frames accepted by the gateway.", ["source"], registry=r
+        )
         self.frames_out = Counter("posestream_frames_out", "Frame results delivered.", ["source"], registry=r)
         self.frames_dropped = Counter(
-            "posestream_frames_dropped", "Frames dropped in live mode because the workers fell behind.", registry=r
+            "posestream_frames_dropped",
+            "Frames dropped in live mode because the workers fell behind.",
+            registry=r,
         )
-        self.queue_depth = Gauge("posestream_queue_depth", "Jobs in the jobs stream (waiting or being processed).", registry=r)
-        self.jobs_pending = Gauge("posestream_jobs_pending", "Jobs delivered to a worker and not yet acknowledged.", registry=r)
+        self.queue_depth = Gauge(
+            "posestream_queue_depth", "Jobs in the jobs stream (waiting or being processed).", registry=r
+        )
+        self.jobs_pending = Gauge(
+            "posestream_jobs_pending", "Jobs delivered to a worker and not yet acknowledged.", registry=r
+        )
         self.workers_alive = Gauge("posestream_workers_alive", "Workers with a fresh heartbeat.", registry=r)
-        self.active_sessions = Gauge("posestream_active_sessions", "Open sessions on this gateway.", ["kind"], registry=r)
+        self.active_sessions = Gauge(
+            "posestream_active_sessions", "Open sessions on this gateway.", ["kind"], registry=r
+        )
         self.stage_latency = Histogram(
-            "posestream_stage_latency_seconds", "Per-frame latency by stage.", ["stage"], buckets=_LATENCY_BUCKETS, registry=r
+            "posestream_stage_latency_seconds",
+            "Per-frame latency by stage.",
+            ["stage"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.errors = Counter("posestream_errors", "Client-visible errors by code.", ["code"], registry=r)
         for stage in ("decode", "queue", "pipeline", "relay", "end_to_end"):

@@ -38,7 +38,9 @@ class OrderedResults:
         count: entries read per ``XREAD``.
     """
 
-    def __init__(self, redis: aioredis.Redis, key: str, last_id: str | bytes = "0-0", count: int = 64) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, key: str, last_id: str | bytes = "0-0", count: int = 64
+    ) -> None:
         self._redis = redis
         self.key = key
         self.last_id = last_id

@@ -59,7 +59,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import redis.asyncio as aioredis
-from posestream.service.redis_types import awaited
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -69,6 +68,7 @@ from posestream.service.gateway.deps import GatewayContext, WsCtx, key_is_valid,
 from posestream.service.gateway.relay import OrderedResults
 from posestream.service.leases import RENEW_SCRIPT
 from posestream.service.messages import FrameJob, FrameResult
+from posestream.service.redis_types import awaited
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,9 @@ class _Stream:
         return self.answered + self.window
 
     def finished(self) -> bool:
-        return self.reading_done and not self.waiting and not self.enqueuing and self.next_seq >= self.assigned
+        return (
+            self.reading_done and not self.waiting and not self.enqueuing and self.next_seq >= self.assigned
+        )
 
 
 def check_frame(data: bytes, hello: Hello) -> str | None:
@@ -186,7 +188,9 @@ async def stream(websocket: WebSocket, ctx: WsCtx) -> None:
             ready["credit"] = st.credit
         await websocket.send_text(json.dumps(ready))
         if replay_gap:
-            await websocket.send_text(json.dumps({"error": {"code": "results_expired", "message": replay_gap}}))
+            await websocket.send_text(
+                json.dumps({"error": {"code": "results_expired", "message": replay_gap}})
+            )
         metrics.active_sessions.labels("websocket").inc()
         try:
             await _serve(websocket, ctx, st)
@@ -215,16 +219,23 @@ async def stream(websocket: WebSocket, ctx: WsCtx) -> None:
 _RELEASE_IF = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
-async def _open_session(ctx: GatewayContext, hello: Hello, requested: str | None, owner: str) -> tuple[_Stream, str]:
+async def _open_session(
+    ctx: GatewayContext, hello: Hello, requested: str | None, owner: str
+) -> tuple[_Stream, str]:
     """Check the hello against the session, take its lock; (stream state, results_expired message or "")."""
     s, r = ctx.settings, ctx.redis
     if hello.width * hello.height > s.max_frame_pixels:
-        raise _Close(E.WS_BAD_HELLO, f"bad hello: {hello.width}x{hello.height} is over max_frame_pixels={s.max_frame_pixels}")
+        raise _Close(
+            E.WS_BAD_HELLO,
+            f"bad hello: {hello.width}x{hello.height} is over max_frame_pixels={s.max_frame_pixels}",
+        )
     if requested is not None:
         session = requested
         stored = await awaited(r.hget(ctx.keys.stream(session), "owner"))
         if stored is None or stored.decode() != owner:
-            raise _Close(E.WS_NO_SESSION, f"no session {session} for this API key (unknown, expired or another key's)")
+            raise _Close(
+                E.WS_NO_SESSION, f"no session {session} for this API key (unknown, expired or another key's)"
+            )
     else:
         if hello.ack is not None:
             raise _Close(E.WS_BAD_HELLO, "bad hello: ack is only for resuming a session (?session=ID)")
@@ -247,7 +258,10 @@ async def _open_session(ctx: GatewayContext, hello: Hello, requested: str | None
         if hello.ack is not None:
             start = hello.ack + 1
             if start > assigned:
-                raise _Close(E.WS_BAD_HELLO, f"bad hello: ack {hello.ack} is beyond the session's last seq {assigned - 1}")
+                raise _Close(
+                    E.WS_BAD_HELLO,
+                    f"bad hello: ack {hello.ack} is beyond the session's last seq {assigned - 1}",
+                )
             oldest = FrameResult.from_fields(first[0][1]).seq if first else None
             if oldest is not None and start < oldest:
                 gap = f"results of seq {start}-{oldest - 1} are no longer kept (results_maxlen); replay starts at {oldest}"
@@ -262,7 +276,10 @@ async def _open_session(ctx: GatewayContext, hello: Hello, requested: str | None
 
 
 def _lost_lock(session: str) -> _Close:
-    return _Close(E.WS_SESSION_BUSY, f"session {session}: this connection lost its lock (lapsed, taken over, or Redis restarted)")
+    return _Close(
+        E.WS_SESSION_BUSY,
+        f"session {session}: this connection lost its lock (lapsed, taken over, or Redis restarted)",
+    )
 
 
 def _close_name(code: int) -> str:
@@ -282,7 +299,9 @@ async def _read_hello(websocket: WebSocket) -> Hello:
         raise WebSocketDisconnect(msg.get("code", 1000))
     text = msg.get("text")
     if text is None:
-        raise _Close(E.WS_BAD_HELLO, 'the first message must be a JSON text hello {"fps","width","height","mode"}')
+        raise _Close(
+            E.WS_BAD_HELLO, 'the first message must be a JSON text hello {"fps","width","height","mode"}'
+        )
     try:
         return Hello.model_validate_json(text)
     except ValidationError as exc:
@@ -345,11 +364,17 @@ async def _receiver(websocket: WebSocket, ctx: GatewayContext, st: _Stream, send
                     st.reading_done = True
                     st.cond.notify_all()
                 return
-            raise _Close(E.WS_UNSUPPORTED, 'expected a binary frame message (8-byte index + image) or {"end": true}')
+            raise _Close(
+                E.WS_UNSUPPORTED, 'expected a binary frame message (8-byte index + image) or {"end": true}'
+            )
         if len(data) > s.max_ws_frame_bytes:
-            raise _Close(E.WS_TOO_LARGE, f"frame message is {len(data)} bytes; the limit is {s.max_ws_frame_bytes}")
+            raise _Close(
+                E.WS_TOO_LARGE, f"frame message is {len(data)} bytes; the limit is {s.max_ws_frame_bytes}"
+            )
         if len(data) < _HEADER.size + 1:
-            raise _Close(E.WS_INVALID_FRAME, "frame message must be an 8-byte big-endian index followed by image bytes")
+            raise _Close(
+                E.WS_INVALID_FRAME, "frame message must be an 8-byte big-endian index followed by image bytes"
+            )
         (index,) = _HEADER.unpack_from(data)
         received_at = time.time()
         st.taken += 1
@@ -387,7 +412,9 @@ async def _wait_for_credit(st: _Stream, send) -> None:
     while True:
         async with st.cond:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(st.cond.wait_for(lambda: st.taken - st.answered <= st.window), _PAUSED_PROBE_S)
+                await asyncio.wait_for(
+                    st.cond.wait_for(lambda: st.taken - st.answered <= st.window), _PAUSED_PROBE_S
+                )
             if st.taken - st.answered <= st.window:
                 return
         await send({"credit": st.credit})  # raises once the peer is gone
@@ -399,7 +426,9 @@ async def _enqueuer(ctx: GatewayContext, st: _Stream) -> None:
     script = ctx.redis.register_script(ENQUEUE_SCRIPT)
     while True:
         async with st.cond:
-            await st.cond.wait_for(lambda: (st.waiting and st.inflight < s.max_inflight) or (st.reading_done and not st.waiting))
+            await st.cond.wait_for(
+                lambda: (st.waiting and st.inflight < s.max_inflight) or (st.reading_done and not st.waiting)
+            )
             if not st.waiting:
                 return
             frame = st.waiting.popleft()
@@ -413,7 +442,14 @@ async def _enqueuer(ctx: GatewayContext, st: _Stream) -> None:
         )  # fmt: skip
         fields = job.to_fields()
         del fields["seq"]  # the script numbers the frame
-        args: list[bytes | str | int] = [st.token, s.stream_lock_ms, s.session_ttl_s, s.jobs_maxlen, frame.index, st.owner]
+        args: list[bytes | str | int] = [
+            st.token,
+            s.stream_lock_ms,
+            s.session_ttl_s,
+            s.jobs_maxlen,
+            frame.index,
+            st.owner,
+        ]
         for name, value in fields.items():
             args += [name, value]
         seq = int(await script(keys=keys, args=args))

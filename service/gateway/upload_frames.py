@@ -72,5 +72,3 @@ def check_video(path: Path, max_pixels: int) -> int:
     finally:
         frames.close()  # type: ignore[attr-defined]
     return decl.declared_frames
-
-

@@ -38,7 +38,9 @@ async def receive_upload(request: Request, target: Path, max_bytes: int) -> int:
         with open(target, "wb") as fh:
             if ctype == b"multipart/form-data":
                 size = await _receive_multipart(request, fh, params.get(b"boundary"), max_bytes)
-            elif ctype in (b"application/octet-stream", b"") or ctype.startswith((b"video/", b"application/")):
+            elif ctype in (b"application/octet-stream", b"") or ctype.startswith(
+                (b"video/", b"application/")
+            ):
                 size = await _receive_raw(request, fh, max_bytes)
             else:
                 raise ApiError(

@@ -23,12 +23,11 @@ the gateway holding the files writes the status again and resumes the upload
 transfer its gateway did not finish; it is deleted.
 """
 
-
 from __future__ import annotations
 
-import functools
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import shutil
@@ -39,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
-from posestream.service.redis_types import awaited
 from redis.typing import EncodableT
 
 from posestream.models.data.video import VideoError, probe_video
@@ -57,6 +55,7 @@ from posestream.service.leases import (
 )
 from posestream.service.messages import JOBS_GROUP, FrameJob, FrameResult, VideoStatus, VideoWarning
 from posestream.service.messages import ApiError as ApiErrorBody
+from posestream.service.redis_types import awaited
 from posestream.service.render import render_video
 from posestream.service.video_checks import truncation
 
@@ -156,7 +155,10 @@ class UploadLease:
             await asyncio.sleep(self.renew_s)
             try:
                 if not await self.renew():
-                    log.warning("video %s: lost the upload lease (deleted, or taken over after a stall)", self.video_id)
+                    log.warning(
+                        "video %s: lost the upload lease (deleted, or taken over after a stall)",
+                        self.video_id,
+                    )
             except aioredis.RedisError as exc:
                 log.warning("video %s: lease renewal failed (%s); retrying", self.video_id, exc)
 
@@ -253,7 +255,11 @@ class UploadManager:
             if not _valid_id(video_id):
                 continue
             if video_id in self.tasks:
-                if full and (await asyncio.to_thread(_read_json, folder / "meta.json") or {}).get("epoch") != current:
+                if (
+                    full
+                    and (await asyncio.to_thread(_read_json, folder / "meta.json") or {}).get("epoch")
+                    != current
+                ):
                     unsettled = True
                 continue
             if not full and (folder / "meta.json").is_file():
@@ -270,7 +276,9 @@ class UploadManager:
             if status.status in ("queued", "running"):
                 status = status.model_copy(update={"status": "running", "frames_done": 0, "collected": False})
             fields = [x for kv in status.to_fields().items() for x in kv]
-            if await self._create_hash(keys=[keys.video(video_id)], args=[self.ctx.settings.video_ttl_s, *fields]):
+            if await self._create_hash(
+                keys=[keys.video(video_id)], args=[self.ctx.settings.video_ttl_s, *fields]
+            ):
                 log.warning("video %s: Redis lost its status; restored it as %s", video_id, status.status)
                 restored.append(video_id)
             await asyncio.to_thread(_write_json, folder / "meta.json", {**meta, "epoch": current})
@@ -305,7 +313,9 @@ class UploadManager:
     def _start(self, video_id: str, lease: UploadLease) -> None:
         task = asyncio.create_task(self._run(video_id, lease), name=f"video-{video_id}")
         self.tasks[video_id] = task
-        task.add_done_callback(lambda t: self.tasks.pop(video_id, None) if self.tasks.get(video_id) is t else None)
+        task.add_done_callback(
+            lambda t: self.tasks.pop(video_id, None) if self.tasks.get(video_id) is t else None
+        )
 
     async def cancel(self, video_id: str) -> None:
         """Stop this gateway's task of the upload, if any (its lease is released)."""
@@ -380,7 +390,9 @@ class UploadManager:
                 log.info("video %s: deleted through another gateway; deleting its files here", video_id)
                 await asyncio.to_thread(shutil.rmtree, folder, True)
         except aioredis.RedisError as exc:
-            log.warning("video %s: could not tell whether it was deleted (%s); the janitor removes it", video_id, exc)
+            log.warning(
+                "video %s: could not tell whether it was deleted (%s); the janitor removes it", video_id, exc
+            )
 
     async def resume_loop(self) -> None:
         """``recover_lost()`` and ``resume_orphans()`` now and every ``upload_resume_interval_s`` until cancelled."""
@@ -420,7 +432,9 @@ class UploadManager:
             if status is not None:
                 body = ApiErrorBody(code="internal_error", message=f"{type(exc).__name__}: {exc}")
                 try:
-                    await self.write_status(status.model_copy(update={"status": "failed", "error": body}), lease)
+                    await self.write_status(
+                        status.model_copy(update={"status": "failed", "error": body}), lease
+                    )
                 except Exception:
                     pass
         finally:
@@ -512,7 +526,9 @@ class UploadManager:
         queued_bytes = 0
 
         def fits(seq: int, size: int) -> bool:
-            return seq < written + s.upload_inflight and (not sizes or queued_bytes + size <= s.upload_inflight_bytes)
+            return seq < written + s.upload_inflight and (
+                not sizes or queued_bytes + size <= s.upload_inflight_bytes
+            )
 
         replay: deque[FrameJob] = deque()
         replay_bytes = 0
@@ -525,7 +541,9 @@ class UploadManager:
 
         async def feed() -> None:
             nonlocal enqueued, queued_bytes, replay_bytes
-            frames = EncodedFrames(path, s.upload_jpeg_quality, skip=replay_from, max_pixels=s.max_frame_pixels)
+            frames = EncodedFrames(
+                path, s.upload_jpeg_quality, skip=replay_from, max_pixels=s.max_frame_pixels
+            )
             try:
                 while True:
                     t0 = time.perf_counter()
@@ -535,7 +553,15 @@ class UploadManager:
                     ctx.metrics.stage_latency.labels("decode").observe(time.perf_counter() - t0)
                     seq = enqueued
                     index, ts, w, h, jpeg = item
-                    job = FrameJob(session=session, seq=seq, frame_index=index, timestamp=ts, width=w, height=h, image=jpeg)
+                    job = FrameJob(
+                        session=session,
+                        seq=seq,
+                        frame_index=index,
+                        timestamp=ts,
+                        width=w,
+                        height=h,
+                        image=jpeg,
+                    )
                     if seq < resumed_at:  # a replay (see above): its result, if any, is ignored
                         # Held back and queued together at the resume point, at most
                         # upload_inflight_bytes of them (the latest; a worker further behind
@@ -586,9 +612,13 @@ class UploadManager:
                             done_bytes = sizes.pop(written, 0)
                             queued_bytes -= done_bytes
                             self.budget.give(done_bytes)
-                            ctx.metrics.observe_result(result.enqueued_at, result.started_at, result.finished_at, now)
+                            ctx.metrics.observe_result(
+                                result.enqueued_at, result.started_at, result.finished_at, now
+                            )
                             if written in received_at:
-                                ctx.metrics.stage_latency.labels("end_to_end").observe(now - received_at.pop(written))
+                                ctx.metrics.stage_latency.labels("end_to_end").observe(
+                                    now - received_at.pop(written)
+                                )
                             ctx.metrics.frames_out.labels("upload").inc()
                             written += 1
                         out.writelines(lines)

@@ -34,7 +34,10 @@ def _manager(ctx: GatewayContext) -> UploadManager:
 
 @router.post("", status_code=202, summary="Upload a clip for tracking")
 async def upload_video(
-    request: Request, ctx: Ctx, owner: Owner, render: bool = Query(False, description="also produce an annotated MP4")
+    request: Request,
+    ctx: Ctx,
+    owner: Owner,
+    render: bool = Query(False, description="also produce an annotated MP4"),
 ) -> JSONResponse:
     manager = _manager(ctx)
     video_id = uuid.uuid4().hex
@@ -57,7 +60,9 @@ async def upload_video(
             raise ApiError(413, "frame_too_large", f"the video's {exc}") from None
         except VideoError as exc:
             raise ApiError(
-                400, "invalid_video", f"the upload is not a video PyAV can decode: {str(exc).replace(str(target), 'upload')}"
+                400,
+                "invalid_video",
+                f"the upload is not a video PyAV can decode: {str(exc).replace(str(target), 'upload')}",
             ) from None
     except BaseException:
         keeper.cancel()
@@ -66,7 +71,12 @@ async def upload_video(
         raise
     keeper.cancel()
     status = VideoStatus(
-        id=video_id, status="queued", frames_total=frames_total, render=render, created_at=time.time(), owner=owner
+        id=video_id,
+        status="queued",
+        frames_total=frames_total,
+        render=render,
+        created_at=time.time(),
+        owner=owner,
     )
     await manager.submit(status, lease)
     url = str(request.url_for("video_status", video_id=video_id).path)
@@ -80,7 +90,9 @@ async def _status_or_404(ctx: GatewayContext, video_id: str, owner: str) -> Vide
     """
     status = await _manager(ctx).read_status(video_id)
     if status is None or (ctx.settings.api_keys and status.owner != owner):
-        raise ApiError(404, "not_found", f"no video with id {video_id!r} (never uploaded, deleted or expired)")
+        raise ApiError(
+            404, "not_found", f"no video with id {video_id!r} (never uploaded, deleted or expired)"
+        )
     return status
 
 
@@ -93,7 +105,11 @@ async def get_status(video_id: str, ctx: Ctx, owner: Owner) -> dict[str, Any]:
 async def get_poses(video_id: str, ctx: Ctx, owner: Owner) -> StreamingResponse:
     status = await _status_or_404(ctx, video_id, owner)
     if status.status in ("queued", "running"):
-        raise ApiError(409, "not_ready", f"video {video_id} is {status.status} ({status.frames_done}/{status.frames_total} frames)")
+        raise ApiError(
+            409,
+            "not_ready",
+            f"video {video_id} is {status.status} ({status.frames_done}/{status.frames_total} frames)",
+        )
     path = _manager(ctx).folder(video_id) / "poses.jsonl"
     if not path.is_file():
         raise ApiError(404, "not_found", f"video {video_id} has no result file on this gateway")
@@ -104,7 +120,9 @@ async def get_poses(video_id: str, ctx: Ctx, owner: Owner) -> StreamingResponse:
                 yield chunk
 
     return StreamingResponse(
-        chunks(), media_type="application/x-ndjson", headers={"Content-Disposition": f'attachment; filename="{video_id}.jsonl"'}
+        chunks(),
+        media_type="application/x-ndjson",
+        headers={"Content-Disposition": f'attachment; filename="{video_id}.jsonl"'},
     )
 
 
@@ -114,7 +132,9 @@ async def get_render(video_id: str, ctx: Ctx, owner: Owner) -> FileResponse:
     if not status.render:
         raise ApiError(404, "render_not_requested", "this video was uploaded without ?render=true")
     if status.status != "done":
-        raise ApiError(409, "not_ready", f"video {video_id} is {status.status}; the rendering is made when it is done")
+        raise ApiError(
+            409, "not_ready", f"video {video_id} is {status.status}; the rendering is made when it is done"
+        )
     path = _manager(ctx).folder(video_id) / "annotated.mp4"
     if not path.is_file():
         raise ApiError(404, "not_found", f"video {video_id} has no rendering on this gateway")

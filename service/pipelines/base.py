@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
 from posestream.models.poses import FramePoses
 from posestream.tracker.config import TrackerConfig
 from posestream.tracker.session import Detected, track_frame
@@ -126,4 +127,6 @@ class DelayedPipeline(FramePipeline):
 
     def __init__(self, inner: FramePipeline, delay_s: float) -> None:
         delayed = DelayedDetector(inner.detector, delay_s)
-        super().__init__(delayed, inner.tracker_config, name=f"{inner.name}+delay{int(delayed.delay_s * 1000)}ms")
+        super().__init__(
+            delayed, inner.tracker_config, name=f"{inner.name}+delay{int(delayed.delay_s * 1000)}ms"
+        )

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
 from posestream.models.poses import FramePoses
 from posestream.models.skeleton import NUM_KEYPOINTS
 from posestream.service.pipelines.base import FrameInput
@@ -64,7 +65,9 @@ class BlobDetectorConfig:
             raise ValueError("min_area and max_blobs must be >= 1")
 
 
-def detect_blobs(rgb: np.ndarray, config: BlobDetectorConfig = BlobDetectorConfig()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def detect_blobs(
+    rgb: np.ndarray, config: BlobDetectorConfig = BlobDetectorConfig()
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Bright blobs of one frame as pseudo-poses.
 
     Args:
@@ -115,6 +118,8 @@ class BlobDetector:
         out = []
         for frame in frames:
             keypoints, boxes, scores = detect_blobs(frame.rgb, self.config)
-            people = FramePoses(frame.frame_index, frame.timestamp, frame.width, frame.height, keypoints, boxes, scores)
+            people = FramePoses(
+                frame.frame_index, frame.timestamp, frame.width, frame.height, keypoints, boxes, scores
+            )
             out.append(Detected(people))
         return out

@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from posestream.models.skeleton import NUM_KEYPOINTS
 from posestream.models.weights import (
     SPATIALNET_MOVENET,
@@ -198,7 +199,9 @@ class ModelDetector:
             self._contexts.popitem(last=False)
 
 
-def _tie_bwd(temporal: Any, prev: Any, cur: Any, cur_keypoints: np.ndarray, tvf: Any, track_keypoints: np.ndarray) -> np.ndarray:
+def _tie_bwd(
+    temporal: Any, prev: Any, cur: Any, cur_keypoints: np.ndarray, tvf: Any, track_keypoints: np.ndarray
+) -> np.ndarray:
     """Backward TIE of the pair (prev, cur) at the tracks' last joints (T, 17, 3) -> (T, 17, 2), frame pixels."""
     return temporal.tie(prev, cur, cur_keypoints, track_keypoints, tvf)[1]
 
@@ -223,7 +226,12 @@ class ModelPipeline(FramePipeline):
         check_tracker(model, tracker_config.preset, temporal is not None)
         terms = PRESET_TERMS[tracker_config.preset]
         detector = ModelDetector(
-            estimator, temporal, use_he="he" in terms, use_tie="tie" in terms, model=model, max_contexts=max_contexts
+            estimator,
+            temporal,
+            use_he="he" in terms,
+            use_tie="tie" in terms,
+            model=model,
+            max_contexts=max_contexts,
         )
         super().__init__(detector, tracker_config, name=f"{model}/{tracker_config.preset}")
 
@@ -340,7 +348,9 @@ def _build_spatialnet(
     detector, card = _spatialnet_detector(
         config.preset, input_sizes, device, weights, checkpoint_path(TEMPORALNET_SPATIALNET)
     )
-    return ModelPipeline(detector.estimator, dataclasses.replace(config, **card), detector.temporal, model="spatialnet")
+    return ModelPipeline(
+        detector.estimator, dataclasses.replace(config, **card), detector.temporal, model="spatialnet"
+    )
 
 
 def load_temporal(path: Path, backbone: str) -> Any:
@@ -350,7 +360,8 @@ def load_temporal(path: Path, backbone: str) -> Any:
     if temporal.config.backbone != backbone:
         raise ValueError(
             f"{path} was trained on {temporal.config.backbone} features, not {backbone}'s; retrain it with "
-            f"`posestream train temporal`" + (" --config configs/temporalnet_spatialnet.yaml" if backbone == "spatialnet" else "")
+            f"`posestream train temporal`"
+            + (" --config configs/temporalnet_spatialnet.yaml" if backbone == "spatialnet" else "")
         )
     return temporal
 
@@ -360,10 +371,16 @@ def at_temporal_scale(estimator: Any, frames: Sequence[np.ndarray], est: Any, si
     canvas and transforms of long side ``size`` (TemporalNet's training scale): its own when the
     estimator returned that scale's, else those of one extra undecoded pass
     (``PoseEstimator.feature_pass``). The people (``est.poses``) are unchanged."""
-    if est.heatmaps is not None and est.canvas is not None and all(_long_side(lb) == size for lb in est.transforms):
+    if (
+        est.heatmaps is not None
+        and est.canvas is not None
+        and all(_long_side(lb) == size for lb in est.transforms)
+    ):
         return est
     features, heatmaps, canvas, transforms = estimator.feature_pass(frames, size)
-    return dataclasses.replace(est, features=features, heatmaps=heatmaps, canvas=canvas, transforms=transforms)
+    return dataclasses.replace(
+        est, features=features, heatmaps=heatmaps, canvas=canvas, transforms=transforms
+    )
 
 
 def _long_side(lb: Any) -> int:

@@ -79,7 +79,12 @@ class SeqOrder:
                 e.fields = {k: v for k, v in e.fields.items() if k != AHEAD_SINCE}
             return ahead
         upto = first.seq if found < 0 else found
-        log.error("session %s: seqs %d-%d are not on the jobs stream; declaring them lost", first.session, expected, upto - 1)
+        log.error(
+            "session %s: seqs %d-%d are not on the jobs stream; declaring them lost",
+            first.session,
+            expected,
+            upto - 1,
+        )
         for seq in range(expected, upto):
             # The lost job's own index and time are gone with it. An upload numbers its frames
             # like its seqs (index == seq), so stepping back from the first waiting frame is
@@ -93,7 +98,9 @@ class SeqOrder:
                 "image": b"",
             }
             lost = first.model_copy(update=update)
-            runnable.append(JobEntry(None, {}, lost, f"frame_lost: the job of seq {seq} was lost before processing"))
+            runnable.append(
+                JobEntry(None, {}, lost, f"frame_lost: the job of seq {seq} was lost before processing")
+            )
         expected, still = upto, []
         for e in ahead:
             if e.job.seq == expected:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import redis
+
 from posestream.service.messages import JOBS_GROUP, FrameJob, RedisKeys
 from posestream.service.redis_types import sync_reply
 from posestream.service.settings import Settings
@@ -90,8 +91,6 @@ def ensure_group(client: redis.Redis, keys: RedisKeys) -> None:
 
 
 @dataclass
-
-
 @dataclass
 class JobEntry:
     """One job read from the jobs stream (or a seq declared lost), with its raw fields for re-queueing."""
@@ -148,7 +147,9 @@ class JobQueue:
     def read_batch(self) -> list[JobEntry]:
         s = self.settings
         got: _StreamsReply = sync_reply(
-            self.redis.xreadgroup(JOBS_GROUP, self.worker_id, {self.keys.jobs: ">"}, count=s.batch_size, block=IDLE_BLOCK_MS)
+            self.redis.xreadgroup(
+                JOBS_GROUP, self.worker_id, {self.keys.jobs: ">"}, count=s.batch_size, block=IDLE_BLOCK_MS
+            )
         )
         raw = [e for _, es in got for e in es] if got else []
         if raw:
@@ -179,7 +180,12 @@ class JobQueue:
             # [next start id, claimed entries, ids deleted while pending (Redis >= 7)]
             res: list[Any] = sync_reply(
                 self.redis.xautoclaim(
-                    self.keys.jobs, JOBS_GROUP, self.worker_id, s.claim_idle_ms, start_id=start, count=s.batch_size
+                    self.keys.jobs,
+                    JOBS_GROUP,
+                    self.worker_id,
+                    s.claim_idle_ms,
+                    start_id=start,
+                    count=s.batch_size,
                 )
             )
             next_id, entries = res[0], res[1]
@@ -194,9 +200,15 @@ class JobQueue:
             self.metrics.claimed.inc(len(claimed))
             log.warning("claimed %d stale job(s) from dead or stuck workers", len(claimed))
         try:
-            consumers: list[dict[str, Any]] = sync_reply(self.redis.xinfo_consumers(self.keys.jobs, JOBS_GROUP))
+            consumers: list[dict[str, Any]] = sync_reply(
+                self.redis.xinfo_consumers(self.keys.jobs, JOBS_GROUP)
+            )
             for c in consumers:
-                if c["pending"] == 0 and c["idle"] > _CONSUMER_GONE_MS and c["name"].decode() != self.worker_id:
+                if (
+                    c["pending"] == 0
+                    and c["idle"] > _CONSUMER_GONE_MS
+                    and c["name"].decode() != self.worker_id
+                ):
                     self.redis.xgroup_delconsumer(self.keys.jobs, JOBS_GROUP, c["name"])
         except redis.RedisError as exc:
             log.debug("consumer pruning skipped: %s", exc)

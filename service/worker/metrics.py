@@ -42,27 +42,44 @@ class WorkerMetrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
         self.frames_processed = Counter(
-            "posestream_worker_frames_processed", "Frames whose result was published and job acknowledged.", registry=r
+            "posestream_worker_frames_processed",
+            "Frames whose result was published and job acknowledged.",
+            registry=r,
         )
-        self.batches = Counter("posestream_worker_batches", "Batches of runnable frames processed.", registry=r)
+        self.batches = Counter(
+            "posestream_worker_batches", "Batches of runnable frames processed.", registry=r
+        )
         self.batch_size = Histogram(
-            "posestream_worker_batch_size", "Frames per processed batch (all sessions).", buckets=_BATCH_BUCKETS, registry=r
+            "posestream_worker_batch_size",
+            "Frames per processed batch (all sessions).",
+            buckets=_BATCH_BUCKETS,
+            registry=r,
         )
         self.batch_sessions = Histogram(
-            "posestream_worker_batch_sessions", "Sessions per processed batch.", buckets=_BATCH_BUCKETS, registry=r
+            "posestream_worker_batch_sessions",
+            "Sessions per processed batch.",
+            buckets=_BATCH_BUCKETS,
+            registry=r,
         )
         self.stage_latency = Histogram(
             "posestream_worker_stage_seconds", "Latency of the worker's stages.", ["stage"],
             buckets=_LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.requeued = Counter(
-            "posestream_worker_jobs_requeued", "Jobs put back on the stream, by reason.", ["reason"], registry=r
+            "posestream_worker_jobs_requeued",
+            "Jobs put back on the stream, by reason.",
+            ["reason"],
+            registry=r,
         )
         self.claimed = Counter(
-            "posestream_worker_jobs_claimed", "Jobs taken over from dead or stuck workers (XAUTOCLAIM).", registry=r
+            "posestream_worker_jobs_claimed",
+            "Jobs taken over from dead or stuck workers (XAUTOCLAIM).",
+            registry=r,
         )
         self.duplicates = Counter(
-            "posestream_worker_jobs_duplicate", "Jobs acknowledged without processing: their seq was done.", registry=r
+            "posestream_worker_jobs_duplicate",
+            "Jobs acknowledged without processing: their seq was done.",
+            registry=r,
         )
         self.errors = Counter("posestream_worker_errors", "Errors by kind.", ["kind"], registry=r)
         self.sessions_with_state = Gauge(

@@ -36,4 +36,6 @@ def next_seq(state: Any | None) -> int:
 
 def build_session_store(client: redis.Redis, settings: Settings) -> SessionStore:
     """The tracker's Redis state store under ``{redis_prefix}state:`` with the session TTL."""
-    return RedisStore(client, prefix=RedisKeys(settings.redis_prefix).state_prefix, ttl_s=settings.session_ttl_s)
+    return RedisStore(
+        client, prefix=RedisKeys(settings.redis_prefix).state_prefix, ttl_s=settings.session_ttl_s
+    )

@@ -158,7 +158,9 @@ class Worker:
             hb.join(timeout=5)
             try:
                 self.redis.zrem(self.keys.workers, self.worker_id)
-                pending = self.redis.xpending_range(self.keys.jobs, JOBS_GROUP, "-", "+", 1, consumername=self.worker_id)
+                pending = self.redis.xpending_range(
+                    self.keys.jobs, JOBS_GROUP, "-", "+", 1, consumername=self.worker_id
+                )
                 if not pending:
                     self.redis.xgroup_delconsumer(self.keys.jobs, JOBS_GROUP, self.worker_id)
             except redis.RedisError:
@@ -308,7 +310,12 @@ class Worker:
                     e.job.seq, poses, error=err, enqueued_at=e.job.enqueued_at,
                     started_at=started, finished_at=finished, worker=self.worker_id,
                 )  # fmt: skip
-                pipe.xadd(rkey, stream_fields(result.to_fields()), maxlen=self.settings.results_maxlen, approximate=True)
+                pipe.xadd(
+                    rkey,
+                    stream_fields(result.to_fields()),
+                    maxlen=self.settings.results_maxlen,
+                    approximate=True,
+                )
             pipe.expire(rkey, self.settings.session_ttl_s)
             with m.stage_latency.labels("publish").time():
                 pipe.execute()
@@ -322,7 +329,9 @@ class Worker:
                 # leave the rest to whoever owns the session now.
                 current, _ = self.sessions.load(w.session)
                 last = next_seq(current) - 1
-                log.warning("state of %s changed under us (now at seq %d); re-queueing the rest", w.session, last)
+                log.warning(
+                    "state of %s changed under us (now at seq %d); re-queueing the rest", w.session, last
+                )
                 self.jobs.ack([e.entry_id for e in w.jobs if e.job.seq <= last and e.entry_id])
                 self.jobs.requeue([e for e in w.jobs if e.job.seq > last and e.entry_id], "stale_state")
                 continue
@@ -357,7 +366,9 @@ def run_worker(settings: Settings, pipeline_factory: Callable[[], FramePipeline]
     server = None
     if settings.worker_metrics_port:
         try:
-            server = MetricsServer(metrics.registry, settings.worker_metrics_port, settings.worker_metrics_addr)
+            server = MetricsServer(
+                metrics.registry, settings.worker_metrics_port, settings.worker_metrics_addr
+            )
         except OSError as exc:
             log.error(
                 "cannot serve worker metrics on %s:%d (%s): set POSESTREAM_WORKER_METRICS_PORT to a free port "

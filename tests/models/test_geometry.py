@@ -115,7 +115,9 @@ def test_person_centre_by_hand():
     # Nobody above the threshold: the mean of all 17 joints.
     low = kp[1:].copy()
     low[:, :, 2] = 0.0
-    np.testing.assert_allclose(person_centre(low, 0.2), [[(10 + 30 + 15 * 1000) / 17, (20 + 40 + 15 * 1000) / 17]])
+    np.testing.assert_allclose(
+        person_centre(low, 0.2), [[(10 + 30 + 15 * 1000) / 17, (20 + 40 + 15 * 1000) / 17]]
+    )
 
 
 def test_head_size_proxies():

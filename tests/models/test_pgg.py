@@ -74,7 +74,9 @@ def test_gbms_keeps_identical_points_fixed_and_is_batched():
     out = gbms(x, delta=5.0, iterations=3)
     assert all(torch.allclose(o, x) for o in out)
     heat, tags, sie, _ = _two_people_maps()
-    batch = pose_guided_grouping(torch.cat([heat, heat]), torch.cat([tags, tags]), torch.cat([sie, sie]), PGGConfig())
+    batch = pose_guided_grouping(
+        torch.cat([heat, heat]), torch.cat([tags, tags]), torch.cat([sie, sie]), PGGConfig()
+    )
     assert len(batch) == 2 and torch.allclose(batch[0].iterates[1], batch[1].iterates[1])
 
 

@@ -134,7 +134,10 @@ def test_joints_the_prior_puts_off_the_map_score_zero():
     prior = fit_pose_prior(people(np.random.default_rng(8), 300))
     truth = people(np.random.default_rng(9), 1)[0]
     xy = truth[:, :2] - truth[:, :2].min(axis=0)
-    truth[:, :2] = xy * 60.0 / np.ptp(xy[:, 1]) + [20.0, 10.0]  # 60 cells from eyes to ankles at y ~70: off a 64 x 64 map
+    truth[:, :2] = xy * 60.0 / np.ptp(xy[:, 1]) + [
+        20.0,
+        10.0,
+    ]  # 60 cells from eyes to ankles at y ~70: off a 64 x 64 map
     joints = np.concatenate([truth[:, :2], np.full((17, 1), 0.5)], axis=1)[None]
     ankles = [KEYPOINT_INDEX["left_ankle"], KEYPOINT_INDEX["right_ankle"]]
     joints[0, ankles] = (30.0, 60.0, 0.05)  # filled weakly at the bottom edge

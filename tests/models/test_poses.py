@@ -18,8 +18,9 @@ from posestream.models.poses import (
 def _frame(i, n, rng):
     kp = rng.uniform(0, 500, size=(n, 17, 3)).round(2)
     kp[..., 2] = rng.integers(0, 3, size=(n, 17))
-    return FramePoses(i, i / 25.0, 640, 480, kp, boxes_from_keypoints(kp), rng.uniform(size=n).round(4),
-                      np.arange(n) + 3)
+    return FramePoses(
+        i, i / 25.0, 640, 480, kp, boxes_from_keypoints(kp), rng.uniform(size=n).round(4), np.arange(n) + 3
+    )
 
 
 def test_jsonl_round_trip(tmp_path):
@@ -61,10 +62,14 @@ def test_extra_fields_survive():
         ('{"frame_index": 0, "timestamp": 0, "width": 5, "height": 5}', "missing field 'poses'"),
         ('{"frame_index": 0.5, "timestamp": 0, "width": 5, "height": 5, "poses": []}', "integer"),
         ('{"frame_index": 0, "timestamp": 0, "width": 0, "height": 5, "poses": []}', "positive"),
-        ('{"frame_index": 0, "timestamp": 0, "width": 5, "height": 5, "poses": [{"keypoints": [[1,2,3]]}]}',
-         "shape (17, 3)"),
-        ('{"frame_index": 0, "timestamp": 0, "width": 5, "height": 5, "poses": [{"keypoints": "x"}]}',
-         "not a numeric array"),
+        (
+            '{"frame_index": 0, "timestamp": 0, "width": 5, "height": 5, "poses": [{"keypoints": [[1,2,3]]}]}',
+            "shape (17, 3)",
+        ),
+        (
+            '{"frame_index": 0, "timestamp": 0, "width": 5, "height": 5, "poses": [{"keypoints": "x"}]}',
+            "not a numeric array",
+        ),
     ],
 )
 def test_malformed_lines_raise_clear_errors(line, message):
@@ -125,7 +130,17 @@ def test_tracker_arrays_are_validated_and_normalised():
 def test_tracker_arrays_are_kept_by_select_and_with_track_ids_but_not_written():
     f = _with_tracker_arrays()
     picked = f.select(np.array([2, 0]))
-    for name in ("keypoints", "boxes", "scores", "track_ids", "embeddings", "sie", "tie_fwd", "tie_bwd", "tags"):
+    for name in (
+        "keypoints",
+        "boxes",
+        "scores",
+        "track_ids",
+        "embeddings",
+        "sie",
+        "tie_fwd",
+        "tie_bwd",
+        "tags",
+    ):
         np.testing.assert_array_equal(getattr(picked, name), getattr(f, name)[[2, 0]])
     assert picked.extra == {"dropped": 1}
     assert len(f.select(np.array([False, True, False]))) == 1

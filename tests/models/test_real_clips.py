@@ -18,7 +18,10 @@ from posestream.models.data import real_clips as R
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "posestream.service.cli", "data", *args], capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "posestream.service.cli", "data", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
@@ -84,7 +87,9 @@ def test_wheel_hash_mismatch_is_refused(fetched_sports2d: Path, tmp_path: Path) 
     with pytest.raises(R.DataError, match="refusing"):
         R.fetch(R.SPORTS2D, tmp_path / "cache", wheel=wheel)
     # the right hash for this wheel, but a clip that differs from the pinned one
-    spec = replace(R.SPORTS2D, wheel_sha256=W.sha256_file(wheel), clips=(replace(R.SPORTS2D.clips[0], sha256="0" * 64),))
+    spec = replace(
+        R.SPORTS2D, wheel_sha256=W.sha256_file(wheel), clips=(replace(R.SPORTS2D.clips[0], sha256="0" * 64),)
+    )
     with pytest.raises(R.DataError, match="sha256"):
         R.fetch(spec, tmp_path / "cache", wheel=wheel)
     assert not (tmp_path / "cache" / "sports2d").exists()

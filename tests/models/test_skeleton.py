@@ -33,7 +33,7 @@ def test_flip_pairs_symmetric_left_right():
     for a, b in sk.FLIP_PAIRS:
         na, nb = sk.KEYPOINT_NAMES[a], sk.KEYPOINT_NAMES[b]
         assert na.startswith("left_") and nb.startswith("right_")
-        assert na[len("left_"):] == nb[len("right_"):]
+        assert na[len("left_") :] == nb[len("right_") :]
         assert not ({a, b} & used)
         used |= {a, b}
     # every left/right keypoint is in a pair, the nose is not
@@ -51,7 +51,13 @@ def test_limb_parents_are_same_side_edges_and_pairs_go_outward():
     assert len(sk.LIMB_PARENT) == 17
     for k, parent in enumerate(sk.LIMB_PARENT):
         if parent < 0:
-            assert sk.KEYPOINT_NAMES[k] in ("nose", "left_shoulder", "right_shoulder", "left_hip", "right_hip")
+            assert sk.KEYPOINT_NAMES[k] in (
+                "nose",
+                "left_shoulder",
+                "right_shoulder",
+                "left_hip",
+                "right_hip",
+            )
             continue
         assert frozenset((k, parent)) in edges
         assert side[parent] in (side[k], "")  # a left joint hangs off a left joint (or the nose)

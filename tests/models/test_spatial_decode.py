@@ -108,7 +108,9 @@ def test_person_score_counts_the_detected_joints_unless_asked_for_all():
     heat[weak] *= 0.08  # person 1's body joints fall below the detection threshold: filled, not detected
     by = {}
     for rule in ("detected", "all"):
-        cfg = DecodeConfig(person_score=rule, refine="gaussian", fill_window=0)  # whole map: the body is far below the head
+        cfg = DecodeConfig(
+            person_score=rule, refine="gaussian", fill_window=0
+        )  # whole map: the body is far below the head
         kp, sc = decode_spatial(heat, tags, svf, cfg, stride=4)
         assert _match(kp, poses) < 1e-2
         order = np.argsort(kp[:, 0, 0])  # person 0 is the left one
@@ -138,7 +140,10 @@ def test_find_peaks_nms_and_gaussian_refine():
 def test_multiscale_merge_shapes_and_averaging():
     poses = known_poses(np.random.default_rng(4))
     heat, tags, svf = _maps(poses)
-    small = [torch.nn.functional.interpolate(m[None], scale_factor=0.5, mode="bilinear")[0] for m in (heat, tags, svf)]
+    small = [
+        torch.nn.functional.interpolate(m[None], scale_factor=0.5, mode="bilinear")[0]
+        for m in (heat, tags, svf)
+    ]
     small[2] = small[2] * 0.5
     h, t, s = merge_multiscale([(heat, tags, svf), tuple(small)], size=(64, 64))
     assert h.shape == (17, 64, 64) and t.shape == (17, 2, 64, 64) and s.shape == (2, 64, 64)
@@ -165,17 +170,26 @@ def test_test_time_passes_are_mirror_equivariant():
     """Flip testing + scales on a random SpatialNet: mirroring the input mirrors the merged maps."""
     torch.manual_seed(0)
     decode = DecodeConfig(flip_test=True, scales=(1.0, 0.5))
-    net = SpatialNet(SpatialNetConfig(backbone=HourglassConfig(stacks=1, width=16, depth=2), decode=decode)).eval()
+    net = SpatialNet(
+        SpatialNetConfig(backbone=HourglassConfig(stacks=1, width=16, depth=2), decode=decode)
+    ).eval()
     x = torch.rand(2, 3, 64, 96) * 2 - 1
     maps, features = net.infer(x)
     assert maps["heatmaps"].shape == (2, 17, 16, 24) and maps["svf"].shape == (2, 2, 16, 24)
-    assert maps["tags"].shape == (2, 17, 4, 16, 24) and features.shape == (2, 16, 16, 24)  # 2 scales x 2 flips
+    assert maps["tags"].shape == (2, 17, 4, 16, 24) and features.shape == (
+        2,
+        16,
+        16,
+        24,
+    )  # 2 scales x 2 flips
     torch.testing.assert_close(features, net(x)[1])  # the plain pass's features (TemporalNet's input)
     other, _ = net.infer(x.flip(-1))
     h, t, s = unflip_maps(other["heatmaps"], other["tags"], other["svf"])
     torch.testing.assert_close(h, maps["heatmaps"], atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(s, maps["svf"], atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(t[:, :, [1, 0, 3, 2]], maps["tags"], atol=1e-5, rtol=1e-4)  # passes swap pairwise
+    torch.testing.assert_close(
+        t[:, :, [1, 0, 3, 2]], maps["tags"], atol=1e-5, rtol=1e-4
+    )  # passes swap pairwise
     plain = dataclasses.replace(net.config, decode=DecodeConfig())
     net.config = plain
     torch.testing.assert_close(net.infer(x)[0]["heatmaps"], net(x)[0][-1]["heatmaps"])
@@ -194,13 +208,20 @@ def test_round_trip_scores_ap_1_through_posestream_eval(tmp_path, capsys, use_pg
     gt, pred = [], []
     for i in range(4):
         poses = known_poses(rng)
-        gt.append(FramePoses(i, i / 25, 256, 256, poses, boxes_from_keypoints(poses), np.ones(3), np.arange(3)))
+        gt.append(
+            FramePoses(i, i / 25, 256, 256, poses, boxes_from_keypoints(poses), np.ones(3), np.arange(3))
+        )
         kp, scores = decode_spatial(*_maps(poses), DecodeConfig(refine="gaussian", use_pgg=use_pgg), stride=4)
-        pred.append(FramePoses(i, i / 25, 256, 256, kp, boxes_from_keypoints(kp), scores, np.full(len(kp), -1)))
+        pred.append(
+            FramePoses(i, i / 25, 256, 256, kp, boxes_from_keypoints(kp), scores, np.full(len(kp), -1))
+        )
     write_jsonl(tmp_path / "gt.jsonl", gt)
     write_jsonl(tmp_path / "pred.jsonl", pred)
     capsys.readouterr()
-    assert main(["eval", "--gt", str(tmp_path / "gt.jsonl"), "--pred", str(tmp_path / "pred.jsonl"), "--json"]) == 0
+    assert (
+        main(["eval", "--gt", str(tmp_path / "gt.jsonl"), "--pred", str(tmp_path / "pred.jsonl"), "--json"])
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert result["AP"] == 1.0 and result["AR"] == 1.0
 
@@ -248,7 +269,9 @@ def test_mirrored_duplicate_moves_to_its_own_peak():
     poses, heat, tags, svf = _duplicated_left_wrist(7)
     plain = DecodeConfig(refine="gaussian", min_joints=2)  # the lone unmatched true wrist is no person
     kp, _ = decode_spatial(heat, tags, svf, plain, stride=4)
-    assert kp.shape[0] == 1 and np.abs(kp[0, 9, :2] - poses[0, 10, :2]).max() < 2.0  # the duplicate: left wrist on the right one
+    assert (
+        kp.shape[0] == 1 and np.abs(kp[0, 9, :2] - poses[0, 10, :2]).max() < 2.0
+    )  # the duplicate: left wrist on the right one
     separated = dataclasses.replace(plain, mirror_separation=4.0)
     kp, _ = decode_spatial(heat, tags, svf, separated, stride=4)
     assert np.abs(kp[0, 9, :2] - poses[0, 9, :2]).max() < 1.0  # moved to its own peak

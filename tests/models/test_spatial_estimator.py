@@ -10,7 +10,12 @@ import torch
 
 from posestream.models.decode import sie_from_svf
 from posestream.models.spatial_estimator import SpatialEstimatorConfig, embeddings_at_joints
-from posestream.models.targets import TargetConfig, build_spatial_targets, dense_embedding_targets, to_input_coords
+from posestream.models.targets import (
+    TargetConfig,
+    build_spatial_targets,
+    dense_embedding_targets,
+    to_input_coords,
+)
 from tests.models.test_spatial_decode import known_poses
 
 
@@ -124,7 +129,9 @@ def test_track_with_the_shipped_spatialnet_follows_synthetic_people(tmp_path, mo
     from posestream.models.weights import SPATIALNET_MOVENET, TEMPORALNET_SPATIALNET, checkpoint_path
     from posestream.tracker.metrics import evaluate
 
-    needed = [checkpoint_path(SPATIALNET_MOVENET)] + ([checkpoint_path(TEMPORALNET_SPATIALNET)] if tracker == "he+tie" else [])
+    needed = [checkpoint_path(SPATIALNET_MOVENET)] + (
+        [checkpoint_path(TEMPORALNET_SPATIALNET)] if tracker == "he+tie" else []
+    )
     missing = [str(p) for p in needed if not p.is_file()]
     if missing:
         pytest.skip(f"not trained yet: {missing}")

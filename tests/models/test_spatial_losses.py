@@ -5,7 +5,14 @@ import math
 import pytest
 import torch
 
-from posestream.models.losses import grouping_loss, heatmap_loss, ke_loss, ordinal_loss, pgg_grouping_loss, sie_loss
+from posestream.models.losses import (
+    grouping_loss,
+    heatmap_loss,
+    ke_loss,
+    ordinal_loss,
+    pgg_grouping_loss,
+    sie_loss,
+)
 
 
 def _joints(*people):

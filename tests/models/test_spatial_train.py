@@ -9,7 +9,12 @@ import torch
 from posestream.models.backbones.hourglass import HourglassConfig
 from posestream.models.checkpoints import load_spatialnet
 from posestream.models.data.augment import AugmentConfig, random_affine, transform_keypoints
-from posestream.models.data.datasets import PoseSample, SpatialTrainingSet, SyntheticPoseSource, collate_spatial
+from posestream.models.data.datasets import (
+    PoseSample,
+    SpatialTrainingSet,
+    SyntheticPoseSource,
+    collate_spatial,
+)
 from posestream.models.poses import read_jsonl
 from posestream.models.skeleton import KEYPOINT_INDEX
 from posestream.models.spatialnet import SpatialNet, SpatialNetConfig
@@ -112,7 +117,9 @@ def test_crops_per_frame_are_distinct_augmentations_of_one_frame():
     with pytest.raises(ValueError, match="crops_per_frame"):
         SpatialTrainingSet(source, (64, 64), seed=0, augment=None, crops_per_frame=2)
     with pytest.raises(ValueError, match="multiple of crops_per_frame"):
-        load_train_config(None, {"model": TINY, "input_size": [64, 64], "batch_size": 6, "crops_per_frame": 4})
+        load_train_config(
+            None, {"model": TINY, "input_size": [64, 64], "batch_size": 6, "crops_per_frame": 4}
+        )
 
 
 def test_lr_steps_down_by_step_or_by_elapsed_time_whichever_is_further():
@@ -189,9 +196,13 @@ def test_tune_decode_and_export_keep_the_chosen_parameters(tmp_path):
     last = _tiny_checkpoint(tmp_path)
     net = load_spatialnet(last)
     grid = {"detection_threshold": (0.05, 0.5), "min_joints": (1, 4)}
-    decode, trail = tune_decode(net, [8000], 2, (64, 64), torch.device("cpu"), grid=grid, rounds=1, evaluate=evaluate)
+    decode, trail = tune_decode(
+        net, [8000], 2, (64, 64), torch.device("cpu"), grid=grid, rounds=1, evaluate=evaluate
+    )
     assert net.config.decode == load_spatialnet(last).config.decode  # the net is left as it was
-    assert [t["field"] for t in trail][0] == "start" and len(trail) == 1 + 2 + 1  # min_joints=1 is the default: skipped
+    assert [t["field"] for t in trail][0] == "start" and len(
+        trail
+    ) == 1 + 2 + 1  # min_joints=1 is the default: skipped
     best = max(t["AP"] for t in trail)
     assert best == trail[0]["AP"] or any(
         t["AP"] == best and getattr(decode, t["field"]) == t["value"] for t in trail
@@ -205,7 +216,11 @@ def test_ground_truth_maps_replace_exactly_the_half_asked_for():
     kp[0, :, :2] = np.stack([np.linspace(20, 40, 17), np.linspace(10, 90, 17)], 1)
     kp[1, :, :2] = kp[0, :, :2] + (60, 0)
     kp[..., 2] = 2
-    maps = {"heatmaps": torch.rand(1, 17, 32, 32), "tags": torch.rand(1, 17, 2, 32, 32), "svf": torch.rand(1, 2, 32, 32)}
+    maps = {
+        "heatmaps": torch.rand(1, 17, 32, 32),
+        "tags": torch.rand(1, 17, 2, 32, 32),
+        "svf": torch.rand(1, 2, 32, 32),
+    }
     emb = with_ground_truth(maps, kp, heatmaps=False, embeddings=True)
     assert emb["heatmaps"] is maps["heatmaps"] and emb["tags"].shape == (1, 17, 1, 32, 32)
     heat = with_ground_truth(maps, kp, heatmaps=True, embeddings=False)
@@ -224,12 +239,26 @@ def test_ground_truth_heatmaps_and_embeddings_decode_back_to_the_ground_truth():
     torch.manual_seed(0)
     net = SpatialNet(load_train_config(None, {"model": TINY}).model).eval()
     both = evaluate_spatialnet(
-        net, [9005], 2, (512, 384), torch.device("cpu"), gt_heatmaps=True, gt_embeddings=True, evaluate=evaluate
+        net,
+        [9005],
+        2,
+        (512, 384),
+        torch.device("cpu"),
+        gt_heatmaps=True,
+        gt_embeddings=True,
+        evaluate=evaluate,
     )
     assert both["AP"] == 1.0 and both["AR"] == 1.0
     # an untrained net's own heatmaps, or its embeddings grouping exact peaks, fall far short
-    assert evaluate_spatialnet(net, [9005], 2, (512, 384), torch.device("cpu"), gt_heatmaps=True, evaluate=evaluate)["AP"] < 0.9
-    assert evaluate_spatialnet(net, [9005], 2, (512, 384), torch.device("cpu"), evaluate=evaluate)["AP"] < 0.05
+    assert (
+        evaluate_spatialnet(
+            net, [9005], 2, (512, 384), torch.device("cpu"), gt_heatmaps=True, evaluate=evaluate
+        )["AP"]
+        < 0.9
+    )
+    assert (
+        evaluate_spatialnet(net, [9005], 2, (512, 384), torch.device("cpu"), evaluate=evaluate)["AP"] < 0.05
+    )
 
 
 def test_oracles_from_one_pass_score_as_separate_evaluations(tmp_path):
@@ -237,13 +266,18 @@ def test_oracles_from_one_pass_score_as_separate_evaluations(tmp_path):
     net = SpatialNet(load_train_config(None, {"model": TINY}).model).eval()
     cpu = torch.device("cpu")
     oracles = {"network": (False, False), "GT heatmaps": (True, False), "both": (True, True)}
-    together = evaluate_spatialnet_oracles(net, [9005], 2, (512, 384), cpu, oracles, write_dir=tmp_path, evaluate=evaluate)
+    together = evaluate_spatialnet_oracles(
+        net, [9005], 2, (512, 384), cpu, oracles, write_dir=tmp_path, evaluate=evaluate
+    )
     for name, (h, e) in oracles.items():
         assert together[name] == evaluate_spatialnet(
             net, [9005], 2, (512, 384), cpu, gt_heatmaps=h, gt_embeddings=e, evaluate=evaluate
         )
     # The first oracle's predictions are the ones written.
-    assert evaluate(read_jsonl(tmp_path / "gt.jsonl"), read_jsonl(tmp_path / "pred.jsonl"))["AP"] == together["network"]["AP"]
+    assert (
+        evaluate(read_jsonl(tmp_path / "gt.jsonl"), read_jsonl(tmp_path / "pred.jsonl"))["AP"]
+        == together["network"]["AP"]
+    )
 
 
 @pytest.mark.slow
@@ -289,14 +323,23 @@ def test_train_decode_fits_stores_and_tunes_the_pose_prior(tmp_path, capsys):
     net = load_spatialnet(last)
     assert net.pose_prior is None
     _, trail = tune_decode(
-        net, [8000], 2, (64, 64), torch.device("cpu"), grid={"prior_threshold": (0.0, 0.2)}, rounds=1, evaluate=evaluate
+        net,
+        [8000],
+        2,
+        (64, 64),
+        torch.device("cpu"),
+        grid={"prior_threshold": (0.0, 0.2)},
+        rounds=1,
+        evaluate=evaluate,
     )
     assert len(trail) == 1  # without a prior its fields are never tried
     out = tmp_path / "w.pt"
     base = ["train", "decode", "--weights", last, "--export", str(out), "--input-size", "64x64",
             "--tune-decode-seeds", "8000"]  # fmt: skip
     capsys.readouterr()
-    assert main([*base, "--pose-prior-seeds", "1000-1001", "--tune-fields", "prior_threshold,prior_noise"]) == 0
+    assert (
+        main([*base, "--pose-prior-seeds", "1000-1001", "--tune-fields", "prior_threshold,prior_noise"]) == 0
+    )
     printed = capsys.readouterr().out
     tuned = json.loads(next(line for line in printed.splitlines() if line.startswith("{")))["tuned_decode"]
     exported = load_spatialnet(out)

@@ -20,7 +20,9 @@ PERSON = np.array([
 
 def _frame(kp: np.ndarray) -> FramePoses:
     kp = kp[None]
-    return FramePoses(0, 0.0, 320, 240, kp, boxes_from_keypoints(kp), np.ones(1, np.float32), np.zeros(1, np.int64))
+    return FramePoses(
+        0, 0.0, 320, 240, kp, boxes_from_keypoints(kp), np.ones(1, np.float32), np.zeros(1, np.int64)
+    )
 
 
 def test_duplicates_and_swaps_are_counted_per_pair(tmp_path):

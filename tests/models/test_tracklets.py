@@ -13,7 +13,9 @@ from posestream.models.poses import FramePoses
 from posestream.models.temporal_loss import triplet_loss
 
 
-def _frame(t: int, boxes: list[tuple[float, float, float, float]], scores: list[float] | None = None) -> FramePoses:
+def _frame(
+    t: int, boxes: list[tuple[float, float, float, float]], scores: list[float] | None = None
+) -> FramePoses:
     b = np.asarray(boxes, np.float32).reshape(-1, 4)
     kp = np.zeros((len(b), 17, 3), np.float32)
     kp[:, :, 0] = (b[:, None, 0] + b[:, None, 2]) / 2
@@ -95,7 +97,8 @@ def test_clip_specs() -> None:
 @pytest.mark.slow
 @pytest.mark.weights
 def test_real_clip_fine_tuning_is_resumable_and_records_a_learning_curve(
-    temporalnet_checkpoint, tmp_path  # noqa: ANN001
+    temporalnet_checkpoint,
+    tmp_path,  # noqa: ANN001
 ) -> None:
     """``posestream train temporal`` with real clips: stops, then resumes from ``work_dir/last.pt``
     (the real caches are reused), and the card keeps the held-out learning curve from step 0."""
@@ -112,10 +115,15 @@ def test_real_clip_fine_tuning_is_resumable_and_records_a_learning_curve(
     }  # fmt: skip
     _, first = train_temporal(load_temporal_config(None, raw), progress=False)
     assert first["steps_done"] == 2 and (tmp_path / "work" / "last.pt").is_file()
-    assert sorted(p.name for p in (tmp_path / "work").glob("real_*.pt")) == ["real_vtest_0_16.pt", "real_vtest_400_416.pt"]
+    assert sorted(p.name for p in (tmp_path / "work").glob("real_*.pt")) == [
+        "real_vtest_0_16.pt",
+        "real_vtest_400_416.pt",
+    ]
     _, card = train_temporal(load_temporal_config(None, {**raw, "steps": 4}), progress=False)
     assert card["steps_done"] == 4
     steps = [h["step"] for h in card["history"]]
     assert steps[0] == 0 and "real_reid" in card["history"][0] and steps == sorted(steps)
     assert card["history"][: len(first["history"]) - 1] == first["history"][:-1]  # the curve carries over
-    assert card["real_clips"]["held_out"] == ["vtest:400:416"] and card["init"]["path"] == str(temporalnet_checkpoint)
+    assert card["real_clips"]["held_out"] == ["vtest:400:416"] and card["init"]["path"] == str(
+        temporalnet_checkpoint
+    )

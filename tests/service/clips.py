@@ -29,12 +29,23 @@ def shapes_frame(t: int, width: int = 320, height: int = 240, n: int = 3) -> np.
         if i % 2 == 0:
             cv2.circle(img, (int(x), int(y)), min(18, lane // 3), COLOURS[i % 4], -1)
         else:
-            cv2.rectangle(img, (int(x) - 14, y - min(20, lane // 3)), (int(x) + 14, y + min(20, lane // 3)), COLOURS[i % 4], -1)
+            cv2.rectangle(
+                img,
+                (int(x) - 14, y - min(20, lane // 3)),
+                (int(x) + 14, y + min(20, lane // 3)),
+                COLOURS[i % 4],
+                -1,
+            )
     return img
 
 
 def write_clip(
-    path: Path, frames: int = 30, width: int = 320, height: int = 240, fps: float = 25.0, n: int = 3,
+    path: Path,
+    frames: int = 30,
+    width: int = 320,
+    height: int = 240,
+    fps: float = 25.0,
+    n: int = 3,
     lossless: bool = False,
 ) -> Path:
     """Write the shapes clip (H.264 MP4, or FFV1 with ``lossless`` for bit-exact frames; see ``VideoWriter``)."""

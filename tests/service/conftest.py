@@ -100,11 +100,15 @@ class ServerThread:
 class WorkerThread:
     """A real ``Worker`` with an injected pipeline, in a thread."""
 
-    def __init__(self, settings: Settings, pipeline: object | None = None, worker_id: str | None = None) -> None:
+    def __init__(
+        self, settings: Settings, pipeline: object | None = None, worker_id: str | None = None
+    ) -> None:
         from posestream.service.pipeline import build_pipeline
         from posestream.service.worker.worker import Worker
 
-        self.worker = Worker(settings, pipeline or build_pipeline("blobs", settings.tracker), worker_id=worker_id)
+        self.worker = Worker(
+            settings, pipeline or build_pipeline("blobs", settings.tracker), worker_id=worker_id
+        )
         self.thread = threading.Thread(target=self.worker.run, daemon=True)
 
     def __enter__(self) -> WorkerThread:

@@ -16,9 +16,17 @@ from posestream.service.settings import Settings
 
 def test_frame_job_round_trips_through_redis_fields(redis_client, make_settings) -> None:
     keys = RedisKeys(make_settings().redis_prefix)
-    job = FrameJob(session="s1", seq=3, frame_index=17, timestamp=0.68, width=320, height=240, image=b"\xff\xd8\xff\x00\x01")
+    job = FrameJob(
+        session="s1",
+        seq=3,
+        frame_index=17,
+        timestamp=0.68,
+        width=320,
+        height=240,
+        image=b"\xff\xd8\xff\x00\x01",
+    )
     entry_id = redis_client.xadd(keys.jobs, job.to_fields())
-    (_, fields), = redis_client.xrange(keys.jobs, entry_id, entry_id)
+    ((_, fields),) = redis_client.xrange(keys.jobs, entry_id, entry_id)
     assert FrameJob.from_fields(fields) == job
 
 
@@ -43,7 +51,9 @@ def test_video_status_round_trip_and_public_shape() -> None:
     assert back.public()["warnings"][0]["declared_frames"] == 40
     # A hash written before ``collected``, ``warnings`` and ``owner`` existed still reads.
     old = {k: v for k, v in status.to_fields().items() if k not in ("collected", "warnings", "owner")}
-    assert VideoStatus.from_fields(old) == status.model_copy(update={"collected": False, "warnings": [], "owner": ""})
+    assert VideoStatus.from_fields(old) == status.model_copy(
+        update={"collected": False, "warnings": [], "owner": ""}
+    )
 
 
 def test_malformed_job_is_rejected() -> None:
@@ -65,7 +75,9 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_incoherent_upload_lease_settings_fail_with_the_fields_named() -> None:
-    with pytest.raises(ValidationError, match="upload_lease_renew_ms must be at most half of upload_lease_ms"):
+    with pytest.raises(
+        ValidationError, match="upload_lease_renew_ms must be at most half of upload_lease_ms"
+    ):
         Settings(upload_lease_ms=1000, upload_lease_renew_ms=600)
     with pytest.raises(ValidationError, match="results_maxlen must be larger than upload_inflight"):
         Settings(results_maxlen=32, upload_inflight=32)

@@ -28,11 +28,16 @@ def test_compose_services_healthchecks_and_dependencies(compose: dict) -> None:
     assert {"redis", "gateway", "worker"} <= set(services)
     redis = services["redis"]
     assert "redis-cli" in " ".join(redis["healthcheck"]["test"])
-    assert "--appendonly" in redis["command"] and redis["command"][redis["command"].index("--appendonly") + 1] == "yes"
+    assert (
+        "--appendonly" in redis["command"]
+        and redis["command"][redis["command"].index("--appendonly") + 1] == "yes"
+    )
     assert any(v.endswith(":/data") for v in redis["volumes"])
     gateway = services["gateway"]
     assert gateway["build"]["target"] == "gateway"
-    assert "healthcheck" in gateway["healthcheck"]["test"][-1] or "/healthz" in " ".join(gateway["healthcheck"]["test"])
+    assert "healthcheck" in gateway["healthcheck"]["test"][-1] or "/healthz" in " ".join(
+        gateway["healthcheck"]["test"]
+    )
     for name in ("gateway", "worker"):
         assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
 
@@ -75,12 +80,15 @@ def test_compose_environment_matches_the_settings_class(compose: dict) -> None:
         for key in env:
             if key.startswith("POSESTREAM_"):
                 seen += 1
-                assert key[len("POSESTREAM_"):].lower() in fields, f"{name}: {key} is not a Settings field"
+                assert key[len("POSESTREAM_") :].lower() in fields, f"{name}: {key} is not a Settings field"
     assert seen >= 5
     assert compose["services"]["gateway"]["environment"]["POSESTREAM_REDIS_URL"].startswith("redis://redis:")
-    Settings(**{  # the values parse too
-        k[len("POSESTREAM_"):].lower(): v for k, v in compose["services"]["worker"]["environment"].items()
-    })
+    Settings(
+        **{  # the values parse too
+            k[len("POSESTREAM_") :].lower(): v
+            for k, v in compose["services"]["worker"]["environment"].items()
+        }
+    )
 
 
 def test_dockerfile_stages_user_and_weights(dockerfile: str) -> None:

@@ -78,7 +78,9 @@ def test_garbage_is_a_clear_error(data: bytes, match: str) -> None:
 def _photo(width: int = 97, height: int = 61) -> np.ndarray:
     """An (H, W, 3) uint8 RGB picture with smooth areas and edges (JPEG behaves as on video frames)."""
     y, x = np.mgrid[0:height, 0:width]
-    rgb = np.stack(((x * 255) // width, (y * 255) // height, 255 - (x * 255) // width), axis=-1).astype(np.uint8)
+    rgb = np.stack(((x * 255) // width, (y * 255) // height, 255 - (x * 255) // width), axis=-1).astype(
+        np.uint8
+    )
     rgb[height // 3 : height // 2, width // 4 : width // 2] = (250, 20, 40)
     return rgb
 
@@ -87,7 +89,9 @@ def test_encode_jpeg_is_opencv_jpeg_of_the_bgr_frame() -> None:
     """The gateway's JPEG bytes are what it sent before the codec moved here (RGB -> BGR -> imencode)."""
     rgb = _photo()
     for quality in (50, 90):
-        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+        ok, buf = cv2.imencode(
+            ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+        )
         assert ok
         assert encode_jpeg(rgb, quality) == buf.tobytes()
     back, err = decode_image(encode_jpeg(rgb, 95))

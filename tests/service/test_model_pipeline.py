@@ -45,7 +45,8 @@ def test_he_tie_without_temporalnet_checkpoint_says_what_to_do(tmp_path) -> None
 
 @pytest.mark.weights
 def test_he_tie_pipeline_runs_with_the_checkpoints_calibrated_tracker_settings(
-    temporalnet_checkpoint: Path, tmp_path  # noqa: ANN001
+    temporalnet_checkpoint: Path,
+    tmp_path,  # noqa: ANN001
 ) -> None:
     pytest.importorskip("torch")
     import shutil
@@ -56,7 +57,9 @@ def test_he_tie_pipeline_runs_with_the_checkpoints_calibrated_tracker_settings(
 
     copy = shutil.copy(temporalnet_checkpoint, checkpoint_path(TEMPORALNET_MOVENET, tmp_path))
     write_tracker_calibration(copy, {"settings": {"gate_he": 2.5, "lambda_he": 0.75}})
-    config = build_pipeline("movenet", "he+tie", input_sizes=[256], device="cpu", weights_dir=tmp_path).tracker_config
+    config = build_pipeline(
+        "movenet", "he+tie", input_sizes=[256], device="cpu", weights_dir=tmp_path
+    ).tracker_config
     assert (config.gate_he, config.lambda_he, config.lambda_tie) == (2.5, 0.75, 1.0)
     # default < checkpoint card < settings: a settings override wins over the card, the card's
     # other fields stay.

@@ -7,8 +7,9 @@ import argparse
 from pathlib import Path
 
 import pytest
-from posestream.service.settings import MODEL_NAMES, Settings
 from pydantic import ValidationError
+
+from posestream.service.settings import MODEL_NAMES, Settings
 
 
 def test_tracker_precedence_default_then_card_then_settings() -> None:
@@ -61,7 +62,9 @@ def test_tracker_config_is_logged_once_with_its_sources(caplog: pytest.LogCaptur
     with caplog.at_level("INFO", logger="posestream.service.pipeline"):
         build_pipeline("blobs", "oks", tracker_overrides={"gate_oks": 0.5})
     lines = [r.getMessage() for r in caplog.records if r.name == "posestream.service.pipeline"]
-    assert len(lines) == 1 and "tracker oks" in lines[0] and "gate_oks=0.5 (settings, default 0.9)" in lines[0]
+    assert (
+        len(lines) == 1 and "tracker oks" in lines[0] and "gate_oks=0.5 (settings, default 0.9)" in lines[0]
+    )
 
 
 def test_weights_dir_setting_and_checkpoint_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -74,8 +77,13 @@ def test_weights_dir_setting_and_checkpoint_path(monkeypatch: pytest.MonkeyPatch
     assert W.cache_root() == checkout / "weights" / "cache"
     monkeypatch.setenv(W.ENV_WEIGHTS_DIR, str(tmp_path))
     assert Settings().weights_dir == tmp_path
-    assert W.checkpoint_path(W.SPATIALNET_MOVENET, Settings().weights_dir) == tmp_path / "spatialnet_movenet.pt"
-    assert W.model_path(W.MOVENET_MULTIPOSE) == tmp_path / "cache" / "movenet_multipose_lightning" / "movenet.tflite"
+    assert (
+        W.checkpoint_path(W.SPATIALNET_MOVENET, Settings().weights_dir) == tmp_path / "spatialnet_movenet.pt"
+    )
+    assert (
+        W.model_path(W.MOVENET_MULTIPOSE)
+        == tmp_path / "cache" / "movenet_multipose_lightning" / "movenet.tflite"
+    )
     with pytest.raises(ValueError, match="bare file name"):
         W.checkpoint_path("../elsewhere.pt", tmp_path)
 

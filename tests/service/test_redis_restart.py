@@ -47,7 +47,9 @@ def _poll(client: httpx.Client, video_id: str, timeout: float) -> dict:
         time.sleep(0.05)
 
 
-def _kill_redis_mid_upload(server: PrivateRedis, settings, tmp_path: Path) -> tuple[list[str], list[str], WorkerThread]:
+def _kill_redis_mid_upload(
+    server: PrivateRedis, settings, tmp_path: Path
+) -> tuple[list[str], list[str], WorkerThread]:
     """Upload a clip, restart Redis (SIGKILL) once 10 frames are done; returns (lines, reference lines, worker)."""
     clip = write_clip(tmp_path / "clip.mp4", frames=N)
     slow = build_pipeline("blobs", "iou", debug_delay_ms=30)  # slow enough to restart Redis mid-way
@@ -113,7 +115,9 @@ def test_a_redis_restart_with_append_only_persistence_loses_no_frame(
     assert lines == reference
 
 
-def test_an_upload_resumes_when_redis_lost_the_workers_last_state_saves(make_settings, redis_client, tmp_path: Path) -> None:
+def test_an_upload_resumes_when_redis_lost_the_workers_last_state_saves(
+    make_settings, redis_client, tmp_path: Path
+) -> None:
     # What a Redis host crash with appendfsync everysec can leave: the results of frames 2
     # and 3 reached the gateway (they are in poses.jsonl) but the worker's state saves after
     # them were lost, so the session waits for frame 2 while the upload resumes at frame 4.
@@ -134,7 +138,9 @@ def test_an_upload_resumes_when_redis_lost_the_workers_last_state_saves(make_set
     worker = Worker(settings, build_pipeline("blobs", "iou"), worker_id="before")
     for seq in (0, 1):
         i, ts, rgb = frames[seq]
-        job = FrameJob(session=session, seq=seq, frame_index=i, timestamp=ts, width=320, height=240, image=jpeg(rgb, 95))
+        job = FrameJob(
+            session=session, seq=seq, frame_index=i, timestamp=ts, width=320, height=240, image=jpeg(rgb, 95)
+        )
         redis_client.xadd(keys.jobs, job.to_fields())
     while redis_client.xlen(keys.results(session)) < 2:
         worker.run_once()
@@ -143,12 +149,24 @@ def test_an_upload_resumes_when_redis_lost_the_workers_last_state_saves(make_set
         forged = results[1].model_copy(update={"seq": seq})
         redis_client.xadd(keys.results(session), forged.to_fields())
     (folder / "poses.jsonl").write_text("".join(r.frame + "\n" for r in results) * 2)
-    status = VideoStatus(id=video_id, status="running", frames_done=4, frames_total=12, created_at=time.time())
+    status = VideoStatus(
+        id=video_id, status="running", frames_done=4, frames_total=12, created_at=time.time()
+    )
     redis_client.hset(keys.video(video_id), mapping=status.to_fields())
     assert worker.store.load(session)[0].frame_index == 2  # the session is behind the upload
 
-    with WorkerThread(settings), ServerThread(settings) as gateway, httpx.Client(base_url=gateway.url, timeout=30) as c:
+    with (
+        WorkerThread(settings),
+        ServerThread(settings) as gateway,
+        httpx.Client(base_url=gateway.url, timeout=30) as c,
+    ):
         status = _poll(c, video_id, 30)
         assert status["status"] == "done" and status["frames_done"] == 12, status
         lines = c.get(f"/v1/videos/{video_id}/poses").text.splitlines()
-    assert [json.loads(line)["frame_index"] for line in lines] == [0, 1, 0, 1, *range(4, 12)]  # lines 2, 3 as forged
+    assert [json.loads(line)["frame_index"] for line in lines] == [
+        0,
+        1,
+        0,
+        1,
+        *range(4, 12),
+    ]  # lines 2, 3 as forged

@@ -19,7 +19,9 @@ def _publish(client: redis.Redis, key: str, seqs: list[int]) -> None:
         client.xadd(key, FrameResult(seq=seq, frame=f'{{"n":{seq}}}', worker=f"w{seq}").to_fields())
 
 
-async def _drain(key: str, next_seq: int, last_id: str = "0-0", count: int = 2) -> tuple[list[FrameResult], int]:
+async def _drain(
+    key: str, next_seq: int, last_id: str = "0-0", count: int = 2
+) -> tuple[list[FrameResult], int]:
     """Hand on every result due from ``next_seq`` on, as the callers do; stop when a fetch brings nothing new."""
     client = aioredis.Redis.from_url(REDIS_URL)
     try:

@@ -19,10 +19,10 @@ import redis
 import websockets
 from websockets.exceptions import ConnectionClosed
 
+from posestream.service.frames import decode_image
 from posestream.service.messages import FrameJob, FrameResult, RedisKeys
 from posestream.service.pipeline import DelayedPipeline, build_pipeline
 from posestream.service.stream_client import run_stream
-from posestream.service.frames import decode_image
 from tests.service.clips import jpeg, shapes_frame
 from tests.service.conftest import ServerThread, WorkerThread, free_port
 from tests.service.helpers import POSESTREAM, settings_env
@@ -105,7 +105,9 @@ def test_results_computed_while_disconnected_are_replayed_from_the_ack(make_sett
     assert again.end == {"frames_received": 5, "frames_sent": queued + 5 - ack - 1, "dropped": 0}
 
 
-def test_a_client_further_behind_than_the_result_stream_is_told_and_replayed_from_the_oldest(make_settings) -> None:
+def test_a_client_further_behind_than_the_result_stream_is_told_and_replayed_from_the_oldest(
+    make_settings,
+) -> None:
     settings = make_settings(results_maxlen=30, stream_window=8, max_inflight=4, upload_inflight=8)
     with WorkerThread(settings), ServerThread(settings) as gw:
         url = gw.ws_url + "/v1/streams"
@@ -128,7 +130,9 @@ def test_resume_without_ack_after_abrupt_closes_is_never_stuck(make_settings) ->
             session, nxt = None, 0
             for c in range(10):
                 if session is None:
-                    run = await run_stream(url, HELLO, _image, 30, honour_credit=False, stop_after=1, stop="abort")
+                    run = await run_stream(
+                        url, HELLO, _image, 30, honour_credit=False, stop_after=1, stop="abort"
+                    )
                 else:
                     run = await _until_accepted(url, session, None, 10, count=30, start=nxt, honour_credit=False,
                                                 stop_after=1 + c % 4, stop="abort", timeout_s=10)  # fmt: skip
@@ -224,13 +228,17 @@ def test_sigterm_with_open_streams_exits_within_seconds(make_settings, redis_cli
 def test_sixteen_unpaced_ordered_streams_all_complete_without_keepalive_closes(make_settings) -> None:
     # A short server keepalive: a socket the server stops reading for 2 s gets closed 1011.
     settings = make_settings()
-    with WorkerThread(settings), WorkerThread(settings), ServerThread(
-        settings, ws_ping_interval=0.5, ws_ping_timeout=2.0
-    ) as gw:
+    with (
+        WorkerThread(settings),
+        WorkerThread(settings),
+        ServerThread(settings, ws_ping_interval=0.5, ws_ping_timeout=2.0) as gw,
+    ):
         url = gw.ws_url + "/v1/streams"
 
         async def run() -> list:
-            return await asyncio.gather(*(run_stream(url, HELLO, _image, 60, timeout_s=60) for _ in range(16)))
+            return await asyncio.gather(
+                *(run_stream(url, HELLO, _image, 60, timeout_s=60) for _ in range(16))
+            )
 
         runs = asyncio.run(run())
     codes = [r.close_code for r in runs]
@@ -267,7 +275,9 @@ def test_a_session_belongs_to_the_key_that_created_it(make_settings, redis_clien
 def _jpeg_header(width: int, height: int) -> bytes:
     """A JPEG start announcing ``width`` x ``height`` (SOI, APP0, SOF0) and a little scan data."""
     sof = b"\xff\xc0" + struct.pack(">HBHHB", 11, 8, height, width, 1) + b"\x01\x11\x00"
-    return b"\xff\xd8\xff\xe0" + struct.pack(">H", 16) + b"JFIF\x00" + bytes(9) + sof + b"\xff\xda" + bytes(64)
+    return (
+        b"\xff\xd8\xff\xe0" + struct.pack(">H", 16) + b"JFIF\x00" + bytes(9) + sof + b"\xff\xda" + bytes(64)
+    )
 
 
 def test_frames_over_max_frame_pixels_are_refused_before_decoding(make_settings) -> None:
@@ -298,7 +308,9 @@ def test_gateway_checks_frame_headers_and_the_worker_reports_a_corrupt_body(make
     assert wrong.close_code == 1007 and "640x480" in wrong.close_reason
 
 
-def test_worker_waits_for_a_pending_seq_and_declares_only_a_vanished_one_lost(make_settings, redis_client) -> None:
+def test_worker_waits_for_a_pending_seq_and_declares_only_a_vanished_one_lost(
+    make_settings, redis_client
+) -> None:
     settings = make_settings(seq_gap_timeout_ms=1000, claim_idle_ms=30_000)
     keys = RedisKeys(settings.redis_prefix)
 

@@ -72,8 +72,14 @@ def test_resumed_session_continues_track_ids(stack: ServerThread) -> None:
     ready, first, _ = asyncio.run(_stream(url, 20, "ordered"))
     session = ready["session"]
     ready2, second, _ = asyncio.run(_stream(f"{url}?session={session}", 20, "ordered", start=20))
-    assert ready2 == {"session": session, "resumed": True, "mode": "ordered", "next_seq": 20, "last_index": 19,
-                      "credit": 16}
+    assert ready2 == {
+        "session": session,
+        "resumed": True,
+        "mode": "ordered",
+        "next_seq": 20,
+        "last_index": 19,
+        "credit": 16,
+    }
     assert [r["frame_index"] for r in second] == list(range(20, 40))
     ids = lane_ids(first + second)
     assert all(len(v) == 1 for v in ids.values()), ids  # same ids across the reconnect
@@ -146,8 +152,12 @@ def test_websocket_api_keys_header_and_subprotocol(make_settings) -> None:
         url = server.ws_url + "/v1/streams"
         hello = json.dumps({**HELLO, "mode": "ordered"})
         assert "missing" in asyncio.run(_expect_close(url, [hello], 4401))
-        assert "invalid" in asyncio.run(_expect_close(url, [hello], 4401, additional_headers={"X-API-Key": "nope"}))
-        _, results, _ = asyncio.run(_stream(url, 3, "ordered", additional_headers={"Authorization": "Bearer k1"}))
+        assert "invalid" in asyncio.run(
+            _expect_close(url, [hello], 4401, additional_headers={"X-API-Key": "nope"})
+        )
+        _, results, _ = asyncio.run(
+            _stream(url, 3, "ordered", additional_headers={"Authorization": "Bearer k1"})
+        )
         assert len(results) == 3
         _, results, _ = asyncio.run(_stream(url, 3, "ordered", subprotocols=["posestream.v1", "apikey.k1"]))
         assert len(results) == 3

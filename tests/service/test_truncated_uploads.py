@@ -64,7 +64,11 @@ def _upload(client: httpx.Client, path: Path) -> str:
 def test_truncated_uploads_are_done_with_a_truncated_input_warning(make_settings, tmp_path: Path) -> None:
     settings = make_settings(batch_size=16)
     cases = [(faststart_half(tmp_path), 40), (vtest_third(tmp_path), 795)]
-    with WorkerThread(settings), ServerThread(settings) as server, httpx.Client(base_url=server.url, timeout=60) as c:
+    with (
+        WorkerThread(settings),
+        ServerThread(settings) as server,
+        httpx.Client(base_url=server.url, timeout=60) as c,
+    ):
         for path, declared in cases:
             video_id = _upload(c, path)
             status = wait_video(c, video_id, timeout=120)
@@ -86,7 +90,11 @@ def test_truncated_uploads_are_done_with_a_truncated_input_warning(make_settings
 @needs_vtest
 def test_fail_on_truncated_makes_a_truncated_upload_fail(make_settings, tmp_path: Path) -> None:
     settings = make_settings(fail_on_truncated=True)
-    with WorkerThread(settings), ServerThread(settings) as server, httpx.Client(base_url=server.url, timeout=60) as c:
+    with (
+        WorkerThread(settings),
+        ServerThread(settings) as server,
+        httpx.Client(base_url=server.url, timeout=60) as c,
+    ):
         video_id = _upload(c, faststart_half(tmp_path))
         status = wait_video(c, video_id)
         assert status["status"] == "failed" and status["error"]["code"] == "truncated_input", status
@@ -107,7 +115,9 @@ def test_track_exits_with_the_truncated_code_and_says_why(tmp_path: Path) -> Non
         decoded = len(out.read_text().splitlines())
         assert 0 < decoded < declared
         assert "warning" in proc.stderr and "truncated" in proc.stderr
-        assert f"declares {declared} frames" in proc.stderr and f"{decoded} decoded" in proc.stderr, proc.stderr
+        assert f"declares {declared} frames" in proc.stderr and f"{decoded} decoded" in proc.stderr, (
+            proc.stderr
+        )
     proc = subprocess.run(
         [*POSESTREAM, "track", str(tmp_path / "faststart.mp4"), "--model", "blobs", "--out", str(tmp_path / "w.jsonl"), "-q"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,

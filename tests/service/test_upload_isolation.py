@@ -29,10 +29,16 @@ def _upload(client: httpx.Client, clip: Path, headers: dict[str, str], query: st
     return r.json()["id"]
 
 
-def test_a_video_is_visible_only_to_the_key_that_uploaded_it(make_settings, redis_client, tmp_path: Path) -> None:
+def test_a_video_is_visible_only_to_the_key_that_uploaded_it(
+    make_settings, redis_client, tmp_path: Path
+) -> None:
     settings = make_settings(api_keys=["key-a", "key-b"])
     clip = write_clip(tmp_path / "clip.mp4", frames=8)
-    with WorkerThread(settings), ServerThread(settings) as server, httpx.Client(base_url=server.url, timeout=30) as c:
+    with (
+        WorkerThread(settings),
+        ServerThread(settings) as server,
+        httpx.Client(base_url=server.url, timeout=30) as c,
+    ):
         video_id = _upload(c, clip, A, "?render=true")
         missing = "0" * 32
         c.headers.update(A)
@@ -49,7 +55,9 @@ def test_a_video_is_visible_only_to_the_key_that_uploaded_it(make_settings, redi
         assert c.get(f"/v1/videos/{video_id}/poses", headers=A).status_code == 200
         assert c.get(f"/v1/videos/{video_id}/render", headers=A).status_code == 200
         # The status stores a hash of the key, never the key (checked while the video exists).
-        stored = b"".join(redis_client.dump(k) or b"" for k in redis_client.scan_iter(settings.redis_prefix + "*"))
+        stored = b"".join(
+            redis_client.dump(k) or b"" for k in redis_client.scan_iter(settings.redis_prefix + "*")
+        )
         assert hashlib.sha256(b"key-a").hexdigest().encode() in stored  # the owner is there, hashed
         assert b"key-a" not in stored
         assert c.delete(f"/v1/videos/{video_id}", headers=A).json() == {"id": video_id, "deleted": True}
@@ -58,7 +66,11 @@ def test_a_video_is_visible_only_to_the_key_that_uploaded_it(make_settings, redi
 def test_without_api_keys_every_client_sees_every_video(make_settings, redis_client, tmp_path: Path) -> None:
     settings = make_settings()
     keys = RedisKeys(settings.redis_prefix)
-    with WorkerThread(settings), ServerThread(settings) as server, httpx.Client(base_url=server.url, timeout=30) as c:
+    with (
+        WorkerThread(settings),
+        ServerThread(settings) as server,
+        httpx.Client(base_url=server.url, timeout=30) as c,
+    ):
         video_id = _upload(c, write_clip(tmp_path / "clip.mp4", frames=4), {"X-API-Key": "whatever"})
         assert wait_video(c, video_id)["status"] == "done"
         assert c.get(f"/v1/videos/{video_id}", headers={"X-API-Key": "another"}).status_code == 200
@@ -67,7 +79,11 @@ def test_without_api_keys_every_client_sees_every_video(make_settings, redis_cli
 
 
 def test_docs_are_closed_when_api_keys_are_set_unless_opened(make_settings) -> None:
-    cases = [(make_settings(), 200), (make_settings(api_keys=["k"]), 404), (make_settings(api_keys=["k"], docs_open=True), 200)]
+    cases = [
+        (make_settings(), 200),
+        (make_settings(api_keys=["k"]), 404),
+        (make_settings(api_keys=["k"], docs_open=True), 200),
+    ]
     for settings, expected in cases:
         with ServerThread(settings) as server:
             for path in ("/docs", "/redoc", "/openapi.json"):
@@ -97,13 +113,19 @@ def test_an_invalid_content_length_gets_the_json_error_body(make_settings) -> No
         assert httpx.get(server.url + "/healthz", timeout=10).status_code == 200  # still serving
 
 
-def test_a_transfer_cut_by_a_dead_gateway_is_cleaned_up_at_start(make_settings, redis_client, tmp_path: Path) -> None:
+def test_a_transfer_cut_by_a_dead_gateway_is_cleaned_up_at_start(
+    make_settings, redis_client, tmp_path: Path
+) -> None:
     settings = make_settings(upload_resume_interval_s=0.2)
     videos = Path(settings.data_dir) / "videos"
     partial = videos / ("cd" * 16)  # what a gateway killed mid-transfer leaves: input, no status, no lease
     partial.mkdir(parents=True)
     (partial / "input").write_bytes(write_clip(tmp_path / "clip.mp4", frames=6).read_bytes()[:3000])
-    with WorkerThread(settings), ServerThread(settings) as server, httpx.Client(base_url=server.url, timeout=30) as c:
+    with (
+        WorkerThread(settings),
+        ServerThread(settings) as server,
+        httpx.Client(base_url=server.url, timeout=30) as c,
+    ):
         deadline = time.monotonic() + 10
         while partial.exists():
             assert time.monotonic() < deadline, "the partial upload was not cleaned up"

@@ -30,13 +30,17 @@ def big_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Six 4000x4000 frames of smooth noise: about 6 MB each as a JPEG at quality 95 (the issue's case)."""
     path = tmp_path_factory.mktemp("big") / "big.mp4"
     rng = np.random.default_rng(0)
-    base = cv2.resize(rng.integers(0, 255, (500, 500, 3), dtype=np.uint8), (4000, 4000), interpolation=cv2.INTER_LINEAR)
+    base = cv2.resize(
+        rng.integers(0, 255, (500, 500, 3), dtype=np.uint8), (4000, 4000), interpolation=cv2.INTER_LINEAR
+    )
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=Fraction(10))
         stream.width = stream.height = 4000
         stream.pix_fmt, stream.options = "yuv420p", {"preset": "ultrafast"}
         for i in range(6):
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.roll(base, 8 * i, axis=1), format="rgb24")):
+            for packet in stream.encode(
+                av.VideoFrame.from_ndarray(np.roll(base, 8 * i, axis=1), format="rgb24")
+            ):
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
@@ -54,7 +58,9 @@ def _queued(client: redis.Redis, keys: RedisKeys, session: str | None = None) ->
 
 
 @pytest.mark.slow
-def test_a_4000x4000_upload_keeps_its_queued_bytes_bounded(make_settings, redis_client, big_clip: Path) -> None:
+def test_a_4000x4000_upload_keeps_its_queued_bytes_bounded(
+    make_settings, redis_client, big_clip: Path
+) -> None:
     # Bound: the jobs stream holds at most upload_inflight_bytes of images, plus one frame
     # (a frame is queued once the ones before it leave room, or alone).
     limit = 16 * MIB  # two of its frames fit, not three
@@ -112,7 +118,11 @@ def test_a_frame_over_max_frame_pixels_is_refused_before_decoding(make_settings,
         r = _upload(client, clip)
         assert r.status_code == 413, r.text
         error = r.json()["error"]
-        assert error["code"] == "frame_too_large" and "320x240" in error["message"] and "max_frame_pixels" in error["message"]
+        assert (
+            error["code"] == "frame_too_large"
+            and "320x240" in error["message"]
+            and "max_frame_pixels" in error["message"]
+        )
         assert list((Path(settings.data_dir) / "videos").iterdir()) == []
     with ServerThread(make_settings(max_frame_pixels=320 * 240)) as server:  # exactly at the limit: accepted
         assert _upload(httpx.Client(base_url=server.url, timeout=30), clip).status_code == 202
@@ -125,7 +135,10 @@ def test_delete_purges_the_videos_queued_jobs(make_settings, redis_client, tmp_p
     with ServerThread(settings) as server, httpx.Client(base_url=server.url, timeout=30) as client:
         doomed, kept = (_upload(client, clip).json()["id"] for _ in range(2))
         deadline = time.monotonic() + 20
-        while len(_queued(redis_client, keys, f"video:{doomed}")) < 8 or len(_queued(redis_client, keys, f"video:{kept}")) < 8:
+        while (
+            len(_queued(redis_client, keys, f"video:{doomed}")) < 8
+            or len(_queued(redis_client, keys, f"video:{kept}")) < 8
+        ):
             assert time.monotonic() < deadline, "the uploads did not fill their in-flight window"
             time.sleep(0.05)
         assert client.delete(f"/v1/videos/{doomed}").json() == {"id": doomed, "deleted": True}
@@ -148,7 +161,9 @@ def test_a_delete_through_another_gateway_removes_the_files_and_jobs_of_the_firs
     clip = write_clip(tmp_path / "clip.mp4", frames=20)
     with ServerThread(a) as ga, ServerThread(b) as gb, httpx.Client(timeout=30) as client:
         with open(clip, "rb") as fh:
-            video_id = client.post(ga.url + "/v1/videos", files={"file": ("c.mp4", fh, "video/mp4")}).json()["id"]
+            video_id = client.post(ga.url + "/v1/videos", files={"file": ("c.mp4", fh, "video/mp4")}).json()[
+                "id"
+            ]
         deadline = time.monotonic() + 20
         while len(_queued(redis_client, keys, f"video:{video_id}")) < 4:
             assert time.monotonic() < deadline

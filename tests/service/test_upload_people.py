@@ -43,9 +43,11 @@ def test_uploaded_synthetic_clip_tracks_match_ground_truth(
     video, gt = write_synthetic_clip(tmp_path / "clip", SyntheticConfig(seed=4242, frames=40, people=4))
     settings = make_settings(model="movenet", tracker="he+tie")
     pipeline = build_pipeline("movenet", "he+tie", device="cpu")
-    with WorkerThread(settings, pipeline), ServerThread(settings) as server, httpx.Client(
-        base_url=server.url, timeout=30
-    ) as client:
+    with (
+        WorkerThread(settings, pipeline),
+        ServerThread(settings) as server,
+        httpx.Client(base_url=server.url, timeout=30) as client,
+    ):
         with open(video, "rb") as fh:
             r = client.post("/v1/videos", files={"file": ("clip.mp4", fh, "video/mp4")})
         assert r.status_code == 202, r.text

@@ -121,7 +121,14 @@ def test_a_killed_gateways_upload_is_resumed_by_the_next_gateway(
         gateways.append(second := GatewayProcess(settings, tmp_path / "gateway2.log"))
         with httpx.Client(base_url=second.url, timeout=30) as client:
             status = wait_video(client, video_id, timeout=30)
-            assert status == {"id": video_id, "status": "done", "frames_done": n, "frames_total": n, "error": None, "warnings": []}
+            assert status == {
+                "id": video_id,
+                "status": "done",
+                "frames_done": n,
+                "frames_total": n,
+                "error": None,
+                "warnings": [],
+            }
             lines = client.get(f"/v1/videos/{video_id}/poses").text.splitlines()
             r = client.get(f"/v1/videos/{video_id}/render")
             assert r.status_code == 200 and r.headers["content-type"] == "video/mp4"
@@ -141,12 +148,16 @@ def _orphan(settings: Settings, redis_client: redis.Redis, clip: Path, lines: li
     folder.mkdir(parents=True)
     (folder / "input").write_bytes(clip.read_bytes())
     (folder / "poses.jsonl").write_text("".join(line + "\n" for line in lines))
-    status = VideoStatus(id=video_id, status="running", frames_done=len(lines), frames_total=12, created_at=time.time())
+    status = VideoStatus(
+        id=video_id, status="running", frames_done=len(lines), frames_total=12, created_at=time.time()
+    )
     redis_client.hset(RedisKeys(settings.redis_prefix).video(video_id), mapping=status.to_fields())
     return video_id
 
 
-def test_deleting_a_resumed_upload_on_another_gateway_stops_it(make_settings, redis_client, tmp_path: Path) -> None:
+def test_deleting_a_resumed_upload_on_another_gateway_stops_it(
+    make_settings, redis_client, tmp_path: Path
+) -> None:
     settings = make_settings(**FAST_RESUME)  # no worker: the upload stays in progress
     keys = RedisKeys(settings.redis_prefix)
     video_id = _orphan(settings, redis_client, write_clip(tmp_path / "clip.mp4", frames=12))
@@ -172,13 +183,19 @@ def test_deleting_a_resumed_upload_on_another_gateway_stops_it(make_settings, re
     assert not (Path(settings.data_dir) / "videos" / video_id).exists()
 
 
-def test_an_upload_whose_session_expired_meanwhile_starts_over(make_settings, redis_client, tmp_path: Path) -> None:
+def test_an_upload_whose_session_expired_meanwhile_starts_over(
+    make_settings, redis_client, tmp_path: Path
+) -> None:
     # Lines written, but no result stream left: the worker's session state expired too
     # (same TTL), so the tracker begins again at frame 0 and so does the upload.
     settings = make_settings(**FAST_RESUME)
     stale = ['{"frame_index":0,"timestamp":0.0,"width":320,"height":240,"poses":[]}'] * 4
     video_id = _orphan(settings, redis_client, write_clip(tmp_path / "clip.mp4", frames=12), stale)
-    with WorkerThread(settings), ServerThread(settings) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+    with (
+        WorkerThread(settings),
+        ServerThread(settings) as server,
+        httpx.Client(base_url=server.url, timeout=30) as client,
+    ):
         status = wait_video(client, video_id, timeout=30)
         assert status["status"] == "done" and status["frames_done"] == status["frames_total"] == 12
         lines = client.get(f"/v1/videos/{video_id}/poses").text.splitlines()
@@ -224,7 +241,10 @@ def test_a_resumed_uploads_replay_is_bounded_by_bytes_too(
     replayed = [int(f[b"seq"]) for f in jobs if int(f[b"seq"]) < written]
     assert replayed, "the resume queued no replay"
     assert sum(sizes) <= 2 * bound + 2 * max(sizes), (sum(sizes), len(sizes), written)
-    with WorkerThread(settings, build_pipeline("blobs", "iou")), httpx.Client(base_url=second.url, timeout=30) as client:
+    with (
+        WorkerThread(settings, build_pipeline("blobs", "iou")),
+        httpx.Client(base_url=second.url, timeout=30) as client,
+    ):
         assert wait_video(client, video_id, timeout=60)["frames_done"] == n
         lines = client.get(f"/v1/videos/{video_id}/poses").text.splitlines()
     assert [json.loads(line)["frame_index"] for line in lines] == list(range(n))

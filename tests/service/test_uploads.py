@@ -28,7 +28,14 @@ def test_upload_yields_one_result_line_per_frame_and_a_rendering(stack: ServerTh
         body = r.json()
         assert set(body) == {"id", "status_url"} and body["status_url"] == f"/v1/videos/{body['id']}"
         status = wait_video(client, body["id"])
-        assert status == {"id": body["id"], "status": "done", "frames_done": 36, "frames_total": 36, "error": None, "warnings": []}
+        assert status == {
+            "id": body["id"],
+            "status": "done",
+            "frames_done": 36,
+            "frames_total": 36,
+            "error": None,
+            "warnings": [],
+        }
 
         r = client.get(f"/v1/videos/{body['id']}/poses")
         assert r.status_code == 200 and r.headers["content-type"].startswith("application/x-ndjson")
@@ -72,7 +79,9 @@ def test_results_are_not_ready_while_queued(make_settings, tmp_path: Path) -> No
             assert wait_video(client, video_id)["frames_done"] == 5
 
 
-def test_bad_uploads_get_their_documented_errors_and_the_server_keeps_serving(make_settings, tmp_path: Path) -> None:
+def test_bad_uploads_get_their_documented_errors_and_the_server_keeps_serving(
+    make_settings, tmp_path: Path
+) -> None:
     settings = make_settings(max_upload_bytes=200_000)
     clip = write_clip(tmp_path / "clip.mp4", frames=12)
     data = clip.read_bytes()
@@ -86,7 +95,11 @@ def test_bad_uploads_get_their_documented_errors_and_the_server_keeps_serving(ma
         ("truncated.mp4", 400, "invalid_video"),
         ("big.mp4", 413, "upload_too_large"),
     ]
-    with WorkerThread(settings), ServerThread(settings) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+    with (
+        WorkerThread(settings),
+        ServerThread(settings) as server,
+        httpx.Client(base_url=server.url, timeout=30) as client,
+    ):
         for name, status, code in cases:
             r = _upload(client, tmp_path / name, name)
             assert r.status_code == status, (name, r.text)
@@ -120,7 +133,9 @@ def test_truncated_streamable_video_keeps_what_was_decoded(stack: ServerThread, 
         # The MKV states no frame count; its duration (40 frames at 25 fps) is what gives it away.
         (warning,) = status["warnings"]
         assert warning["code"] == "truncated_input" and warning["declared_by"] == "duration", warning
-        assert warning["declared_frames"] == 40 and warning["decoded_frames"] == status["frames_done"], warning
+        assert warning["declared_frames"] == 40 and warning["decoded_frames"] == status["frames_done"], (
+            warning
+        )
         lines = client.get(f"/v1/videos/{r.json()['id']}/poses").text.splitlines()
         assert len(lines) == status["frames_done"]
         rendered = client.get(f"/v1/videos/{r.json()['id']}/render")  # the decoded part renders

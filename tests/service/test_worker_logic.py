@@ -6,10 +6,10 @@ import json
 
 import pytest
 import redis
+
 from posestream.service.messages import JOBS_GROUP, FrameJob, FrameResult, RedisKeys
 from posestream.service.pipeline import build_pipeline
 from posestream.service.worker.worker import Worker
-
 from tests.service.clips import jpeg, shapes_frame
 
 
@@ -53,7 +53,9 @@ def test_duplicates_are_acked_without_republishing_and_early_frames_wait(make_se
     assert state.frame_index == 5  # the cursor: last processed seq + 1
 
 
-def test_an_undecodable_frame_yields_an_error_result_and_the_session_goes_on(make_settings, redis_client) -> None:
+def test_an_undecodable_frame_yields_an_error_result_and_the_session_goes_on(
+    make_settings, redis_client
+) -> None:
     settings = make_settings(batch_size=8, batch_wait_ms=0)
     keys = RedisKeys(settings.redis_prefix)
     worker = Worker(settings, build_pipeline("blobs", "iou"), worker_id="w1")

@@ -23,10 +23,23 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _worker(settings: Settings, port: int) -> subprocess.Popen:
-    cmd = [*POSESTREAM, "worker", "--model", "blobs", "--tracker", "iou", "--id", "metered", "--metrics-port", str(port)]
+    cmd = [
+        *POSESTREAM,
+        "worker",
+        "--model",
+        "blobs",
+        "--tracker",
+        "iou",
+        "--id",
+        "metered",
+        "--metrics-port",
+        str(port),
+    ]
     env = settings_env(settings, "heartbeat_interval_s", "heartbeat_ttl_s", "lease_ms", "claim_idle_ms")
     env["POSESTREAM_WORKER_METRICS_ADDR"] = "127.0.0.1"
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def _job(session: str, seq: int, image: bytes | None = None) -> dict:
@@ -96,7 +109,9 @@ def test_worker_metrics_count_what_the_worker_did(make_settings, redis_client: r
 
 def _container_healthcheck(port: int) -> int:
     env = {"POSESTREAM_WORKER_METRICS_PORT": str(port), "PATH": "/usr/bin:/bin"}
-    return subprocess.run([sys.executable, str(ROOT / "docker" / "healthcheck.py"), "worker"], env=env, timeout=30).returncode
+    return subprocess.run(
+        [sys.executable, str(ROOT / "docker" / "healthcheck.py"), "worker"], env=env, timeout=30
+    ).returncode
 
 
 def test_a_metrics_port_in_use_fails_clearly(make_settings) -> None:
@@ -120,7 +135,9 @@ def _listening_addresses(port: int) -> set[str]:
     return found
 
 
-def test_the_metrics_endpoint_binds_loopback_unless_told_otherwise(make_settings, redis_client: redis.Redis) -> None:
+def test_the_metrics_endpoint_binds_loopback_unless_told_otherwise(
+    make_settings, redis_client: redis.Redis
+) -> None:
     if not Path("/proc/net/tcp").is_file():
         import pytest
 
@@ -133,7 +150,9 @@ def test_the_metrics_endpoint_binds_loopback_unless_told_otherwise(make_settings
         env.pop("POSESTREAM_WORKER_METRICS_ADDR", None)
         cmd = [*POSESTREAM, "worker", "--model", "blobs", "--tracker", "iou", "--id", "bound", "--metrics-port", str(port),
                *extra]  # fmt: skip
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         try:
             deadline = time.monotonic() + 30
             while redis_client.zscore(keys.workers, "bound") is None:

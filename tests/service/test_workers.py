@@ -31,7 +31,9 @@ def _worker_process(settings: Settings, worker_id: str, delay_ms: int) -> subpro
     })  # fmt: skip
     cmd = [*POSESTREAM, "worker", "--model", "blobs", "--tracker", "iou",
            "--id", worker_id, "--debug-delay-ms", str(delay_ms)]  # fmt: skip
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def _wait_workers(client: redis.Redis, settings: Settings, n: int, timeout: float = 30.0) -> None:
@@ -53,7 +55,9 @@ def _busiest(client: redis.Redis, settings: Settings, session: str) -> tuple[str
     return (holder.decode() if holder else "wa"), 0
 
 
-def test_killing_a_worker_mid_stream_keeps_track_ids_continuous(make_settings, redis_client: redis.Redis) -> None:
+def test_killing_a_worker_mid_stream_keeps_track_ids_continuous(
+    make_settings, redis_client: redis.Redis
+) -> None:
     settings = make_settings(lease_ms=1000, claim_idle_ms=1200, max_inflight=8)
     procs = {wid: _worker_process(settings, wid, delay_ms=40) for wid in ("wa", "wb")}
     killed: list[str] = []

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from posestream.models.geometry import keypoint_similarity, oks_matrix
 from posestream.models.poses import FramePoses, write_jsonl
 from posestream.models.skeleton import KEYPOINT_INDEX, KEYPOINT_NAMES, NUM_KEYPOINTS, OKS_SIGMAS
-from posestream.models.geometry import keypoint_similarity, oks_matrix
 from posestream.tracker.metrics import EvalConfig, evaluate, format_report
 
 REPO = Path(__file__).resolve().parents[2]
@@ -549,5 +549,7 @@ def test_keypoint_similarity_is_what_oks_averages():
     area = np.array([5000.0])
     terms = keypoint_similarity(((pred[0, :, :2] - gt[0, :, :2]) ** 2).sum(axis=1), area[0])
     assert terms.shape == (17,) and np.all((terms > 0) & (terms < 1))
-    assert oks_matrix(gt, pred, area, ref_boxes=np.array([[0, 0, 100, 100]]))[0, 0] == pytest.approx(terms.mean())
+    assert oks_matrix(gt, pred, area, ref_boxes=np.array([[0, 0, 100, 100]]))[0, 0] == pytest.approx(
+        terms.mean()
+    )
     assert keypoint_similarity(np.zeros(17), 5000.0) == pytest.approx(np.ones(17))

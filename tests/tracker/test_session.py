@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+
 from posestream.models.poses import FramePoses
 from posestream.models.skeleton import NUM_KEYPOINTS
 from posestream.tracker.config import TrackerConfig
@@ -43,7 +44,9 @@ def test_step_loads_tracks_and_saves_with_the_version_check() -> None:
         state, poses = track_frame(state, Detected(_people(t)), config)
         expected.append(poses)
     for got, want in zip(first + second, expected, strict=True):
-        assert got.track_ids.tolist() == want.track_ids.tolist() and np.array_equal(got.keypoints, want.keypoints)
+        assert got.track_ids.tolist() == want.track_ids.tolist() and np.array_equal(
+            got.keypoints, want.keypoints
+        )
     stored, version = store.load("s")
     assert version == 2 and stored.frame_index == 5 == state.frame_index
     # Someone else saved meanwhile: the step is refused and nothing of it is stored.
@@ -74,7 +77,9 @@ def test_tie_sampler_sees_the_tracks_last_joints_and_feeds_the_step() -> None:
     assert len(seen) == 1 and np.array_equal(seen[0], state.tracks.keypoints)
     bwd = person_centre_sie(state.tracks.keypoints) + np.float32(4)
     by_hand, tracked = step(
-        dataclasses.replace(state, tracks=dataclasses.replace(state.tracks, tie_bwd=bwd)), _people(1, tie=True), config
+        dataclasses.replace(state, tracks=dataclasses.replace(state.tracks, tie_bwd=bwd)),
+        _people(1, tie=True),
+        config,
     )
     assert poses.track_ids.tolist() == tracked.track_ids.tolist()
     assert after.to_bytes() == by_hand.to_bytes()

@@ -246,10 +246,7 @@ def test_track_he_is_a_renormalised_moving_average(momentum):
     cfg = TrackerConfig(preset="oks", embedding_momentum=momentum)
     frames = [f.detections for f in simulate([SimPerson(0, start=(300, 300))], 2, fields=())]
     e0, e1 = np.array([[1.0, 0.0, 0.0]]), np.array([[0.0, 1.0, 0.0]])
-    d0, d1 = (
-        dataclasses.replace(d, embeddings=e)
-        for d, e in zip(frames, (e0, e1), strict=True)
-    )
+    d0, d1 = (dataclasses.replace(d, embeddings=e) for d, e in zip(frames, (e0, e1), strict=True))
     state, _ = step(TrackerState.initial(), d0, cfg)
     np.testing.assert_allclose(state.tracks.embeddings, e0)
     state, _ = step(state, d1, cfg)

@@ -7,9 +7,16 @@ import msgpack
 import numpy as np
 import pytest
 
-from posestream.tracker.config import TrackerConfig
 from posestream.models.poses import FramePoses
-from posestream.tracker.state import SCHEMA_VERSION, Gallery, StateFormatError, TrackerState, Tracks, state_size_bound
+from posestream.tracker.config import TrackerConfig
+from posestream.tracker.state import (
+    SCHEMA_VERSION,
+    Gallery,
+    StateFormatError,
+    TrackerState,
+    Tracks,
+    state_size_bound,
+)
 from posestream.tracker.step import step
 from posestream.tracker.synthetic import SimPerson, random_crowd, simulate
 
@@ -157,7 +164,11 @@ def test_detections_validate_shapes():
         frame(np.zeros((2, 17, 3)), np.zeros((3, 4)), np.ones(2))
     # The tracker rejects NaN poses (the pose contract itself leaves that to its readers).
     with pytest.raises(ValueError, match="NaN"):
-        step(TrackerState.initial(), frame(np.full((1, 17, 3), np.nan), np.zeros((1, 4)), np.ones(1)), TrackerConfig())
+        step(
+            TrackerState.initial(),
+            frame(np.full((1, 17, 3), np.nan), np.zeros((1, 4)), np.ones(1)),
+            TrackerConfig(),
+        )
     with pytest.raises(ValueError, match="NaN"):
         frame(np.zeros((1, 17, 3)), np.zeros((1, 4)), np.ones(1), sie=np.full((1, 17, 2), np.nan))
     with pytest.raises(ValueError, match="all-zero HE"):

@@ -95,7 +95,9 @@ def _track(
     clip = SyntheticClip(scene)
     if gt_detections:
         pipeline = ModelPipeline(
-            _GroundTruthPoses(pipeline.detector.estimator, clip), pipeline.tracker_config, pipeline.detector.temporal
+            _GroundTruthPoses(pipeline.detector.estimator, clip),
+            pipeline.tracker_config,
+            pipeline.detector.temporal,
         )
     gts, preds, state = [], [], None
     for start in range(0, len(clip), 8):

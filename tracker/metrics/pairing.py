@@ -174,4 +174,3 @@ def _prepare(
             config.max_detections,
         )
     return frames, counts
-
