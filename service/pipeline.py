@@ -31,7 +31,7 @@ import numpy as np
 
 from posestream.models.poses import FramePoses
 from posestream.service.pipelines.base import DelayedPipeline, Detector, FrameInput, FramePipeline
-from posestream.service.settings import MODEL_NAMES, Settings, tracker_overrides
+from posestream.service.settings import MODEL_NAMES, NETWORK_MODELS, TEST_MODEL, Settings, tracker_overrides
 from posestream.tracker.config import TrackerConfig
 from posestream.tracker.session import SessionTracker
 from posestream.tracker.state import TrackerState
@@ -102,14 +102,14 @@ def build_pipeline(
     overrides = dict(tracker_overrides or {})
     card: dict[str, Any] = {}
     detector: Detector
-    if model == "blobs":
+    if model == TEST_MODEL:
         from posestream.service.pipelines.blobs import BLOB_TRACKERS, BlobDetector
 
         if tracker not in BLOB_TRACKERS:
             log.info("the blob test detector has no HE/TIE/SIE; tracking with 'iou', not %r", tracker)
             tracker = "iou"
         detector = BlobDetector()
-    elif model in ("movenet", "spatialnet"):
+    elif model in NETWORK_MODELS:
         try:
             from posestream.service.pipelines.models import build_model_detector
         except ImportError as exc:
@@ -141,10 +141,10 @@ def available_models() -> list[str]:
     try:
         import posestream.service.pipelines.models  # noqa: F401
 
-        names += ["movenet", "spatialnet"]
+        names += list(NETWORK_MODELS)
     except ImportError:
         pass
-    return names + ["blobs"]
+    return names + [TEST_MODEL]
 
 
 def run_frames(

@@ -20,6 +20,9 @@ from posestream.models.weights import weights_dir as default_weights_dir
 # choices and posestream.service.pipeline.build_pipeline all read it).
 ModelName = Literal["movenet", "spatialnet", "blobs"]
 MODEL_NAMES: tuple[str, ...] = get_args(ModelName)
+# The CPU test detector (coloured blobs, no weights) and the networks (torch, weights).
+TEST_MODEL = "blobs"
+NETWORK_MODELS: tuple[str, ...] = tuple(m for m in MODEL_NAMES if m != TEST_MODEL)
 
 
 class Settings(BaseSettings):
@@ -213,8 +216,9 @@ class Settings(BaseSettings):
     )
     weights_dir: Path = Field(
         default_factory=default_weights_dir,
-        description="Folder of our checkpoints (temporalnet_movenet.pt, spatialnet_movenet.pt, ...); fetched "
-        "third-party weights are cached under <weights_dir>/cache. Default: the source checkout's weights/ "
+        description="Folder of our checkpoints (temporalnet_movenet.pt, spatialnet_movenet.pt, ...). Fetched "
+        "third-party weights (MoveNet, Thunder) are cached under $POSESTREAM_WEIGHTS_DIR/cache, which the model "
+        "code reads from the environment itself: set the variable, not only this field. Default: the source checkout's weights/ "
         "(./weights when installed outside a checkout); the worker image sets /app/weights.",
     )
     input_sizes: list[int] | None = Field(

@@ -1,7 +1,8 @@
 """One session's tracking between frames: its state from a store, one ``step`` per frame, saved back.
 
-``SessionTracker(store, config)`` is the only code that threads a session's ``TrackerState``
-from frame to frame. The CLI runs it over a ``MemoryStore``, the worker over a
+``SessionTracker(store, config)`` threads a session's ``TrackerState`` from frame to frame
+through a state store (``FramePipeline.process`` is the same ``track_frame`` with the states
+passed in and out explicitly, for tests and benchmarks). The CLI runs it over a ``MemoryStore``, the worker over a
 ``RedisStore`` (``posestream.tracker.stores``), the tests over either:
 
 - ``step(session, frames)``: load the session's state, track its frames in order, save the
