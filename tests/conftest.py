@@ -8,6 +8,8 @@ TemporalNet checkpoint. Neither imports torch.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,3 +39,20 @@ def temporalnet_checkpoint(movenet_tflite: Path) -> Path:
     if not path.is_file():
         pytest.skip(f"{path} missing; run `posestream train temporal`")
     return path
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run torch with ``n`` intra-op threads, then restore the count.
+
+    Float sums depend on the thread count, and several test modules change it for the whole
+    session, so a test that compares exact outputs fixes it.
+    """
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)

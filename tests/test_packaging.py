@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import torch_threads
+
 ROOT = Path(__file__).resolve().parents[1]
 # Installed package name -> folder in the checkout (pyproject's package-dir).
 MAPPED = {"posestream": "posestream", "posestream.models": "models", "posestream.tracker": "tracker",
@@ -243,6 +245,9 @@ def test_wheel_installs_non_editable_and_tracks_a_clip(
     outside.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["POSESTREAM_WEIGHTS_DIR"] = str(ROOT / "weights")
+    env["OMP_NUM_THREADS"] = (
+        "1"  # the same torch thread count as the checkout run below (float sums depend on it)
+    )
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     where = subprocess.run(
         [str(venv_python), "-c", "import posestream.service.cli as m, posestream.models.poses as p; "
@@ -278,5 +283,8 @@ def test_wheel_installs_non_editable_and_tracks_a_clip(
     # The same command from the checkout gives byte-identical JSON Lines.
     monkeypatch.setenv("POSESTREAM_WEIGHTS_DIR", str(ROOT / "weights"))
     here = tmp_path / "checkout.jsonl"
-    assert main(["track", str(video), "--out", str(here), "--max-frames", "4", "--device", "cpu", "-q"]) == 0
+    with torch_threads(1):
+        assert (
+            main(["track", str(video), "--out", str(here), "--max-frames", "4", "--device", "cpu", "-q"]) == 0
+        )
     assert out.read_bytes() == here.read_bytes(), "the installed wheel and the checkout track differently"
