@@ -5,6 +5,10 @@ the results and either ends the stream, closes it cleanly, or drops it abruptly 
 close frame) after a given number of results, the way a flaky client would. To resume,
 call it again with the session id and the last ``seq`` received as ``ack``; it starts
 sending after the ``last_index`` the server reports.
+
+Applications use ``posestream.client`` (``posestream.service.client``), which resumes by itself;
+this driver shares its protocol pieces (``open_stream``, ``frame_message``) and adds the knobs
+a fault test needs (ignore credit, drop or close after N results, time-bounded soaks).
 """
 
 from __future__ import annotations
@@ -12,16 +16,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import websockets
 from websockets.exceptions import ConnectionClosed
 
-FRAME_HEADER = struct.Struct(">Q")
+from posestream.service.client import FRAME_HEADER, StreamClosed, frame_message, open_stream
+
+__all__ = ["FRAME_HEADER", "StreamRun", "run_stream"]
 
 
 @dataclass
@@ -82,18 +86,15 @@ async def run_stream(
             sent (a time-bounded soak); with ``stop="end"`` the stream is then ended.
     """
     run = StreamRun()
-    target = f"{url}?session={session}" if session else url
     sent_at: dict[int, float] = {}
-    async with websockets.connect(target, **connect) as ws:
-        first = dict(hello) if ack is None else {**hello, "ack": ack}
-        try:
-            await ws.send(json.dumps(first))
-            run.ready = json.loads(await asyncio.wait_for(ws.recv(), timeout_s))
-        except ConnectionClosed:  # refused: the close code says why
-            run.close_code, run.close_reason = ws.close_code, ws.close_reason or ""
-            return run
-        if "session" not in run.ready:
-            raise RuntimeError(f"no ready message: {run.ready}")
+    try:
+        ws, run.ready = await open_stream(
+            url, hello, session=session, ack=ack, timeout_s=timeout_s, **connect
+        )
+    except StreamClosed as exc:  # refused: the close code says why
+        run.close_code, run.close_reason = exc.code, exc.reason
+        return run
+    async with ws:
         begin = start if start is not None else int(run.ready.get("last_index", -1)) + 1
         credit = [int(run.ready.get("credit", 1 << 62))]
         more = asyncio.Event()
@@ -113,7 +114,7 @@ async def run_stream(
                 if out_of_time():
                     break
                 sent_at[i] = time.perf_counter()
-                await ws.send(FRAME_HEADER.pack(i) + image(i))
+                await ws.send(frame_message(i, image(i)))
                 run.sent.append(i)
                 if interval_s:
                     await asyncio.sleep(interval_s)
