@@ -1,6 +1,6 @@
 """The gateway application factory: ``create_app(settings)``.
 
-Routes: ``/v1/videos`` (uploads), ``/v1/streams`` (WebSocket), ``/healthz``, ``/readyz``,
+Routes: ``/`` (the browser page, ``page``), ``/v1/videos`` (uploads), ``/v1/streams`` (WebSocket), ``/healthz``, ``/readyz``,
 ``/metrics``, and ``/docs``, ``/redoc``, ``/openapi.json`` unless API keys are set
 (``docs_open`` serves them anyway). Serve it with ``posestream.service.gateway.http.uvicorn_options``.
 The gateway never imports torch; it decodes uploads with PyAV, reads WebSocket image
@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from posestream.service.gateway.deps import Ctx, GatewayContext
 from posestream.service.gateway.errors import error_body, install_error_handlers
 from posestream.service.gateway.metrics import GatewayMetrics
+from posestream.service.gateway.page import install_page
 from posestream.service.gateway.streams import router as streams_router
 from posestream.service.gateway.upload_manager import UploadManager, janitor
 from posestream.service.gateway.uploads import router as uploads_router
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(uploads_router)
     app.include_router(streams_router)
+    install_page(app)  # the browser page at / (static files)
 
     @app.get("/healthz", tags=["ops"], summary="The process is alive")
     async def healthz() -> dict[str, str]:
