@@ -3,7 +3,8 @@
 //   node page_check.mjs URL VIDEO LIVE_PNG UPLOAD_PNG [API_KEY]
 //
 // Live tab: types the key, picks VIDEO in the file input, waits until the stream ended, reads
-// the stats and the drawn track ids, screenshots LIVE_PNG. Upload tab: uploads VIDEO, waits for
+// the stats and the drawn track ids, screenshots LIVE_PNG; then streams the fake camera with the
+// webcam button and stops it. Upload tab: uploads VIDEO, waits for
 // the result, lets the video play with the poses drawn over it, screenshots UPLOAD_PNG.
 // Prints one JSON object (what the page showed) on stdout; exits 1 with a message on failure.
 import { chromium } from "playwright-core";
@@ -14,7 +15,14 @@ const TIMEOUT_MS = Number(process.env.PAGE_TIMEOUT_MS || 120000);
 
 const browser = await chromium.launch({
   executablePath,
-  args: ["--no-sandbox", "--autoplay-policy=no-user-gesture-required", "--disable-gpu"],
+  // The fake camera (a generated test pattern) stands in for the webcam.
+  args: [
+    "--no-sandbox",
+    "--autoplay-policy=no-user-gesture-required",
+    "--disable-gpu",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+  ],
 });
 const out = { console: [] };
 try {
@@ -40,6 +48,23 @@ try {
     error: document.getElementById("error").textContent,
   }));
   await page.screenshot({ path: livePng, fullPage: true });
+
+  // The webcam button: stream the fake camera until a few results came back, then stop.
+  await page.click("#live-webcam");
+  await page.waitForFunction(() => document.body.dataset.live === "streaming", null, { timeout: TIMEOUT_MS });
+  await page.waitForFunction(() => Number(document.getElementById("live-frames").textContent) >= 5, null, {
+    timeout: TIMEOUT_MS,
+  });
+  await page.click("#live-stop");
+  await page.waitForFunction(() => ["ended", "closed"].includes(document.body.dataset.live), null, {
+    timeout: TIMEOUT_MS,
+  });
+  out.webcam = await page.evaluate(() => ({
+    status: document.body.dataset.live,
+    session: document.body.dataset.session,
+    frames: Number(document.getElementById("live-frames").textContent),
+    error: document.getElementById("error").textContent,
+  }));
 
   await page.click("#tab-upload");
   await page.setInputFiles("#upload-file", video);

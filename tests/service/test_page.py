@@ -3,7 +3,8 @@
 A real gateway and worker (the blob test detector by default; ``POSESTREAM_PAGE_TEST_MODEL=movenet``
 runs MoveNet for real skeletons) on a free port; ``tests/browser/page_check.mjs`` (playwright-core,
 ``npm ci`` in ``tests/browser``) opens the page, streams a few seconds of vtest.avi (re-encoded here
-to VP8 WebM, which Chromium decodes) through the file input over the live WebSocket, then uploads
+to VP8 WebM, which Chromium decodes) through the file input over the live WebSocket, streams Chromium's fake camera with the webcam
+button, then uploads
 the same clip in the upload tab and plays it with the poses drawn. The test checks the track ids
 the page shows against the service's own results: the live session's (replayed by resuming it
 with ``ack=-1``) and the upload's poses. Screenshots go to the test's folder, or to ``docs/``
@@ -119,6 +120,10 @@ def test_page_streams_a_file_and_plays_an_upload_in_headless_chromium(
         assert page_ids and page_ids == _session_track_ids(
             server.ws_url + "/v1/streams", live["session"], hello, key
         )
+
+        webcam = shown["webcam"]
+        assert webcam["status"] == "ended" and webcam["frames"] >= 5 and not webcam["error"], shown
+        assert webcam["session"] != live["session"]
 
         assert upload["status"] == "playing" and upload["frames"] == f"{frames}/{frames}", shown
         assert upload["uploaded"] == 1 and upload["drawn"] >= 10, shown

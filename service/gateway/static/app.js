@@ -90,6 +90,7 @@ class LiveSession {
     this.ids = new Set();
     this.sending = Promise.resolve();
     this.ended = false;
+    this.opened = false; // the server's ready message came
   }
 
   status(text) {
@@ -135,6 +136,11 @@ class LiveSession {
       this.session = msg.session;
       document.body.dataset.session = msg.session;
       if (!("credit" in msg)) this.credit = Infinity;
+      this.opened = true;
+      if (this.ended) {
+        this.ws.send(JSON.stringify({ end: true })); // stopped before the server was ready
+        return;
+      }
       this.status("streaming");
       this.startVideo();
       return;
@@ -233,7 +239,8 @@ class LiveSession {
     if (this.ended) return;
     this.ended = true;
     this.sending = this.sending.then(() => {
-      if (this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify({ end: true }));
+      // Before the ready message the end goes out when it comes (onMessage).
+      if (this.opened && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify({ end: true }));
     });
   }
 
@@ -262,8 +269,7 @@ async function startLive(setSource) {
     maxInflight: Math.max(1, Number($("live-inflight").value) || 4),
     key: apiKey(),
   });
-  live.ids.clear();
-  showIds($("track-ids"), live.ids);
+  live.showStats(performance.now()); // this session's figures, from zero
   $("live-stop").disabled = false;
   live.start();
 }
