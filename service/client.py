@@ -87,7 +87,9 @@ class VideoFailed(PosestreamError):
     """An upload ended ``failed``; ``status`` is its status object (``error`` says why)."""
 
     def __init__(self, status: dict[str, Any]) -> None:
-        super().__init__(f"video {status.get('id')} failed: {status.get('error')}")
+        err = status.get("error")
+        why = f"{err.get('code')}: {err.get('message')}" if isinstance(err, dict) else str(err)
+        super().__init__(f"video {status.get('id')} failed: {why}")
         self.status = status
 
 

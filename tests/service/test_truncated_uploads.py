@@ -15,6 +15,7 @@ import av
 import httpx
 import pytest
 
+from posestream.client import Client, VideoFailed
 from posestream.models.data.video import iter_video_frames
 from posestream.service.cli_service import EXIT_TRUNCATED
 from tests.service.conftest import ServerThread, WorkerThread
@@ -90,17 +91,16 @@ def test_truncated_uploads_are_done_with_a_truncated_input_warning(make_settings
 @needs_vtest
 def test_fail_on_truncated_makes_a_truncated_upload_fail(make_settings, tmp_path: Path) -> None:
     settings = make_settings(fail_on_truncated=True)
-    with (
-        WorkerThread(settings),
-        ServerThread(settings) as server,
-        httpx.Client(base_url=server.url, timeout=60) as c,
-    ):
-        video_id = _upload(c, faststart_half(tmp_path))
-        status = wait_video(c, video_id)
+    with WorkerThread(settings), ServerThread(settings) as server, Client(server.url) as client:
+        video_id = client.upload(faststart_half(tmp_path))
+        with pytest.raises(VideoFailed) as failed:  # posestream.client's wait says it failed
+            client.wait(video_id, timeout_s=60)
+        status = failed.value.status
         assert status["status"] == "failed" and status["error"]["code"] == "truncated_input", status
+        assert "truncated_input" in str(failed.value)
         assert status["warnings"][0]["declared_frames"] == 40
         # What decoded is still there.
-        assert len(c.get(f"/v1/videos/{video_id}/poses").text.splitlines()) == status["frames_done"] > 0
+        assert len(client.poses(video_id)) == status["frames_done"] > 0
 
 
 @needs_vtest
