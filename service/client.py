@@ -274,7 +274,8 @@ class Stream:
 
     After the iteration ends: ``end`` is the server's ``{"frames_received", "frames_sent", "dropped"}``
     of the last connection, ``dropped`` the frames the server dropped over all connections (live
-    mode), ``reconnects`` how many times the connection was resumed, ``session`` its id.
+    mode), ``reconnects`` how many times the connection was resumed, ``resent`` how many frames were
+    sent again after one, ``session`` its id.
     """
 
     client: AsyncClient
@@ -289,6 +290,7 @@ class Stream:
     end: dict[str, Any] | None = None
     dropped: int = 0
     reconnects: int = 0
+    resent: int = 0  # frames sent again after a reconnect (the server had received but not queued them)
     errors: list[dict[str, Any]] = field(default_factory=list)
 
     def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
@@ -391,6 +393,7 @@ class _Connection:
             await self._wait_for_room()
             await self.ws.send(frame_message(index, image))
             self.sent += 1
+            self.stream.resent += 1
         while not self.exhausted:
             await self._wait_for_room()
             nxt = await self.frames.next()

@@ -108,9 +108,13 @@ def test_api_keys_http_status_and_ws_close_code(make_settings: Callable[..., Set
 
 
 def test_stream_resumes_after_the_socket_is_cut_with_no_frame_lost_or_repeated(
-    stack: ServerThread, clip: Path
+    make_settings: Callable[..., Settings], clip: Path
 ) -> None:
-    async def main() -> tuple[list[dict], list[dict], int, int]:
+    # One frame of a session queued in Redis at a time: the others the client has in flight wait
+    # in the gateway, unqueued, so a cut always loses some and the client must send them again.
+    settings = make_settings(max_inflight=1)
+
+    async def main(stack: ServerThread) -> tuple[list[dict], list[dict], int, int, int]:
         async with AsyncClient(stack.url) as direct:
             reference = [r async for r in direct.stream(clip, mode="ordered")]
         proxy = CuttableProxy(stack.port)
@@ -124,14 +128,16 @@ def test_stream_resumes_after_the_socket_is_cut_with_no_frame_lost_or_repeated(
                     if len(got) in (5, 23):  # twice: mid-stream, with frames in flight each time
                         proxy.cut()
                 assert stream.end is not None and stream.session is not None
-                return reference, got, stream.reconnects, proxy.accepted
+                return reference, got, stream.reconnects, stream.resent, proxy.accepted
         finally:
             await proxy.close()
 
-    reference, got, reconnects, accepted = asyncio.run(main())
+    with WorkerThread(settings), ServerThread(settings) as stack:
+        reference, got, reconnects, resent, accepted = asyncio.run(main(stack))
     assert reconnects == 2 and accepted >= 3
     assert [r["seq"] for r in got] == list(range(FRAMES))
     assert [r["frame_index"] for r in got] == list(range(FRAMES))
+    assert resent > 0  # the cuts did lose unqueued frames, and they were sent again
 
     def tracks(rs: list[dict]) -> list[list[tuple[int, list[float]]]]:
         return [[(p["track_id"], p["box"]) for p in r["poses"]] for r in rs]
