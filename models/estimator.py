@@ -33,6 +33,7 @@ close-up cameras, ``(512,)`` for wide surveillance shots.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -437,9 +438,16 @@ class PoseEstimator:
             return self._network
         key = tuple(x.shape)
         if key not in self._traced:
-            with torch.jit.optimized_execution(False):
+            # One trace per input shape: the backbone's shape-dependent branches (padding of
+            # even-sized maps) are baked into each trace as constants, which is right for its
+            # shape, so the tracer's warning about them is expected. ``torch.jit.freeze`` is
+            # deprecated in favour of ``torch.compile`` (``compile="inductor"``), which costs
+            # ~40 s per shape here; the trace costs well under a second.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                warnings.simplefilter("ignore", DeprecationWarning)
                 traced = torch.jit.trace(self.model, x, check_trace=False, strict=False)
-            self._traced[key] = torch.jit.freeze(traced.eval())
+                self._traced[key] = torch.jit.freeze(traced.eval())
         return self._traced[key]
 
     @torch.inference_mode()
