@@ -132,11 +132,12 @@ class TrackerConfig:
     smooth_min_cutoff: float = 1.0
     """One-Euro cutoff frequency at rest, in Hz. Raising it follows the detections more
     closely (more jitter, less lag); lowering it smooths slow motion more."""
-    smooth_beta: float = 1.0
+    smooth_beta: float = 5.0
     """How fast the cutoff rises with a joint's speed: ``cutoff = smooth_min_cutoff + beta *
     speed``, speed in person scales per second (``sqrt`` of the box area, so the value
     does not depend on the video's resolution). Raising it cuts the lag on fast motion at
-    the price of more jitter while moving; 0 is a plain low-pass filter."""
+    the price of more jitter while moving; 0 is a plain low-pass filter (several frames of
+    lag on a walking person). 5 measured best overall in ``benchmarks/smoothing.py``."""
     smooth_d_cutoff: float = 1.0
     """Cutoff frequency, in Hz, of the low-pass on the velocity estimate the adaptive
     cutoff reads. Raising it reacts sooner to a change of speed but lets detection
