@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -89,3 +90,41 @@ def test_an_upload_on_a_smoothing_worker_is_smoothed(
             r = client.get(f"/v1/videos/{video}/poses")
             results[name] = [loads_frame(line) for line in r.text.splitlines()]
     assert_smoothed(results["raw"], results["smooth"])
+
+
+def test_a_live_session_smooths_the_same_across_a_change_of_worker(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Worker 1 smooths frames 0-19 and stops; a new worker 2 (nothing in common but Redis) smooths
+    20-39 of the resumed session: the keypoints equal those of one worker doing all 40."""
+    from posestream.service.stream_client import run_stream
+    from tests.service.clips import jpeg, shapes_frame
+
+    settings = make_settings(smooth=True)
+    hello = {"fps": 25, "width": 320, "height": 240, "mode": "ordered"}
+
+    def image(i: int) -> bytes:
+        return jpeg(shapes_frame(i))
+
+    def frames(results: list[dict]) -> list[FramePoses]:
+        keys = ("frame_index", "timestamp", "width", "height", "poses")
+        return [FramePoses.from_dict({k: r[k] for k in keys}) for r in results]
+
+    def keypoints(results: list[dict]) -> list[tuple[int, list]]:
+        return [(r["frame_index"], [(p["track_id"], p["keypoints"]) for p in r["poses"]]) for r in results]
+
+    with ServerThread(settings) as server:
+        url = server.ws_url + "/v1/streams"
+        with WorkerThread(settings, pipeline_from_settings(settings)):
+            whole = asyncio.run(run_stream(url, hello, image, 40))
+            first = asyncio.run(run_stream(url, hello, image, 20))
+        assert len(whole.results) == 40 and len(first.results) == 20
+        with WorkerThread(settings, pipeline_from_settings(settings)):
+            rest = asyncio.run(
+                run_stream(url, hello, image, 20, session=first.ready["session"], ack=first.last_seq)
+            )
+    assert [r["frame_index"] for r in rest.results] == list(range(20, 40))
+    assert keypoints(first.results + rest.results) == keypoints(whole.results)
+    with ServerThread(settings) as server, WorkerThread(settings, pipeline_from_settings(make_settings())):
+        plain = asyncio.run(run_stream(server.ws_url + "/v1/streams", hello, image, 40))
+    assert_smoothed(frames(plain.results), frames(whole.results))  # it did smooth
