@@ -26,7 +26,8 @@ The formats:
 - ``coco``: a COCO keypoints file (``images``, ``annotations``, ``categories``) that
   ``pycocotools.coco.COCO`` loads as a dataset and whose ``annotations`` list ``COCO.loadRes``
   takes as results (each has ``score``); extra fields: ``track_id``, ``keypoint_scores``,
-  and per image ``frame_index`` and ``timestamp``. Joints in COCO order.
+  and per image ``frame_index`` and ``timestamp``. Joints in COCO order. ``area`` (the OKS
+  scale COCOeval reads from ground truth) is the box's area: there is no segmentation.
 - ``posetrack``: a PoseTrack 2018 file (``images`` with ``vid_id``, ``frame_id``,
   ``nframes``, ``is_labeled``; ``annotations`` with ``track_id``, ``keypoints``, ``scores``,
   ``bbox``; ``categories`` with PoseTrack's 17 joint names). PoseTrack's joints are COCO's
