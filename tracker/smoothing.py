@@ -25,7 +25,8 @@ What happens when a joint or a track is not seen (the state is ``TrackerState.fi
   leaves all its joints untouched. When the joint is seen again, ``te`` is the real time
   since its last update, so the longer the gap the closer ``a`` is to 1 and the more the
   new detection is trusted: after a gap of a few ``1 / min_cutoff`` the filter has in
-  effect restarted. A timestamp that does not increase (``te <= 0``) restarts the joint;
+  effect restarted. A timestamp that does not increase (``te <= 0``) restarts the joint
+  (so a stream whose timestamps never advance, e.g. all 0, is reported unsmoothed);
 - only people with a track id are smoothed (tentative tracks reported as -1 are not);
   a track's filter is dropped as soon as the track leaves the active set (lost,
   dropped, or its id replaced by a re-identified one), so the state stays bounded by
