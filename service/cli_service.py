@@ -67,6 +67,9 @@ def register_track(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--max-frames", type=int, default=0, help="stop after this many frames (0: the whole video)"
     )
+    p.add_argument("--smooth", action="store_true",
+                   help="smooth each track's keypoints with a One-Euro filter (less jitter, some lag on fast "
+                   "motion; parameters: POSESTREAM_TRACKER_OVERRIDES__SMOOTH_BETA etc., see the README)")  # fmt: skip
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_track)
 
@@ -98,6 +101,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
         pipeline = build_pipeline(
             args.model, args.tracker, args.input_sizes, args.device,
             weights_dir=settings.weights_dir, tracker_overrides=settings.tracker_overrides,
+            smooth=args.smooth or settings.smooth,
         )  # fmt: skip
     except ValueError as exc:
         raise CliError(str(exc)) from None

@@ -214,6 +214,14 @@ class Settings(BaseSettings):
         "variable per field, POSESTREAM_TRACKER_OVERRIDES__<FIELD>=value (or a JSON object in "
         "POSESTREAM_TRACKER_OVERRIDES). The worker and `posestream track` log the resolved config at start.",
     )
+    smooth: bool = Field(
+        False,
+        description="Smooth each track's reported keypoints with a One-Euro filter per joint (uploads and live "
+        "sessions alike; its state is in the tracker state, so it survives a change of worker). The same as "
+        "POSESTREAM_TRACKER_OVERRIDES__SMOOTH=true; the filter's parameters are the tracker fields "
+        "smooth_min_cutoff, smooth_beta and smooth_d_cutoff (posestream.tracker.config.TrackerConfig says what "
+        "raising each does), set through tracker_overrides. Off by default: it lags fast motion.",
+    )
     weights_dir: Path = Field(
         default_factory=default_weights_dir,
         description="Folder of our checkpoints (temporalnet_movenet.pt, spatialnet_movenet.pt, ...). Fetched "
