@@ -40,11 +40,14 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import av
 import numpy as np
+
+if TYPE_CHECKING:
+    from posestream.service.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,7 @@ __all__ = [
     "PullSource",
     "PullStats",
     "check_url",
+    "config_from_settings",
     "is_url",
     "redact",
 ]
@@ -216,7 +220,9 @@ class PullSource:
         PullError: from the constructor, for a URL that cannot be pulled.
     """
 
-    def __init__(self, url: str, config: PullConfig | None = None, stop: threading.Event | None = None) -> None:
+    def __init__(
+        self, url: str, config: PullConfig | None = None, stop: threading.Event | None = None
+    ) -> None:
         self.config = config or PullConfig()
         self.scheme = check_url(url, self.config.allow_private)
         self.url = url
@@ -333,3 +339,19 @@ def _end_seconds(container: av.container.InputContainer) -> float | None:
         return None
     start = container.start_time if container.start_time is not None else 0
     return float((start + container.duration) / av.time_base)
+
+
+def config_from_settings(
+    settings: Settings, *, realtime: bool, allow_private: bool | None = None
+) -> PullConfig:
+    """The ``PullConfig`` of the ``pull_*`` settings (``allow_private``: override ``pull_allow_private``)."""
+    return PullConfig(
+        max_retries=settings.pull_max_retries,
+        initial_backoff_s=settings.pull_initial_backoff_s,
+        max_backoff_s=settings.pull_max_backoff_s,
+        open_timeout_s=settings.pull_timeout_s,
+        read_timeout_s=settings.pull_timeout_s,
+        rtsp_transport=settings.pull_rtsp_transport,
+        allow_private=settings.pull_allow_private if allow_private is None else allow_private,
+        realtime=realtime,
+    )
