@@ -72,7 +72,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         with open(path, "rb") as fh:
             fh.seek(start)
             left = end - start + 1
-            chunk = 4096
+            chunk = 512 if self.server.rate_bps else 65536
             while left > 0:
                 data = fh.read(min(chunk, left))
                 if not data:
@@ -130,7 +130,9 @@ class HttpMediaServer:
 
     def start(self) -> None:
         self._server = _Server(self.port, self.root, self.rate_bps)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -156,11 +158,19 @@ def write_hls(folder: Path, frames: int = 50, width: int = 320, height: int = 24
     """An HLS VOD playlist of the shapes clip (1 s segments) in ``folder``; returns the playlist's path."""
     folder.mkdir(parents=True, exist_ok=True)
     playlist = folder / "index.m3u8"
-    options = {"hls_time": "1", "hls_playlist_type": "vod", "hls_segment_filename": str(folder / "seg%03d.ts")}
+    options = {
+        "hls_time": "1",
+        "hls_playlist_type": "vod",
+        "hls_segment_filename": str(folder / "seg%03d.ts"),
+    }
     with av.open(str(playlist), "w", format="hls", options=options) as out:
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"g": str(fps), "keyint_min": str(fps), "sc_threshold": "0"}  # a keyframe per segment
+        stream.options = {
+            "g": str(fps),
+            "keyint_min": str(fps),
+            "sc_threshold": "0",
+        }  # a keyframe per segment
         for t in range(frames):
             frame = av.VideoFrame.from_ndarray(shapes_frame(t, width, height), format="rgb24")
             for packet in stream.encode(frame):

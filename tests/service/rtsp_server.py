@@ -30,7 +30,9 @@ def main() -> int:
     server.set_address("127.0.0.1")
     server.set_service(port)
     factory = GstRtspServer.RTSPMediaFactory()
-    factory.set_launch(f'( filesrc location="{clip}" ! qtdemux ! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96 )')
+    factory.set_launch(
+        f'( filesrc location="{clip}" ! qtdemux ! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96 )'
+    )
     factory.set_shared(False)
     server.get_mount_points().add_factory("/" + path, factory)
     if server.attach(None) == 0:
