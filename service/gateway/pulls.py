@@ -41,11 +41,11 @@ import asyncio
 import contextlib
 import json
 import logging
-import queue
 import shutil
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -236,10 +236,9 @@ class PullManager:
         except PullError as exc:  # checked in the route; the address may have changed since
             await self._finish(pull, "failed", ApiErrorBody(code="bad_url", message=str(exc)))
             return
-        items: queue.Queue[Any] = queue.Queue(maxsize=s.live_queue if live else 2)
-        dropped = [0]
+        items = _Handoff(asyncio.get_running_loop(), s.live_queue if live else 2, live)
         reader = threading.Thread(
-            target=_read_frames, args=(source, items, live, s.upload_jpeg_quality, s.max_frame_pixels, dropped),
+            target=_read_frames, args=(source, items, s.upload_jpeg_quality, s.max_frame_pixels),
             name=f"pull-{status.id}-reader", daemon=True,
         )  # fmt: skip
         reader.start()
@@ -253,7 +252,7 @@ class PullManager:
             while True:
                 async with inflight:
                     await inflight.wait_for(lambda: counts["queued"] - counts["done"] < s.max_inflight)
-                item = await asyncio.to_thread(items.get)
+                item = await items.get()
                 if isinstance(item, _End):
                     end.append(item.error)
                     return
@@ -293,13 +292,13 @@ class PullManager:
                             inflight.notify_all()
                     if now - last_write >= _STATUS_EVERY_S:
                         last_write = now
-                        status = self._progress(pull, source, counts, dropped[0])
+                        status = self._progress(pull, source, counts, items.dropped)
                         await self.write_status(status)
                     if now - stop_checked >= _STATUS_EVERY_S and not pull.stop.is_set():
                         stop_checked = now
                         if await awaited(ctx.redis.hget(ctx.keys.pull(status.id), "stop")):
                             pull.stop.set()  # DELETE on another gateway
-            status = self._progress(pull, source, counts, dropped[0])
+            status = self._progress(pull, source, counts, items.dropped)
             error = end[0] if end else None
             state: PullState = (
                 "failed" if error is not None else ("stopped" if pull.stop.is_set() else "ended")
@@ -324,7 +323,6 @@ class PullManager:
             feeder.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await feeder
-            _drain(items)  # a reader blocked on a full queue sees the stop and ends
             ctx.metrics.active_sessions.labels("pull").dec()
             self.pulls.pop(status.id, None)
 
@@ -347,14 +345,54 @@ class PullManager:
         )
 
 
-def _read_frames(
-    source: PullSource, items: queue.Queue[Any], live: bool, quality: int, max_pixels: int, dropped: list[int]
-) -> None:
-    """The reader thread: decode, check and JPEG-encode each frame into ``items``; then an ``_End``.
+class _Handoff:
+    """Frames from the reader thread to the pull's task: put from the thread, ``get`` in the event loop.
 
-    ``live``: a full queue drops its oldest frame (``dropped[0]`` counts them); else it blocks
-    until there is room or the pull is stopped.
+    ``live``: the newest ``capacity`` frames wait; a frame arriving when they are full drops the
+    oldest (``dropped`` counts them). Ordered: ``put`` blocks while ``capacity`` frames wait.
+    The ``_End`` marker is never dropped. No executor thread is held while waiting.
     """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, capacity: int, live: bool) -> None:
+        self.loop, self.capacity, self.live = loop, capacity, live
+        self.items: deque[Any] = deque()
+        self.ready = asyncio.Event()
+        self.slots = threading.Semaphore(capacity)
+        self.dropped = 0
+
+    # -- reader thread
+    def put(self, item: Any, stop: threading.Event) -> bool:
+        """Hand ``item`` over; False when the pull stopped (or the loop is gone) first."""
+        if not self.live and not isinstance(item, _End):
+            while not self.slots.acquire(timeout=0.2):
+                if stop.is_set():
+                    return False
+        try:
+            self.loop.call_soon_threadsafe(self._append, item)
+        except RuntimeError:  # the event loop closed (gateway shutdown)
+            return False
+        return True
+
+    # -- event loop
+    def _append(self, item: Any) -> None:
+        if self.live and not isinstance(item, _End) and len(self.items) >= self.capacity:
+            self.items.popleft()
+            self.dropped += 1
+        self.items.append(item)
+        self.ready.set()
+
+    async def get(self) -> Any:
+        while not self.items:
+            self.ready.clear()
+            await self.ready.wait()
+        item = self.items.popleft()
+        if not self.live and not isinstance(item, _End):
+            self.slots.release()
+        return item
+
+
+def _read_frames(source: PullSource, items: _Handoff, quality: int, max_pixels: int) -> None:
+    """The reader thread: decode, check and JPEG-encode each frame into ``items``; then an ``_End``."""
     error: ApiErrorBody | None = None
     try:
         for index, ts, rgb in source.frames():
@@ -362,47 +400,14 @@ def _read_frames(
                 error = ApiErrorBody(code="frame_too_large", message=f"frame {index}: {msg}")
                 break
             item = (index, ts, rgb.shape[1], rgb.shape[0], encode_jpeg(rgb, quality))
-            if live:
-                while True:
-                    try:
-                        items.put_nowait(item)
-                        break
-                    except queue.Full:
-                        with contextlib.suppress(queue.Empty):
-                            items.get_nowait()
-                            dropped[0] += 1
-            else:
-                while not source.stop.is_set():
-                    try:
-                        items.put(item, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
-            if source.stop.is_set():
+            if not items.put(item, source.stop) or source.stop.is_set():
                 break
     except PullFailed as exc:
         error = ApiErrorBody(code="source_failed", message=str(exc))
     except Exception as exc:
         log.exception("pull reader failed")
         error = ApiErrorBody(code="internal_error", message=f"{type(exc).__name__}: {exc}")
-    # The end marker must not be dropped: wait for room (the feeder keeps taking items until it
-    # gets the marker; once the pull is stopped, the frames still waiting are dropped for it).
-    while True:
-        try:
-            items.put(_End(error), timeout=0.2)
-            break
-        except queue.Full:
-            if source.stop.is_set():
-                _drain(items)
-
-
-def _drain(items: queue.Queue[Any]) -> None:
-    with contextlib.suppress(queue.Empty):
-        while True:
-            item = items.get_nowait()
-            if isinstance(item, _End):  # keep the marker for a feeder still waiting
-                items.put_nowait(item)
-                return
+    items.put(_End(error), source.stop)
 
 
 def _line(result: FrameResult) -> str:
@@ -414,7 +419,7 @@ def _line(result: FrameResult) -> str:
 
 
 def _manager(request: Request | WebSocket) -> PullManager:
-    return request.app.state.pulls  # type: ignore[no-any-return]
+    return request.app.state.pulls
 
 
 async def _status_or_404(request: Request, ctx: GatewayContext, pull_id: str, owner: str) -> PullStatus:
