@@ -187,7 +187,7 @@ def rtsp_unavailable() -> str | None:
     probe = subprocess.run(
         [SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0'); "
          "from gi.repository import Gst, GstRtspServer; Gst.init(None); "
-         "assert Gst.ElementFactory.find('rtph264pay') and Gst.ElementFactory.find('qtdemux')"],
+         "assert all(Gst.ElementFactory.find(e) for e in ('qtdemux', 'h264parse', 'rtph264pay'))"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     if probe.returncode != 0:
