@@ -11,8 +11,9 @@ everywhere in posestream), across any number of reconnects:
   is opened again after a backoff that doubles from ``initial_backoff_s`` up to
   ``max_backoff_s``; after ``max_retries`` consecutive failed attempts it raises
   ``PullFailed``. A source with a duration resumes where it dropped (seek to the last
-  frame's timestamp, frames up to it skipped), so no frame is yielded twice or missed; a
-  live source continues with whatever it sends now.
+  frame's timestamp, frames up to it skipped; the last few frames decoded before a drop are
+  held back and read again, since the drop may have cut their data short), so no frame is
+  yielded twice or missed; a live source continues with whatever it sends now.
 
 Frame indices count yielded frames from 0 across reconnects. Timestamps are the source's
 own (seconds, from the frame's pts) for sources with a duration; for live sources they
@@ -38,6 +39,7 @@ import logging
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -77,6 +79,9 @@ _PROTOCOLS = {
 _FALLBACK_FPS = 25.0
 # A frame within this many frame intervals of the declared end counts as the end (rounding).
 _END_SLACK_FRAMES = 2.5
+# Decoded frames of a source with a duration held back until a later frame decodes (see
+# PullSource._connection): at least the decoder's reordering and frame-thread delay.
+_HOLD_BACK = 8
 
 PullState = Literal["connecting", "running", "reconnecting", "ended", "failed", "stopped"]
 
@@ -257,7 +262,7 @@ class PullSource:
             before = self.stats.frames_read
             try:
                 yield from self._connection()
-                self.stats.state = "ended"
+                self.stats.state = "stopped" if self.stop.is_set() else "ended"
                 return
             except _Dropped as exc:
                 self.stats.last_error = str(exc)
@@ -277,7 +282,13 @@ class PullSource:
         self.stats.state = "stopped"
 
     def _connection(self) -> Iterator[tuple[int, float, np.ndarray]]:
-        """One connection's frames; returns at the source's end, raises ``_Dropped`` (or FFmpeg's error) otherwise."""
+        """One connection's frames; returns at the source's end, raises ``_Dropped`` (or FFmpeg's error) otherwise.
+
+        For a source with a duration, the last ``_HOLD_BACK`` decoded frames are held until a
+        later one decodes: the frames decoded just before a drop may be made from data the drop
+        cut short (the decoder conceals what is missing), so they are dropped with the
+        connection and read again after the resume.
+        """
         c = self.config
         container = av.open(self.url, options=self._options(), timeout=(c.open_timeout_s, c.read_timeout_s))
         with container:
@@ -294,6 +305,8 @@ class PullSource:
                 container.seek(int(resume / stream.time_base), stream=stream, backward=True)
             self.stats.state = "running"
             self.stats.fps = fps
+            hold = _HOLD_BACK if end is not None else 0
+            held: deque[tuple[float, av.VideoFrame]] = deque()
             first_pts: float | None = None
             paced_from: tuple[float, float] | None = None  # (source ts, monotonic) of the first paced frame
             last_source_ts: float | None = None
@@ -310,18 +323,17 @@ class PullSource:
                 else:
                     first_pts = source_ts if first_pts is None else first_pts
                     ts = self._live_offset + (source_ts - first_pts)
+                held.append((ts, frame))
+                if len(held) <= hold:
+                    continue
+                ts, frame = held.popleft()
                 if c.realtime and end is not None:
                     now = time.monotonic()
                     paced_from = paced_from or (ts, now)
                     ahead = (ts - paced_from[0]) - (now - paced_from[1])
                     if ahead > 0 and self.stop.wait(ahead):
                         return
-                rgb = frame.to_ndarray(format="rgb24")
-                self.stats.width, self.stats.height = rgb.shape[1], rgb.shape[0]
-                index = self.stats.frames_read
-                self.stats.frames_read += 1
-                self._last_ts = ts
-                yield index, ts, rgb
+                yield self._emit(ts, frame)
                 if self.stop.is_set():
                     return
             if end is None:
@@ -331,6 +343,18 @@ class PullSource:
             if last_source_ts is None or last_source_ts < end - _END_SLACK_FRAMES * interval:
                 at = "no frame" if last_source_ts is None else f"{last_source_ts:.2f} s"
                 raise _Dropped(f"the stream stopped at {at}, before its end at {end:.2f} s")
+            while held:  # the source's end: the frames held back are whole
+                yield self._emit(*held.popleft())
+                if self.stop.is_set():
+                    return
+
+    def _emit(self, ts: float, frame: av.VideoFrame) -> tuple[int, float, np.ndarray]:
+        rgb = frame.to_ndarray(format="rgb24")
+        self.stats.width, self.stats.height = rgb.shape[1], rgb.shape[0]
+        index = self.stats.frames_read
+        self.stats.frames_read += 1
+        self._last_ts = ts
+        return index, ts, rgb
 
 
 def _end_seconds(container: av.container.InputContainer) -> float | None:
