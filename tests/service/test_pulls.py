@@ -357,7 +357,11 @@ def test_posestream_track_url_exits_1_when_the_source_fails_for_good(tmp_path: P
 
 
 @pytest.mark.slow
-def test_posestream_track_url_with_movenet_on_a_real_clip(tmp_path: Path) -> None:
+@pytest.mark.weights
+def test_posestream_track_url_with_movenet_on_a_real_clip(
+    temporalnet_checkpoint: Path, tmp_path: Path
+) -> None:
+    # The default pipeline (MoveNet + Thunder refinement + TemporalNet he+tie) on real people, pulled over HTTP.
     vtest = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
     if not vtest.is_file():
         pytest.skip("vtest.avi (Debian opencv-doc) is not installed")
