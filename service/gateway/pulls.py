@@ -141,6 +141,13 @@ class _Pull:
     raw_url: str
     stop: threading.Event = field(default_factory=threading.Event)
     task: asyncio.Task[None] | None = None
+    handoff: _Handoff | None = None
+
+    def request_stop(self) -> None:
+        """Stop reading now (event loop only): frames not yet queued are dropped, queued ones still collected."""
+        self.stop.set()
+        if self.handoff is not None:
+            self.handoff.close()
 
 
 @dataclass(frozen=True)
@@ -212,14 +219,14 @@ class PullManager:
         await awaited(self.ctx.redis.hset(self.ctx.keys.pull(pull_id), "stop", "1"))
         pull = self.pulls.get(pull_id)
         if pull is not None and pull.task is not None:
-            pull.stop.set()
+            pull.request_stop()
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
                 await asyncio.wait_for(asyncio.shield(pull.task), timeout=5)
 
     async def shutdown(self) -> None:
         """Stop every pull of this gateway (they end ``stopped``)."""
         for pull in list(self.pulls.values()):
-            pull.stop.set()
+            pull.request_stop()
         tasks = [p.task for p in self.pulls.values() if p.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=10)
@@ -236,7 +243,7 @@ class PullManager:
         except PullError as exc:  # checked in the route; the address may have changed since
             await self._finish(pull, "failed", ApiErrorBody(code="bad_url", message=str(exc)))
             return
-        items = _Handoff(asyncio.get_running_loop(), s.live_queue if live else 2, live)
+        items = pull.handoff = _Handoff(asyncio.get_running_loop(), s.live_queue if live else 2, live)
         reader = threading.Thread(
             target=_read_frames, args=(source, items, s.upload_jpeg_quality, s.max_frame_pixels),
             name=f"pull-{status.id}-reader", daemon=True,
@@ -297,7 +304,7 @@ class PullManager:
                     if now - stop_checked >= _STATUS_EVERY_S and not pull.stop.is_set():
                         stop_checked = now
                         if await awaited(ctx.redis.hget(ctx.keys.pull(status.id), "stop")):
-                            pull.stop.set()  # DELETE on another gateway
+                            pull.request_stop()  # DELETE on another gateway
             status = self._progress(pull, source, counts, items.dropped)
             error = end[0] if end else None
             state: PullState = (
@@ -379,6 +386,12 @@ class _Handoff:
             self.items.popleft()
             self.dropped += 1
         self.items.append(item)
+        self.ready.set()
+
+    def close(self) -> None:
+        """Drop the waiting frames and end the hand-off now (the reader's later items are ignored)."""
+        self.items.clear()
+        self.items.append(_End(None))
         self.ready.set()
 
     async def get(self) -> Any:
