@@ -88,8 +88,6 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/pulls", tags=["pulls"], dependencies=[Authorized])
 ws_router = APIRouter(tags=["pulls"])
 
-# WebSocket close code: the pulled source failed for good (the reason says why).
-WS_SOURCE_FAILED = 4502
 TERMINAL: frozenset[str] = frozenset({"ended", "failed", "stopped"})
 _STATUS_EVERY_S = 0.25
 
@@ -544,7 +542,7 @@ async def _relay(websocket: WebSocket, ctx: GatewayContext, status: PullStatus, 
             await websocket.send_text(json.dumps({"end": current.public()}))
             if current.state == "failed":
                 reason = f"source failed: {current.error.message if current.error else 'unknown'}"
-                await websocket.close(WS_SOURCE_FAILED, reason[:120])
+                await websocket.close(E.WS_SOURCE_FAILED, reason[:120])
             else:
                 await websocket.close(E.WS_NORMAL)
             return

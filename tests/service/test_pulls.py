@@ -234,6 +234,19 @@ def test_a_source_that_never_answers_fails_with_4502(make_settings) -> None:
     assert status["reconnects"] == 1
 
 
+def test_a_frame_over_max_frame_pixels_fails_the_pull(make_settings, media: Path) -> None:
+    settings = make_settings(**FAST_PULL, max_frame_pixels=320 * 200)  # the clip is 320x240
+    with (
+        HttpMediaServer(media) as server,
+        ServerThread(settings) as gw,
+        httpx.Client(base_url=gw.url) as client,
+    ):
+        body = client.post("/v1/pulls", json={"url": server.url("clip.mp4"), "mode": "ordered"}).json()
+        _, results, end, code, reason = asyncio.run(_ws_results(gw.ws_url + body["results_url"]))
+    assert results == [] and code == 4502 and "max_frame_pixels" in reason
+    assert end is not None and end["error"]["code"] == "frame_too_large" and end["frames_queued"] == 0
+
+
 def test_pull_errors(make_settings, media: Path) -> None:
     settings = make_settings(api_keys=["k1", "k2"], max_pulls=1, pull_initial_backoff_s=0.2)
     k1 = {"Authorization": "Bearer k1"}
