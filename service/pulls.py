@@ -207,6 +207,7 @@ class PullStats:
     fps: float = 0.0
     width: int = 0
     height: int = 0
+    live: bool = False  # the last connection had no duration: a drop continues with what it sends now
 
 
 class _Dropped(Exception):
@@ -305,6 +306,7 @@ class PullSource:
                 container.seek(int(resume / stream.time_base), stream=stream, backward=True)
             self.stats.state = "running"
             self.stats.fps = fps
+            self.stats.live = end is None
             hold = _HOLD_BACK if end is not None else 0
             held: deque[tuple[float, av.VideoFrame]] = deque()
             first_pts: float | None = None

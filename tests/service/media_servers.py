@@ -180,20 +180,27 @@ def write_hls(folder: Path, frames: int = 50, width: int = 320, height: int = 24
     return playlist
 
 
-def rtsp_unavailable() -> str | None:
-    """Why the RTSP test server cannot run here, or None when it can."""
+# GStreamer elements the server's pipelines need: a file (plugins-good/-bad), the live source (+ -ugly's x264enc).
+_RTSP_ELEMENTS = {
+    False: ("qtdemux", "h264parse", "rtph264pay"),
+    True: ("videotestsrc", "x264enc", "rtph264pay"),
+}
+
+
+def rtsp_unavailable(live: bool = False) -> str | None:
+    """Why the RTSP test server cannot run here (``live``: its live source), or None when it can."""
     if not os.path.exists(SYSTEM_PYTHON):
         return f"{SYSTEM_PYTHON} (the system Python with PyGObject) is missing"
     probe = subprocess.run(
         [SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0'); "
          "from gi.repository import Gst, GstRtspServer; Gst.init(None); "
-         "assert all(Gst.ElementFactory.find(e) for e in ('qtdemux', 'h264parse', 'rtph264pay'))"],
+         f"assert all(Gst.ElementFactory.find(e) for e in {_RTSP_ELEMENTS[live]!r})"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     if probe.returncode != 0:
         return (
             "gst-rtsp-server is not installed for the system Python (apt-get install python3-gi "
-            "gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad): "
+            "gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly): "
             + probe.stderr.strip().splitlines()[-1:][0]
             if probe.stderr.strip()
             else "gst-rtsp-server probe failed"
@@ -202,9 +209,10 @@ def rtsp_unavailable() -> str | None:
 
 
 class RtspServer:
-    """``rtsp://127.0.0.1:PORT/clip`` serving ``clip`` in real time (a subprocess; ``stop``/``start`` again)."""
+    """``rtsp://127.0.0.1:PORT/clip`` serving ``clip`` in real time, or ``"live"``: a live source without an end
+    (a subprocess; ``stop`` and ``start`` again on the same port)."""
 
-    def __init__(self, clip: Path) -> None:
+    def __init__(self, clip: Path | str) -> None:
         self.clip = clip
         self.port = _free_port()
         self._proc: subprocess.Popen[str] | None = None

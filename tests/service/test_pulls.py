@@ -340,6 +340,36 @@ def test_pull_rtsp_through_the_workers_and_reconnect_after_the_server_restarts(
     _check_one_clip(results, 100)
 
 
+def test_a_live_rtsp_source_is_reconnected_and_its_timestamps_go_on(rtsp_reason: str | None) -> None:
+    reason = rtsp_reason or rtsp_unavailable(live=True)
+    if reason:
+        pytest.skip(reason)
+    rtsp = RtspServer("live")
+    rtsp.start()
+    source = PullSource(
+        rtsp.url, PullConfig(allow_private=True, initial_backoff_s=0.2, max_backoff_s=0.5, read_timeout_s=3.0)
+    )
+    frames: list[tuple[int, float]] = []
+    try:
+        for index, ts, _ in source.frames():
+            frames.append((index, ts))
+            if len(frames) == 25:  # the server goes away mid-stream and comes back
+                rtsp.stop()
+                rtsp.start()
+            if len(frames) == 60:
+                source.stop.set()
+    finally:
+        rtsp.stop()
+    assert source.stats.live and source.stats.reconnects >= 1 and source.stats.state == "stopped", (
+        source.stats
+    )
+    assert [i for i, _ in frames] == list(range(60))
+    ts = [t for _, t in frames]
+    assert all(b > a for a, b in zip(ts, ts[1:], strict=False)), (
+        ts
+    )  # a new connection's pts continue, not restart
+
+
 # ---- the CLI -----------------------------------------------------------------------------------------
 def test_posestream_track_url_writes_json_lines_as_for_files(media: Path, tmp_path: Path) -> None:
     out = tmp_path / "pulled.jsonl"
