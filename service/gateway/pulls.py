@@ -237,7 +237,9 @@ class PullManager:
         status = pull.status
         live = status.mode == "live"
         try:
-            source = PullSource(pull.raw_url, config_from_settings(s, realtime=live), stop=pull.stop)
+            # The URL check resolves the host again (it may have changed since the route checked it): off the loop.
+            config = config_from_settings(s, realtime=live)
+            source = await asyncio.to_thread(PullSource, pull.raw_url, config, pull.stop)
         except PullError as exc:  # checked in the route; the address may have changed since
             await self._finish(pull, "failed", ApiErrorBody(code="bad_url", message=str(exc)))
             return

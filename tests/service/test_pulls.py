@@ -17,11 +17,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import av
 import httpx
 import pytest
 import websockets
 
-from posestream.service.pulls import PullConfig, PullError, PullSource, check_url, redact
+from posestream.service.pulls import PullConfig, PullError, PullFailed, PullSource, check_url, redact
 from tests.service.clips import write_clip
 from tests.service.conftest import ServerThread, WorkerThread
 from tests.service.helpers import POSESTREAM, lane_ids
@@ -87,6 +88,7 @@ def test_check_url_accepts_stream_schemes_only_and_refuses_private_addresses() -
             check_url(bad, allow_private=True)
     assert check_url("RTSP://127.0.0.1:8554/cam", allow_private=True) == "rtsp"
     for private in (
+        "http://localhost/a.mp4",
         "http://127.0.0.1/a.mp4",
         "rtsp://10.1.2.3/cam",
         "https://[::1]/x.m3u8",
@@ -114,6 +116,21 @@ def test_pull_source_reads_an_http_file_and_hls_to_their_end(media: Path, name: 
     assert source.stats.state == "ended" and source.stats.reconnects == 0 and source.stats.fps == FPS
 
 
+def test_a_playlist_cannot_make_the_pull_read_local_files(media: Path) -> None:
+    # An HLS playlist whose segments are file: URLs: FFmpeg follows them when allowed to,
+    # a PullSource only opens network protocols (protocol_whitelist).
+    hls = media / "hls"
+    evil = media / "evil.m3u8"
+    evil.write_text((hls / "index.m3u8").read_text().replace("seg", f"file://{hls}/seg"))
+    with av.open(str(evil), options={"protocol_whitelist": "file,crypto"}) as container:
+        assert sum(1 for _ in container.decode(video=0)) == FRAMES
+    with HttpMediaServer(media) as server:
+        source = PullSource(server.url("evil.m3u8"), PullConfig(allow_private=True, max_retries=0))
+        with pytest.raises(PullFailed):
+            list(source.frames())
+    assert source.stats.frames_read == 0
+
+
 def test_pull_source_gives_up_after_max_retries() -> None:
     from tests.service.conftest import free_port
 
@@ -121,8 +138,6 @@ def test_pull_source_gives_up_after_max_retries() -> None:
         f"http://127.0.0.1:{free_port()}/nothing.mp4",
         PullConfig(allow_private=True, max_retries=2, initial_backoff_s=0.05, max_backoff_s=0.1),
     )
-    from posestream.service.pulls import PullFailed
-
     with pytest.raises(PullFailed, match="gave up after 2 reconnect attempts"):
         list(source.frames())
     assert source.stats.state == "failed" and source.stats.reconnects == 2
