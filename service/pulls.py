@@ -170,8 +170,8 @@ class PullConfig:
         rtsp_transport: ``"tcp"`` (interleaved RTP over the RTSP connection: works through NAT
             and firewalls, no loss) or ``"udp"`` (lower latency, packets may be lost).
         allow_private: accept URLs whose host is loopback/private (see the module docstring).
-        realtime: pace a source with a duration to its own frame rate, as if it were live
-            (the gateway's ``live`` mode); a live source is paced by its server anyway.
+        realtime: pace an HTTP(S) file or VOD HLS to its own frame rate, as if it were live (the
+            gateway's ``live`` mode); RTSP and live sources are paced by their servers.
     """
 
     max_retries: int = 5
@@ -308,6 +308,8 @@ class PullSource:
             self.stats.fps = fps
             self.stats.live = end is None
             hold = _HOLD_BACK if end is not None else 0
+            # An RTSP server sends in real time itself; an HTTP file or HLS arrives as fast as the network.
+            pace = c.realtime and end is not None and self.scheme in ("http", "https")
             held: deque[tuple[float, av.VideoFrame]] = deque()
             first_pts: float | None = None
             paced_from: tuple[float, float] | None = None  # (source ts, monotonic) of the first paced frame
@@ -329,7 +331,7 @@ class PullSource:
                 if len(held) <= hold:
                     continue
                 ts, frame = held.popleft()
-                if c.realtime and end is not None:
+                if pace:
                     now = time.monotonic()
                     paced_from = paced_from or (ts, now)
                     ahead = (ts - paced_from[0]) - (now - paced_from[1])

@@ -195,10 +195,14 @@ class PullManager:
             created_at=time.time(),
             owner=owner,
         )
-        await asyncio.to_thread(self._prepare_folder, pull_id)
-        await self.write_status(status)
         pull = _Pull(status, url)
-        self.pulls[pull_id] = pull
+        self.pulls[pull_id] = pull  # counted from here on, so concurrent requests cannot pass max_pulls
+        try:
+            await asyncio.to_thread(self._prepare_folder, pull_id)
+            await self.write_status(status)
+        except BaseException:
+            self.pulls.pop(pull_id, None)
+            raise
         pull.task = asyncio.create_task(self._run(pull), name=f"pull-{pull_id}")
         return status
 
@@ -241,6 +245,7 @@ class PullManager:
             config = config_from_settings(s, realtime=live)
             source = await asyncio.to_thread(PullSource, pull.raw_url, config, pull.stop)
         except PullError as exc:  # checked in the route; the address may have changed since
+            self.pulls.pop(status.id, None)
             await self._finish(pull, "failed", ApiErrorBody(code="bad_url", message=str(exc)))
             return
         items = pull.handoff = _Handoff(asyncio.get_running_loop(), s.live_queue if live else 2, live)

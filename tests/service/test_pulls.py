@@ -178,6 +178,28 @@ def test_pull_an_http_file_or_hls_through_the_workers(
         assert [f["frame_index"] for f in lines] == sorted({f["frame_index"] for f in lines})
 
 
+def test_a_live_pull_with_a_slow_worker_drops_frames_but_never_reorders(make_settings, media: Path) -> None:
+    from posestream.service.pipeline import DelayedPipeline, build_pipeline
+
+    settings = make_settings(**FAST_PULL, max_inflight=2, live_queue=2, batch_size=1)
+    slow = DelayedPipeline(build_pipeline("blobs", "iou"), 0.1)  # about 10 frames/s against the clip's 25
+    with (
+        WorkerThread(settings, slow),
+        ServerThread(settings) as gw,
+        HttpMediaServer(media) as server,
+        httpx.Client(base_url=gw.url, timeout=30) as client,
+    ):
+        body = client.post("/v1/pulls", json={"url": server.url("clip.mp4"), "mode": "live"}).json()
+        status = _wait_pull(client, body["id"])
+        lines = [json.loads(line) for line in client.get(body["results_jsonl_url"]).text.splitlines()]
+    assert status["state"] == "ended" and status["frames_read"] == FRAMES
+    assert status["frames_dropped"] > 0 and status["frames_done"] + status["frames_dropped"] == FRAMES
+    indices = [f["frame_index"] for f in lines]
+    assert (
+        len(lines) == status["frames_done"] and indices == sorted(set(indices)) and indices[-1] == FRAMES - 1
+    )
+
+
 @pytest.mark.parametrize("name", ["clip.mp4", "hls/index.m3u8"])
 def test_pull_reconnects_after_the_http_server_drops_and_resumes_where_it_stopped(
     make_settings, media: Path, name: str
