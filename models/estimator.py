@@ -15,18 +15,19 @@ Input-size policy (``EstimatorConfig.input_sizes``), measured on real video:
 - A close-up person (filling most of the frame): the person score is 0.61 at 256, 0.44 at
   512 and 0.24 at 640 -- large inputs shrink the context the model sees around a big person.
 
-The default runs two scales, 256 and 512 (long side), each also on the mirrored frame
-(flip testing: the mirrored maps are mirrored back, left/right joints exchanged, and
-averaged with the plain ones), decodes each scale and keeps each person from the scale
-where its person score is highest (``scale_merge="confidence"``, ``merge_by_confidence``).
-Chosen on the real labelled dev set (``benchmarks/real_dev.py``, AP per person-height
-bucket in ``benchmarks/RESULTS.md``) over: the old "nearest ``preferred_height`` px"
-rule (``scale_merge="nearest_height"``, still selectable), per-joint choice, and seed
-002's heat-map averaging on one grid (``"heatmaps"``), which dilutes the scale that sees
-a person well with the one that does not and scored lowest. Cost: flip testing doubles
-the network time (256 + 512, plain and mirrored; each scale's two canvases run as one
-batch, ~20% faster on CPU than two passes); ``flip=False`` halves it
-for about 0.02 AP less on that set. ``input_sizes=(256,)`` is the cheap choice for
+The default runs two scales, 256 and 512 (long side), the 256 one also on the mirrored
+canvas (flip testing: the mirrored maps are mirrored back, left/right joints exchanged, and
+averaged with the plain ones; ``flip_max_size``), decodes each scale and keeps each person
+from the scale where its person score is highest (``scale_merge="confidence"``,
+``merge_by_confidence``); Thunder then refines the people MultiPose sees least well
+(``posestream.models.refine``). Chosen on the real labelled dev set (``benchmarks/real_dev.py``,
+AP per person-height bucket in ``benchmarks/RESULTS.md``) over: the old "nearest
+``preferred_height`` px" rule (``scale_merge="nearest_height"``, still selectable), per-joint
+choice, and seed 002's heat-map averaging on one grid (``"heatmaps"``), which dilutes the
+scale that sees a person well with the one that does not and scored lowest. Cost (real video,
+``benchmarks/real_video_speed.py``): the 512 pass and Thunder about a third of the time each,
+the flipped 256 pass a fifth; flipping the 512 pass too (``flip_max_size=None``) adds no AP
+there for more than half the network time. ``input_sizes=(256,)`` is the cheap choice for
 close-up cameras, ``(512,)`` for wide surveillance shots.
 """
 
@@ -92,17 +93,19 @@ class EstimatorConfig:
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (CUDA when available).
         half: run the network in fp16; ``None`` means on CUDA only (fp16 on CPU is slow).
         channels_last: NHWC memory layout (faster on CPU oneDNN and on tensor cores).
-        compile: how the network is compiled (one of ``COMPILE_MODES``): ``"jit"`` traces it
-            with TorchScript and freezes the weights into the graph (``torch.jit.trace`` +
-            ``torch.jit.freeze``, one trace per input shape, well under a second each), the
-            default: measured here on CPU about 10% less time per frame than eager, outputs
-            equal to float rounding; ``"inductor"`` is ``torch.compile`` with weight freezing
-            (~25-35% less than eager but ~40 s of compiling per new input shape: for
-            long-running workers with fixed shapes); ``"none"`` runs eager.
+        compile: how the network is compiled (one of ``COMPILE_MODES``): ``"none"`` runs it
+            eager, the default; ``"jit"`` traces it with TorchScript and freezes the weights
+            into the graph (``torch.jit.trace`` + ``torch.jit.freeze``, one trace per input
+            shape, well under a second each; outputs equal to float rounding), measured here
+            on CPU at the eager time (512 pass 89 vs 90 ms per frame, ``benchmarks/RESULTS.md``
+            "Real video speed"), so not the default; ``"inductor"`` is ``torch.compile`` with
+            weight freezing (~25-35% less network time than eager but ~40 s of compiling per
+            new input shape: for long-running workers with fixed shapes).
         network_batch: at most this many canvases per network call; a batch of frames (and
-            their mirrored canvases) runs in chunks of it. ``None`` = 1 on CPU (measured: one
-            canvas per call is about a third faster on CPU than batches of 8-16, whose
-            activations fall out of the caches) and the whole batch on CUDA. Raising it on
+            their mirrored canvases) runs in chunks of it. ``None`` = 1 on CPU (measured on
+            real video: the 512 pass takes 89 ms per frame one canvas per call against 136 in
+            batches of 8, whose activations fall out of the CPU caches) and the whole batch
+            on CUDA. Raising it on
             CPU costs time; on a GPU, batches fill the device.
         feature_size: which scale's stride-4 features are returned (one of
             ``input_sizes``); ``None`` = the largest, whose features resolve small people best.
@@ -143,7 +146,7 @@ class EstimatorConfig:
     device: str = "auto"
     half: bool | None = None
     channels_last: bool = True
-    compile: str = "jit"
+    compile: str = "none"
     network_batch: int | None = None
     feature_size: int | None = None
     preferred_height: float = 128.0

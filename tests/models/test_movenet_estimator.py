@@ -238,8 +238,8 @@ def test_mirrored_canvas_matches_letterboxed_mirrored_frame(vtest_frame200: np.n
 
 
 def test_jit_and_network_batch_keep_the_outputs(movenet_tflite: Path, vtest_frame200: np.ndarray) -> None:
-    """The frozen TorchScript trace (default ``compile="jit"``) and one canvas per call give the
-    eager, whole-batch result to float rounding, on two frames of different shapes."""
+    """The frozen TorchScript trace (``compile="jit"``) and one canvas per call (the CPU default)
+    give the eager, whole-batch result to float rounding, on two frames of different shapes."""
     from posestream.models.refine import RefineConfig
 
     frames = [vtest_frame200, _close_up(vtest_frame200)]
@@ -247,8 +247,8 @@ def test_jit_and_network_batch_keep_the_outputs(movenet_tflite: Path, vtest_fram
     eager = PoseEstimator(
         EstimatorConfig(device="cpu", compile="none", network_batch=16, refine=off), weights=movenet_tflite
     )
-    jit = PoseEstimator(EstimatorConfig(device="cpu", refine=off), weights=movenet_tflite)
-    assert jit.config.compile == "jit" and jit.network_batch == 1
+    jit = PoseEstimator(EstimatorConfig(device="cpu", compile="jit", refine=off), weights=movenet_tflite)
+    assert jit.network_batch == 1
     a, b = eager(frames), jit(frames)
     assert len(jit._traced) >= 2, "one trace per input shape"
     for pa, pb in zip(a.poses, b.poses, strict=True):
