@@ -673,8 +673,24 @@ def main(argv: list[str] | None = None) -> int:
         help="rounds of the side-by-side timing on TIMING_IMAGES (0: skip; only the evaluation's own times)",
     )  # fmt: skip
     p.add_argument("--json", type=Path, default=None, help="also write the figures as JSON to this file")
+    p.add_argument(
+        "--render", type=Path, default=None, metavar="JSON",
+        help="only format (and with --write record) the rows of an earlier run's --json file; "
+        "--configs and --threads should repeat that run's, for the section's command line",
+    )  # fmt: skip
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    if args.render is not None:
+        rows = json.loads(args.render.read_text())
+        shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--write"]
+        i = shown.index("--render")
+        shown[i : i + 2] = ["--json", str(args.render)]
+        section = markdown(rows, args, "python benchmarks/real_dev.py " + " ".join(shown))
+        print(section)
+        if args.write:
+            record_section("real_dev", section)
+            print("\nwrote benchmarks/RESULTS.md")
+        return 0
     try:
         load_annotations(args.data)
     except DataMissing as exc:
