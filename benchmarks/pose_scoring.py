@@ -1,0 +1,137 @@
+"""Ablation of seed 004's pose scoring: COCO keypoint AP with the hand-made and the learned person score.
+
+Both held-out sets, one run, the same estimator otherwise (the service's default
+``EstimatorConfig``: 256 + 512, confidence merge, flip testing, Thunder refinement):
+
+- the real dev set's **eval** split (``configs/real_dev_split.json``; the scorer trains on
+  its train split only), scored by ``benchmarks/real_dev.py``'s ``evaluate`` (pycocotools,
+  the set's areas, its downscaled copies 1, 1/2, 1/4, 1/8);
+- held-out synthetic clips ``splits.HELD_OUT`` (the random scenes of
+  ``benchmarks/tracking_ablation.py``, every ``--frame-step``-th frame), scored by
+  ``posestream.tracker.metrics.evaluate`` (OKS scale = box area).
+
+Rows: the hand-made score (centre heat x mean joint heat, ``DecoderConfig.min_pose_score``
+0.15), and the predicted OKS (``weights/pose_scoring.pt``) at each ``--min-oks`` rejection
+threshold. Run from the repository root::
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/pose_scoring.py --write
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.real_dev import DATA_DIR, DataMissing, estimator_predictor, evaluate, load_annotations  # noqa: E402
+from benchmarks.results import cpu_name, record_section  # noqa: E402
+from posestream.models.data.splits import HELD_OUT, real_dev_split  # noqa: E402
+
+
+def synthetic_ap(config, clips: int, frame_step: int) -> dict:  # noqa: ANN001 - an EstimatorConfig
+    """AP / AP50 / AR of ``PoseEstimator(config)`` on held-out synthetic clips ``HELD_OUT``."""
+    from posestream.models.data.synthetic import SyntheticClip, SyntheticConfig
+    from posestream.models.estimator import PoseEstimator
+    from posestream.tracker.metrics import evaluate as track_evaluate
+
+    est = PoseEstimator(config)
+    gts, preds = [], []
+    for seed in HELD_OUT.seeds(clips):
+        clip = SyntheticClip.from_config(SyntheticConfig(seed=seed, frames=100, people=5, occluders=2))
+        for t in range(0, len(clip), frame_step):
+            rgb, gt = clip.render(t)
+            k = len(gts)
+            gts.append(dataclasses.replace(gt, frame_index=k))
+            preds.append(dataclasses.replace(est([rgb], [k]).poses[0], frame_index=k))
+    m = track_evaluate(gts, preds)
+    return {"AP": m["AP"], "AP50": m["AP50"], "AR": m["AR"], "frames": len(gts)}
+
+
+def rows_to_run(min_oks: list[float]) -> list[tuple[str, object]]:
+    from posestream.models.estimator import EstimatorConfig
+    from posestream.models.pose_scoring import PoseScoringConfig
+
+    rows: list[tuple[str, object]] = [
+        ("hand-made score (centre x mean joint heat)", EstimatorConfig(device="cpu"))
+    ]
+    for t in min_oks:
+        cfg = EstimatorConfig(device="cpu", scoring=PoseScoringConfig(enabled=True, min_oks=t))
+        rows.append((f"predicted OKS, min_oks {t:g}", cfg))
+    return rows
+
+
+def _f(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.1f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--min-oks", type=float, nargs="+", default=[0.05, 0.2], help="rejection thresholds")
+    p.add_argument("--clips", type=int, default=6, help=f"held-out synthetic clips ({HELD_OUT})")
+    p.add_argument("--frame-step", type=int, default=5, help="every Nth frame of a held-out clip")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--write", action="store_true", help="record the table in benchmarks/RESULTS.md")
+    p.add_argument("--json", type=Path, help="also write the figures here")
+    args = p.parse_args(argv)
+    try:
+        load_annotations(DATA_DIR)
+    except DataMissing as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    import torch
+
+    torch.set_num_threads(args.threads)
+    split = real_dev_split()
+    results = []
+    for name, cfg in rows_to_run(args.min_oks):
+        real = evaluate(estimator_predictor(cfg), image_ids=split.eval)
+        syn = synthetic_ap(cfg, args.clips, args.frame_step)
+        row = {"name": name, "real": real["total"], "real_originals": real.get("originals"), "synthetic": syn}
+        results.append(row)
+        print(
+            f"{name:44s} real-dev eval AP {_f(real['total']['AP'])} AP50 {_f(real['total']['AP50'])} "
+            f"AR {_f(real['total']['AR'])} | held-out synthetic AP {_f(syn['AP'])} AP50 {_f(syn['AP50'])} "
+            f"AR {_f(syn['AR'])}",
+            flush=True,
+        )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1, default=float))
+    base = results[0]
+    lines = [
+        f"MoveNet (default `EstimatorConfig`: 256 + 512, confidence merge, flip, Thunder refinement), "
+        f"{dt.date.today()}, {cpu_name()}, {args.threads} torch thread(s). "
+        f"Real dev **eval** split: images {list(split.eval)} ({real['images']} scored images with the "
+        f"downscaled copies, {base['real']['people']} people); held-out synthetic: seeds "
+        f"{HELD_OUT.first}..{HELD_OUT.first + args.clips - 1}, every {args.frame_step}th frame "
+        f"({base['synthetic']['frames']} frames). Command: `python benchmarks/pose_scoring.py "
+        + " ".join(argv if argv is not None else sys.argv[1:])
+        + "`.",
+        "",
+        "| person score | real-dev eval AP | AP50 | AR | originals AP | held-out synthetic AP | AP50 | AR |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        o = r["real_originals"] or {}
+        lines.append(
+            f"| {r['name']} | {_f(r['real']['AP'])} | {_f(r['real']['AP50'])} | {_f(r['real']['AR'])} | "
+            f"{_f(o.get('AP'))} | {_f(r['synthetic']['AP'])} | {_f(r['synthetic']['AP50'])} | "
+            f"{_f(r['synthetic']['AR'])} |"
+        )
+    section = "\n".join(lines)
+    print()
+    print(section)
+    if args.write:
+        record_section("pose_scoring", section)
+        print("\nwrote benchmarks/RESULTS.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
