@@ -25,10 +25,9 @@ from posestream.models.pose_scoring import (
 from posestream.models.skeleton import EDGES, NUM_KEYPOINTS
 from posestream.models.train_scoring import (
     REAL_DEV_DIR,
+    CandidateCollector,
     TrainScoringConfig,
-    collect_candidates,
     real_pairs,
-    recording_estimator,
     synthetic_frames,
     train_scoring,
 )
@@ -122,7 +121,7 @@ def test_real_train_split_pairs(tmp_path: Path, movenet_tflite: Path) -> None:
         pytest.skip(f"real dev set not at {REAL_DEV_DIR}")
     split = real_dev_split()
     assert not set(split.train) & set(split.eval) and len(split.train) + len(split.eval) == 25
-    kp, oks = real_pairs(REAL_DEV_DIR, (10,), (1.0,), tmp_path, recording_estimator(movenet_tflite))[:2]
+    kp, oks = real_pairs(REAL_DEV_DIR, (10,), (1.0,), tmp_path, CandidateCollector(movenet_tflite))[:2]
     assert kp.shape[1:] == (NUM_KEYPOINTS, 3) and len(kp) == len(oks) > 0
     assert np.all((oks >= 0) & (oks <= 1)) and oks.max() > 0.5  # MoveNet finds the people of mhp/10112
 
@@ -131,10 +130,10 @@ def test_shipped_weights_rank_held_out_poses(movenet_tflite: Path) -> None:
     """Predicted vs real OKS of MoveNet's candidates on a held-out clip: Spearman above the floor."""
     path = checkpoint_path(POSE_SCORING)
     scorer = PoseScorer.from_file(path)
-    est, rec = recording_estimator(movenet_tflite)
+    collect = CandidateCollector(movenet_tflite)
     kps, oks = [], []
     for rgb, gt, areas in synthetic_frames(CHECK_SEED, 100, 10):
-        cand = collect_candidates(est, rec, rgb)
+        cand = collect(rgb)
         kps.append(cand)
         oks.append(candidate_oks(cand, gt, areas))
     kp, target = np.concatenate(kps), np.concatenate(oks)
