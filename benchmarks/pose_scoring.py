@@ -71,6 +71,15 @@ def _f(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.1f}"
 
 
+def _card() -> dict:
+    """The shipped scorer's card (empty when the file is missing)."""
+    from posestream.models.pose_scoring import POSE_SCORING, PoseScorer
+    from posestream.models.weights import checkpoint_path
+
+    path = checkpoint_path(POSE_SCORING)
+    return PoseScorer.from_file(path).card if path.is_file() else {}
+
+
 def markdown(results: list[dict], args: argparse.Namespace, eval_images: int) -> str:
     """The RESULTS.md section: the table and which rows raise AP on both held-out sets."""
     from benchmarks.real_dev import FACTORS
@@ -79,6 +88,8 @@ def markdown(results: list[dict], args: argparse.Namespace, eval_images: int) ->
     base = results[0]
     command = "python benchmarks/pose_scoring.py " + " ".join(args.argv)
     lines = [
+        "## Pose scoring ablation: hand-made vs learned person score (`benchmarks/pose_scoring.py`)",
+        "",
         f"MoveNet (default `EstimatorConfig`: 256 + 512, confidence merge, flip, Thunder refinement), "
         f"{dt.date.today()}, {cpu_name()}, {args.threads} torch thread(s). "
         f"Real dev **eval** split: images {list(split.eval)} ({eval_images * len(FACTORS)} scored images with the "
@@ -101,6 +112,17 @@ def markdown(results: list[dict], args: argparse.Namespace, eval_images: int) ->
         for r in results[1:]
         if r["real"]["AP"] > base["real"]["AP"] and r["synthetic"]["AP"] > base["synthetic"]["AP"]
     ]
+    card = _card()
+    if card:
+        syn, real = card["held_out_synthetic"], card.get("held_out_real_dev_eval") or {}
+        lines += [
+            "",
+            f"`weights/pose_scoring.pt`'s card: Spearman rank correlation of predicted with real OKS of MoveNet's "
+            f"candidates {syn['spearman']:.3f} on held-out synthetic (mean joint heat: {syn['spearman_mean_heat']:.3f}), "
+            f"{real.get('spearman', float('nan')):.3f} on the real dev eval split (mean joint heat: "
+            f"{real.get('spearman_mean_heat', float('nan')):.3f}): the net learned the synthetic people's look "
+            f"({card['train_pairs']['synthetic']} synthetic against {card['train_pairs']['real']} real training pairs).",
+        ]
     lines += [
         "",
         (
