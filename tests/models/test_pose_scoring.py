@@ -160,3 +160,10 @@ def test_rejection_threshold(movenet_tflite: Path) -> None:
     assert counts[0.6] < counts[0.0]
     off = PoseEstimator(EstimatorConfig(**base, scoring=PoseScoringConfig(enabled=False)), movenet_tflite)
     assert off.rescorer is None
+
+
+def test_cli_rejects_bad_overrides(capsys: pytest.CaptureFixture[str]) -> None:
+    from posestream.service.cli import main
+
+    assert main(["train", "scoring", "--clips", str(SCORING_TRAIN.count + 1)]) == 2
+    assert "synthetic_clips must be 1..40" in capsys.readouterr().err
