@@ -30,18 +30,27 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.real_dev import DATA_DIR, DataMissing, estimator_predictor, evaluate, load_annotations  # noqa: E402
+from benchmarks.real_dev import DATA_DIR, DataMissing, evaluate, load_annotations  # noqa: E402
 from benchmarks.results import cpu_name, record_section  # noqa: E402
 from posestream.models.data.splits import HELD_OUT, real_dev_split  # noqa: E402
 
 
-def synthetic_ap(config, clips: int, frame_step: int) -> dict:  # noqa: ANN001 - an EstimatorConfig
-    """AP / AP50 / AR of ``PoseEstimator(config)`` on held-out synthetic clips ``HELD_OUT``."""
+def make_estimator(config):  # noqa: ANN001, ANN201 - EstimatorConfig or SpatialEstimatorConfig -> estimator
+    """``PoseEstimator`` for an ``EstimatorConfig``, ``SpatialNetEstimator`` (shipped weights) otherwise."""
+    from posestream.models.estimator import EstimatorConfig, PoseEstimator
+    from posestream.models.spatial_estimator import SpatialNetEstimator
+    from posestream.models.weights import SPATIALNET_MOVENET, checkpoint_path
+
+    if isinstance(config, EstimatorConfig):
+        return PoseEstimator(config)
+    return SpatialNetEstimator(checkpoint_path(SPATIALNET_MOVENET), config)
+
+
+def synthetic_ap(est, clips: int, frame_step: int) -> dict:  # noqa: ANN001 - a pose estimator
+    """AP / AP50 / AR of ``est`` on held-out synthetic clips ``HELD_OUT``."""
     from posestream.models.data.synthetic import SyntheticClip, SyntheticConfig
-    from posestream.models.estimator import PoseEstimator
     from posestream.tracker.metrics import evaluate as track_evaluate
 
-    est = PoseEstimator(config)
     gts, preds = [], []
     for seed in HELD_OUT.seeds(clips):
         clip = SyntheticClip.from_config(SyntheticConfig(seed=seed, frames=100, people=5, occluders=2))
@@ -54,17 +63,27 @@ def synthetic_ap(config, clips: int, frame_step: int) -> dict:  # noqa: ANN001 -
     return {"AP": m["AP"], "AP50": m["AP50"], "AR": m["AR"], "frames": len(gts)}
 
 
-def rows_to_run(min_oks: list[float]) -> list[tuple[str, object]]:
+def rows_to_run(min_oks: list[float], model: str) -> list[tuple[str, object]]:
+    """(row name, estimator config): the hand-made score, then the predicted OKS at each threshold."""
     from posestream.models.estimator import EstimatorConfig
     from posestream.models.pose_scoring import PoseScoringConfig
+    from posestream.models.spatial_estimator import SpatialEstimatorConfig
 
-    rows: list[tuple[str, object]] = [
-        ("hand-made score (centre x mean joint heat)", EstimatorConfig(device="cpu"))
-    ]
+    make = SpatialEstimatorConfig if model == "spatialnet" else EstimatorConfig
+    hand = "SpatialNet's person score" if model == "spatialnet" else "centre x mean joint heat"
+    rows: list[tuple[str, object]] = [(f"hand-made score ({hand})", make(device="cpu"))]
     for t in min_oks:
-        cfg = EstimatorConfig(device="cpu", scoring=PoseScoringConfig(enabled=True, min_oks=t))
+        cfg = make(device="cpu", scoring=PoseScoringConfig(enabled=True, min_oks=t))
         rows.append((f"predicted OKS, min_oks {t:g}", cfg))
     return rows
+
+
+def _predictor(est):  # noqa: ANN001, ANN202 - estimator -> real_dev Predictor
+    def predict(rgb):  # noqa: ANN001, ANN202
+        fp = est([rgb]).poses[0]
+        return [(fp.keypoints[i], float(fp.scores[i])) for i in range(len(fp.scores))]
+
+    return predict
 
 
 def _f(v: float | None) -> str:
@@ -88,10 +107,17 @@ def markdown(results: list[dict], args: argparse.Namespace, eval_images: int) ->
     base = results[0]
     command = "python benchmarks/pose_scoring.py " + " ".join(args.argv)
     lines = [
-        "## Pose scoring ablation: hand-made vs learned person score (`benchmarks/pose_scoring.py`)",
+        "## Pose scoring ablation: hand-made vs learned person score (`benchmarks/pose_scoring.py"
+        + (" --model spatialnet" if args.model == "spatialnet" else "")
+        + "`)",
         "",
-        f"MoveNet (default `EstimatorConfig`: 256 + 512, confidence merge, flip, Thunder refinement), "
-        f"{dt.date.today()}, {cpu_name()}, {args.threads} torch thread(s). "
+        (
+            "MoveNet (default `EstimatorConfig`: 256 + 512, confidence merge, flip, Thunder refinement), "
+            if args.model == "movenet"
+            else "SpatialNet (`weights/spatialnet_movenet.pt`, default `SpatialEstimatorConfig`: 512, its file's "
+            "flip + four-scale passes; the scorer re-ranks and filters its decoded people), "
+        )
+        + f"{dt.date.today()}, {cpu_name()}, {args.threads} torch thread(s). "
         f"Real dev **eval** split: images {list(split.eval)} ({eval_images * len(FACTORS)} scored images with the "
         f"downscaled copies, {base['real']['people']} people); held-out synthetic: seeds "
         f"{HELD_OUT.first}..{HELD_OUT.first + args.clips - 1}, every {args.frame_step}th frame "
@@ -140,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-oks", type=float, nargs="+", default=[0.05, 0.2], help="rejection thresholds")
     p.add_argument("--clips", type=int, default=6, help=f"held-out synthetic clips ({HELD_OUT})")
     p.add_argument("--frame-step", type=int, default=5, help="every Nth frame of a held-out clip")
+    p.add_argument(
+        "--model", choices=("movenet", "spatialnet"), default="movenet",
+        help="movenet: the default PoseEstimator; spatialnet: weights/spatialnet_movenet.pt",
+    )  # fmt: skip
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--write", action="store_true", help="record the table in benchmarks/RESULTS.md")
     p.add_argument("--json", type=Path, help="also write the figures here")
@@ -162,9 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     split = real_dev_split()
     results = json.loads(args.from_json.read_text()) if args.from_json else []
-    for name, cfg in [] if args.from_json else rows_to_run(args.min_oks):
-        real = evaluate(estimator_predictor(cfg), image_ids=split.eval)
-        syn = synthetic_ap(cfg, args.clips, args.frame_step)
+    for name, cfg in [] if args.from_json else rows_to_run(args.min_oks, args.model):
+        est = make_estimator(cfg)
+        real = evaluate(_predictor(est), image_ids=split.eval)
+        syn = synthetic_ap(est, args.clips, args.frame_step)
         row = {"name": name, "real": real["total"], "real_originals": real.get("originals"), "synthetic": syn}
         results.append(row)
         print(
@@ -179,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(section)
     if args.write:
-        record_section("pose_scoring", section)
+        record_section("pose_scoring" if args.model == "movenet" else f"pose_scoring_{args.model}", section)
         print("\nwrote benchmarks/RESULTS.md")
     return 0
 

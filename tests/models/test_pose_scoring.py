@@ -167,3 +167,24 @@ def test_cli_rejects_bad_overrides(capsys: pytest.CaptureFixture[str]) -> None:
 
     assert main(["train", "scoring", "--clips", str(SCORING_TRAIN.count + 1)]) == 2
     assert "synthetic_clips must be 1..40" in capsys.readouterr().err
+
+
+def test_rejection_threshold_on_the_spatialnet_path(movenet_tflite: Path) -> None:
+    from posestream.models.spatial_estimator import SpatialEstimatorConfig, SpatialNetEstimator
+    from posestream.models.weights import SPATIALNET_MOVENET
+
+    weights = checkpoint_path(SPATIALNET_MOVENET)
+    if not weights.is_file():
+        pytest.skip(f"{weights} missing")
+    clip = SyntheticClip.from_config(SyntheticConfig(seed=HELD_OUT.first, frames=10, people=5, occluders=2))
+    rgb, _ = clip.render(0)
+    scoring = PoseScoringConfig(enabled=True, min_oks=0.0)
+    est = SpatialNetEstimator(weights, SpatialEstimatorConfig(device="cpu", scoring=scoring))
+    assert isinstance(est.scorer, PoseScorer)
+    poses = est([rgb]).poses[0]
+    assert len(poses) > 0 and np.all(np.diff(poses.scores) <= 0)  # best first, by predicted OKS
+    # Scored on input pixels before joints are clipped to the frame: equal up to that clipping.
+    assert np.allclose(poses.scores, est.scorer.predict(poses.keypoints), atol=0.05)
+    est.config = SpatialEstimatorConfig(device="cpu", scoring=dataclasses.replace(scoring, min_oks=0.6))
+    strict = est([rgb]).poses[0]
+    assert np.all(strict.scores >= 0.6) and len(strict) < len(poses)
