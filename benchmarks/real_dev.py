@@ -464,12 +464,14 @@ def estimator_predictor(config) -> Predictor:
 
 
 def estimator_config(spec: str):
-    """``est[:SIZES[:MERGE][:flip][:refine]]`` -> ``EstimatorConfig`` (CPU); ``est`` alone = the default.
+    """``est[:SIZES[:MERGE][:flip|flipall][:refine|refineall]]`` -> ``EstimatorConfig`` (CPU); ``est`` alone = the default.
 
     SIZES like ``256+512``; MERGE one of ``posestream.models.estimator.SCALE_MERGES`` (omitted: the
-    default's); flip testing only where ``flip`` is written, Thunder refinement (the default
-    ``RefineConfig`` gates) only where ``refine`` is written: a spec names MultiPose alone
-    unless it says otherwise.
+    default's); flip testing only where ``flip`` (the default ``flip_max_size``: small scales
+    only) or ``flipall`` (every scale) is written, Thunder refinement only where ``refine`` (the
+    default ``RefineConfig`` gates) or ``refineall`` (the same without the confident-person
+    skip, ``max_mean_joint_score=None``) is written: a spec names MultiPose alone unless it
+    says otherwise.
     """
     from posestream.models.estimator import EstimatorConfig
     from posestream.models.refine import RefineConfig
@@ -483,8 +485,12 @@ def estimator_config(spec: str):
     for extra in parts[2:]:
         if extra == "flip":
             kwargs["flip"] = True
+        elif extra == "flipall":
+            kwargs["flip"], kwargs["flip_max_size"] = True, None
         elif extra == "refine":
             kwargs["refine"] = RefineConfig()
+        elif extra == "refineall":
+            kwargs["refine"] = RefineConfig(max_mean_joint_score=None)
         elif extra:
             kwargs["scale_merge"] = extra
     return EstimatorConfig(**kwargs)
@@ -496,6 +502,7 @@ NAMED: dict[str, str] = {
     "est-256": "est:256",
     "est-512": "est:512",
     "default, refinement off": "est:256+512:confidence:flip",
+    "previous default": "est:256+512:confidence:flipall:refineall",
     "default": "est",
 }
 DEFAULT_CONFIGS = (
@@ -510,7 +517,7 @@ def make_predictor(name: str, threads: int) -> Predictor:
     spec = NAMED.get(name, name)
     if not spec.startswith("est"):
         raise ValueError(
-            f"unknown configuration {name!r}: use tflite-SIZE, est[:SIZES[:MERGE][:flip][:refine]] or one of {sorted(NAMED)}"
+            f"unknown configuration {name!r}: use tflite-SIZE, est[:SIZES[:MERGE][:flip|flipall][:refine|refineall]] or one of {sorted(NAMED)}"
         )
     return estimator_predictor(estimator_config(spec))
 
@@ -520,9 +527,23 @@ def describe(name: str) -> str:
         return f"TFLite interpreter, square {name.split('-', 1)[1]}, its own decoder (6 people)"
     spec = NAMED.get(name, name)
     cfg = estimator_config(spec)
+    flip = (
+        "off"
+        if not cfg.flip
+        else ("all scales" if cfg.flip_max_size is None else f"sizes <= {cfg.flip_max_size}")
+    )
+    refine = (
+        "off"
+        if not cfg.refine.enabled
+        else (
+            "everyone"
+            if cfg.refine.max_mean_joint_score is None
+            else f"people with mean joint score < {cfg.refine.max_mean_joint_score}"
+        )
+    )
     return (
-        f"PoseEstimator sizes={'+'.join(map(str, cfg.input_sizes))} merge={cfg.scale_merge} flip={cfg.flip} "
-        f"refine={cfg.refine.enabled}"
+        f"PoseEstimator sizes={'+'.join(map(str, cfg.input_sizes))} merge={cfg.scale_merge} flip={flip} "
+        f"refine={refine}"
     )
 
 
@@ -635,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--configs", nargs="+", default=list(DEFAULT_CONFIGS),
-        help="rows: tflite-SIZE, est[:SIZES[:MERGE][:flip][:refine]] (e.g. est:256+512:heatmaps:flip) or a named row",
+        help="rows: tflite-SIZE, est[:SIZES[:MERGE][:flip|flipall][:refine|refineall]] (e.g. est:256+512:heatmaps:flip) or a named row",
     )  # fmt: skip
     p.add_argument("--data", type=Path, default=DATA_DIR, help="the real dev set's folder")
     p.add_argument(

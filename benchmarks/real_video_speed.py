@@ -62,13 +62,25 @@ REF_MAX_MISSED = 10
 REF_KEYPOINT_THRESHOLD = 0.2
 
 # Rows timed against the reference: name -> estimator overrides (``EstimatorConfig`` fields;
-# ``refine`` False turns Thunder off) and the ``benchmarks/real_dev.py`` spec of its AP.
+# ``refine`` False turns Thunder off, ``"all"`` refines every person, no confident-person skip)
+# and the ``benchmarks/real_dev.py`` spec of its AP. The levers of the default are undone one
+# at a time, then all together ("previous default": the policy before them).
 VARIANTS: dict[str, tuple[dict, str]] = {
     "default": ({}, "est"),
+    "previous default": (
+        {"compile": "none", "network_batch": 16, "flip_max_size": None, "refine": "all"},
+        "est:256+512:confidence:flipall:refineall",
+    ),
+    "eager network (compile none)": ({"compile": "none"}, "est"),
+    "batched network (16 canvases per call)": ({"network_batch": 16}, "est"),
+    "flip both scales": ({"flip_max_size": None}, "est:256+512:confidence:flipall:refine"),
+    "refine everyone": ({"refine": "all"}, "est:256+512:confidence:flip:refineall"),
     "flip off": ({"flip": False}, "est:256+512:confidence:refine"),
     "refinement off": ({"refine": False}, "est:256+512:confidence:flip"),
-    "flip and refinement off": ({"flip": False, "refine": False}, "est:256+512:confidence"),
 }
+# ``EstimatorConfig`` fields that change how the network runs, not what it outputs (beyond float
+# rounding): rows differing only in them share an AP spec.
+EXECUTION_FIELDS: tuple[str, ...] = ("compile", "network_batch")
 REFERENCE = "reference"
 REFERENCE_AP_SPEC = "tflite-512"
 
@@ -209,7 +221,7 @@ def instrument(pipeline: Any) -> Clock:
 
     def pass_name(canvas: np.ndarray) -> str:
         size = int(max(canvas.shape[1:3]))
-        return f"network {size}" + (" (plain + mirrored, one batch)" if est.config.flip else "")
+        return f"network {size}" + (" (plain + mirrored)" if est.config.flips(size) else "")
 
     est._run = clock.wrap(est._run, pass_name)
     est._decode_passes = clock.wrap(est._decode_passes, "decode + scale merge")
@@ -249,10 +261,24 @@ def breakdown(clock: Clock, frames: int) -> list[tuple[str, float]]:
     return [(k, 1000.0 * v / max(frames, 1)) for k, v in out]
 
 
+def variant_config(base: Any, overrides: dict) -> Any:
+    """``EstimatorConfig`` ``base`` with a ``VARIANTS`` row's overrides (``refine``: False = off,
+    ``"all"`` = the default gates without the confident-person skip)."""
+    from posestream.models.refine import RefineConfig
+
+    fields = dict(overrides)
+    if "refine" in fields:
+        fields["refine"] = (
+            RefineConfig(max_mean_joint_score=None)
+            if fields["refine"] == "all"
+            else RefineConfig(enabled=bool(fields["refine"]))
+        )
+    return dataclasses.replace(base, **fields)
+
+
 def build_variants(names: Iterable[str], device: str = "cpu") -> dict[str, Any]:
     """name -> ``ModelPipeline`` for ``VARIANTS``; ``default`` is ``build_pipeline("movenet")`` itself."""
     from posestream.models.estimator import PoseEstimator
-    from posestream.models.refine import RefineConfig
     from posestream.models.weights import TEMPORALNET_MOVENET, checkpoint_path
     from posestream.service.pipeline import build_pipeline
     from posestream.service.pipelines.models import ModelPipeline, load_temporal
@@ -264,10 +290,7 @@ def build_variants(names: Iterable[str], device: str = "cpu") -> dict[str, Any]:
         if not overrides:
             out[name] = base if "default" not in out else build_pipeline("movenet", device=device)
             continue
-        fields = dict(overrides)
-        if "refine" in fields:
-            fields["refine"] = RefineConfig(enabled=bool(fields["refine"]))
-        config = dataclasses.replace(base.detector.estimator.config, **fields)
+        config = variant_config(base.detector.estimator.config, overrides)
         temporal = load_temporal(
             checkpoint_path(TEMPORALNET_MOVENET), "movenet"
         )  # own copy: instrumented per row
@@ -359,37 +382,41 @@ def run_side_by_side(
     }
 
 
-def flip_batch_check(frames: Sequence[np.ndarray], rounds: int = 3) -> dict:
-    """The flip-batching lever: a scale's plain and mirrored canvases as two passes vs one batch.
+def batch_check(frames: Sequence[np.ndarray], rounds: int = 3) -> dict:
+    """The network-batching lever (``EstimatorConfig.network_batch``): a scale's canvases (a batch of
+    frames, plain and mirrored) in one network call vs one canvas per call.
 
-    Times ``PoseEstimator._run`` on the default's scales for one batch of ``frames``, the two
-    ways taking turns, ``rounds`` times (after one untimed call each); also the largest
-    difference between the two ways' keypoint heatmaps. Returns per scale
-    ``{"two_passes_ms", "one_batch_ms", "max_heatmap_diff"}`` (ms per frame, medians).
+    Times ``PoseEstimator._run`` (eager, so no trace is timed) on the default's scales for one
+    batch of ``frames`` and their mirrored canvases, the two ways taking turns, ``rounds`` times
+    (after one untimed call each); also the largest difference between the two ways' keypoint
+    heatmaps. Returns per scale ``{"one_call_ms", "per_canvas_ms", "canvases", "max_heatmap_diff"}``
+    (ms per frame, medians).
     """
     import torch
 
     from posestream.models.estimator import EstimatorConfig, PoseEstimator, letterbox
 
-    est = PoseEstimator(EstimatorConfig(device="cpu"))
-    mirrored = [np.ascontiguousarray(f[:, ::-1]) for f in frames]
+    est = PoseEstimator(EstimatorConfig(device="cpu", compile="none"))
     out = {}
     for size in est.config.input_sizes:
-        plain, flipped = letterbox(frames, size)[0], letterbox(mirrored, size)[0]
-        both = np.concatenate([plain, flipped])
-        ways = {"two_passes_ms": [plain, flipped], "one_batch_ms": [both]}
+        plain = letterbox(frames, size)[0]
+        both = np.concatenate([plain, plain[:, :, ::-1]])
+        ways = {"one_call_ms": len(both), "per_canvas_ms": 1}
         with torch.inference_mode():
-            first = {name: [est._run(c) for c in canvases] for name, canvases in ways.items()}
-            hm = first["one_batch_ms"][0]["keypoint_heatmap"][: len(frames)]
-            diff = float((first["two_passes_ms"][0]["keypoint_heatmap"] - hm).abs().max())
+            first = {}
+            for name, step in ways.items():
+                est.network_batch = step
+                first[name] = est._run(both)["keypoint_heatmap"]
+            diff = float((first["one_call_ms"] - first["per_canvas_ms"]).abs().max())
             times: dict[str, list[float]] = {name: [] for name in ways}
             for _ in range(rounds):
-                for name, canvases in ways.items():
+                for name, step in ways.items():
+                    est.network_batch = step
                     t0 = time.perf_counter()
-                    for c in canvases:
-                        est._run(c)
+                    est._run(both)
                     times[name].append(1000.0 * (time.perf_counter() - t0) / len(frames))
-        out[size] = {k: float(np.median(v)) for k, v in times.items()} | {"max_heatmap_diff": diff}
+        out[size] = {k: float(np.median(v)) for k, v in times.items()}
+        out[size] |= {"canvases": len(both), "max_heatmap_diff": diff}
     return out
 
 
@@ -479,12 +506,12 @@ def main(argv: list[str] | None = None) -> int:
         help="only format (and with --write record) the figures of an earlier run's --json file",
     )  # fmt: skip
     p.add_argument(
-        "--flip-batch-check", action="store_true",
-        help="only time the flip-batching lever (two passes vs one batch per scale) on the first clip's first batch",
+        "--batch-check", action="store_true",
+        help="only time the network-batching lever (one call vs one canvas per call, per scale) on the first clip's first batch",
     )  # fmt: skip
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    if args.flip_batch_check:
+    if args.batch_check:
         import torch
 
         torch.set_num_threads(args.threads)
@@ -493,29 +520,30 @@ def main(argv: list[str] | None = None) -> int:
             print("error: the clip is not available (posestream data fetch)", file=sys.stderr)
             return 2
         spec, rgbs = next(iter(clips.items()))
-        res = flip_batch_check(rgbs[: args.batch_size], max(args.rounds, 3))
+        res = batch_check(rgbs[: args.batch_size], max(args.rounds, 3))
         command = "python benchmarks/real_video_speed.py " + shlex.join(
             argv if argv is not None else sys.argv[1:]
         )
         lines = [
-            "### Lever: a scale's plain and mirrored canvases in one batch (`real_video_speed.py --flip-batch-check`)",
+            "### Lever: one canvas per network call on CPU (`real_video_speed.py --batch-check`)",
             "",
             f"- date: {dt.date.today().isoformat()}; {cpu_name()}, {args.threads} thread(s), shared CPUs; "
-            f"command: `{command.strip()}`; `{spec}`, a batch of {min(len(rgbs), args.batch_size)} frames; "
-            "median ms per frame of the network pass(es), the two ways taking turns",
+            f"command: `{command.strip()}`; `{spec}`, a batch of {min(len(rgbs), args.batch_size)} frames "
+            "and their mirrored canvases, eager network; median ms per frame of the scale's network time, "
+            "the two ways taking turns",
             "",
-            "| scale | two passes (B, B) | one batch (2B) | saved | max heatmap difference |",
-            "|---|---:|---:|---:|---:|",
+            "| scale | canvases | one call | one canvas per call | saved | max heatmap difference |",
+            "|---|---:|---:|---:|---:|---:|",
         ]
         for size, r in res.items():
             lines.append(
-                f"| {size} | {r['two_passes_ms']:.0f} | {r['one_batch_ms']:.0f} | "
-                f"{1 - r['one_batch_ms'] / r['two_passes_ms']:.0%} | {r['max_heatmap_diff']:.1e} |"
+                f"| {size} | {r['canvases']} | {r['one_call_ms']:.0f} | {r['per_canvas_ms']:.0f} | "
+                f"{1 - r['per_canvas_ms'] / r['one_call_ms']:.0%} | {r['max_heatmap_diff']:.1e} |"
             )
         section = "\n".join(lines)
         print(section)
         if args.write:
-            record_section("real_video_speed_flip_batch", section)
+            record_section("real_video_speed_batch", section)
             print("\nwrote benchmarks/RESULTS.md")
         return 0
     if args.render is not None:

@@ -33,6 +33,7 @@ close-up cameras, ``(512,)`` for wide surveillance shots.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -74,6 +75,8 @@ __all__ = [
 
 # How the people of several input sizes (and of the flipped pass) become one set (``EstimatorConfig.scale_merge``).
 SCALE_MERGES: tuple[str, ...] = ("nearest_height", "confidence", "joints", "heatmaps")
+# How the network is compiled (``EstimatorConfig.compile``).
+COMPILE_MODES: tuple[str, ...] = ("none", "jit", "inductor")
 
 
 @dataclass(frozen=True)
@@ -90,10 +93,18 @@ class EstimatorConfig:
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (CUDA when available).
         half: run the network in fp16; ``None`` means on CUDA only (fp16 on CPU is slow).
         channels_last: NHWC memory layout (faster on CPU oneDNN and on tensor cores).
-        compile: ``torch.compile`` the network (inductor with weight freezing). Measured
-            here on CPU: ~25-35% less time per frame after a ~40 s compile for each new
-            input shape (each scale, batch size and frame aspect); worth it for long-running
-            workers with fixed shapes, not for tests or the CLI.
+        compile: how the network is compiled (one of ``COMPILE_MODES``): ``"jit"`` traces it
+            with TorchScript and freezes the weights into the graph (``torch.jit.trace`` +
+            ``torch.jit.freeze``, one trace per input shape, well under a second each), the
+            default: measured here on CPU about 10% less time per frame than eager, outputs
+            equal to float rounding; ``"inductor"`` is ``torch.compile`` with weight freezing
+            (~25-35% less than eager but ~40 s of compiling per new input shape: for
+            long-running workers with fixed shapes); ``"none"`` runs eager.
+        network_batch: at most this many canvases per network call; a batch of frames (and
+            their mirrored canvases) runs in chunks of it. ``None`` = 1 on CPU (measured: one
+            canvas per call is about a third faster on CPU than batches of 8-16, whose
+            activations fall out of the caches) and the whole batch on CUDA. Raising it on
+            CPU costs time; on a GPU, batches fill the device.
         feature_size: which scale's stride-4 features are returned (one of
             ``input_sizes``); ``None`` = the largest, whose features resolve small people best.
         preferred_height: with several scales, each person is taken from the scale at
@@ -114,10 +125,14 @@ class EstimatorConfig:
             scale's match is most confident there; ``"heatmaps"`` seed 002's multi-scale
             testing: every pass's maps resampled onto the largest scale's grid, averaged,
             decoded once (``posestream.models.movenet_decode.resample_maps`` / ``fuse_maps``).
-        flip: flip testing: every scale also runs on the mirrored frame, its maps mirrored
+        flip: flip testing: a scale also runs on the mirrored canvas, its maps mirrored
             back (left/right joints exchanged) and averaged with the unmirrored ones before
-            decoding (plain and mirrored canvases of a scale run as one batch). About doubles
-            the network time; steadier joints.
+            decoding. Doubles that scale's network time; steadier joints.
+        flip_max_size: flip testing only for scales whose input size is at most this
+            (``None`` = every scale). Measured on the real dev set: flipping the 256 pass
+            carries the gain (large people, who are decoded at 256), flipping the 512 pass
+            as well adds nothing there for more than half of the network time
+            (``benchmarks/RESULTS.md``). Raising it flips larger scales too.
         decoder: the decoder's thresholds (``DecoderConfig``); its ``nms_oks`` also removes
             duplicates after merging scales.
         refine: gated second-stage refinement by MoveNet Thunder (``posestream.models.refine``); off
@@ -132,12 +147,14 @@ class EstimatorConfig:
     device: str = "auto"
     half: bool | None = None
     channels_last: bool = True
-    compile: bool = False
+    compile: str = "jit"
+    network_batch: int | None = None
     feature_size: int | None = None
     preferred_height: float = 128.0
     merge_iou: float = 0.4
     scale_merge: str = "confidence"
     flip: bool = True
+    flip_max_size: int | None = 256
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
     scoring: PoseScoringConfig = field(default_factory=PoseScoringConfig)
@@ -160,8 +177,18 @@ class EstimatorConfig:
             raise ValueError(f"scale_merge must be one of {SCALE_MERGES}, got {self.scale_merge!r}")
         if not 0.0 < self.merge_iou <= 1.0:
             raise ValueError(f"merge_iou must be in (0, 1], got {self.merge_iou}")
+        if self.compile not in COMPILE_MODES:
+            raise ValueError(f"compile must be one of {COMPILE_MODES}, got {self.compile!r}")
+        if self.network_batch is not None and self.network_batch < 1:
+            raise ValueError(
+                f"network_batch must be >= 1 canvases (or None for auto), got {self.network_batch}"
+            )
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+
+    def flips(self, size: int) -> bool:
+        """Whether the scale of input size ``size`` runs flip testing (``flip`` and ``flip_max_size``)."""
+        return self.flip and (self.flip_max_size is None or size <= self.flip_max_size)
 
 
 @dataclass(frozen=True)
@@ -320,6 +347,28 @@ class EstimatorOutput:
     tags: list[np.ndarray] | None = None
 
 
+def mirrored(t: Letterbox) -> Letterbox:
+    """The transform of the mirrored frame into the mirrored canvas of ``t`` (``canvas[:, ::-1]``).
+
+    A frame point ``x`` lies at ``W - x`` in the mirrored frame and at ``Wc - (x * sx + pad_x)``
+    in the mirrored canvas, so the mirrored frame's letterbox pads by ``Wc - nw - pad_x`` on
+    the left (``nw = W * sx``, the resized width); the same as ``t`` when the padding is even.
+    """
+    resized_width = round(t.frame_width * t.scale_x)
+    return replace(t, pad_x=t.input_width - resized_width - t.pad_x)
+
+
+@dataclass(frozen=True)
+class _Pass:
+    """One scale's network output: its letterbox transforms, maps, and the mirrored canvas's when flipped."""
+
+    size: int
+    transforms: list[Letterbox]
+    maps: dict[str, torch.Tensor]
+    flipped: dict[str, torch.Tensor] | None = None
+    flipped_transforms: list[Letterbox] = field(default_factory=list)
+
+
 class PoseEstimator:
     """MoveNet MultiPose with our decoder, over batches of frames.
 
@@ -356,8 +405,12 @@ class PoseEstimator:
             model = model.to(memory_format=torch.channels_last)
         self.model = model.eval()
         self._network = (
-            torch.compile(self.model, options={"freezing": True}) if self.config.compile else self.model
+            torch.compile(self.model, options={"freezing": True})
+            if self.config.compile == "inductor"
+            else self.model
         )
+        self._traced: dict[tuple[int, ...], torch.jit.ScriptModule] = {}
+        self.network_batch = self.config.network_batch or (1 if self.device.type == "cpu" else None)
         self.rescorer = rescorer
         if rescorer is None and self.config.scoring.enabled:
             from posestream.models.weights import checkpoint_path
@@ -378,11 +431,37 @@ class PoseEstimator:
         )  # fmt: skip
 
     def _run(self, canvas: np.ndarray) -> dict[str, torch.Tensor]:
-        x = torch.from_numpy(canvas).to(self.device, non_blocking=True)
+        """(B, Hc, Wc, 3) uint8 canvases -> activated head maps, ``network_batch`` canvases per call."""
+        step = self.network_batch or len(canvas)
+        outs = [self._forward(canvas[i : i + step]) for i in range(0, len(canvas), step)]
+        if len(outs) == 1:
+            return outs[0]
+        return {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
+
+    def _forward(self, canvas: np.ndarray) -> dict[str, torch.Tensor]:
+        x = torch.from_numpy(np.ascontiguousarray(canvas)).to(self.device, non_blocking=True)
         x = x.permute(0, 3, 1, 2).to(self.dtype)  # NHWC memory viewed as NCHW = channels_last
         if not self.config.channels_last:
             x = x.contiguous()
-        return activate_all(MOVENET_HEADS, self._network(x))
+        return activate_all(MOVENET_HEADS, self._network_for(x)(x))
+
+    def _network_for(self, x: torch.Tensor):
+        """The network to run on ``x``: eager / inductor, or the frozen TorchScript trace of its shape."""
+        if self.config.compile != "jit":
+            return self._network
+        key = tuple(x.shape)
+        if key not in self._traced:
+            # One trace per input shape: the backbone's shape-dependent branches (padding of
+            # even-sized maps) are baked into each trace as constants, which is right for its
+            # shape, so the tracer's warning about them is expected. ``torch.jit.freeze`` is
+            # deprecated in favour of ``torch.compile`` (``compile="inductor"``), which costs
+            # ~40 s per shape here; the trace costs well under a second.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                traced = torch.jit.trace(self.model, x, check_trace=False, strict=False)
+                self._traced[key] = torch.jit.freeze(traced.eval())
+        return self._traced[key]
 
     @torch.inference_mode()
     def __call__(
@@ -403,22 +482,19 @@ class PoseEstimator:
         n = len(frames)
         indices, times = frame_batch(frames, frame_indices, timestamps)
         cfg = self.config
-        mirrored = [np.ascontiguousarray(f[:, ::-1]) for f in frames] if cfg.flip else None
-        passes: list[
-            tuple[int, list[Letterbox], dict[str, torch.Tensor], dict[str, torch.Tensor] | None]
-        ] = []
+        passes: list[_Pass] = []
         features = heatmaps = feature_canvas = None
         feature_transforms: list[Letterbox] = []
         for size in cfg.input_sizes:
             canvas, transforms = letterbox(frames, size, cfg.square)
-            flipped = None
-            if mirrored is None:
+            if not cfg.flips(size):
                 maps = self._run(canvas)
-            else:  # plain and mirrored canvases (same shape) in one batch: ~20% less time on CPU
-                both = self._run(np.concatenate([canvas, letterbox(mirrored, size, cfg.square)[0]]))
+                passes.append(_Pass(size, transforms, maps))
+            else:  # the mirrored canvas is the plain one mirrored: no second resize
+                both = self._run(np.concatenate([canvas, canvas[:, :, ::-1]]))
                 maps = {k: v[:n] for k, v in both.items()}
                 flipped = {k: v[n:] for k, v in both.items()}
-            passes.append((size, transforms, maps, flipped))
+                passes.append(_Pass(size, transforms, maps, flipped, [mirrored(t) for t in transforms]))
             if size == self.feature_size:
                 features, feature_transforms = maps["features"], transforms
                 heatmaps, feature_canvas = maps["keypoint_heatmap"], canvas
@@ -443,39 +519,40 @@ class PoseEstimator:
             centers.append(merged.centers)
         return EstimatorOutput(poses, features, feature_transforms, centers, heatmaps, feature_canvas)
 
-    def _decode_passes(
-        self,
-        passes: list[tuple[int, list[Letterbox], dict[str, torch.Tensor], dict[str, torch.Tensor] | None]],
-        n: int,
-    ) -> list[DecodedPoses]:
+    def _decode_passes(self, passes: list[_Pass], n: int) -> list[DecodedPoses]:
         """Every scale's (and mirrored) maps -> each frame's people in frame pixels, by ``scale_merge``."""
         cfg = self.config
         if cfg.scale_merge == "heatmaps":
-            _, target, tmaps, _ = max(passes, key=lambda p: p[0])
-            hw = tuple(tmaps["keypoint_heatmap"].shape[2:])
+            top = max(passes, key=lambda p: p.size)
+            target = top.transforms
+            hw = tuple(top.maps["keypoint_heatmap"].shape[2:])
             grid = []
-            for _, transforms, maps, flipped in passes:
-                grid.append(resample_maps(maps, _affine(target, transforms, False), hw, False))
-                if flipped is not None:
-                    grid.append(resample_maps(flipped, _affine(target, transforms, True), hw, True))
+            for p in passes:
+                grid.append(resample_maps(p.maps, _affine(target, p.transforms, False), hw, False))
+                if p.flipped is not None:
+                    grid.append(
+                        resample_maps(p.flipped, _affine(target, p.flipped_transforms, True), hw, True)
+                    )
             decoded = decode(fuse_maps(grid), cfg.decoder, FEATURE_STRIDE, self.rescorer)
             return [_to_frame(d, t) for d, t in zip(decoded, target, strict=True)]
         per_frame: list[list[DecodedPoses]] = [[] for _ in range(n)]
-        for _, transforms, maps, flipped in passes:
-            if flipped is not None:
+        for p in passes:
+            maps = p.maps
+            if p.flipped is not None:
                 hw = tuple(maps["keypoint_heatmap"].shape[2:])
                 maps = fuse_maps(
                     [
-                        resample_maps(maps, _affine(transforms, transforms, False), hw, False),
-                        resample_maps(flipped, _affine(transforms, transforms, True), hw, True),
+                        resample_maps(maps, _affine(p.transforms, p.transforms, False), hw, False),
+                        resample_maps(p.flipped, _affine(p.transforms, p.flipped_transforms, True), hw, True),
                     ]
                 )
             decoded = decode(maps, cfg.decoder, FEATURE_STRIDE, self.rescorer)
-            for i, (d, t) in enumerate(zip(decoded, transforms, strict=True)):
+            for i, (d, t) in enumerate(zip(decoded, p.transforms, strict=True)):
                 per_frame[i].append(_to_frame(d, t))
         out = []
         for i, parts in enumerate(per_frame):
-            long_side = max(passes[0][1][i].frame_width, passes[0][1][i].frame_height)
+            first = passes[0].transforms[i]
+            long_side = max(first.frame_width, first.frame_height)
             if len(parts) == 1:
                 out.append(parts[0])
             elif cfg.scale_merge == "nearest_height":

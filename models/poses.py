@@ -186,6 +186,13 @@ class FramePoses:
         """A copy with the given (N,) track ids; everything else, optional arrays included, kept."""
         return self._validated_copy(track_ids=_reshaped("track_ids", track_ids, np.int64, (len(self),)))
 
+    def with_keypoints(self, keypoints: np.ndarray) -> FramePoses:
+        """A copy with the given (N, 17, 3) keypoints (e.g. smoothed); everything else kept."""
+        kp = _reshaped("keypoints", keypoints, np.float32, (len(self), NUM_KEYPOINTS, 3))
+        if not np.isfinite(kp).all():
+            raise PoseFormatError("keypoints contains NaN or infinity")
+        return self._validated_copy(keypoints=kp)
+
     def _validated_copy(self, **changes: Any) -> FramePoses:
         """A copy with ``changes`` that are already valid (rows of this frame's validated arrays),
         made without ``__post_init__`` so that the HE rows are not normalised a second time."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 # The subcommand modules only build argument parsers; what a command needs (torch, uvicorn,
 # ...) loads when it runs, so `posestream serve` and `posestream eval` never import torch.
-from posestream.service import cli_data, cli_service, cli_train, cli_weights
+from posestream.service import cli_data, cli_export, cli_service, cli_train, cli_weights
 from posestream.service.cli_common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliError
 
 __all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "CliError", "build_parser", "main"]
@@ -101,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_weights.register(sub)  # weights fetch / verify / path
     cli_data.register(sub)  # data fetch / verify / path (real clips)
     cli_train.register(sub)  # train spatial / decode / temporal
+    cli_export.register(sub)  # export poses.jsonl --format coco|posetrack|csv|mot
     return parser
 
 

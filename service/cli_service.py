@@ -57,9 +57,11 @@ def register_track(sub: argparse._SubParsersAction) -> None:
         "track", help="track the people in a video file (no Redis needed)",
         epilog=f"Exit codes: 0 done; 2 bad input; {EXIT_TRUNCATED} the video is truncated (fewer frames decoded than "
         "its container declares, or decoding broke off): the output holds every frame that decoded, and a warning "
-        "on stderr gives both counts.",
+        "on stderr gives both counts. For a URL: 1 the source failed for good after its reconnect attempts (the "
+        "output holds every frame read before).",
     )  # fmt: skip
-    p.add_argument("video", help="input video (any container/codec PyAV reads)")
+    p.add_argument("video", help="input video (any container/codec PyAV reads), or a stream URL: rtsp://, "
+                   "rtsps://, http(s):// file or HLS .m3u8 (reconnects with backoff; POSESTREAM_PULL_* settings)")  # fmt: skip
     p.add_argument("--out", default=None, help="JSON Lines output (default: VIDEO with .poses.jsonl)")
     p.add_argument("--render", default=None, metavar="MP4", help="also write an annotated H.264 MP4 here")
     _model_args(p, with_defaults_from_settings=False)
@@ -67,6 +69,9 @@ def register_track(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--max-frames", type=int, default=0, help="stop after this many frames (0: the whole video)"
     )
+    p.add_argument("--smooth", action="store_true",
+                   help="smooth each track's keypoints with a One-Euro filter (less jitter, some lag on fast "
+                   "motion; parameters: POSESTREAM_TRACKER_OVERRIDES__SMOOTH_BETA etc., see the README)")  # fmt: skip
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_track)
 
@@ -77,9 +82,14 @@ def _cmd_track(args: argparse.Namespace) -> int:
     from posestream.models.data.video import VideoError, iter_video_frames, probe_video
     from posestream.models.poses import dumps_frame
     from posestream.service.pipeline import build_pipeline, run_frames
+    from posestream.service.pulls import is_url
     from posestream.service.settings import Settings
     from posestream.service.video_checks import truncation
 
+    if is_url(args.video):
+        from posestream.service.cli_pull import track_url
+
+        return track_url(args)
     video = Path(args.video)
     if not video.is_file():
         raise CliError(f"no such file: {video}")
@@ -98,6 +108,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
         pipeline = build_pipeline(
             args.model, args.tracker, args.input_sizes, args.device,
             weights_dir=settings.weights_dir, tracker_overrides=settings.tracker_overrides,
+            smooth=args.smooth or settings.smooth,
         )  # fmt: skip
     except ValueError as exc:
         raise CliError(str(exc)) from None

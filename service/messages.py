@@ -19,6 +19,7 @@ Keys (all under ``Settings.redis_prefix``, see ``RedisKeys``):
 - ``epoch``: a random value written once; when it changes, Redis lost its data (restart
   without persistence) and gateways re-publish the uploads they hold on disk.
 - ``workers``: sorted set of worker ids scored by their last heartbeat (unix seconds).
+- ``pull:{id}``: status of a pull (``POST /v1/pulls``) and its stop request.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from posestream.models.poses import FramePoses
 
 JOBS_GROUP = "workers"
 CONTRACT_VERSION = 1
+# How a session treats frames the workers cannot keep up with: ``live`` drops the oldest waiting
+# frame, ``ordered`` holds the source back (WebSocket streams and pulls).
+StreamMode = Literal["live", "ordered"]
 
 
 def _text(fields: dict[Any, Any], name: str) -> str:
@@ -265,6 +269,10 @@ class RedisKeys:
 
     def upload_lease(self, video_id: str) -> str:
         return f"{self.prefix}upload-lease:{video_id}"
+
+    def pull(self, pull_id: str) -> str:
+        """Hash of a pull: ``status`` (its JSON status) and ``stop`` (set by DELETE)."""
+        return f"{self.prefix}pull:{pull_id}"
 
     @property
     def epoch(self) -> str:

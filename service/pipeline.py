@@ -88,6 +88,7 @@ def build_pipeline(
     *,
     weights_dir: str | Path | None = None,
     tracker_overrides: Mapping[str, Any] | None = None,
+    smooth: bool = False,
 ) -> FramePipeline:
     """The pipeline for a model name (``MODEL_NAMES``); loads weights, so call it in a main.
 
@@ -95,11 +96,15 @@ def build_pipeline(
         weights_dir: the folder of our checkpoints (``Settings.weights_dir``); default
             ``posestream.models.weights.weights_dir()``.
         tracker_overrides: ``Settings.tracker_overrides`` (see ``resolve_tracker_config``).
+        smooth: ``Settings.smooth`` / ``--smooth``: turn the tracker's keypoint smoothing on
+            (``TrackerConfig.smooth``) whatever the overrides say.
     Raises:
         ValueError: unknown model, or a model whose code or weights are not available,
             with a message that says what to do.
     """
     overrides = dict(tracker_overrides or {})
+    if smooth:
+        overrides["smooth"] = True
     card: dict[str, Any] = {}
     detector: Detector
     if model == TEST_MODEL:
@@ -131,7 +136,7 @@ def pipeline_from_settings(settings: Settings) -> FramePipeline:
     """``build_pipeline`` with every argument from ``settings`` (the worker's main)."""
     return build_pipeline(
         settings.model, settings.tracker, settings.input_sizes, settings.device, settings.debug_delay_ms,
-        weights_dir=settings.weights_dir, tracker_overrides=settings.tracker_overrides,
+        weights_dir=settings.weights_dir, tracker_overrides=settings.tracker_overrides, smooth=settings.smooth,
     )  # fmt: skip
 
 

@@ -115,6 +115,45 @@ class Settings(BaseSettings):
         "the resumption of orphaned uploads; lowering it scans the status keys more often.",
     )  # fmt: skip
 
+    # --- pulls (POST /v1/pulls, posestream track URL) ---------------------------------------
+    max_pulls: int = Field(
+        8, gt=0,
+        description="Most pulls one gateway runs at once (HTTP 429 above). Each holds a decoder thread and up to "
+        "max_inflight queued frames; raising it lets one gateway ingest more streams, at that CPU and memory.",
+    )  # fmt: skip
+    pull_allow_private: bool = Field(
+        False,
+        description="Pull from URLs whose host resolves to a loopback, private, link-local or reserved address. Off, "
+        "a client cannot make the gateway fetch from inside its network; the tests turn it on (their servers are on "
+        "loopback), as does a deployment whose cameras sit on a private network. `posestream track URL` always allows them.",
+    )  # fmt: skip
+    pull_max_retries: int = Field(
+        5, ge=0,
+        description="Consecutive failed (re)connect attempts before a pull fails for good (WS close 4502); a "
+        "connection that yields a frame resets the count. Raising it rides out longer outages and reports a source "
+        "that is gone later.",
+    )  # fmt: skip
+    pull_initial_backoff_s: float = Field(
+        0.5, gt=0,
+        description="Wait before a pull's first reconnect attempt; it doubles after each failed attempt. Raising it "
+        "is gentler on a struggling server and misses more of a live stream per drop.",
+    )  # fmt: skip
+    pull_max_backoff_s: float = Field(
+        8.0, gt=0,
+        description="Longest wait between two reconnect attempts of a pull. Raising it spaces attempts out in a "
+        "long outage (fewer connections, later recovery).",
+    )  # fmt: skip
+    pull_timeout_s: float = Field(
+        10.0, gt=0,
+        description="Longest wait for a pulled source to open, and longest silence while reading it before the "
+        "connection counts as dropped. Raising it tolerates slow servers; a dead one is noticed that much later.",
+    )  # fmt: skip
+    pull_rtsp_transport: Literal["tcp", "udp"] = Field(
+        "tcp",
+        description="RTSP transport of pulls: tcp (RTP interleaved on the RTSP connection: no loss, passes NAT and "
+        "firewalls) or udp (lower latency, packets may be lost).",
+    )
+
     # --- queues and sessions ---------------------------------------------------------------
     session_ttl_s: int = Field(
         600, gt=0, description="Idle sessions (state, results, counters) expire after this."
@@ -214,6 +253,14 @@ class Settings(BaseSettings):
         "variable per field, POSESTREAM_TRACKER_OVERRIDES__<FIELD>=value (or a JSON object in "
         "POSESTREAM_TRACKER_OVERRIDES). The worker and `posestream track` log the resolved config at start.",
     )
+    smooth: bool = Field(
+        False,
+        description="Smooth each track's reported keypoints with a One-Euro filter per joint (uploads and live "
+        "sessions alike; its state is in the tracker state, so it survives a change of worker). The same as "
+        "POSESTREAM_TRACKER_OVERRIDES__SMOOTH=true; the filter's parameters are the tracker fields "
+        "smooth_min_cutoff, smooth_beta and smooth_d_cutoff (posestream.tracker.config.TrackerConfig says what "
+        "raising each does), set through tracker_overrides. Off by default: it lags fast motion.",
+    )
     weights_dir: Path = Field(
         default_factory=default_weights_dir,
         description="Folder of our checkpoints (temporalnet_movenet.pt, spatialnet_movenet.pt, ...). Fetched "
@@ -274,6 +321,8 @@ class Settings(BaseSettings):
                 "results_maxlen must be larger than stream_window + max_inflight: a resumed stream replays the "
                 "results it was owed from the session's result stream, so trimming must not reach them"
             )
+        if self.pull_initial_backoff_s > self.pull_max_backoff_s:
+            raise ValueError("pull_initial_backoff_s must be at most pull_max_backoff_s")
         if self.tracker_overrides:
             from posestream.tracker.config import TrackerConfig
 

@@ -124,6 +124,25 @@ class TrackerConfig:
     more robust to a frame where another person occludes the track, slower to follow real
     changes (turning around, lighting). 0 keeps only the latest embedding."""
 
+    smooth: bool = False
+    """Smooth the reported keypoints of each track with a One-Euro filter per joint
+    (``posestream.tracker.smoothing``; Casiez et al. 2012). Only the output is smoothed:
+    association still compares the raw detections. Off by default: it halves the jitter of
+    a still person but lags fast motion (``benchmarks/smoothing.py``)."""
+    smooth_min_cutoff: float = 1.0
+    """One-Euro cutoff frequency at rest, in Hz. Raising it follows the detections more
+    closely (more jitter, less lag); lowering it smooths slow motion more."""
+    smooth_beta: float = 5.0
+    """How fast the cutoff rises with a joint's speed: ``cutoff = smooth_min_cutoff + beta *
+    speed``, speed in person scales per second (``sqrt`` of the box area, so the value
+    does not depend on the video's resolution). Raising it cuts the lag on fast motion at
+    the price of more jitter while moving; 0 is a plain low-pass filter (several frames of
+    lag on a walking person). 5 measured best overall in ``benchmarks/smoothing.py``."""
+    smooth_d_cutoff: float = 1.0
+    """Cutoff frequency, in Hz, of the low-pass on the velocity estimate the adaptive
+    cutoff reads. Raising it reacts sooner to a change of speed but lets detection
+    noise raise the cutoff."""
+
     def __post_init__(self) -> None:
         if self.preset not in PRESET_TERMS:
             raise ValueError(
@@ -133,6 +152,7 @@ class TrackerConfig:
             value = getattr(self, f.name)
             if f.name.startswith(("lambda_", "gate_")) or f.name in (
                 "keypoint_threshold", "min_det_score", "reid_max_distance", "embedding_momentum",
+                "smooth_min_cutoff", "smooth_beta", "smooth_d_cutoff",
             ):  # fmt: skip
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
                     raise ValueError(f"TrackerConfig.{f.name} must be a number, got {value!r}")
@@ -171,7 +191,14 @@ class TrackerConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"TrackerConfig.{name} must be an integer >= {low}, got {value!r}")
-        for name in ("confirm_on_first_frame", "report_tentative"):
+        for name in ("smooth_min_cutoff", "smooth_d_cutoff"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"TrackerConfig.{name} must be > 0 Hz, got {getattr(self, name)}")
+        if not self.smooth_beta >= 0:
+            raise ValueError(
+                f"TrackerConfig.smooth_beta must be >= 0 (0: a fixed cutoff), got {self.smooth_beta}"
+            )
+        for name in ("confirm_on_first_frame", "report_tentative", "smooth"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"TrackerConfig.{name} must be True or False, got {getattr(self, name)!r}")
 

@@ -23,6 +23,13 @@ each (T,) int32.
 Gallery: ``ids`` (G,) int64, ``embeddings`` (G, E) float32, ``last_seen`` (G,) int64
 (the frame counter of the step that last matched the track), ``hits`` and ``age``
 (G,) int32.
+
+Filters (only with ``TrackerConfig.smooth``; ``None`` otherwise, and absent from the bytes,
+so states written before smoothing existed read back unchanged): one row per track id
+being smoothed (F <= T), the One-Euro state of each joint (``posestream.tracker.smoothing``):
+``ids`` (F,) int64, ``x`` (F, 17, 2) float32 the last filtered position (frame pixels),
+``dx`` (F, 17, 2) float32 the filtered velocity (pixels per second), ``t`` (F, 17) float64
+the timestamp (seconds) of the joint's last update, NaN while it has none.
 """
 
 from __future__ import annotations
@@ -189,6 +196,22 @@ class Gallery(_Columns):
 
 
 @dataclass(frozen=True, eq=False)
+class Filters(_Columns):
+    """One-Euro filter state per smoothed track and joint; shapes in the module docstring."""
+
+    SPEC: ClassVar[_Spec] = {
+        "ids": ("<i8", ()),
+        "x": ("<f4", (NUM_KEYPOINTS, 2)),
+        "dx": ("<f4", (NUM_KEYPOINTS, 2)),
+        "t": ("<f8", (NUM_KEYPOINTS,)),
+    }
+    ids: np.ndarray
+    x: np.ndarray
+    dx: np.ndarray
+    t: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
 class TrackerState:
     """Everything the next ``step`` needs; plain data, read-only, serialisable.
 
@@ -197,12 +220,15 @@ class TrackerState:
         gallery: lost tracks that can still be re-identified.
         next_id: the id the next confirmed track will get; ids are never reused.
         frame_index: number of steps taken so far (the index of the next frame).
+        filters: the keypoint smoothing's per-joint state when ``TrackerConfig.smooth`` is on
+            (``None`` otherwise); rows only for active tracks, so it is bounded by ``max_tracks``.
     """
 
     tracks: Tracks
     gallery: Gallery
     next_id: int = 0
     frame_index: int = 0
+    filters: Filters | None = None
 
     SCHEMA_VERSION: ClassVar[int] = SCHEMA_VERSION
 
@@ -232,17 +258,22 @@ class TrackerState:
         return int(self.tracks.tags.shape[2])
 
     def to_bytes(self) -> bytes:
-        """msgpack encoding with the schema version; deterministic (equal states, equal bytes)."""
-        return msgpack.packb(
-            {
-                "schema": SCHEMA_VERSION,
-                "frame_index": self.frame_index,
-                "next_id": self.next_id,
-                "tracks": self.tracks._to_msg(),
-                "gallery": self.gallery._to_msg(),
-            },
-            use_bin_type=True,
-        )
+        """msgpack encoding with the schema version; deterministic (equal states, equal bytes).
+
+        ``filters`` is written only when present: a state without smoothing has the same
+        bytes as before smoothing existed (and older readers, which ignore unknown keys,
+        read a smoothed state as an unsmoothed one).
+        """
+        msg = {
+            "schema": SCHEMA_VERSION,
+            "frame_index": self.frame_index,
+            "next_id": self.next_id,
+            "tracks": self.tracks._to_msg(),
+            "gallery": self.gallery._to_msg(),
+        }
+        if self.filters is not None:
+            msg["filters"] = self.filters._to_msg()
+        return msgpack.packb(msg, use_bin_type=True)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> TrackerState:
@@ -268,8 +299,9 @@ class TrackerState:
             raise StateFormatError(f"tracker state lacks {sorted(missing)}")
         tracks = Tracks._from_msg(msg["tracks"], "tracks")
         gallery = Gallery._from_msg(msg["gallery"], "gallery")
+        filters = Filters._from_msg(msg["filters"], "filters") if "filters" in msg else None
         try:
-            return cls(tracks, gallery, msg["next_id"], msg["frame_index"])
+            return cls(tracks, gallery, msg["next_id"], msg["frame_index"], filters)
         except ValueError as exc:
             raise StateFormatError(str(exc)) from None
 
@@ -281,12 +313,15 @@ class TrackerState:
     __hash__ = None  # type: ignore[assignment]
 
 
-def state_size_bound(max_tracks: int, gallery_size: int, embedding_dim: int, tag_dim: int = 0) -> int:
+def state_size_bound(
+    max_tracks: int, gallery_size: int, embedding_dim: int, tag_dim: int = 0, smooth: bool = False
+) -> int:
     """Largest ``len(state.to_bytes())`` any state within these caps can have, in bytes.
 
     Measured by serialising a state with every slot filled and the counters at their
     largest values, so it is exact for this schema. Pass ``config.max_tracks`` and
-    ``config.gallery_size``; E and D as used by the session.
+    ``config.gallery_size``; E and D as used by the session; ``smooth`` as
+    ``config.smooth`` (one filter row per active track).
     """
 
     def full(cls: type[_Columns], n: int) -> Any:
@@ -296,7 +331,10 @@ def state_size_bound(max_tracks: int, gallery_size: int, embedding_dim: int, tag
         })  # fmt: skip
 
     big = np.iinfo(np.int64).max
-    return len(TrackerState(full(Tracks, max_tracks), full(Gallery, gallery_size), big, big).to_bytes())
+    filters = full(Filters, max_tracks) if smooth else None
+    return len(
+        TrackerState(full(Tracks, max_tracks), full(Gallery, gallery_size), big, big, filters).to_bytes()
+    )
 
 
 def _dims(trailing: tuple[int | None, ...], embedding_dim: int, tag_dim: int) -> tuple[int, ...]:

@@ -40,6 +40,11 @@ Per frame (t = ``state.frame_index``), in this order, each stage a function of i
    ``n_init == 1`` or on the session's first step (``confirm_on_first_frame``), else it
    is tentative.
 
+6. **Smoothing** (only with ``config.smooth``; ``posestream.tracker.smoothing``): the reported
+   keypoints of each person with a track id go through a One-Euro filter per joint, whose
+   state (``state.filters``) keeps one row per active track. The track table keeps the raw
+   detections, so association never sees smoothed joints.
+
 The new state (``_next_tracks``) holds the kept tracks (matched ones take the detection's
 keypoints, box, score, SIE, backward TIE and tags), then the revived, then the born ones.
 
@@ -63,6 +68,7 @@ from posestream.models.poses import FramePoses
 from posestream.tracker.assignment import assign
 from posestream.tracker.config import TrackerConfig
 from posestream.tracker.costs import check_detection_fields, combined_cost, he_distance
+from posestream.tracker.smoothing import smooth_poses
 from posestream.tracker.state import CONFIRMED, TENTATIVE, Gallery, TrackerState, Tracks
 
 logger = logging.getLogger(__name__)
@@ -82,7 +88,8 @@ def step(state: TrackerState, poses: FramePoses, config: TrackerConfig) -> tuple
         config: thresholds and weights.
     Returns:
         The new state and ``poses.with_track_ids(ids)``: the same people in the same
-        order, each with its (reported) track id or -1.
+        order, each with its (reported) track id or -1 (and, with ``config.smooth``,
+        smoothed keypoints).
     """
     t = state.frame_index
     _check_finite(poses)
@@ -97,14 +104,21 @@ def step(state: TrackerState, poses: FramePoses, config: TrackerConfig) -> tuple
     new_tracks = _next_tracks(tracks, gallery, poses, upd, keep, born, t, config)
     claimed = np.concatenate([born.revive_g, upd.claim_g])
     new_gallery = _next_gallery(gallery, claimed, tracks, lost, upd.misses, upd.age, t, config)
-    new_state = TrackerState(new_tracks, new_gallery, born.next_id, t + 1)
 
     # Each detection's track id, in detection order.
     track_ids = np.full(len(poses), -1, np.int64)
     track_ids[upd.match_d] = upd.ids[upd.match_t]
     if len(born.new_d):
         track_ids[born.new_d] = new_tracks.ids[born.n_kept :]
-    return new_state, poses.with_track_ids(track_ids)
+    out = poses.with_track_ids(track_ids)
+    filters = None
+    if config.smooth:
+        filters, out = smooth_poses(
+            state.filters, out, new_tracks.ids,
+            min_cutoff=config.smooth_min_cutoff, beta=config.smooth_beta, d_cutoff=config.smooth_d_cutoff,
+            keypoint_threshold=config.keypoint_threshold,
+        )  # fmt: skip
+    return TrackerState(new_tracks, new_gallery, born.next_id, t + 1, filters), out
 
 
 def _associate(

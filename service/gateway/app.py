@@ -1,6 +1,6 @@
 """The gateway application factory: ``create_app(settings)``.
 
-Routes: ``/v1/videos`` (uploads), ``/v1/streams`` (WebSocket), ``/healthz``, ``/readyz``,
+Routes: ``/v1/videos`` (uploads), ``/v1/streams`` (WebSocket), ``/v1/pulls`` (the gateway pulls a URL), ``/healthz``, ``/readyz``,
 ``/metrics``, and ``/docs``, ``/redoc``, ``/openapi.json`` unless API keys are set
 (``docs_open`` serves them anyway). Serve it with ``posestream.service.gateway.http.uvicorn_options``.
 The gateway never imports torch; it decodes uploads with PyAV, reads WebSocket image
@@ -24,6 +24,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from posestream.service.gateway.deps import Ctx, GatewayContext
 from posestream.service.gateway.errors import error_body, install_error_handlers
 from posestream.service.gateway.metrics import GatewayMetrics
+from posestream.service.gateway.pulls import PullManager
+from posestream.service.gateway.pulls import router as pulls_router
+from posestream.service.gateway.pulls import ws_router as pulls_ws_router
 from posestream.service.gateway.streams import router as streams_router
 from posestream.service.gateway.upload_manager import UploadManager, janitor
 from posestream.service.gateway.uploads import router as uploads_router
@@ -44,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ctx = GatewayContext(settings, client, RedisKeys(settings.redis_prefix), GatewayMetrics(), None)
         ctx.uploads = uploads = UploadManager(ctx)
         app.state.ctx = ctx
+        app.state.pulls = pulls = PullManager(ctx)
         jan = asyncio.create_task(janitor(uploads, client, settings.video_ttl_s))
         # Uploads whose gateway died (this one, before a restart) resume from here.
         resumer = asyncio.create_task(uploads.resume_loop(), name="upload-resumer")
@@ -54,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             jan.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await resumer  # before the shutdown, so it cannot start a task after it
+            await pulls.shutdown()
             await uploads.shutdown()
             await client.aclose()
 
@@ -71,6 +76,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(uploads_router)
     app.include_router(streams_router)
+    app.include_router(pulls_router)
+    app.include_router(pulls_ws_router)
 
     @app.get("/healthz", tags=["ops"], summary="The process is alive")
     async def healthz() -> dict[str, str]:

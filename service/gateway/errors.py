@@ -20,6 +20,8 @@ code  name                   when
 4408  hello_timeout          no hello within 10 s
 4409  session_busy           ``?session=ID`` is streaming on another connection, or this connection lost the
                              session's lock (it stalled past ``stream_lock_ms`` and another connection took over)
+4502  source_failed          ``WS /v1/pulls/{id}/results``: the pull failed (its source failed for good after
+                             ``pull_max_retries`` reconnect attempts, or sent a frame over ``max_frame_pixels``)
 ====  =====================  =============================================================
 
 Not closing: a duplicate or decreasing frame index gets the text message
@@ -49,6 +51,7 @@ WS_UNAUTHORIZED = 4401
 WS_NO_SESSION = 4404
 WS_HELLO_TIMEOUT = 4408
 WS_SESSION_BUSY = 4409
+WS_SOURCE_FAILED = 4502
 
 
 class ApiError(Exception):

@@ -56,7 +56,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import redis.asyncio as aioredis
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -67,7 +67,7 @@ from posestream.service.gateway import errors as E
 from posestream.service.gateway.deps import GatewayContext, WsCtx, key_is_valid, key_owner, ws_credentials
 from posestream.service.gateway.relay import OrderedResults
 from posestream.service.leases import RENEW_SCRIPT
-from posestream.service.messages import FrameJob, FrameResult
+from posestream.service.messages import FrameJob, FrameResult, StreamMode
 from posestream.service.redis_types import awaited
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ class Hello(BaseModel):
     fps: float = Field(gt=0, le=1000)
     width: int = Field(gt=0, le=65535)
     height: int = Field(gt=0, le=65535)
-    mode: Literal["live", "ordered"] = "live"
+    mode: StreamMode = "live"
     ack: int | None = Field(None, ge=-1, description="resume: seq of the last result received (-1: none)")
 
 

@@ -12,12 +12,14 @@ import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
 from posestream.models.data.video import VideoError
+from posestream.models.poses import iter_jsonl
+from posestream.service.exports import EXPORT_FORMATS, ExportFormatName, iter_export
 from posestream.service.gateway.deps import Authorized, Ctx, GatewayContext, Owner
 from posestream.service.gateway.errors import ApiError
 from posestream.service.gateway.upload_frames import FrameTooLarge, check_video
@@ -26,6 +28,10 @@ from posestream.service.gateway.upload_manager import UploadLease, UploadManager
 from posestream.service.messages import VideoStatus
 
 router = APIRouter(prefix="/v1/videos", tags=["videos"], dependencies=[Authorized])
+_FORMAT_HELP = (
+    "jsonl (the service's own, one line per frame) or an export (posestream.service.exports): "
+    + "; ".join(f"{f.name}: {f.description}" for f in EXPORT_FORMATS.values())
+)
 
 
 def _manager(ctx: GatewayContext) -> UploadManager:
@@ -101,8 +107,13 @@ async def get_status(video_id: str, ctx: Ctx, owner: Owner) -> dict[str, Any]:
     return (await _status_or_404(ctx, video_id, owner)).public()
 
 
-@router.get("/{video_id}/poses", summary="The JSON Lines result (one line per frame)")
-async def get_poses(video_id: str, ctx: Ctx, owner: Owner) -> StreamingResponse:
+@router.get("/{video_id}/poses", summary="The result: JSON Lines (one line per frame) or an export format")
+async def get_poses(
+    video_id: str,
+    ctx: Ctx,
+    owner: Owner,
+    format: Annotated[Literal["jsonl"] | ExportFormatName, Query(description=_FORMAT_HELP)] = "jsonl",
+) -> StreamingResponse:
     status = await _status_or_404(ctx, video_id, owner)
     if status.status in ("queued", "running"):
         raise ApiError(
@@ -113,6 +124,16 @@ async def get_poses(video_id: str, ctx: Ctx, owner: Owner) -> StreamingResponse:
     path = _manager(ctx).folder(video_id) / "poses.jsonl"
     if not path.is_file():
         raise ApiError(404, "not_found", f"video {video_id} has no result file on this gateway")
+    if format != "jsonl":
+        fmt = EXPORT_FORMATS[format]
+        # A sync generator: Starlette iterates it in a worker thread, so reading and converting
+        # the file never blocks the event loop.
+        exported = iter_export(fmt.name, lambda: iter_jsonl(path), video=video_id)
+        return StreamingResponse(
+            exported,
+            media_type=fmt.media_type,
+            headers={"Content-Disposition": f'attachment; filename="{video_id}{fmt.suffix}"'},
+        )
 
     async def chunks() -> AsyncIterator[bytes]:
         with open(path, "rb") as fh:

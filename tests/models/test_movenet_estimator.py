@@ -104,7 +104,8 @@ def test_mirrored_frame_decodes_to_the_mirrored_people(
         dists.append(np.median(d[j, sure]))
     assert len(dists) == 7 and np.median(dists) < 3.0, f"median joint distances {np.round(dists, 1)}"
     flipped = PoseEstimator(
-        EstimatorConfig(input_sizes=(512,), flip=True, device="cpu"), weights=movenet_tflite
+        EstimatorConfig(input_sizes=(512,), flip=True, flip_max_size=None, device="cpu"),
+        weights=movenet_tflite,
     )
     _finds_seven_not_the_cloth(flipped([vtest_frame200]).poses[0])
 
@@ -197,3 +198,64 @@ def _write_png(rgb: np.ndarray, fp: FramePoses, path: Path, zoom: float = 1.5) -
     )  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+
+
+def test_flip_max_size_flips_only_small_scales(movenet_tflite: Path, vtest_frame200: np.ndarray) -> None:
+    """With ``flip_max_size=256`` only the 256 pass runs its mirrored canvas (batch of 2 canvases
+    for one frame); with ``None`` both scales do."""
+    from posestream.models.refine import RefineConfig
+
+    cfg = EstimatorConfig(device="cpu", refine=RefineConfig(enabled=False), network_batch=8)
+    assert cfg.flips(256) and not cfg.flips(512)
+    est = PoseEstimator(cfg, weights=movenet_tflite)
+    seen: list[tuple[int, int]] = []
+    run = est._run
+    est._run = lambda canvas: (seen.append((int(max(canvas.shape[1:3])), len(canvas))), run(canvas))[1]
+    est([vtest_frame200])
+    assert seen == [(256, 2), (512, 1)]
+    seen.clear()
+    est.config = EstimatorConfig(device="cpu", flip_max_size=None, refine=cfg.refine, network_batch=8)
+    est([vtest_frame200])
+    assert seen == [(256, 2), (512, 2)]
+
+
+def test_mirrored_canvas_matches_letterboxed_mirrored_frame(vtest_frame200: np.ndarray) -> None:
+    """The mirrored canvas (plain canvas mirrored) shows the mirrored frame under ``mirrored(t)``:
+    a frame point maps to the same canvas pixel either way, also with odd padding."""
+    from posestream.models.estimator import letterbox, mirrored
+
+    for frame in (vtest_frame200, vtest_frame200[:, :701]):  # even and odd horizontal padding
+        canvas, (t,) = letterbox([frame], 512)
+        m = mirrored(t)
+        xy = np.array([[10.0, 20.0], [300.5, 100.0], [frame.shape[1] - 3.0, 400.0]])
+        plain = t.to_input(xy)
+        flipped_frame_xy = np.stack([frame.shape[1] - xy[:, 0], xy[:, 1]], 1)
+        np.testing.assert_allclose(m.to_input(flipped_frame_xy)[:, 0], t.input_width - plain[:, 0], atol=1e-3)
+        mirror_lb, _ = letterbox([np.ascontiguousarray(frame[:, ::-1])], 512)
+        # The same picture up to the resize's rounding (area averaging is symmetric).
+        shifted = np.roll(canvas[0, :, ::-1], m.pad_x - t.pad_x, axis=1)
+        assert np.abs(mirror_lb[0].astype(int) - shifted.astype(int)).mean() < 1.0
+
+
+def test_jit_and_network_batch_keep_the_outputs(movenet_tflite: Path, vtest_frame200: np.ndarray) -> None:
+    """The frozen TorchScript trace (default ``compile="jit"``) and one canvas per call give the
+    eager, whole-batch result to float rounding, on two frames of different shapes."""
+    from posestream.models.refine import RefineConfig
+
+    frames = [vtest_frame200, _close_up(vtest_frame200)]
+    off = RefineConfig(enabled=False)
+    eager = PoseEstimator(
+        EstimatorConfig(device="cpu", compile="none", network_batch=16, refine=off), weights=movenet_tflite
+    )
+    jit = PoseEstimator(EstimatorConfig(device="cpu", refine=off), weights=movenet_tflite)
+    assert jit.config.compile == "jit" and jit.network_batch == 1
+    a, b = eager(frames), jit(frames)
+    assert len(jit._traced) >= 2, "one trace per input shape"
+    for pa, pb in zip(a.poses, b.poses, strict=True):
+        assert len(pa) == len(pb)
+        np.testing.assert_allclose(pa.keypoints, pb.keypoints, atol=1e-2)
+    torch.testing.assert_close(a.heatmaps, b.heatmaps, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="compile"):
+        EstimatorConfig(compile="tensorrt")
+    with pytest.raises(ValueError, match="network_batch"):
+        EstimatorConfig(network_batch=0)

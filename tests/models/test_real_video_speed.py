@@ -71,9 +71,8 @@ def test_runner_times_reference_and_default_on_real_frames(
         assert result["people"][name] >= 3
         assert result["tracks"][name]["vtest:200:202"] >= 3
     parts = dict(S.breakdown(clocks["default"], result["frames"]))
-    assert {"network 256 (plain + mirrored, one batch)", "network 512 (plain + mirrored, one batch)"} <= set(
-        parts
-    )
+    # The default flips the 256 pass only (``flip_max_size``).
+    assert {"network 256 (plain + mirrored)", "network 512"} <= set(parts)
     assert parts["Thunder refinement (crops, masks, network, gates)"] > 0
     assert parts["TemporalNet HE"] > 0 and parts["TemporalNet TIE"] > 0
     summed = sum(v for k, v in parts.items() if k not in ("total", "  of which Thunder network"))
@@ -91,11 +90,12 @@ def test_each_timed_variant_is_the_configuration_its_ap_comes_from() -> None:
     from posestream.models.refine import RefineConfig
 
     base = EstimatorConfig(device="cpu")
+    same_execution = {f: getattr(base, f) for f in S.EXECUTION_FIELDS}
     for name, (overrides, spec) in S.VARIANTS.items():
-        fields = dict(overrides)
-        if "refine" in fields:
-            fields["refine"] = RefineConfig(enabled=bool(fields["refine"]))
-        assert R.estimator_config(spec) == dataclasses.replace(base, **fields), name
+        timed = dataclasses.replace(S.variant_config(base, overrides), **same_execution)
+        assert R.estimator_config(spec) == timed, name
+    assert S.variant_config(base, {"refine": "all"}).refine == RefineConfig(max_mean_joint_score=None)
+    assert R.estimator_config("est:256+512:confidence:flipall").flip_max_size is None
     # Specs name MultiPose alone unless they say ``refine``.
     assert not R.estimator_config("est:512").refine.enabled
     assert R.estimator_config("est:512:refine").refine == RefineConfig()

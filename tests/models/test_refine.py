@@ -143,7 +143,9 @@ def test_crowd_gate_and_one_batch_per_frame(refiner, vtest_frame200, movenet_tfl
     calls: list[int] = []
     handle = refiner.model.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
     try:
-        cfg = RefineConfig(enabled=True, max_iou=1.0, max_shift=math.inf, score_margin=None)
+        cfg = RefineConfig(
+            enabled=True, max_iou=1.0, max_shift=math.inf, score_margin=None, max_mean_joint_score=None
+        )
         refiner.config = cfg
         iou = box_iou(fp.boxes, fp.boxes)
         kp, accepted = refiner(vtest_frame200, fp.keypoints, fp.boxes, fp.scores, iou)
@@ -180,3 +182,38 @@ def test_estimator_hook_changes_only_accepted_joints(vtest_frame200, movenet_tfl
     assert changed.any(), "some joints should be refined"
     shift = np.linalg.norm(a.keypoints[..., :2] - b.keypoints[..., :2], axis=-1)
     assert (shift[changed] <= 0.2 * person_sizes(a.boxes)[:, None].repeat(17, 1)[changed] + 1e-3).all()
+
+
+@pytest.mark.weights
+def test_confident_people_are_not_refined(refiner, vtest_frame200, movenet_tflite) -> None:  # noqa: F811
+    """``max_mean_joint_score``: a person whose mean joint score reaches it is left alone (no
+    Thunder crop for it), one below it is refined."""
+    from posestream.models.estimator import EstimatorConfig, PoseEstimator
+    from posestream.models.geometry import box_iou
+
+    off = EstimatorConfig(device="cpu", refine=RefineConfig(enabled=False))
+    fp = PoseEstimator(off, movenet_tflite)([vtest_frame200]).poses[0]
+    kp = fp.keypoints.copy()
+    kp[0, :, 2] = 0.9  # person 0 confident, person 1 not
+    kp[1, :, 2] = np.minimum(kp[1, :, 2], 0.3)
+    calls: list[int] = []
+    handle = refiner.model.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
+    try:
+        refiner.config = RefineConfig(enabled=True, max_mean_joint_score=0.6)
+        out, accepted = refiner(vtest_frame200, kp, fp.boxes, fp.scores, box_iou(fp.boxes, fp.boxes))
+        assert not accepted[0].any()
+        np.testing.assert_array_equal(out[0], kp[0])
+        assert accepted[1].any()
+        assert calls == [int((kp[:, :, 2].mean(1) < 0.6).sum())]
+        refiner.config = RefineConfig(enabled=True, max_mean_joint_score=None)
+        calls.clear()
+        refiner(vtest_frame200, kp, fp.boxes, fp.scores, box_iou(fp.boxes, fp.boxes))
+        assert calls == [len(kp)]
+    finally:
+        handle.remove()
+        refiner.config = RefineConfig(enabled=True)
+
+
+def test_max_mean_joint_score_validated() -> None:
+    with pytest.raises(ValueError, match="max_mean_joint_score"):
+        RefineConfig(max_mean_joint_score=0.0)
