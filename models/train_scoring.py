@@ -255,8 +255,11 @@ def scoreable(candidates: np.ndarray, regions: list[np.ndarray]) -> np.ndarray:
 def _fingerprint() -> str:
     cfg = data_estimator_config()
     return json.dumps(
-        {"sizes": cfg.input_sizes, "flip": cfg.flip, "merge": cfg.scale_merge, "dec": asdict(cfg.decoder)}
-    )
+        {
+            "sizes": cfg.input_sizes, "square": cfg.square, "flip": cfg.flip, "flip_max_size": cfg.flip_max_size,
+            "merge": cfg.scale_merge, "dec": asdict(cfg.decoder),
+        }
+    )  # fmt: skip
 
 
 def _cached(path: Path, build) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001 - () -> (kp, oks)
