@@ -55,6 +55,7 @@ from posestream.models.movenet_decode import (
     pose_nms,
     resample_maps,
 )
+from posestream.models.pose_scoring import PoseScorer, PoseScoringConfig
 from posestream.models.poses import UNTRACKED, FramePoses
 from posestream.models.refine import RefineConfig, ThunderRefiner
 from posestream.models.skeleton import NUM_KEYPOINTS
@@ -139,6 +140,9 @@ class EstimatorConfig:
             duplicates after merging scales.
         refine: gated second-stage refinement by MoveNet Thunder (``posestream.models.refine``); off
             unless ``refine.enabled``.
+        scoring: seed 004's learned person score (``posestream.models.pose_scoring``): with
+            ``scoring.enabled`` every candidate's score is its predicted OKS, and
+            ``scoring.min_oks`` replaces ``decoder.min_pose_score`` as the rejection threshold.
     """
 
     input_sizes: tuple[int, ...] = (256, 512)
@@ -156,6 +160,7 @@ class EstimatorConfig:
     flip_max_size: int | None = 256
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
+    scoring: PoseScoringConfig = field(default_factory=PoseScoringConfig)
 
     def __post_init__(self) -> None:
         sizes = tuple(int(s) for s in self.input_sizes)
@@ -374,7 +379,8 @@ class PoseEstimator:
         config: ``EstimatorConfig``.
         weights: path of ``movenet.tflite``; default: the verified cache of
             ``posestream.models.weights`` (run ``posestream weights fetch`` first).
-        rescorer: optional learned person score (``posestream.models.movenet_decode.PoseRescorer``).
+        rescorer: optional learned person score (``posestream.models.movenet_decode.PoseRescorer``);
+            default: ``PoseScorer`` from the weights folder when ``config.scoring.enabled``.
 
     Load it once (worker main / lifespan), then call it per batch.
     """
@@ -409,6 +415,13 @@ class PoseEstimator:
         self._traced: dict[tuple[int, ...], torch.jit.ScriptModule] = {}
         self.network_batch = self.config.network_batch or (1 if self.device.type == "cpu" else None)
         self.rescorer = rescorer
+        if rescorer is None and self.config.scoring.enabled:
+            from posestream.models.weights import checkpoint_path
+
+            self.rescorer = PoseScorer.from_file(checkpoint_path(self.config.scoring.weights))
+        if self.config.scoring.enabled:  # the person score is now a predicted OKS: reject on that scale
+            decoder = replace(self.config.decoder, min_pose_score=self.config.scoring.min_oks)
+            self.config = replace(self.config, decoder=decoder)
         self.refiner = (
             ThunderRefiner(self.config.refine, None, self.device, self.dtype, self.config.channels_last)
             if self.config.refine.enabled

@@ -45,6 +45,24 @@ def heatmap_loss(
     return err.mean()
 
 
+def tradeoff_weight(target: torch.Tensor, background: float = 0.1, region_heat: float = 0.0) -> torch.Tensor:
+    """Seed 004's tradeoff heatmap loss mask (its Eq. 4, ``M``): 1 inside a keypoint region, ``background`` outside.
+
+    A pixel of joint type k lies in the kth keypoint region when its ground-truth heat exceeds
+    ``region_heat`` (the rendered Gaussians' support by default). Seed 004 weighs the far more
+    numerous non-keypoint pixels 0.1, so the loss is not dominated by an easy all-zero map.
+
+    Args:
+        target: (B, J, H, W) ground-truth heatmaps.
+        background: weight of pixels outside every region of their joint type (1 = Eq. 1 unweighted).
+        region_heat: heat above which a pixel is in a keypoint region.
+    Returns:
+        (B, J, H, W) weights for ``heatmap_loss``.
+    """
+    one = torch.ones((), dtype=target.dtype, device=target.device)
+    return torch.where(target > region_heat, one, one * background)
+
+
 def _valid(joints: torch.Tensor, h: int, w: int) -> torch.Tensor:
     x, y, v = joints[..., 0], joints[..., 1], joints[..., 2]
     return (v > 0) & (x >= 0) & (y >= 0) & (x <= w - 1) & (y <= h - 1)

@@ -17,7 +17,7 @@ TemporalNet pools from) is the same transform in its own edge-aligned convention
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +26,12 @@ import torch
 from posestream.models.data.augment import fit_affine, invert_affine, transform_keypoints, warp_image
 from posestream.models.decode import sie_from_svf
 from posestream.models.estimator import EstimatorOutput, Letterbox, frame_batch
+from posestream.models.pose_scoring import PoseScorer, PoseScoringConfig
 from posestream.models.poses import UNTRACKED, FramePoses, boxes_from_keypoints
 from posestream.models.skeleton import NUM_KEYPOINTS
 from posestream.models.spatialnet import STRIDE
 from posestream.models.targets import to_input_coords, to_output_coords
+from posestream.models.weights import checkpoint_path
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +54,17 @@ class SpatialEstimatorConfig:
             weak, partial detections: fewer false tracks, more missed people. (Chosen when the
             score was the mean heat of all joints after filling; not re-tuned since the seed-002
             score, which is never higher, became the default.)
+        scoring: seed 004's learned person score (``posestream.models.pose_scoring``): with
+            ``scoring.enabled`` each decoded person's score is the predicted OKS (the net was
+            trained on MoveNet's candidates; SpatialNet's decoded people share their pose
+            contract), and ``scoring.min_oks`` replaces ``min_person_score``. The rescoring runs
+            after decoding, so the decoder's own duplicate removal still follows its score.
     """
 
     input_size: int = 512
     device: str = "auto"
     min_person_score: float = 0.15
+    scoring: PoseScoringConfig = field(default_factory=PoseScoringConfig)
 
     def __post_init__(self) -> None:
         if self.input_size <= 0:
@@ -133,6 +141,11 @@ class SpatialNetEstimator:
                 f"input size {self.config.input_size} must be a multiple of {self.multiple} for this SpatialNet"
             )
         self.feature_channels = self.net.config.backbone.width
+        self.scorer = (
+            PoseScorer.from_file(checkpoint_path(self.config.scoring.weights))
+            if self.config.scoring.enabled
+            else None
+        )
         log.info(
             "SpatialNetEstimator: %s on %s, input long side %d", weights, self.device, self.config.input_size
         )
@@ -184,7 +197,10 @@ class SpatialNetEstimator:
         sie_maps = sie_from_svf(out.last["svf"].float())
         poses, centers, sies, tags = [], [], [], []
         for i, ((kp, sc), m, f) in enumerate(zip(decoded, out.mats, frames, strict=True)):
-            keep = sc >= self.config.min_person_score
+            threshold = self.config.min_person_score
+            if self.scorer is not None:  # the person score is now a predicted OKS: reject on that scale
+                sc, threshold = self.scorer.predict(kp), self.config.scoring.min_oks
+            keep = sc >= threshold
             order = np.argsort(-sc[keep], kind="stable")
             kp, sc = kp[keep][order], sc[keep][order]
             tag_vals, sie_in = embeddings_at_joints(kp, out.last["tags"][i], sie_maps[i])

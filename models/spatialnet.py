@@ -31,6 +31,7 @@ from posestream.models.losses import (
     ordinal_loss,
     pgg_grouping_loss,
     sie_loss,
+    tradeoff_weight,
 )
 from posestream.models.pgg import PGGConfig, pose_guided_grouping
 from posestream.models.pose_prior import PosePrior
@@ -57,6 +58,10 @@ class LossWeights:
 
     Raising a weight makes the shared trunk spend more capacity on that term.
     ``pgg`` weighs the grouping loss applied to the PGG iterates during fine-tuning.
+    ``det_background`` is seed 004's tradeoff heatmap loss: the weight of heatmap pixels
+    outside the keypoint regions (``losses.tradeoff_weight``; seed 004: 0.1). 1 keeps seed
+    000's unweighted Eq. 1; lowering it makes missing a joint cost more relative to faint
+    background heat (fewer misses, more false candidates).
     """
 
     det: float = 1.0
@@ -64,6 +69,13 @@ class LossWeights:
     aux: float = 1e-4
     sie: float = 1e-4
     pgg: float = 1e-3
+    det_background: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.det_background > 0:
+            raise ValueError(
+                f"det_background must be > 0 (1 = no tradeoff, seed 004: 0.1), got {self.det_background}"
+            )
 
 
 @dataclass(frozen=True)
@@ -235,7 +247,8 @@ class SpatialNet(nn.Module):
         zero = stacks[0]["heatmaps"].sum() * 0.0
         terms = {"det": zero, "pull": zero, "push": zero, "aux": zero, "sie": zero, "pgg": zero}
         for maps in stacks:
-            terms["det"] = terms["det"] + heatmap_loss(maps["heatmaps"], targets.heatmaps)
+            mask = tradeoff_weight(targets.heatmaps, w.det_background) if w.det_background != 1.0 else None
+            terms["det"] = terms["det"] + heatmap_loss(maps["heatmaps"], targets.heatmaps, mask)
             if cfg.use_ke:
                 pull, push = ke_loss(maps["tags"], targets.joints)
                 terms["pull"], terms["push"] = terms["pull"] + pull, terms["push"] + push

@@ -91,6 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="train on this SpatialNet's features and heatmaps (seed-faithful path) instead of MoveNet's",
     )
     t.set_defaults(func=_cmd_train_temporal)
+    _register_scoring(tsub)
 
 
 def _decode_options(p: argparse.ArgumentParser) -> None:
@@ -299,4 +300,39 @@ def _cmd_train_temporal(args: argparse.Namespace) -> int:
     print(f"checkpoint: {path}")
     keys = ("train_seeds", "cache_seconds", "total_seconds", "steps_done", "device", "final_losses")
     print(json.dumps({k: card[k] for k in keys}))
+    return 0
+
+
+def _register_scoring(tsub: argparse._SubParsersAction) -> None:
+    sc = tsub.add_parser(
+        "scoring",
+        help="train seed 004's pose scoring net (predicted OKS) on MoveNet candidates of synthetic clips "
+        "and the real dev set's train split",
+    )
+    sc.add_argument("--clips", type=int, help="synthetic training clips (default 40, seeds SCORING_TRAIN)")
+    sc.add_argument("--frame-step", type=int, help="every Nth frame of each clip (default 5)")
+    sc.add_argument("--epochs", type=int, help="training epochs over the cached pairs (default 300)")
+    sc.add_argument("--time-limit", type=float, help="stop training after this many seconds (default 300)")
+    sc.add_argument("--work-dir", help="caches and resumable state (default runs/pose_scoring)")
+    sc.add_argument("--out", help="checkpoint path (default weights/pose_scoring.pt)")
+    sc.add_argument("--threads", type=int, help="torch CPU threads (default 1)")
+    sc.set_defaults(func=_cmd_train_scoring)
+
+
+def _cmd_train_scoring(args: argparse.Namespace) -> int:
+    from posestream.models.train_scoring import scoring_config, train_scoring
+
+    pairs = (
+        ("synthetic_clips", args.clips), ("frame_step", args.frame_step), ("epochs", args.epochs),
+        ("time_limit_s", args.time_limit), ("work_dir", args.work_dir), ("out", args.out),
+        ("threads", args.threads),
+    )  # fmt: skip
+    try:
+        cfg = scoring_config({k: v for k, v in pairs if v is not None})
+        path, card = train_scoring(cfg)
+    except (OSError, ValueError) as exc:  # bad overrides, missing MoveNet weights
+        raise CliError(str(exc)) from None
+    print(f"checkpoint: {path}")
+    keys = ("train_pairs", "epochs_done", "cache_seconds", "train_seconds", "final_loss")
+    print(json.dumps({k: card[k] for k in (*keys, "held_out_synthetic", "held_out_real_dev_eval")}))
     return 0

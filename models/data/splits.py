@@ -16,11 +16,19 @@ a split is a range of seeds. Torch-free; imported by training, the benchmarks an
 - ``DECODE_VALIDATION`` 8000..8007: SpatialNet's decoding parameters (``posestream train decode``).
 - ``HELD_OUT`` 9000..9007: scores only, never tuned on (the benchmarks' random scenes,
   ``--eval-seeds``); the scripted scenes of the tests are not seeds at all.
+- ``SCORING_TRAIN`` 6000..6039: the pose scoring net's synthetic training clips
+  (``posestream train scoring``, ``posestream.models.pose_scoring``).
+
+The real labelled dev set (``../shared/data/real-dev``) is split by image in
+``configs/real_dev_split.json`` (``real_dev_split``): its ``train`` images may be trained on
+(pose scoring), its ``eval`` images are only scored.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,29 @@ TEMPORAL_TRAIN = SeedRange(5000, 40)
 TRACKER_VALIDATION = SeedRange(5030, 20)
 DECODE_VALIDATION = SeedRange(8000, 8)
 HELD_OUT = SeedRange(9000, 8)
+SCORING_TRAIN = SeedRange(6000, 40)
+
+# The real dev set's image split, written down once (image ids of its annotations.json).
+REAL_DEV_SPLIT_FILE = Path(__file__).resolve().parents[2] / "configs" / "real_dev_split.json"
+
+
+@dataclass(frozen=True)
+class ImageSplit:
+    """Image ids of a labelled set's training and evaluation parts (disjoint)."""
+
+    train: tuple[int, ...]
+    eval: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        both = set(self.train) & set(self.eval)
+        if both:
+            raise ValueError(f"images in both the train and the eval split: {sorted(both)}")
+
+
+def real_dev_split(path: Path = REAL_DEV_SPLIT_FILE) -> ImageSplit:
+    """The real dev set's train / eval image ids, read from ``configs/real_dev_split.json``."""
+    data = json.loads(Path(path).read_text())
+    return ImageSplit(tuple(int(i) for i in data["train"]), tuple(int(i) for i in data["eval"]))
 
 
 def overlapping(a: SeedRange, b: SeedRange) -> range:

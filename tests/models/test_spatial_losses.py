@@ -12,7 +12,9 @@ from posestream.models.losses import (
     ordinal_loss,
     pgg_grouping_loss,
     sie_loss,
+    tradeoff_weight,
 )
+from posestream.models.spatialnet import LossWeights
 
 
 def _joints(*people):
@@ -122,3 +124,18 @@ def test_batched_losses_equal_the_mean_of_per_image_losses():
     sies = [sie_loss(svf[i : i + 1], [people[i]]).item() for i in (0, 2, 3)]
     assert sie_loss(svf, people).item() == pytest.approx(sum(sies) / 3, rel=1e-5)
     assert sie_loss(svf[4:], people[4:]).item() == 0.0
+
+
+def test_tradeoff_heatmap_loss_hand():
+    """Seed 004's tradeoff: pixels outside the keypoint region weigh 0.1, inside 1."""
+    target = torch.tensor([[[[1.0, 0.5], [0.0, 0.0]]]])  # (1, 1, 2, 2): two region pixels
+    pred = torch.full_like(target, 0.5)
+    mask = tradeoff_weight(target, background=0.1)
+    assert mask.tolist() == [[[[1.0, 1.0], [pytest.approx(0.1), pytest.approx(0.1)]]]]
+    # errors^2: 0.25, 0, 0.25, 0.25 -> (0.25 * 1 + 0 * 1 + 0.25 * 0.1 + 0.25 * 0.1) / 4
+    assert heatmap_loss(pred, target, mask).item() == pytest.approx(0.3 / 4)
+    assert heatmap_loss(pred, target, tradeoff_weight(target, background=1.0)).item() == pytest.approx(
+        0.75 / 4
+    )
+    with pytest.raises(ValueError, match="det_background"):
+        LossWeights(det_background=0.0)
