@@ -1,10 +1,12 @@
-"""End-to-end service benchmark: 1, 4 and 16 concurrent WebSocket streams on loopback.
+"""End-to-end service benchmark: 1, 2, 4, 8 and 16 concurrent WebSocket streams on loopback, live and ordered.
 
 Starts a real gateway (uvicorn, in this process) and real workers (``posestream worker``
 subprocesses) on a private Redis key prefix, streams the same synthetic clip from N
 concurrent clients and records, per N: end-to-end throughput (results per second over
-all streams), per-frame latency (frame sent -> its result received; p50 and p95), and
-frames dropped. Needs Redis (``--redis-url``).
+all streams), per-stream fps, per-frame latency (frame sent -> its result received; p50,
+p95 and p99), and frames dropped, for each stream mode of ``--modes``; ``--plot`` draws
+throughput and latency against the number of streams (matplotlib, ``pip install
+matplotlib``). Needs Redis (``--redis-url``).
 
     python benchmarks/service.py                          # blobs test pipeline, CPU
     python benchmarks/service.py --model movenet --device cuda --workers 1 --fps 30
@@ -48,23 +50,25 @@ def _frames(n: int, width: int, height: int, people: bool) -> list[bytes]:
     return [jpeg(clip.render(i)[0]) for i in range(n)]
 
 
-async def _one_stream(url: str, images: list[bytes], args: argparse.Namespace) -> dict:
+async def _one_stream(url: str, images: list[bytes], args: argparse.Namespace, mode: str) -> dict:
     import websockets
 
+    pace = args.live_fps if mode == "live" else args.fps  # frames per second sent; 0 = as fast as possible
     sent_at: dict[int, float] = {}
     latencies: list[float] = []
     # No client keepalive: under backpressure a slow worker legitimately leaves the socket quiet.
+    opened = time.perf_counter()
     async with websockets.connect(url, max_size=None, ping_interval=None) as ws:
         await ws.send(
-            json.dumps({"fps": args.fps or 30, "width": args.width, "height": args.height, "mode": args.mode})
+            json.dumps({"fps": pace or 30, "width": args.width, "height": args.height, "mode": mode})
         )
         await ws.recv()
 
         async def send() -> None:
             start = time.perf_counter()
             for i in range(args.frames):
-                if args.fps:
-                    await asyncio.sleep(max(0.0, start + i / args.fps - time.perf_counter()))
+                if pace:
+                    await asyncio.sleep(max(0.0, start + i / pace - time.perf_counter()))
                 sent_at[i] = time.perf_counter()
                 await ws.send(struct.pack(">Q", i) + images[i % len(images)])
             await ws.send(json.dumps({"end": True}))
@@ -78,16 +82,20 @@ async def _one_stream(url: str, images: list[bytes], args: argparse.Namespace) -
             elif "end" in obj:
                 end = obj["end"]
         await sender
-    return {"latencies": latencies, "dropped": end.get("dropped", 0)}
+    return {"latencies": latencies, "dropped": end.get("dropped", 0), "wall": time.perf_counter() - opened}
 
 
-async def _run_level(url: str, images: list[bytes], n: int, args: argparse.Namespace) -> dict:
+async def _run_level(url: str, images: list[bytes], n: int, args: argparse.Namespace, mode: str) -> dict:
     t0 = time.perf_counter()
-    outs = await asyncio.gather(*(_one_stream(url, images, args) for _ in range(n)))
+    outs = await asyncio.gather(*(_one_stream(url, images, args, mode) for _ in range(n)))
     wall = time.perf_counter() - t0
     lat = np.array([x for o in outs for x in o["latencies"]]) * 1000
+    per_stream = [len(o["latencies"]) / max(o["wall"], 1e-9) for o in outs]
     return {
+        "mode": mode,
         "streams": n,
+        "stream_fps": round(float(np.mean(per_stream)), 2),
+        "latency_ms_p99": round(float(np.percentile(lat, 99)), 1) if lat.size else None,
         "frames": int(lat.size),
         "dropped": int(sum(o["dropped"] for o in outs)),
         "fps": round(lat.size / wall, 1),
@@ -119,10 +127,18 @@ def main() -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--streams", default="1,4,16")
+    p.add_argument("--streams", default="1,2,4,8,16")
     p.add_argument("--frames", type=int, default=150, help="frames per stream")
-    p.add_argument("--fps", type=float, default=0.0, help="pace per stream; 0 = as fast as possible")
-    p.add_argument("--mode", default="ordered", choices=("ordered", "live"))
+    p.add_argument(
+        "--fps", type=float, default=0.0, help="pace per ordered stream; 0 = as fast as backpressure allows"
+    )
+    p.add_argument(
+        "--live-fps", type=float, default=25.0, help="pace per live stream, like a camera; 0 = max"
+    )
+    p.add_argument(
+        "--modes", default="ordered,live", help="comma-separated stream modes, each run at every level"
+    )
+    p.add_argument("--plot", default=None, help="write a PNG of fps and latency against streams here")
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--out", default=None, help="write the results as JSON here")
@@ -170,10 +186,15 @@ def main() -> int:
             time.sleep(0.2)
         images = _frames(min(args.frames, 60), args.width, args.height, people=args.model != "blobs")
         url = f"ws://127.0.0.1:{port}/v1/streams"
-        asyncio.run(_run_level(url, images, 1, argparse.Namespace(**{**vars(args), "frames": 10})))  # warm-up
-        for n in (int(x) for x in args.streams.split(",")):
+        modes = [m for m in args.modes.split(",") if m]
+        bad = [m for m in modes if m not in ("ordered", "live")]
+        if bad:
+            raise SystemExit(f"--modes: unknown mode(s) {bad}; use ordered and/or live")
+        warm = argparse.Namespace(**{**vars(args), "frames": 10})
+        asyncio.run(_run_level(url, images, 1, warm, modes[0]))  # warm-up
+        for mode, n in ((m, int(x)) for m in modes for x in args.streams.split(",")):
             before = _stage_sums(port)
-            results.append(asyncio.run(_run_level(url, images, n, args)))
+            results.append(asyncio.run(_run_level(url, images, n, args, mode)))
             after = _stage_sums(port)
             results[-1]["stage_mean_ms"] = {
                 stage: round(1000 * (after[stage][0] - before.get(stage, (0, 0))[0])
@@ -196,28 +217,30 @@ def main() -> int:
             pass
     meta = {
         "model": args.model, "tracker": tracker, "workers": args.workers, "batch_size": args.batch_size,
-        "frames_per_stream": args.frames, "fps_per_stream": args.fps or "max", "mode": args.mode,
+        "frames_per_stream": args.frames, "ordered_fps_per_stream": args.fps or "max", "live_fps_per_stream": args.live_fps or "max", "modes": args.modes,
         "size": f"{args.width}x{args.height}", "machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPUs",
     }  # fmt: skip
     print(f"\n{json.dumps(meta)}\n")
     stages = ("decode", "queue", "pipeline", "relay")
     table = [
-        "| streams | frames | dropped | end-to-end fps | latency p50 (ms) | latency p95 (ms) | "
+        "| mode | streams | frames | dropped | total fps | per-stream fps | latency p50 (ms) | p95 (ms) | p99 (ms) | "
         + " | ".join(f"{s} mean (ms)" for s in stages)
         + " |",
-        "|---:" * (6 + len(stages)) + "|",
+        "|---" + "|---:" * (8 + len(stages)) + "|",
     ]
     for r in results:
         means = " | ".join(str(r["stage_mean_ms"].get(s, "")) for s in stages)
-        table.append(f"| {r['streams']} | {r['frames']} | {r['dropped']} | {r['fps']} | {r['latency_ms_p50']} | "
-                     f"{r['latency_ms_p95']} | {means} |")  # fmt: skip
+        table.append(f"| {r['mode']} | {r['streams']} | {r['frames']} | {r['dropped']} | {r['fps']} | {r['stream_fps']} | "
+                     f"{r['latency_ms_p50']} | {r['latency_ms_p95']} | {r['latency_ms_p99']} | {means} |")  # fmt: skip
     print("\n".join(table))
     if not args.no_record:
         from benchmarks.results import record_section
 
         # The blobs run measures the service's own overhead; each model and device has its own section.
         section = "service" if args.model == "blobs" else f"service_{args.model}_{args.device}"
+        if args.modes != "ordered,live":  # a run of one mode keeps its own section beside the two-mode one
+            section += "_" + args.modes.replace(",", "_")
         body = [
             "## Service end to end: concurrent WebSocket streams on loopback (`benchmarks/service.py`)"
             + ("" if args.model == "blobs" else f", {args.model} on {args.device}"),
@@ -231,7 +254,41 @@ def main() -> int:
         print(f"recorded in {record_section(section, chr(10).join(body))}")
     if args.out:
         Path(args.out).write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    if args.plot:
+        plot(results, meta, Path(args.plot))
+        print(f"plot: {args.plot}")
     return 0
+
+
+def plot(results: list[dict], meta: dict, path: Path) -> None:
+    """PNG: total fps (left) and latency p50 / p99 (right) against the number of streams, per mode."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_fps, ax_lat) = plt.subplots(1, 2, figsize=(10, 4))
+    for mode in dict.fromkeys(r["mode"] for r in results):
+        rows = [r for r in results if r["mode"] == mode]
+        n = [r["streams"] for r in rows]
+        ax_fps.plot(n, [r["fps"] for r in rows], "o-", label=f"{mode}: total")
+        ax_fps.plot(n, [r["stream_fps"] for r in rows], "o--", label=f"{mode}: per stream")
+        ax_lat.plot(n, [r["latency_ms_p50"] for r in rows], "o-", label=f"{mode}: p50")
+        ax_lat.plot(n, [r["latency_ms_p99"] for r in rows], "o--", label=f"{mode}: p99")
+    for ax, label in ((ax_fps, "results per second"), (ax_lat, "latency (ms)")):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("concurrent streams")
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    ax_lat.set_yscale("log")
+    fig.suptitle(
+        f"posestream service, {meta['model']} ({meta['tracker']}), {meta['workers']} worker(s), {meta['machine']}"
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
