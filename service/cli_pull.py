@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from posestream.service.cli_common import EXIT_FAILURE, EXIT_OK, CliError
+from posestream.service.cli_common import EXIT_FAILURE, EXIT_OK, CliError, track_summary
 
 
 def default_out(url: str) -> Path:
@@ -100,9 +100,17 @@ def track_url(args: argparse.Namespace) -> int:
             writer.close()
     elapsed = time.perf_counter() - start
     print(
-        f"{frames} frames, {people / max(frames, 1):.2f} people per frame, {len(tracks)} tracks, "
-        f"{frames / max(elapsed, 1e-9):.1f} fps, {source.stats.reconnects} reconnects ({pipeline.name}) "
-        f"from {redact(args.video)} -> {out}" + (f", {args.render}" if args.render else "")
+        track_summary(
+            frames,
+            people,
+            len(tracks),
+            elapsed,
+            pipeline.name,
+            out,
+            args.render,
+            source=redact(args.video),
+            reconnects=source.stats.reconnects,
+        )  # fmt: skip
     )
     if failed is not None:
         print(f"posestream track: error: the source failed for good: {failed}", file=sys.stderr)

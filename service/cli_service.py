@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from posestream.service.cli_common import EXIT_OK, EXIT_TRUNCATED, CliError
+from posestream.service.cli_common import EXIT_OK, EXIT_TRUNCATED, CliError, track_summary
 from posestream.service.settings import MODEL_NAMES
 from posestream.tracker.config import PRESET_TERMS
 
@@ -155,11 +155,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
         if writer is not None:
             writer.close()
     elapsed = time.perf_counter() - start
-    print(
-        f"{frames} frames, {people / max(frames, 1):.2f} people per frame, {len(tracks)} tracks, "
-        f"{frames / max(elapsed, 1e-9):.1f} fps ({pipeline.name}) -> {out}"
-        + (f", {args.render}" if args.render else "")
-    )
+    print(track_summary(frames, people, len(tracks), elapsed, pipeline.name, out, args.render))
     limited = args.max_frames > 0 and frames >= args.max_frames
     warn = None if limited else truncation(info, frames, error, settings.truncation_tolerance)
     if warn is not None:

@@ -68,7 +68,7 @@ from posestream.service.gateway.deps import (
     ws_credentials,
 )
 from posestream.service.gateway.errors import ApiError
-from posestream.service.gateway.relay import OrderedResults
+from posestream.service.gateway.relay import OrderedResults, result_line
 from posestream.service.messages import ApiError as ApiErrorBody
 from posestream.service.messages import FrameJob, FrameResult, StreamMode
 from posestream.service.pulls import (
@@ -291,7 +291,7 @@ class PullManager:
                     lines = []
                     now = time.time()
                     while (result := results.pop(counts["done"])) is not None:
-                        lines.append(_line(result) + "\n")
+                        lines.append(result_line(result) + "\n")
                         ctx.metrics.observe_result(
                             result.enqueued_at, result.started_at, result.finished_at, now
                         )
@@ -426,14 +426,6 @@ def _read_frames(source: PullSource, items: _Handoff, quality: int, max_pixels: 
         log.exception("pull reader failed")
         error = ApiErrorBody(code="internal_error", message=f"{type(exc).__name__}: {exc}")
     items.put(_End(error), source.stop)
-
-
-def _line(result: FrameResult) -> str:
-    if not result.error:
-        return result.frame
-    obj = json.loads(result.frame)
-    obj["error"] = {"code": "frame_failed", "message": result.error}
-    return json.dumps(obj, separators=(",", ":"))
 
 
 def _manager(request: Request | WebSocket) -> PullManager:

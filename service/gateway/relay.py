@@ -10,11 +10,13 @@ owns the count of results already handed on (``next_seq``) and what it does with
 
 from __future__ import annotations
 
+import json
+
 import redis.asyncio as aioredis
 
 from posestream.service.messages import FrameResult
 
-__all__ = ["OrderedResults"]
+__all__ = ["OrderedResults", "result_line"]
 
 
 class OrderedResults:
@@ -63,3 +65,13 @@ class OrderedResults:
     def pop(self, seq: int) -> FrameResult | None:
         """The held result of ``seq`` (no longer held afterwards), or None when it has not arrived."""
         return self._pending.pop(seq, None)
+
+
+def result_line(result: FrameResult) -> str:
+    """A frame's JSON Lines record as the results files and ``results.jsonl`` carry it: the worker's
+    frame object, plus ``"error": {"code": "frame_failed", "message"}`` when the frame failed."""
+    if not result.error:
+        return result.frame
+    obj = json.loads(result.frame)
+    obj["error"] = {"code": "frame_failed", "message": result.error}
+    return json.dumps(obj, separators=(",", ":"))

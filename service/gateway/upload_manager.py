@@ -43,7 +43,7 @@ from redis.typing import EncodableT
 from posestream.models.data.video import VideoError, probe_video
 from posestream.models.poses import iter_jsonl
 from posestream.service.gateway.deps import GatewayContext
-from posestream.service.gateway.relay import OrderedResults
+from posestream.service.gateway.relay import OrderedResults, result_line
 from posestream.service.gateway.upload_frames import EncodedFrames, FrameTooLarge
 from posestream.service.leases import (
     CREATE_HASH_SCRIPT,
@@ -53,7 +53,7 @@ from posestream.service.leases import (
     XADD_IF_OWNER_SCRIPT,
     default_owner_id,
 )
-from posestream.service.messages import JOBS_GROUP, FrameJob, FrameResult, VideoStatus, VideoWarning
+from posestream.service.messages import JOBS_GROUP, FrameJob, VideoStatus, VideoWarning
 from posestream.service.messages import ApiError as ApiErrorBody
 from posestream.service.redis_types import awaited
 from posestream.service.render import render_video
@@ -608,7 +608,7 @@ class UploadManager:
                         await lease.ensure()  # no await from here to the write: see UploadLease
                         lines = []
                         while (result := results.pop(written)) is not None:
-                            lines.append(_line(result) + "\n")
+                            lines.append(result_line(result) + "\n")
                             done_bytes = sizes.pop(written, 0)
                             queued_bytes -= done_bytes
                             self.budget.give(done_bytes)
@@ -677,14 +677,6 @@ def _complete_lines(path: Path) -> int:
 def _glob_escape(text: str) -> str:
     """``text`` as a literal in a Redis MATCH pattern."""
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
-
-
-def _line(result: FrameResult) -> str:
-    if not result.error:
-        return result.frame
-    obj = json.loads(result.frame)
-    obj["error"] = {"code": "frame_failed", "message": result.error}
-    return json.dumps(obj, separators=(",", ":"))
 
 
 def _write_json(path: Path, obj: object) -> None:
