@@ -25,6 +25,12 @@ Run from the repository root (one thread, about 2 s per lockstep step on a small
 ``--config configs/spatialnet_ablation_movenet.yaml`` runs the five variants on the frozen
 MoveNet backbone (``SpatialNetConfig.features``) and records its own section.
 
+``--variants tradeoff`` runs seed 004's tradeoff heatmap loss against seed 000's
+unweighted Eq. 1 instead: the full model's switches (KE+SIE+aux) with
+``LossWeights.det_background`` 1 and 0.1, the same batches, initial weights (``--init``: a
+trained checkpoint to fine-tune from, default a fresh initialisation) and step budget, and
+records its own section (``--real-dev`` also scores both on the real dev set's eval split).
+
 ``--results`` rewrites this benchmark's block of RESULTS.md (between its markers) with
 the date, machine, command, budget and table; other sections are left alone.
 """
@@ -59,6 +65,7 @@ from posestream.models.train import (  # noqa: E402
     build_source,
     config_to_dict,
     evaluate_spatialnet,
+    evaluate_spatialnet_oracles,
     load_train_config,
 )
 from posestream.tracker.metrics import evaluate  # noqa: E402
@@ -73,6 +80,18 @@ VARIANTS: dict[str, tuple[bool, bool, bool]] = {
 PGG_NAME, PGG_FROM = "KE+SIE+aux+PGG", "KE+SIE+aux"
 # seed 000 Table 3 (PoseTrack val AP, total) for the same rows.
 PAPER_AP = {"KE": 70.9, "SIE": 71.3, "KE+SIE": 74.0, "KE+SIE+aux": 74.3, PGG_NAME: 77.0}
+# seed 004's tradeoff loss against seed 000's Eq. 1: name -> LossWeights.det_background, both
+# with the full model's switches (KE+SIE+aux; seed 004: background pixels weigh 0.1).
+TRADEOFF: dict[str, float] = {"Eq. 1 (det_background 1)": 1.0, "tradeoff (det_background 0.1)": 0.1}
+TRADEOFF_SWITCHES = VARIANTS["KE+SIE+aux"]
+# What the second column set decodes with, per variant set: the ground truth's heatmaps (grouping
+# alone, Table 3's variants differ there) or its embeddings (seed 004's "heatmap quality").
+ORACLE_LABEL = {"table3": "AP, GT heatmaps", "tradeoff": "AP, GT grouping"}
+
+
+def _file_name(variant: str) -> str:
+    """A file name for a variant's weights (``KE+SIE`` -> ``KE_SIE``)."""
+    return "".join(c if c.isalnum() else "_" for c in variant).strip("_")
 
 
 def _variant_config(
@@ -130,18 +149,68 @@ def _batches(cfg: TrainSpatialConfig):  # noqa: ANN202 - generator of collated b
         epoch += 1
 
 
+def _initial_weights(cfg: TrainSpatialConfig, init: str | None) -> tuple[TrainSpatialConfig, dict]:
+    """The state every variant starts from: a fresh seeded initialisation, or ``init``'s trained weights.
+
+    With ``init`` the checkpoint's network (backbone size, features, tag size) replaces the
+    config's, so that its weights fit; the data, budget and loss weights stay the config's.
+    """
+    if init is None:
+        torch.manual_seed(cfg.seed)
+        return cfg, SpatialNet(cfg.model).state_dict()
+    from posestream.models.checkpoints import load_spatialnet
+
+    net = load_spatialnet(init, "cpu")
+    n = net.config
+    model = dataclasses.replace(cfg.model, backbone=n.backbone, features=n.features, tag_dim=n.tag_dim,
+                                decode=n.decode)  # fmt: skip
+    return dataclasses.replace(cfg, model=model), net.state_dict()
+
+
+def _initial_runs(args: argparse.Namespace, cfg: TrainSpatialConfig, init: dict) -> dict[str, _Run]:
+    if args.variants == "tradeoff":
+        ke, aux, sie = TRADEOFF_SWITCHES
+        return {
+            name: _Run(name, dataclasses.replace(
+                _variant_config(cfg.model, ke, aux, sie, False),
+                weights=dataclasses.replace(cfg.model.weights, det_background=background)), cfg, init)
+            for name, background in TRADEOFF.items()
+        }  # fmt: skip
+    return {
+        name: _Run(name, _variant_config(cfg.model, ke, aux, sie, False), cfg, init)
+        for name, (ke, aux, sie) in VARIANTS.items()
+    }
+
+
+def _real_dev_ap(net: SpatialNet, size: int, save_dir: Path) -> dict:
+    """COCO keypoint AP of ``net`` (one pass at long side ``size``) on the real dev set's eval split."""
+    from benchmarks.real_dev import evaluate as real_dev_evaluate
+    from posestream.models.data.splits import real_dev_split
+    from posestream.models.spatial_estimator import SpatialEstimatorConfig, SpatialNetEstimator
+
+    save_dir.mkdir(parents=True, exist_ok=True)
+    path = save_dir / "real_dev_net.pt"
+    torch.save({"config": config_to_dict(net.config), "model": net.state_dict()}, path)
+    est = SpatialNetEstimator(path, SpatialEstimatorConfig(input_size=size, device="cpu"))
+
+    def predict(rgb: np.ndarray) -> list:
+        poses = est([rgb]).poses[0]
+        return list(zip(poses.keypoints, poses.scores.tolist(), strict=True))
+
+    result = real_dev_evaluate(predict, image_ids=real_dev_split().eval)
+    return {"AP": result["total"]["AP"], "AR": result["total"]["AR"], "originals": result["originals"]["AP"]}
+
+
 def run(args: argparse.Namespace) -> tuple[list[dict], dict]:
     torch.set_num_threads(args.threads)
     cfg = load_train_config(args.config, {"steps": args.steps} if args.steps else None)
     if args.decay_at is not None:  # the decay follows the budget when --steps changes it
         cfg = dataclasses.replace(cfg, lr_decay_steps=(max(1, round(args.decay_at * cfg.steps)),))
-    pgg_steps = min(args.pgg_steps, cfg.steps)
-    torch.manual_seed(cfg.seed)
-    init = SpatialNet(cfg.model).state_dict()
-    runs = {
-        name: _Run(name, _variant_config(cfg.model, ke, aux, sie, False), cfg, init)
-        for name, (ke, aux, sie) in VARIANTS.items()
-    }
+    if args.lr is not None:
+        cfg = dataclasses.replace(cfg, lr=args.lr)
+    pgg_steps = min(args.pgg_steps, cfg.steps) if args.variants == "table3" else 0
+    cfg, init = _initial_weights(cfg, args.init)
+    runs = _initial_runs(args, cfg, init)
     data_seconds, started = 0.0, time.time()
     batches = _batches(cfg)
     for step in range(cfg.steps):
@@ -165,58 +234,100 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict]:
     seeds = [int(s) for s in args.eval_seeds.split(",")]
     size = cfg.eval_input_size or cfg.input_size
     rows = []
-    for name in [*VARIANTS, PGG_NAME]:
-        if name not in runs:
-            continue
-        r = runs[name]
+    for name, r in runs.items():
         r.net.eval()
         t0 = time.perf_counter()
-        metrics = evaluate_spatialnet(
-            r.net, seeds, args.eval_frames, size, torch.device("cpu"), evaluate=evaluate
-        )
-        # The ground truth's heatmaps in place of the variant's (exact peaks) isolate its grouping.
-        grouping = evaluate_spatialnet(
-            r.net, seeds, args.eval_frames, size, torch.device("cpu"), gt_heatmaps=True, evaluate=evaluate
-        )
-        rows.append({"variant": name, **metrics, "gt_heat": grouping, "train_s": r.seconds,
-                     "eval_s": time.perf_counter() - t0, "steps": r.steps, "paper": PAPER_AP[name]})  # fmt: skip
+        if args.variants == "tradeoff":
+            # Seed 004's "heatmap quality": the variant's own heatmaps grouped by the ground truth.
+            scored = evaluate_spatialnet_oracles(
+                r.net, seeds, args.eval_frames, size, torch.device("cpu"),
+                {"own": (False, False), "gt_emb": (False, True)}, evaluate=evaluate,
+            )  # fmt: skip
+            metrics, oracle, paper = scored["own"], scored["gt_emb"], None
+        else:
+            metrics = evaluate_spatialnet(
+                r.net, seeds, args.eval_frames, size, torch.device("cpu"), evaluate=evaluate
+            )
+            # The ground truth's heatmaps in place of the variant's (exact peaks) isolate its grouping.
+            oracle = evaluate_spatialnet(
+                r.net, seeds, args.eval_frames, size, torch.device("cpu"), gt_heatmaps=True, evaluate=evaluate
+            )
+            paper = PAPER_AP[name]
+        row = {
+            "variant": name,
+            **metrics,
+            "oracle": oracle,
+            "train_s": r.seconds,
+            "steps": r.steps,
+            "paper": paper,
+        }
+        if args.real_dev:
+            row["real_dev"] = _real_dev_ap(
+                r.net, args.real_dev_size, Path(args.save_dir or "out/spatialnet_ablation")
+            )
+        row["eval_s"] = time.perf_counter() - t0
+        rows.append(row)
         if args.save_dir:
             Path(args.save_dir).mkdir(parents=True, exist_ok=True)
             torch.save({"config": config_to_dict(r.net.config), "model": r.net.state_dict()},
-                       Path(args.save_dir) / f"{name.replace('+', '_')}.pt")  # fmt: skip
+                       Path(args.save_dir) / f"{_file_name(name)}.pt")  # fmt: skip
         print(
             f"{name}: "
             + ", ".join(f"{k} {metrics[k]:.3f}" for k in ("AP", "AP50", "AP75", "AR"))
-            + "; with ground-truth heatmaps: "
-            + ", ".join(f"{k} {grouping[k]:.3f}" for k in ("AP", "AR")),
+            + f"; {ORACLE_LABEL[args.variants]}: "
+            + ", ".join(f"{k} {oracle[k]:.3f}" for k in ("AP", "AR"))
+            + (f"; real dev eval AP {row['real_dev']['AP']:.3f}" if args.real_dev else ""),
             flush=True,
         )
     info = {"cfg": cfg, "pgg_steps": pgg_steps, "seeds": seeds, "size": size, "data_s": data_seconds,
-            "train_wall": train_wall}  # fmt: skip
+            "train_wall": train_wall, "variants": args.variants, "init": args.init,
+            "real_dev_size": args.real_dev_size if args.real_dev else None}  # fmt: skip
     return rows, info
 
 
-def _table(rows: list[dict]) -> list[str]:
+def _table(rows: list[dict], variants: str) -> list[str]:
+    oracle = ORACLE_LABEL[variants]
+    real = "real_dev" in rows[0]
     lines = [
-        "| variant | AP | AP50 | AP75 | AR | AP, GT heatmaps | AR, GT heatmaps | steps | train time (s) "
-        "| paper AP (Table 3) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+        f"| variant | AP | AP50 | AP75 | AR | {oracle} | {oracle.replace('AP', 'AR', 1)} "
+        + ("| real dev eval AP | real dev eval AR | real dev originals AP " if real else "")
+        + "| steps | train time (s) "
+        + ("| paper AP (Table 3) |" if variants == "table3" else "|"),
+        "|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|---:|" if real else "") + "---:|---:|"
+        + ("---:|" if variants == "table3" else ""),
+    ]  # fmt: skip
     for r in rows:
-        g = r["gt_heat"]
-        lines.append(
-            f"| {r['variant']} | {r['AP']:.3f} | {r['AP50']:.3f} | {r['AP75']:.3f} | {r['AR']:.3f} | {g['AP']:.3f} "
-            f"| {g['AR']:.3f} | {r['steps']} | {r['train_s']:.0f} | {r['paper']:.1f} |"
-        )
+        g = r["oracle"]
+        cells = [
+            r["variant"],
+            *(f"{r[k]:.3f}" for k in ("AP", "AP50", "AP75", "AR")),
+            f"{g['AP']:.3f}",
+            f"{g['AR']:.3f}",
+        ]
+        if real:
+            cells += [f"{r['real_dev'][k]:.3f}" for k in ("AP", "AR", "originals")]
+        cells += [str(r["steps"]), f"{r['train_s']:.0f}"]
+        if variants == "table3":
+            cells.append(f"{r['paper']:.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
-def _verdict(rows: list[dict]) -> list[str]:
-    """Whether the trend of Table 3 holds here, in words (the numbers are in the table)."""
+def _verdict(rows: list[dict], variants: str) -> list[str]:
+    """Whether the paper's trend holds here, in words (the numbers are in the table)."""
+    if variants == "tradeoff":
+        base, trade = ({r["variant"]: r for r in rows}[name] for name in TRADEOFF)
+        checks = [("held-out synthetic AP", lambda r: r["AP"]),
+                  ("held-out synthetic AP with ground-truth grouping (seed 004's heatmap quality)",
+                   lambda r: r["oracle"]["AP"])]  # fmt: skip
+        if "real_dev" in base:
+            checks.append(("real dev eval AP", lambda r: r["real_dev"]["AP"]))
+        return [f"- {label}: the tradeoff loss {'raises' if get(trade) > get(base) else 'does not raise'} it "
+                f"({get(base):.3f} -> {get(trade):.3f})." for label, get in checks]  # fmt: skip
     out = []
     for label, get in (
         ("AP", lambda r: r["AP"]),
-        ("AP with ground-truth heatmaps", lambda r: r["gt_heat"]["AP"]),
+        ("AP with ground-truth heatmaps", lambda r: r["oracle"]["AP"]),
     ):
         ap = {r["variant"]: get(r) for r in rows}
         full = ap.get(PGG_NAME)
@@ -229,41 +340,62 @@ def _verdict(rows: list[dict]) -> list[str]:
     return out
 
 
+def _section_name(info: dict) -> str:
+    """The RESULTS.md block a run writes: one per variant set, backbone and start."""
+    name = "spatialnet_ablation" if info["variants"] == "table3" else "spatialnet_tradeoff"
+    if info["cfg"].model.features == "movenet":
+        name += "_movenet"
+    return name + ("_finetune" if info["init"] else "")
+
+
 def _write_results(path: Path, rows: list[dict], info: dict, command: str) -> None:
     cfg: TrainSpatialConfig = info["cfg"]
     bb = cfg.model.backbone
     w = cfg.model.weights
     s = cfg.synthetic
     on_movenet = cfg.model.features == "movenet"
+    tradeoff = info["variants"] == "tradeoff"
+    title = "SpatialNet tradeoff heatmap loss (seed 004)" if tradeoff else "SpatialNet ablation"
+    start = f"fine-tuned from `{info['init']}`" if info["init"] else "the same fresh initialisation"
+    if tradeoff:
+        variants = (f"both variants train KE+SIE+aux (no PGG); they differ only in `LossWeights.det_background` "
+                    f"(heatmap pixels outside the keypoint regions weigh {', '.join(f'{v:g}' for v in TRADEOFF.values())}).")  # fmt: skip
+        oracle = ("- `AP, GT grouping`: each network's own heatmaps grouped by the ground truth's embeddings "
+                  "(the joints found, placed and filled by its heatmaps; seed 004's 'heatmap quality', the "
+                  "figure its Table 4 says the tradeoff loss raises, 71.8 -> 73.2).")  # fmt: skip
+    else:
+        variants = (f"`{PGG_NAME}` = `{PGG_FROM}` for {cfg.steps - info['pgg_steps']} steps, then {info['pgg_steps']} "
+                    "steps with PGG's grouping loss (R = 1), decoded with PGG.")  # fmt: skip
+        oracle = ("- `AP, GT heatmaps`: the same networks decoded with the ground truth's heatmaps in place of their "
+                  "own (exact peaks), which isolates the grouping by KE / SIE / PGG that the variants differ in.")  # fmt: skip
+    real = (f"- real dev: the eval split of `configs/real_dev_split.json` (never trained on), one pass per image at "
+            f"long side {info['real_dev_size']} (`SpatialNetEstimator`, no flip or scales), scored by "
+            "`benchmarks/real_dev.py`'s `evaluate` (originals and downscaled copies).") if info["real_dev_size"] else None  # fmt: skip
     lines = [
-        "## SpatialNet ablation on held-out synthetic video (`benchmarks/spatialnet_ablation.py`)"
-        + (", frozen-MoveNet backbone" if on_movenet else ""),
+        f"## {title} on held-out synthetic video (`benchmarks/spatialnet_ablation.py`)"
+        + (", frozen-MoveNet backbone" if on_movenet else "") + (", fine-tuned" if info["init"] else ""),
         "",
         f"- date: {dt.date.today().isoformat()}; machine: {cpu_name()}, {os.cpu_count()} logical CPUs (shared), "
         f"{torch.get_num_threads()} torch thread; Python {platform.python_version()}, torch {torch.__version__}",
         f"- command: `{command}`",
         f"- budget per variant: {cfg.steps} steps of batch {cfg.batch_size} ({cfg.input_size[0]}x{cfg.input_size[1]} "
-        f"crops), the same batches and initial weights for all; {bb.stacks}-stack width-{bb.width} depth-{bb.depth} "
+        f"crops), the same batches for all, {start}; {bb.stacks}-stack width-{bb.width} depth-{bb.depth} "
         f"hourglass{' on the frozen MoveNet FPN features' if on_movenet else ''}; Adam lr {cfg.lr:g} (x{cfg.lr_decay:g} at {list(cfg.lr_decay_steps)}); loss weights det "
-        f"{w.det:g} : KE {w.ke:g} : aux {w.aux:g} : SIE {w.sie:g} : PGG {w.pgg:g}. "
-        f"`{PGG_NAME}` = `{PGG_FROM}` for {cfg.steps - info['pgg_steps']} steps, then {info['pgg_steps']} steps "
-        "with PGG's grouping loss (R = 1), decoded with PGG.",
+        f"{w.det:g} : KE {w.ke:g} : aux {w.aux:g} : SIE {w.sie:g} : PGG {w.pgg:g}. " + variants,
         f"- training data: synthetic clips seeds {s.seed_base}..{s.seed_base + s.clips - 1} ({s.frames} frames, "
         f"{s.people} people, {s.width}x{s.height}); held-out: seeds {', '.join(map(str, info['seeds']))} "
         f"(never used in training), whole frames fitted into {info['size'][0]}x{info['size'][1]}; "
         "AP/AR from `posestream.tracker.metrics` (the code behind `posestream eval`).",
-        "- `AP, GT heatmaps`: the same networks decoded with the ground truth's heatmaps in place of their "
-        "own (exact peaks), which isolates the grouping by KE / SIE / PGG that the variants differ in.",
+        oracle,
+        *([real] if real else []),
         f"- wall time: {info['train_wall']:.0f} s of lockstep training ({info['data_s']:.0f} s of it rendering and "
         "augmenting the shared batches) plus evaluation.",
         "",
-        *_table(rows),
+        *_table(rows, info["variants"]),
         "",
-        *_verdict(rows),
-    ]
-    record_section(
-        "spatialnet_ablation_movenet" if on_movenet else "spatialnet_ablation", "\n".join(lines), path
-    )
+        *_verdict(rows, info["variants"]),
+    ]  # fmt: skip
+    record_section(_section_name(info), "\n".join(lines), path)
 
 
 def main() -> None:
@@ -290,10 +422,22 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--log-every", type=int, default=25)
     p.add_argument("--save-dir", help="also save each variant's weights here")
+    p.add_argument(
+        "--variants",
+        choices=("table3", "tradeoff"),
+        default="table3",
+        help="seed 000 Table 3's five variants, or seed 004's tradeoff heatmap loss against Eq. 1",
+    )
+    p.add_argument("--init", help="SpatialNet checkpoint every variant starts from (default: a fresh init)")
+    p.add_argument("--lr", type=float, help="override the config's learning rate (e.g. lower with --init)")
+    p.add_argument(
+        "--real-dev", action="store_true", help="also score each variant on the real dev set's eval split"
+    )
+    p.add_argument("--real-dev-size", type=int, default=512, help="long side of the real dev pass")
     p.add_argument("--results", type=Path, help="rewrite this benchmark's block of this RESULTS.md")
     args = p.parse_args()
     rows, info = run(args)
-    print("\n".join(_table(rows)))
+    print("\n".join(_table(rows, args.variants)))
     if args.results:
         command = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/spatialnet_ablation.py " + " ".join(
             sys.argv[1:]
