@@ -1,8 +1,6 @@
 """One-Euro keypoint smoothing: less jitter on a still person, state that survives a store, bounded state."""
 
 import dataclasses
-import os
-import uuid
 
 import msgpack
 import numpy as np
@@ -12,10 +10,8 @@ from posestream.tracker.config import TrackerConfig
 from posestream.tracker.smoothing import one_euro_alpha
 from posestream.tracker.state import SCHEMA_VERSION, TrackerState, state_size_bound
 from posestream.tracker.step import step
-from posestream.tracker.stores import RedisStore
 from posestream.tracker.synthetic import SimPerson, simulate
 
-REDIS_URL = os.environ.get("POSESTREAM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SMOOTH = TrackerConfig(preset="oks", smooth=True)
 
 
@@ -112,22 +108,6 @@ def test_a_state_written_before_smoothing_existed_still_loads_and_smooths():
     after, _ = step(back, frame.detections, SMOOTH)
     assert after.filters.ids.tolist() == [0]
     assert TrackerState.from_bytes(after.to_bytes()) == after
-
-
-@pytest.fixture
-def redis_store():
-    redis = pytest.importorskip("redis")
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1.0)
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError:
-        pytest.skip(f"no Redis at {REDIS_URL} (set POSESTREAM_TEST_REDIS_URL)")
-    prefix = f"posestream:test:{uuid.uuid4().hex}:"
-    yield RedisStore(client, prefix=prefix, ttl_s=60)
-    keys = list(client.scan_iter(match=prefix + "*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 def test_smoothing_resumes_exactly_after_the_state_went_through_redis(redis_store):

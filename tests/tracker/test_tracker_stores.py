@@ -1,8 +1,6 @@
 """State stores: in-memory and real Redis (version-checked saves, TTL, unreachable server)."""
 
-import os
 import threading
-import uuid
 
 import pytest
 
@@ -11,8 +9,6 @@ from posestream.tracker.state import StateFormatError, TrackerState
 from posestream.tracker.step import step
 from posestream.tracker.stores import MemoryStore, RedisStore, StaleStateError, StoreUnavailableError
 from posestream.tracker.synthetic import SimPerson, simulate
-
-REDIS_URL = os.environ.get("POSESTREAM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def some_state(n_frames=5):
@@ -28,23 +24,6 @@ class FakeClock:
 
     def __call__(self):
         return self.now
-
-
-@pytest.fixture
-def redis_store():
-    redis = pytest.importorskip("redis")
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1.0)
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError:
-        pytest.skip(f"no Redis at {REDIS_URL} (set POSESTREAM_TEST_REDIS_URL)")
-    prefix = f"posestream:test:{uuid.uuid4().hex}:"
-    store = RedisStore(client, prefix=prefix, ttl_s=60)
-    yield store
-    keys = list(client.scan_iter(match=prefix + "*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 def test_memory_store_round_trip_versions_and_stale_save():
