@@ -75,17 +75,23 @@ async def _one_stream(url: str, images: list[bytes], args: argparse.Namespace, m
 
         sender = asyncio.create_task(send())
         end = {}
+        expired = 0
         async for msg in ws:
             obj = json.loads(msg)
-            if "frame_index" in obj:
+            if obj.get("error", {}).get("code") == "frame_expired":  # past the live budget: not served
+                expired += 1
+            elif "frame_index" in obj:
                 latencies.append(time.perf_counter() - sent_at[obj["frame_index"]])
             elif "end" in obj:
                 end = obj["end"]
         await sender
-    return {"latencies": latencies, "dropped": end.get("dropped", 0), "wall": time.perf_counter() - opened}
+    return {"latencies": latencies, "dropped": end.get("dropped", 0), "expired": expired,
+            "wall": time.perf_counter() - opened}  # fmt: skip
 
 
-async def _run_level(url: str, images: list[bytes], n: int, args: argparse.Namespace, mode: str) -> dict:
+async def _run_level(
+    url: str, images: list[bytes], n: int, args: argparse.Namespace, mode: str, budget_ms: int | None = None
+) -> dict:
     t0 = time.perf_counter()
     outs = await asyncio.gather(*(_one_stream(url, images, args, mode) for _ in range(n)))
     wall = time.perf_counter() - t0
@@ -93,7 +99,9 @@ async def _run_level(url: str, images: list[bytes], n: int, args: argparse.Names
     per_stream = [len(o["latencies"]) / max(o["wall"], 1e-9) for o in outs]
     return {
         "mode": mode,
+        "budget_ms": budget_ms if mode == "live" else None,
         "streams": n,
+        "expired": int(sum(o["expired"] for o in outs)),
         "stream_fps": round(float(np.mean(per_stream)), 2),
         "latency_ms_p99": round(float(np.percentile(lat, 99)), 1) if lat.size else None,
         "frames": int(lat.size),
@@ -138,6 +146,12 @@ def main() -> int:
     p.add_argument(
         "--modes", default="ordered,live", help="comma-separated stream modes, each run at every level"
     )
+    p.add_argument(
+        "--live-budgets",
+        default=None,
+        help="comma-separated live_max_age_ms values, each live level run once per value behind its own gateway "
+        "(0 = no budget, the per-session queues only); default: the service's default",
+    )
     p.add_argument("--plot", default=None, help="write a PNG of fps and latency against streams here")
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=480)
@@ -154,10 +168,15 @@ def main() -> int:
     from posestream.service.settings import Settings
 
     prefix = f"bench:{uuid.uuid4().hex[:8]}:"
-    settings = Settings(
-        redis_url=args.redis_url, redis_prefix=prefix, data_dir=Path("/tmp") / prefix.strip(":").replace(":", "-"),
-        model=args.model, tracker=tracker, batch_size=args.batch_size,
-    )  # fmt: skip
+    budgets = ([int(b) for b in args.live_budgets.split(",") if b] if args.live_budgets
+               else [_Defaults.model_fields["live_max_age_ms"].default])  # fmt: skip
+
+    def gateway_settings(budget_ms: int) -> Settings:
+        return Settings(
+            redis_url=args.redis_url, redis_prefix=prefix, data_dir=Path("/tmp") / prefix.strip(":").replace(":", "-"),
+            model=args.model, tracker=tracker, batch_size=args.batch_size, live_max_age_ms=budget_ms,
+        )  # fmt: skip
+
     env = dict(os.environ, POSESTREAM_REDIS_URL=args.redis_url, POSESTREAM_REDIS_PREFIX=prefix)
     cmd = [sys.executable, "-c", "import sys; from posestream.service.cli import main; sys.exit(main())", "worker",
            "--model", args.model, "--tracker", tracker, "--device", args.device, "--batch-size", str(args.batch_size)]  # fmt: skip
@@ -166,14 +185,22 @@ def main() -> int:
     ]
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+    def start_gateway(budget_ms: int) -> tuple[uvicorn.Server, threading.Thread, int]:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(gateway_settings(budget_ms)), host="127.0.0.1", port=port, log_level="warning"
+            )
+        )
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        while not server.started:
+            time.sleep(0.05)
+        return server, thread, port
+
+    gateways = {b: start_gateway(b) for b in budgets}  # the same workers behind every gateway
     results = []
     try:
         import redis
@@ -185,16 +212,22 @@ def main() -> int:
                 raise SystemExit("workers did not come up")
             time.sleep(0.2)
         images = _frames(min(args.frames, 60), args.width, args.height, people=args.model != "blobs")
-        url = f"ws://127.0.0.1:{port}/v1/streams"
         modes = [m for m in args.modes.split(",") if m]
         bad = [m for m in modes if m not in ("ordered", "live")]
         if bad:
             raise SystemExit(f"--modes: unknown mode(s) {bad}; use ordered and/or live")
         warm = argparse.Namespace(**{**vars(args), "frames": 10})
-        asyncio.run(_run_level(url, images, 1, warm, modes[0]))  # warm-up
-        for mode, n in ((m, int(x)) for m in modes for x in args.streams.split(",")):
+        first_port = gateways[budgets[0]][2]
+        asyncio.run(
+            _run_level(f"ws://127.0.0.1:{first_port}/v1/streams", images, 1, warm, modes[0])
+        )  # warm-up
+        runs = [(m, b, int(x)) for m in modes for b in (budgets if m == "live" else budgets[:1])
+                for x in args.streams.split(",")]  # fmt: skip
+        for mode, budget, n in runs:
+            port = gateways[budget][2]
+            url = f"ws://127.0.0.1:{port}/v1/streams"
             before = _stage_sums(port)
-            results.append(asyncio.run(_run_level(url, images, n, args, mode)))
+            results.append(asyncio.run(_run_level(url, images, n, args, mode, budget)))
             after = _stage_sums(port)
             results[-1]["stage_mean_ms"] = {
                 stage: round(1000 * (after[stage][0] - before.get(stage, (0, 0))[0])
@@ -203,8 +236,9 @@ def main() -> int:
             }  # fmt: skip
             print(json.dumps(results[-1]), flush=True)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        for server, thread, _ in gateways.values():
+            server.should_exit = True
+            thread.join(timeout=10)
         for w in workers:
             w.send_signal(signal.SIGTERM)
         for w in workers:
@@ -217,22 +251,23 @@ def main() -> int:
             pass
     meta = {
         "model": args.model, "tracker": tracker, "workers": args.workers, "batch_size": args.batch_size,
-        "frames_per_stream": args.frames, "ordered_fps_per_stream": args.fps or "max", "live_fps_per_stream": args.live_fps or "max", "modes": args.modes,
+        "live_budgets_ms": ",".join(map(str, budgets)), "frames_per_stream": args.frames, "ordered_fps_per_stream": args.fps or "max", "live_fps_per_stream": args.live_fps or "max", "modes": args.modes,
         "size": f"{args.width}x{args.height}", "machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPUs",
     }  # fmt: skip
     print(f"\n{json.dumps(meta)}\n")
     stages = ("decode", "queue", "pipeline", "relay")
     table = [
-        "| mode | streams | frames | dropped | total fps | per-stream fps | latency p50 (ms) | p95 (ms) | p99 (ms) | "
-        + " | ".join(f"{s} mean (ms)" for s in stages)
-        + " |",
-        "|---" + "|---:" * (8 + len(stages)) + "|",
+        "| mode | live budget (ms) | streams | frames | dropped | expired | total fps | per-stream fps | "
+        "latency p50 (ms) | p95 (ms) | p99 (ms) | " + " | ".join(f"{s} mean (ms)" for s in stages) + " |",
+        "|---|---:" + "|---:" * (9 + len(stages)) + "|",
     ]
     for r in results:
         means = " | ".join(str(r["stage_mean_ms"].get(s, "")) for s in stages)
-        table.append(f"| {r['mode']} | {r['streams']} | {r['frames']} | {r['dropped']} | {r['fps']} | {r['stream_fps']} | "
-                     f"{r['latency_ms_p50']} | {r['latency_ms_p95']} | {r['latency_ms_p99']} | {means} |")  # fmt: skip
+        budget = "-" if r["budget_ms"] is None else ("none" if r["budget_ms"] == 0 else r["budget_ms"])
+        table.append(f"| {r['mode']} | {budget} | {r['streams']} | {r['frames']} | {r['dropped']} | {r['expired']} | "
+                     f"{r['fps']} | {r['stream_fps']} | {r['latency_ms_p50']} | {r['latency_ms_p95']} | "
+                     f"{r['latency_ms_p99']} | {means} |")  # fmt: skip
     print("\n".join(table))
     if not args.no_record:
         from benchmarks.results import record_section
@@ -247,7 +282,9 @@ def main() -> int:
             "",
             f"- date: {time.strftime('%Y-%m-%d')}; command: `python {' '.join(sys.argv)}`",
             "- " + ", ".join(f"{k}: {v}" for k, v in meta.items()),
-            "- latency: a frame sent -> its result received by the client; fps: results per second over all streams",
+            "- latency: a frame sent -> its result received by the client; fps: results per second over all streams; "
+            "dropped: live frames dropped in the gateway (no result); expired: live frames answered `frame_expired` "
+            "(past `live_max_age_ms`, not run; neither in fps nor latency)",
             "",
             *table,
         ]
@@ -268,8 +305,14 @@ def plot(results: list[dict], meta: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax_fps, ax_lat) = plt.subplots(1, 2, figsize=(10, 4))
-    for mode in dict.fromkeys(r["mode"] for r in results):
-        rows = [r for r in results if r["mode"] == mode]
+
+    def label(r: dict) -> str:
+        if r["budget_ms"] is None:
+            return r["mode"]
+        return f"{r['mode']}, budget {r['budget_ms']} ms" if r["budget_ms"] else f"{r['mode']}, no budget"
+
+    for mode in dict.fromkeys(label(r) for r in results):
+        rows = [r for r in results if label(r) == mode]
         n = [r["streams"] for r in rows]
         ax_fps.plot(n, [r["fps"] for r in rows], "o-", label=f"{mode}: total")
         ax_fps.plot(n, [r["stream_fps"] for r in rows], "o--", label=f"{mode}: per stream")

@@ -38,6 +38,10 @@ CONTRACT_VERSION = 1
 # How a session treats frames the workers cannot keep up with: ``live`` drops the oldest waiting
 # frame, ``ordered`` holds the source back (WebSocket streams and pulls).
 StreamMode = Literal["live", "ordered"]
+# Error prefixes of results the worker publishes without running the networks on the frame; the
+# gateway turns each into its own error code (``gateway.relay.error_code``).
+LOST_PREFIX = "frame_lost"  # Redis lost the job before any worker took it
+EXPIRED_PREFIX = "frame_expired"  # a live frame older than its latency budget when a worker took it
 
 
 def _text(fields: dict[Any, Any], name: str) -> str:
@@ -46,6 +50,10 @@ def _text(fields: dict[Any, Any], name: str) -> str:
             value = fields[key]
             return value.decode() if isinstance(value, bytes) else str(value)
     raise KeyError(f"stream entry lacks field {name!r}")
+
+
+def _has(fields: dict[Any, Any], name: str) -> bool:
+    return name in fields or name.encode() in fields
 
 
 def _raw(fields: dict[Any, Any], name: str) -> bytes:
@@ -75,6 +83,10 @@ class FrameJob(BaseModel):
     height: int = Field(gt=0)
     image: bytes = Field(repr=False)
     enqueued_at: float = Field(default_factory=time.time, description="unix seconds at XADD")
+    max_age_ms: int = Field(
+        0, ge=0, description="live frames: the worker answers the frame as expired, without running the networks, "
+        "once this many ms (Redis's clock) have passed since its first XADD; 0 = never (ordered, uploads)",
+    )  # fmt: skip
 
     def to_fields(self) -> dict[str, bytes | str]:
         return {
@@ -87,6 +99,7 @@ class FrameJob(BaseModel):
             "height": str(self.height),
             "image": self.image,
             "enqueued_at": repr(float(self.enqueued_at)),
+            "max_age_ms": str(self.max_age_ms),
         }
 
     @classmethod
@@ -101,6 +114,7 @@ class FrameJob(BaseModel):
             height=int(_text(fields, "height")),
             image=_raw(fields, "image"),
             enqueued_at=float(_text(fields, "enqueued_at")),
+            max_age_ms=int(_text(fields, "max_age_ms")) if _has(fields, "max_age_ms") else 0,
         )
 
 

@@ -7,6 +7,7 @@ early with a message that names the variable.
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -177,6 +178,13 @@ class Settings(BaseSettings):
     live_queue: int = Field(
         4, gt=0, description="Frames waiting in the gateway per live session before the oldest drops."
     )
+    live_max_age_ms: int = Field(
+        2000, ge=0, description="Latency budget of a live frame (WebSocket live mode and live pulls), from its "
+        "arrival at the gateway: a worker that takes it later answers it as expired (a result with error "
+        "frame_expired and no poses) without running the networks, so a saturated worker serves fresh frames whatever the number "
+        "of live sessions. Raising it drops fewer frames under overload and lets latency grow to it; 0 = no "
+        "budget (only the per-session live_queue and max_inflight bound a stream's backlog).",
+    )  # fmt: skip
     stream_window: int = Field(
         16, gt=0,
         description="Ordered-mode credit window: the most frames of one WebSocket connection received but not yet "
@@ -333,6 +341,17 @@ class Settings(BaseSettings):
                 "queued frames back from the stream, so trimming must not reach them"
             )
         return self
+
+    def live_budget_ms(self, received_at: float) -> int:
+        """``FrameJob.max_age_ms`` of a live frame that reached the gateway at ``received_at`` (unix s).
+
+        What is left of ``live_max_age_ms`` after the frame waited in the gateway, at least 1 ms
+        (a frame that already used its budget expires as soon as a worker takes it); 0 when
+        ``live_max_age_ms`` is 0 (no budget).
+        """
+        if not self.live_max_age_ms:
+            return 0
+        return max(1, self.live_max_age_ms - round(1000 * (time.time() - received_at)))
 
 
 def tracker_overrides(values: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,9 @@ it. Frames are numbered ``seq`` 0, 1, ... as they are queued (one producer: this
 
 - ``live``: at most ``max_inflight`` frames queued in Redis and ``live_queue`` waiting in the
   gateway; a new frame arriving with the waiting queue full drops the oldest waiting one
-  (``frames_dropped``). A file source is read at its own frame rate, as if it were live.
+  (``frames_dropped``); a queued frame a worker reaches more than ``live_max_age_ms`` after it
+  was read comes back with ``"error": {"code": "frame_expired"}`` and no poses (it counts in
+  ``frames_done``). A file source is read at its own frame rate, as if it were live.
 - ``ordered``: every frame is processed; reading waits while ``max_inflight`` are queued.
 
 ``GET /v1/pulls/{id}``: ``state`` (``connecting``, ``running``, ``reconnecting``, then one of
@@ -268,10 +270,10 @@ class PullManager:
                 if isinstance(item, _End):
                     end.append(item.error)
                     return
-                index, ts, width, height, jpeg = item
+                index, ts, width, height, jpeg, read_at = item
                 job = FrameJob(
                     session=status.session, seq=counts["queued"], frame_index=index, timestamp=ts,
-                    width=width, height=height, image=jpeg,
+                    width=width, height=height, image=jpeg, max_age_ms=s.live_budget_ms(read_at) if live else 0,
                 )  # fmt: skip
                 await ctx.redis.xadd(ctx.keys.jobs, job.to_fields(), maxlen=s.jobs_maxlen, approximate=True)  # type: ignore[arg-type]
                 ctx.metrics.frames_in.labels("pull").inc()
@@ -417,7 +419,7 @@ def _read_frames(source: PullSource, items: _Handoff, quality: int, max_pixels: 
             if msg := frame_too_large(rgb.shape[1], rgb.shape[0], max_pixels):
                 error = ApiErrorBody(code="frame_too_large", message=f"frame {index}: {msg}")
                 break
-            item = (index, ts, rgb.shape[1], rgb.shape[0], encode_jpeg(rgb, quality))
+            item = (index, ts, rgb.shape[1], rgb.shape[0], encode_jpeg(rgb, quality), time.time())
             if not items.put(item, source.stop) or source.stop.is_set():
                 break
     except PullFailed as exc:

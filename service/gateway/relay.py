@@ -14,9 +14,9 @@ import json
 
 import redis.asyncio as aioredis
 
-from posestream.service.messages import FrameResult
+from posestream.service.messages import EXPIRED_PREFIX, LOST_PREFIX, FrameResult
 
-__all__ = ["OrderedResults", "result_line"]
+__all__ = ["OrderedResults", "error_code", "result_line"]
 
 
 class OrderedResults:
@@ -67,11 +67,20 @@ class OrderedResults:
         return self._pending.pop(seq, None)
 
 
+def error_code(error: str) -> str:
+    """The client-facing code of a result's worker error: ``frame_lost`` (Redis lost the job),
+    ``frame_expired`` (a live frame past its latency budget, not run) or ``frame_failed``."""
+    for prefix in (LOST_PREFIX, EXPIRED_PREFIX):
+        if error.startswith(prefix):
+            return prefix
+    return "frame_failed"
+
+
 def result_line(result: FrameResult) -> str:
     """A frame's JSON Lines record as the results files and ``results.jsonl`` carry it: the worker's
-    frame object, plus ``"error": {"code": "frame_failed", "message"}`` when the frame failed."""
+    frame object, plus ``"error": {"code", "message"}`` (``error_code``) when it was not processed."""
     if not result.error:
         return result.frame
     obj = json.loads(result.frame)
-    obj["error"] = {"code": "frame_failed", "message": result.error}
+    obj["error"] = {"code": error_code(result.error), "message": result.error}
     return json.dumps(obj, separators=(",", ":"))

@@ -29,7 +29,11 @@ and, while paused, sends ``{"credit": N}`` every half second, which also finds d
 
 ``live`` mode: at most ``max_inflight`` frames of the session are queued in Redis and at
 most ``live_queue`` wait in the gateway; when a new frame arrives with the waiting queue
-full, the oldest waiting frame is dropped. Either way frames are never reordered.
+full, the oldest waiting frame is dropped. A queued frame that a worker reaches more than
+``live_max_age_ms`` after it arrived is answered without running the networks, as a
+result with ``"error": {"code": "frame_expired"}`` and no poses, in its place, so the
+budget holds across all the sessions sharing the workers (``dropped`` counts only the
+frames dropped in the gateway, which get no result). Either way frames are never reordered.
 
 Numbering and resume: a frame gets its ``seq`` in the same Lua script that queues it
 (and records ``last_index``, and checks this connection still holds the session's lock),
@@ -65,9 +69,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from posestream.service.frames import ImageHeaderError, image_size
 from posestream.service.gateway import errors as E
 from posestream.service.gateway.deps import GatewayContext, WsCtx, key_is_valid, key_owner, ws_credentials
-from posestream.service.gateway.relay import OrderedResults
+from posestream.service.gateway.relay import OrderedResults, error_code
 from posestream.service.leases import RENEW_SCRIPT
-from posestream.service.messages import FrameJob, FrameResult, StreamMode
+from posestream.service.messages import LOST_PREFIX, FrameJob, FrameResult, StreamMode
 from posestream.service.redis_types import awaited
 
 log = logging.getLogger(__name__)
@@ -79,9 +83,6 @@ _HEADER = struct.Struct(">Q")
 HELLO_TIMEOUT_S = 10.0
 # While a client that ignores its credit is not read, probe it this often (finds dead peers).
 _PAUSED_PROBE_S = 0.5
-# The worker marks a result whose job Redis lost with this error prefix.
-_LOST_PREFIX = "frame_lost"
-
 # KEYS[1] conn lock, KEYS[2] seq counter, KEYS[3] stream hash, KEYS[4] jobs stream.
 # ARGV[1] lock token, ARGV[2] lock ttl ms, ARGV[3] session ttl s, ARGV[4] jobs maxlen,
 # ARGV[5] frame index, ARGV[6] owner, ARGV[7..] job fields (name, value, ...) without seq.
@@ -439,6 +440,7 @@ async def _enqueuer(ctx: GatewayContext, st: _Stream) -> None:
         job = FrameJob(
             session=st.session, seq=0, frame_index=frame.index, timestamp=frame.index / hello.fps,
             width=hello.width, height=hello.height, image=frame.image,
+            max_age_ms=s.live_budget_ms(frame.received_at) if hello.mode == "live" else 0,
         )  # fmt: skip
         fields = job.to_fields()
         del fields["seq"]  # the script numbers the frame
@@ -479,13 +481,14 @@ async def _relay(ctx: GatewayContext, st: _Stream, rkey: str, last_id: str | byt
         await results.fetch(st.next_seq, block_ms=200)
         while (result := results.pop(st.next_seq)) is not None:
             seq = st.next_seq
-            if result.error.startswith(_LOST_PREFIX):
-                obj: dict = {"seq": seq, "error": {"code": "frame_lost", "message": result.error}}
+            code = error_code(result.error) if result.error else ""
+            if code == LOST_PREFIX:
+                obj: dict = {"seq": seq, "error": {"code": code, "message": result.error}}
             else:
                 obj = json.loads(result.frame)
                 obj["seq"] = seq
-                if result.error:
-                    obj["error"] = {"code": "frame_failed", "message": result.error}
+                if code:
+                    obj["error"] = {"code": code, "message": result.error}
             async with st.cond:
                 st.next_seq += 1
                 st.sent += 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 
+from posestream.service.messages import LOST_PREFIX
 from posestream.service.settings import Settings
 from posestream.service.worker.jobs import AHEAD_SINCE, JobEntry, JobQueue
 from posestream.service.worker.metrics import WorkerMetrics
@@ -99,7 +100,7 @@ class SeqOrder:
             }
             lost = first.model_copy(update=update)
             runnable.append(
-                JobEntry(None, {}, lost, f"frame_lost: the job of seq {seq} was lost before processing")
+                JobEntry(None, {}, lost, f"{LOST_PREFIX}: the job of seq {seq} was lost before processing")
             )
         expected, still = upto, []
         for e in ahead:

@@ -32,6 +32,9 @@ _StreamsReply: TypeAlias = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes
 
 # Field a re-queued job gets when it first waits for a missing earlier seq (unix seconds).
 AHEAD_SINCE = b"ahead_since"
+# Field a re-queued live job gets: its deadline in Redis-clock ms (the first XADD's id + its budget),
+# so the budget keeps counting from the first XADD however often the job is re-queued.
+EXPIRES_MS = b"expires_ms"
 # KEYS[1] jobs stream; ARGV[1] session, ARGV[2] lo, ARGV[3] hi. The smallest seq in [lo, hi)
 # of the session's jobs on the stream, or -1. Scans in chunks inside Redis (no images move).
 _FIND_SEQ_SCRIPT = """
@@ -91,7 +94,6 @@ def ensure_group(client: redis.Redis, keys: RedisKeys) -> None:
 
 
 @dataclass
-@dataclass
 class JobEntry:
     """One job read from the jobs stream (or a seq declared lost), with its raw fields for re-queueing."""
 
@@ -106,6 +108,19 @@ class JobEntry:
         if self.entry_id is None:
             raise ValueError(f"seq {self.job.seq} of {self.job.session} was declared lost: no stream entry")
         return self.entry_id
+
+    @property
+    def deadline_ms(self) -> int | None:
+        """Redis-clock ms after which this live job is answered as expired; None = no budget.
+
+        The budget (``FrameJob.max_age_ms``) counts from the job's first XADD: the entry id's
+        millisecond part (Redis's clock), or the deadline a re-queue wrote into ``EXPIRES_MS``.
+        """
+        if not self.job.max_age_ms or self.entry_id is None:
+            return None
+        if EXPIRES_MS in self.fields:
+            return int(self.fields[EXPIRES_MS])
+        return int(self.entry_id.split(b"-", 1)[0]) + self.job.max_age_ms
 
 
 class JobQueue:
@@ -231,11 +246,19 @@ class JobQueue:
         for e in entries:
             if reason == "ahead" and AHEAD_SINCE not in e.fields:  # when it began waiting for a missing seq
                 e.fields = {**e.fields, AHEAD_SINCE: repr(time.time()).encode()}
+            deadline = e.deadline_ms
+            if deadline is not None and EXPIRES_MS not in e.fields:  # the new entry id is later
+                e.fields = {**e.fields, EXPIRES_MS: str(deadline).encode()}
             assert e.entry_id is not None  # only jobs read from the stream are re-queued
             args += [e.entry_id, 2 * len(e.fields)]
             for k, v in e.fields.items():
                 args += [k, v]
         self._requeue_script(keys=[self.keys.jobs], args=args)
+
+    def server_time_ms(self) -> int:
+        """Redis's clock in ms: the clock of entry ids, on which live frames' budgets are measured."""
+        seconds, micros = sync_reply(self.redis.time())
+        return int(seconds) * 1000 + int(micros) // 1000
 
     def find_seq(self, session: str, lo: int, hi: int) -> int:
         """The smallest seq in ``[lo, hi)`` of ``session``'s jobs still on the stream (queued or pending), or -1."""

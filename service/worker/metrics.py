@@ -82,6 +82,11 @@ class WorkerMetrics:
             registry=r,
         )
         self.errors = Counter("posestream_worker_errors", "Errors by kind.", ["kind"], registry=r)
+        self.expired = Counter(
+            "posestream_worker_frames_expired",
+            "Live frames answered as expired without running the networks: older than their latency budget.",
+            registry=r,
+        )
         self.sessions_with_state = Gauge(
             "posestream_worker_batch_sessions_with_state",
             "Sessions of the last batch that already had tracker state (the rest started fresh).", registry=r,

@@ -48,7 +48,7 @@ import redis
 from posestream.models.poses import FramePoses
 from posestream.service.frames import decode_image
 from posestream.service.leases import RELEASE_SCRIPT, RENEW_SCRIPT, default_owner_id
-from posestream.service.messages import JOBS_GROUP, FrameResult, RedisKeys
+from posestream.service.messages import EXPIRED_PREFIX, JOBS_GROUP, FrameResult, RedisKeys
 from posestream.service.pipelines.base import FrameInput, FramePipeline
 from posestream.service.redis_types import stream_fields
 from posestream.service.settings import Settings
@@ -263,10 +263,14 @@ class Worker:
         batch: list[FrameInput] = []
         owners: list[tuple[int, int]] = []  # (work index, job index) per batch slot
         errors: dict[tuple[int, int], str] = {}
+        expired = self._expired(work)
         for wi, w in enumerate(work):
             for ji, e in enumerate(w.jobs):
                 if e.lost:
                     errors[(wi, ji)] = e.lost
+                    continue
+                if (wi, ji) in expired:
+                    errors[(wi, ji)] = expired[(wi, ji)]
                     continue
                 with m.stage_latency.labels("decode").time():
                     rgb, err = decode_image(e.job.image, self.settings.max_frame_pixels)
@@ -295,7 +299,10 @@ class Worker:
                 if poses is None:
                     state = self.sessions.skip(state, job.frame_index, job.timestamp, job.width, job.height)
                     poses = FramePoses.empty(job.frame_index, job.timestamp, job.width, job.height)
-                    m.errors.labels("frame").inc()
+                    if (wi, ji) in expired:
+                        m.expired.inc()
+                    else:
+                        m.errors.labels("frame").inc()
                     steps.append((poses, errors.get((wi, ji), "not processed")))
                 else:
                     steps.append((poses, ""))
@@ -340,6 +347,25 @@ class Worker:
         self.frames_processed += processed
         m.frames_processed.inc(processed)
         return processed
+
+    def _expired(self, work: list[_SessionWork]) -> dict[tuple[int, int], str]:
+        """(work index, job index) -> the error of each live job past its latency budget now.
+
+        An expired frame is answered at once, stepped over like a failed one (the tracker
+        keeps its tracks and the frames after it run), so a saturated worker spends its time
+        on frames young enough to matter, whatever the number of live sessions.
+        """
+        deadlines = {(wi, ji): (d, e.job.max_age_ms) for wi, w in enumerate(work) for ji, e in enumerate(w.jobs)
+                     if not e.lost and (d := e.deadline_ms) is not None}  # fmt: skip
+        if not deadlines:
+            return {}
+        now = self.jobs.server_time_ms()
+        return {
+            key: f"{EXPIRED_PREFIX}: the frame waited {now - deadline + budget} ms in the queue, past the "
+            f"{budget} ms its live budget (live_max_age_ms) had left when it was queued"
+            for key, (deadline, budget) in deadlines.items()
+            if now > deadline
+        }
 
     def _detect(
         self, batch: list[FrameInput], owners: list[tuple[int, int]], errors: dict[tuple[int, int], str]

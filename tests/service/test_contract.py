@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -28,6 +29,20 @@ def test_frame_job_round_trips_through_redis_fields(redis_client, make_settings)
     entry_id = redis_client.xadd(keys.jobs, job.to_fields())
     ((_, fields),) = redis_client.xrange(keys.jobs, entry_id, entry_id)
     assert FrameJob.from_fields(fields) == job
+    live = job.model_copy(update={"max_age_ms": 1500})
+    assert FrameJob.from_fields(live.to_fields()).max_age_ms == 1500
+    # A job queued before live budgets existed has no budget.
+    older = {k: v for k, v in fields.items() if k != b"max_age_ms"}
+    assert FrameJob.from_fields(older) == job and job.max_age_ms == 0
+
+
+def test_live_budget_counts_from_the_frames_arrival(make_settings) -> None:
+    import time
+
+    s = make_settings(live_max_age_ms=2000)
+    assert 1900 <= s.live_budget_ms(time.time() - 0.05) <= 1950
+    assert s.live_budget_ms(time.time() - 10) == 1  # spent in the gateway: expires when a worker takes it
+    assert make_settings(live_max_age_ms=0).live_budget_ms(time.time() - 10) == 0  # no budget
 
 
 def test_frame_result_carries_the_json_lines_frame() -> None:
@@ -94,3 +109,18 @@ def test_gateway_does_not_import_torch() -> None:
     code = "import sys, posestream.service.gateway.app, posestream.service.cli; posestream.service.gateway.app.create_app(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_result_line_names_why_a_frame_has_no_poses() -> None:
+    from posestream.service.gateway.relay import result_line
+
+    empty = json.dumps({"frame_index": 3, "poses": []})
+    codes = {
+        "": None,
+        "frame_lost: the job of seq 3 was lost before processing": "frame_lost",
+        "frame_expired: the frame waited 2400 ms in the queue": "frame_expired",
+        "undecodable image": "frame_failed",
+    }
+    for error, code in codes.items():
+        line = json.loads(result_line(FrameResult(seq=3, frame=empty, error=error)))
+        assert line.get("error", {}).get("code") == code and line["frame_index"] == 3

@@ -67,6 +67,56 @@ def test_live_stream_with_a_slow_worker_drops_and_reports_but_never_reorders(mak
     assert indices[0] == 0 and len(results) < 60
 
 
+async def _stream_all(url: str, n: int, interval: float) -> tuple[list[dict], dict]:
+    """A live stream of ``n`` frames every ``interval`` s; every result message (errors included) and the end."""
+    async with websockets.connect(url) as ws:
+        await ws.send(json.dumps({**HELLO, "mode": "live"}))
+        json.loads(await ws.recv())
+
+        async def send() -> None:
+            for i in range(n):
+                await ws.send(frame_message(i))
+                await asyncio.sleep(interval)
+            await ws.send(json.dumps({"end": True}))
+
+        sender = asyncio.create_task(send())
+        results, end = [], {}
+        async for msg in ws:
+            obj = json.loads(msg)
+            if "end" in obj:
+                end = obj["end"]
+            else:
+                results.append(obj)
+        await sender
+        return results, end
+
+
+@pytest.mark.parametrize("budget_ms", [250, 0])
+def test_live_frames_past_the_latency_budget_come_back_expired_in_order(
+    make_settings, budget_ms: int
+) -> None:
+    """A worker 10x slower than the stream: with a budget the frames that waited too long in Redis are
+    answered as expired (no poses, in their place) instead of late; without one none expire."""
+    settings = make_settings(max_inflight=8, live_queue=4, batch_size=1, live_max_age_ms=budget_ms)
+    slow = DelayedPipeline(build_pipeline("blobs", "iou"), 0.1)
+    with WorkerThread(settings, slow), ServerThread(settings) as server:
+        results, end = asyncio.run(_stream_all(server.ws_url + "/v1/streams", 40, interval=0.01))
+    indices = [r["frame_index"] for r in results]
+    assert indices == sorted(set(indices)) and [r["seq"] for r in results] == list(range(len(results)))
+    assert (
+        len(results) == end["frames_sent"] and len(results) + end["dropped"] == 40 == end["frames_received"]
+    )
+    expired = [r for r in results if r.get("error", {}).get("code") == "frame_expired"]
+    processed = [r for r in results if "error" not in r]
+    assert len(expired) + len(processed) == len(results)
+    assert all(r["poses"] == [] and "live budget" in r["error"]["message"] for r in expired)
+    if budget_ms:
+        assert len(expired) >= 3, indices
+    else:
+        assert expired == []
+    assert all(len(p["poses"]) == 3 for p in processed)
+
+
 def test_resumed_session_continues_track_ids(stack: ServerThread) -> None:
     url = stack.ws_url + "/v1/streams"
     ready, first, _ = asyncio.run(_stream(url, 20, "ordered"))

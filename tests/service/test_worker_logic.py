@@ -153,3 +153,45 @@ def test_a_lost_seq_is_reported_with_its_own_frame_index(make_settings, redis_cl
     assert [bool(r.error) for r in results] == [True, True, False, False]
     assert [json.loads(r.frame)["frame_index"] for r in results] == [0, 1, 2, 3]
     assert [json.loads(r.frame)["timestamp"] for r in results] == pytest.approx([0.0, 1 / 25, 2 / 25, 3 / 25])
+
+
+def test_a_live_frame_past_its_budget_is_answered_expired_and_the_session_goes_on(
+    make_settings, redis_client
+) -> None:
+    """Seq 1's budget ran out in the queue: it comes back expired (not run, no poses), in its place."""
+    import time
+
+    from posestream.service.gateway.relay import error_code
+
+    settings = make_settings(batch_size=8, batch_wait_ms=0)
+    keys = RedisKeys(settings.redis_prefix)
+    worker = Worker(settings, build_pipeline("blobs", "iou"), worker_id="w1")
+    redis_client.xadd(keys.jobs, {**_job(0), "max_age_ms": "60000"})
+    redis_client.xadd(keys.jobs, {**_job(1), "max_age_ms": "1"})
+    redis_client.xadd(keys.jobs, _job(2))  # no budget (an ordered frame)
+    time.sleep(0.01)
+    _drain(worker, 2)
+    results = _results(redis_client, keys)
+    assert [r.seq for r in results] == [0, 1, 2]
+    assert [error_code(r.error) if r.error else "" for r in results] == ["", "frame_expired", ""]
+    assert "1 ms" in results[1].error and json.loads(results[1].frame)["poses"] == []
+    ids = [sorted(p["track_id"] for p in json.loads(r.frame)["poses"]) for r in (results[0], results[2])]
+    assert ids[0] == ids[1] == [0, 1, 2]  # tracks survive the expired frame
+    assert worker.metrics.expired._value.get() == 1
+    assert worker.metrics.errors.labels("frame")._value.get() == 0  # expiring is not an error
+
+
+def test_a_requeued_live_frame_keeps_the_deadline_of_its_first_queueing(make_settings, redis_client) -> None:
+    from posestream.service.worker.jobs import EXPIRES_MS
+
+    settings = make_settings(batch_size=8, batch_wait_ms=0)
+    keys = RedisKeys(settings.redis_prefix)
+    worker = Worker(settings, build_pipeline("blobs", "iou"), worker_id="w1")
+    first = redis_client.xadd(keys.jobs, {**_job(0), "max_age_ms": "5000"})
+    [entry] = worker.jobs.read_batch()
+    assert entry.deadline_ms == int(first.split(b"-")[0]) + 5000
+    worker.jobs.requeue([entry], "session_leased")
+    [(again_id, fields)] = redis_client.xrange(keys.jobs)
+    assert again_id != first and int(fields[EXPIRES_MS]) == entry.deadline_ms
+    [again] = worker.jobs.read_batch()
+    assert again.deadline_ms == entry.deadline_ms
