@@ -81,6 +81,7 @@ class LiveSession {
     this.answered = 0; // of those: answered, dropped by the server or refused
     this.credit = Infinity; // ordered mode: the server's cumulative credit
     this.serverDropped = 0;
+    this.expired = 0; // results that came back frame_expired (past the live budget, not run)
     this.clientDropped = 0; // frames not sent: too many in flight
     this.results = 0;
     this.sentAt = new Map(); // frame index -> performance.now() when sent
@@ -159,25 +160,32 @@ class LiveSession {
 
   onResult(result) {
     const now = performance.now();
-    this.results += 1;
     this.answered += 1;
     const drops = (result.dropped || 0) - this.serverDropped;
     if (drops > 0) {
       this.serverDropped += drops;
       this.answered += drops;
     }
-    const sentAt = this.sentAt.get(result.frame_index);
-    if (sentAt !== undefined) this.latencies.push(now - sentAt);
-    this.resultTimes.push(now);
-    const image = this.images.get(result.frame_index);
-    if (image) this.ctx.drawImage(image, 0, 0);
+    // A frame the workers reached after its live latency budget comes back without poses: it counts as
+    // dropped, and the last drawn frame stays on screen.
+    const expired = result.error !== undefined && result.error.code === "frame_expired";
+    if (expired) {
+      this.expired += 1;
+    } else {
+      this.results += 1;
+      const sentAt = this.sentAt.get(result.frame_index);
+      if (sentAt !== undefined) this.latencies.push(now - sentAt);
+      this.resultTimes.push(now);
+      const image = this.images.get(result.frame_index);
+      if (image) this.ctx.drawImage(image, 0, 0);
+    }
     for (const [index, bitmap] of this.images) {
       if (index > result.frame_index) break;
       bitmap.close();
       this.images.delete(index);
       this.sentAt.delete(index);
     }
-    if (result.poses) {
+    if (!expired && result.poses) {
       drawPoses(this.ctx, result.poses);
       for (const p of result.poses) if (p.track_id >= 0) this.ids.add(p.track_id);
     }
@@ -190,7 +198,7 @@ class LiveSession {
     const mean = this.latencies.reduce((s, x) => s + x, 0) / Math.max(1, this.latencies.length);
     $("live-fps").textContent = this.resultTimes.length.toFixed(1);
     $("live-latency").textContent = this.latencies.length ? mean.toFixed(0) : "-";
-    $("live-dropped").textContent = String(this.serverDropped + this.clientDropped);
+    $("live-dropped").textContent = String(this.serverDropped + this.clientDropped + this.expired);
     $("live-frames").textContent = String(this.results);
     showIds($("track-ids"), this.ids);
   }
@@ -213,7 +221,7 @@ class LiveSession {
   onVideoFrame() {
     if (!this.room()) {
       this.clientDropped += 1;
-      $("live-dropped").textContent = String(this.serverDropped + this.clientDropped);
+      $("live-dropped").textContent = String(this.serverDropped + this.clientDropped + this.expired);
       return;
     }
     const index = this.nextIndex++;
