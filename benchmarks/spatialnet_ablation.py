@@ -57,6 +57,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.results import cpu_name, record_section  # noqa: E402
 from posestream.models.data.datasets import SpatialTrainingSet, collate_spatial  # noqa: E402
 from posestream.models.data.splits import HELD_OUT  # noqa: E402
+from posestream.models.pose_prior import PosePrior  # noqa: E402
 from posestream.models.spatialnet import SpatialNet, SpatialNetConfig  # noqa: E402
 from posestream.models.targets import TargetConfig  # noqa: E402
 from posestream.models.train import (  # noqa: E402
@@ -84,6 +85,7 @@ PAPER_AP = {"KE": 70.9, "SIE": 71.3, "KE+SIE": 74.0, "KE+SIE+aux": 74.3, PGG_NAM
 # with the full model's switches (KE+SIE+aux; seed 004: background pixels weigh 0.1).
 TRADEOFF: dict[str, float] = {"Eq. 1 (det_background 1)": 1.0, "tradeoff (det_background 0.1)": 0.1}
 TRADEOFF_SWITCHES = VARIANTS["KE+SIE+aux"]
+START_NAME = "start (--init, not fine-tuned)"
 # What the second column set decodes with, per variant set: the ground truth's heatmaps (grouping
 # alone, Table 3's variants differ there) or its embeddings (seed 004's "heatmap quality").
 ORACLE_LABEL = {"table3": "AP, GT heatmaps", "tradeoff": "AP, GT grouping"}
@@ -103,10 +105,18 @@ def _variant_config(
 class _Run:
     """One variant's network, optimiser, schedule and running losses."""
 
-    def __init__(self, name: str, config: SpatialNetConfig, cfg: TrainSpatialConfig, init: dict) -> None:
+    def __init__(
+        self,
+        name: str,
+        config: SpatialNetConfig,
+        cfg: TrainSpatialConfig,
+        init: dict,
+        prior: PosePrior | None = None,
+    ) -> None:
         self.name = name
         self.net = SpatialNet(config)
         self.net.load_state_dict(init)  # the same initial weights for every variant
+        self.net.pose_prior = prior  # the body-shape prior a trained start decodes with (None: fresh)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         self.sched = torch.optim.lr_scheduler.MultiStepLR(self.opt, list(cfg.lr_decay_steps), cfg.lr_decay)
         self.seconds = 0.0
@@ -115,7 +125,7 @@ class _Run:
 
     def fork(self, name: str, config: SpatialNetConfig, cfg: TrainSpatialConfig) -> _Run:
         """A copy continuing from this run's weights, optimiser and schedule with another config."""
-        other = _Run(name, config, cfg, self.net.state_dict())
+        other = _Run(name, config, cfg, self.net.state_dict(), self.net.pose_prior)
         other.opt.load_state_dict(copy.deepcopy(self.opt.state_dict()))
         other.sched.load_state_dict(copy.deepcopy(self.sched.state_dict()))
         other.seconds, other.steps = self.seconds, self.steps
@@ -149,37 +159,53 @@ def _batches(cfg: TrainSpatialConfig):  # noqa: ANN202 - generator of collated b
         epoch += 1
 
 
-def _initial_weights(cfg: TrainSpatialConfig, init: str | None) -> tuple[TrainSpatialConfig, dict]:
+def _initial_weights(
+    cfg: TrainSpatialConfig, init: str | None
+) -> tuple[TrainSpatialConfig, dict, PosePrior | None]:
     """The state every variant starts from: a fresh seeded initialisation, or ``init``'s trained weights.
 
-    With ``init`` the checkpoint's network (backbone size, features, tag size) replaces the
-    config's, so that its weights fit; the data, budget and loss weights stay the config's.
+    With ``init`` the checkpoint's network (backbone size, features, tag size), decoding and
+    pose prior replace the config's, so that its weights fit and decode as shipped; the data,
+    budget and loss weights stay the config's.
     """
     if init is None:
         torch.manual_seed(cfg.seed)
-        return cfg, SpatialNet(cfg.model).state_dict()
+        return cfg, SpatialNet(cfg.model).state_dict(), None
     from posestream.models.checkpoints import load_spatialnet
 
     net = load_spatialnet(init, "cpu")
     n = net.config
     model = dataclasses.replace(cfg.model, backbone=n.backbone, features=n.features, tag_dim=n.tag_dim,
                                 decode=n.decode)  # fmt: skip
-    return dataclasses.replace(cfg, model=model), net.state_dict()
+    return dataclasses.replace(cfg, model=model), net.state_dict(), net.pose_prior
 
 
-def _initial_runs(args: argparse.Namespace, cfg: TrainSpatialConfig, init: dict) -> dict[str, _Run]:
+def _initial_runs(
+    args: argparse.Namespace, cfg: TrainSpatialConfig, init: dict, prior: PosePrior | None = None
+) -> dict[str, _Run]:
     if args.variants == "tradeoff":
         ke, aux, sie = TRADEOFF_SWITCHES
         return {
             name: _Run(name, dataclasses.replace(
                 _variant_config(cfg.model, ke, aux, sie, False),
-                weights=dataclasses.replace(cfg.model.weights, det_background=background)), cfg, init)
+                weights=dataclasses.replace(cfg.model.weights, det_background=background)), cfg, init, prior)
             for name, background in TRADEOFF.items()
         }  # fmt: skip
     return {
-        name: _Run(name, _variant_config(cfg.model, ke, aux, sie, False), cfg, init)
+        name: _Run(name, _variant_config(cfg.model, ke, aux, sie, False), cfg, init, prior)
         for name, (ke, aux, sie) in VARIANTS.items()
     }
+
+
+def _save(net: SpatialNet, path: Path) -> Path:
+    """``net`` as a checkpoint ``load_spatialnet`` reads: config, weights and its pose prior (if any)."""
+    ckpt: dict = {"config": config_to_dict(net.config), "model": net.state_dict()}
+    if net.pose_prior is not None:
+        ckpt["pose_prior"] = {"mean": torch.from_numpy(net.pose_prior.mean.copy()),
+                              "cov": torch.from_numpy(net.pose_prior.cov.copy())}  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(ckpt, path)
+    return path
 
 
 def _real_dev_ap(net: SpatialNet, size: int, save_dir: Path) -> dict:
@@ -188,9 +214,7 @@ def _real_dev_ap(net: SpatialNet, size: int, save_dir: Path) -> dict:
     from posestream.models.data.splits import real_dev_split
     from posestream.models.spatial_estimator import SpatialEstimatorConfig, SpatialNetEstimator
 
-    save_dir.mkdir(parents=True, exist_ok=True)
-    path = save_dir / "real_dev_net.pt"
-    torch.save({"config": config_to_dict(net.config), "model": net.state_dict()}, path)
+    path = _save(net, save_dir / "real_dev_net.pt")
     est = SpatialNetEstimator(path, SpatialEstimatorConfig(input_size=size, device="cpu"))
 
     def predict(rgb: np.ndarray) -> list:
@@ -209,8 +233,8 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict]:
     if args.lr is not None:
         cfg = dataclasses.replace(cfg, lr=args.lr)
     pgg_steps = min(args.pgg_steps, cfg.steps) if args.variants == "table3" else 0
-    cfg, init = _initial_weights(cfg, args.init)
-    runs = _initial_runs(args, cfg, init)
+    cfg, init, prior = _initial_weights(cfg, args.init)
+    runs = _initial_runs(args, cfg, init, prior)
     data_seconds, started = 0.0, time.time()
     batches = _batches(cfg)
     for step in range(cfg.steps):
@@ -230,10 +254,16 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict]:
             )
             print(f"step {step + 1}/{cfg.steps} ({time.time() - started:.0f} s)  {losses}", flush=True)
     train_wall = time.time() - started
+    if args.save_dir:  # before evaluating, so a failed evaluation never costs the training
+        for name, r in runs.items():
+            _save(r.net, Path(args.save_dir) / f"{_file_name(name)}.pt")
 
     seeds = [int(s) for s in args.eval_seeds.split(",")]
     size = cfg.eval_input_size or cfg.input_size
     rows = []
+    if args.init and args.variants == "tradeoff":  # where both fine-tunings started, scored the same way
+        base = next(iter(runs.values()))
+        runs = {START_NAME: _Run(START_NAME, base.net.config, cfg, init, prior), **runs}
     for name, r in runs.items():
         r.net.eval()
         t0 = time.perf_counter()
@@ -267,10 +297,6 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict]:
             )
         row["eval_s"] = time.perf_counter() - t0
         rows.append(row)
-        if args.save_dir:
-            Path(args.save_dir).mkdir(parents=True, exist_ok=True)
-            torch.save({"config": config_to_dict(r.net.config), "model": r.net.state_dict()},
-                       Path(args.save_dir) / f"{_file_name(name)}.pt")  # fmt: skip
         print(
             f"{name}: "
             + ", ".join(f"{k} {metrics[k]:.3f}" for k in ("AP", "AP50", "AP75", "AR"))
@@ -316,7 +342,7 @@ def _table(rows: list[dict], variants: str) -> list[str]:
 def _verdict(rows: list[dict], variants: str) -> list[str]:
     """Whether the paper's trend holds here, in words (the numbers are in the table)."""
     if variants == "tradeoff":
-        base, trade = ({r["variant"]: r for r in rows}[name] for name in TRADEOFF)
+        base, trade = ({r["variant"]: r for r in rows}[name] for name in TRADEOFF)  # the start row aside
         checks = [("held-out synthetic AP", lambda r: r["AP"]),
                   ("held-out synthetic AP with ground-truth grouping (seed 004's heatmap quality)",
                    lambda r: r["oracle"]["AP"])]  # fmt: skip

@@ -12,8 +12,8 @@ from posestream.models.train import load_train_config
 
 def _runs(variants: str) -> dict[str, A._Run]:
     cfg = load_train_config("configs/spatialnet_ablation.yaml", {"steps": 2})
-    cfg, init = A._initial_weights(cfg, None)
-    return A._initial_runs(argparse.Namespace(variants=variants), cfg, init)
+    cfg, init, prior = A._initial_weights(cfg, None)
+    return A._initial_runs(argparse.Namespace(variants=variants), cfg, init, prior)
 
 
 def test_tradeoff_variants_differ_only_in_background_weight():
