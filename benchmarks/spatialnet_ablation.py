@@ -384,7 +384,7 @@ def _write_results(path: Path, rows: list[dict], info: dict, command: str) -> No
     title = "SpatialNet tradeoff heatmap loss (seed 004)" if tradeoff else "SpatialNet ablation"
     start = f"fine-tuned from `{info['init']}`" if info["init"] else "the same fresh initialisation"
     if tradeoff:
-        variants = (f"both variants train KE+SIE+aux (no PGG); they differ only in `LossWeights.det_background` "
+        variants = (f"Both variants train KE+SIE+aux (no PGG); they differ only in `LossWeights.det_background` "
                     f"(heatmap pixels outside the keypoint regions weigh {', '.join(f'{v:g}' for v in TRADEOFF.values())}).")  # fmt: skip
         oracle = ("- `AP, GT grouping`: each network's own heatmaps grouped by the ground truth's embeddings "
                   "(the joints found, placed and filled by its heatmaps; seed 004's 'heatmap quality', the "
