@@ -17,8 +17,18 @@ from tests.service.helpers import frame_message, lane_ids
 HELLO = {"fps": 25, "width": 320, "height": 240}
 
 
-async def _stream(url: str, n: int, mode: str, interval: float = 0.0, start: int = 0, **connect: object):
-    """Send ``n`` frames then ``{"end": true}``; returns (ready, results, end)."""
+async def _stream(
+    url: str,
+    n: int,
+    mode: str,
+    interval: float = 0.0,
+    start: int = 0,
+    errors: bool = False,
+    **connect: object,
+):
+    """Send ``n`` frames then ``{"end": true}``; returns (ready, results, end).
+
+    Every result must be error-free unless ``errors`` (then results with an error are kept too)."""
     async with websockets.connect(url, **connect) as ws:  # type: ignore[arg-type]
         await ws.send(json.dumps({**HELLO, "mode": mode}))
         ready = json.loads(await ws.recv())
@@ -37,7 +47,7 @@ async def _stream(url: str, n: int, mode: str, interval: float = 0.0, start: int
             if "end" in obj:
                 end = obj["end"]
             else:
-                assert "error" not in obj, obj
+                assert errors or "error" not in obj, obj
                 results.append(obj)
         await sender
         assert ws.close_code == 1000, (ws.close_code, ws.close_reason)
@@ -67,30 +77,6 @@ def test_live_stream_with_a_slow_worker_drops_and_reports_but_never_reorders(mak
     assert indices[0] == 0 and len(results) < 60
 
 
-async def _stream_all(url: str, n: int, interval: float) -> tuple[list[dict], dict]:
-    """A live stream of ``n`` frames every ``interval`` s; every result message (errors included) and the end."""
-    async with websockets.connect(url) as ws:
-        await ws.send(json.dumps({**HELLO, "mode": "live"}))
-        json.loads(await ws.recv())
-
-        async def send() -> None:
-            for i in range(n):
-                await ws.send(frame_message(i))
-                await asyncio.sleep(interval)
-            await ws.send(json.dumps({"end": True}))
-
-        sender = asyncio.create_task(send())
-        results, end = [], {}
-        async for msg in ws:
-            obj = json.loads(msg)
-            if "end" in obj:
-                end = obj["end"]
-            else:
-                results.append(obj)
-        await sender
-        return results, end
-
-
 @pytest.mark.parametrize("budget_ms", [250, 0])
 def test_live_frames_past_the_latency_budget_come_back_expired_in_order(
     make_settings, budget_ms: int
@@ -100,7 +86,7 @@ def test_live_frames_past_the_latency_budget_come_back_expired_in_order(
     settings = make_settings(max_inflight=8, live_queue=4, batch_size=1, live_max_age_ms=budget_ms)
     slow = DelayedPipeline(build_pipeline("blobs", "iou"), 0.1)
     with WorkerThread(settings, slow), ServerThread(settings) as server:
-        results, end = asyncio.run(_stream_all(server.ws_url + "/v1/streams", 40, interval=0.01))
+        _, results, end = asyncio.run(_stream(server.ws_url + "/v1/streams", 40, "live", 0.01, errors=True))
     indices = [r["frame_index"] for r in results]
     assert indices == sorted(set(indices)) and [r["seq"] for r in results] == list(range(len(results)))
     assert (
