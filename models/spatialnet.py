@@ -156,11 +156,14 @@ class SpatialBatchTargets:
         heatmaps: (B, J, H, W) float.
         joints: per image (K, J, 3) (x, y, visibility) in output pixels.
         instance: (B, J, H, W) long person labels for PGG (-1 none).
+        heat_weight: (B, J, H, W) per-pixel heatmap-loss weights of pseudo-labelled images
+            (``posestream.models.targets.confidence_weights``; 1 on exactly labelled ones), or None.
     """
 
     heatmaps: torch.Tensor
     joints: list[torch.Tensor]
     instance: torch.Tensor
+    heat_weight: torch.Tensor | None = None
 
 
 class SpatialNet(nn.Module):
@@ -243,7 +246,9 @@ class SpatialNet(nn.Module):
         """``forward`` from the frozen pyramid's features (``frozen_features``) on: what trains."""
         base = None
         if self.config.movenet_heatmaps:
-            heat = activate(MOVENET_KEYPOINT_HEATMAP, self.backbone.stem[0].head(MOVENET_HEATMAP_HEAD, features))
+            heat = activate(
+                MOVENET_KEYPOINT_HEATMAP, self.backbone.stem[0].head(MOVENET_HEATMAP_HEAD, features)
+            )
             rest = sum(h.channels for h in self.heads) - NUM_KEYPOINTS
             base = torch.cat([heat, heat.new_zeros(heat.shape[0], rest, *heat.shape[-2:])], dim=1)
         preds, out = self.backbone.stacks(self.backbone.stem[1:](features), base)
@@ -295,6 +300,8 @@ class SpatialNet(nn.Module):
         terms = {"det": zero, "pull": zero, "push": zero, "aux": zero, "sie": zero, "pgg": zero}
         for maps in stacks:
             mask = tradeoff_weight(targets.heatmaps, w.det_background) if w.det_background != 1.0 else None
+            if targets.heat_weight is not None:
+                mask = targets.heat_weight if mask is None else mask * targets.heat_weight
             terms["det"] = terms["det"] + heatmap_loss(maps["heatmaps"], targets.heatmaps, mask)
             if cfg.use_ke:
                 pull, push = ke_loss(maps["tags"], targets.joints)
