@@ -29,12 +29,10 @@ from posestream.models.data.real_clips import (
     iter_clip_frames,
     parse_clip_spec,
 )
-from posestream.models.data.splits import real_dev_split
+from posestream.models.data.splits import REAL_DEV_DIR, real_dev_split
 from posestream.models.skeleton import NUM_KEYPOINTS
-from posestream.models.train_scoring import REAL_DEV_DIR
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True)
