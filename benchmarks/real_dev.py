@@ -512,16 +512,23 @@ DEFAULT_CONFIGS = (
 
 
 def spatialnet_predictor(spec: str) -> Predictor:
-    """``spatialnet:WEIGHTS[:SIZE]``: ``SpatialNetEstimator`` on those weights at long side SIZE (512).
+    """``spatialnet:WEIGHTS[:SIZE[:noprior]]``: ``SpatialNetEstimator`` on those weights at long side SIZE (512).
 
     Every decoded person is kept (``min_person_score`` 0): AP ranks people by score, so the
-    service's cut-off would only remove recall.
+    service's cut-off would only remove recall. ``noprior`` decodes without the weights'
+    body-shape prior (``prior_threshold`` 0), the rest of their stored decoding kept.
     """
+    import dataclasses
+
     from posestream.models.spatial_estimator import SpatialEstimatorConfig, SpatialNetEstimator
 
-    _, weights, *size = spec.split(":")
-    cfg = SpatialEstimatorConfig(device="cpu", min_person_score=0.0, input_size=int(size[0]) if size else 512)
+    _, weights, *extra = spec.split(":")
+    size = int(extra[0]) if extra and extra[0] else 512
+    cfg = SpatialEstimatorConfig(device="cpu", min_person_score=0.0, input_size=size)
     est = SpatialNetEstimator(weights, cfg)
+    if "noprior" in extra[1:]:
+        c = est.net.config
+        est.net.config = dataclasses.replace(c, decode=dataclasses.replace(c.decode, prior_threshold=0.0))
 
     def predict(rgb: np.ndarray) -> list[Prediction]:
         fp = est([rgb]).poses[0]
@@ -545,7 +552,7 @@ def make_predictor(name: str, threads: int) -> Predictor:
 
 def describe(name: str) -> str:
     if name.startswith("spatialnet:"):
-        return f"SpatialNetEstimator {name.split(':', 1)[1]} (weights[:long side]), every decoded person kept"
+        return f"SpatialNetEstimator {name.split(':', 1)[1]} (weights[:long side[:noprior]]), every decoded person kept"
     if name.startswith("tflite-"):
         return f"TFLite interpreter, square {name.split('-', 1)[1]}, its own decoder (6 people)"
     spec = NAMED.get(name, name)
