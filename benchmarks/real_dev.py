@@ -511,9 +511,37 @@ DEFAULT_CONFIGS = (
 )  # fmt: skip
 
 
+def spatialnet_predictor(spec: str) -> Predictor:
+    """``spatialnet:WEIGHTS[:SIZE[:noprior]]``: ``SpatialNetEstimator`` on those weights at long side SIZE (512).
+
+    Every decoded person is kept (``min_person_score`` 0): AP ranks people by score, so the
+    service's cut-off would only remove recall. ``noprior`` decodes without the weights'
+    body-shape prior (``prior_threshold`` 0), the rest of their stored decoding kept.
+    """
+    import dataclasses
+
+    from posestream.models.spatial_estimator import SpatialEstimatorConfig, SpatialNetEstimator
+
+    _, weights, *extra = spec.split(":")
+    size = int(extra[0]) if extra and extra[0] else 512
+    cfg = SpatialEstimatorConfig(device="cpu", min_person_score=0.0, input_size=size)
+    est = SpatialNetEstimator(weights, cfg)
+    if "noprior" in extra[1:]:
+        c = est.net.config
+        est.net.config = dataclasses.replace(c, decode=dataclasses.replace(c.decode, prior_threshold=0.0))
+
+    def predict(rgb: np.ndarray) -> list[Prediction]:
+        fp = est([rgb]).poses[0]
+        return [(fp.keypoints[i], float(fp.scores[i])) for i in range(len(fp.scores))]
+
+    return predict
+
+
 def make_predictor(name: str, threads: int) -> Predictor:
     if name.startswith("tflite-"):
         return tflite_predictor(int(name.split("-", 1)[1]), threads)
+    if name.startswith("spatialnet:"):
+        return spatialnet_predictor(name)
     spec = NAMED.get(name, name)
     if not spec.startswith("est"):
         raise ValueError(
@@ -523,6 +551,8 @@ def make_predictor(name: str, threads: int) -> Predictor:
 
 
 def describe(name: str) -> str:
+    if name.startswith("spatialnet:"):
+        return f"SpatialNetEstimator {name.split(':', 1)[1]} (weights[:long side[:noprior]]), every decoded person kept"
     if name.startswith("tflite-"):
         return f"TFLite interpreter, square {name.split('-', 1)[1]}, its own decoder (6 people)"
     spec = NAMED.get(name, name)
@@ -599,6 +629,11 @@ def markdown(rows: list[dict], args: argparse.Namespace, command: str) -> str:
         f"transformed with them; people under {MIN_HEIGHT_PX:g} px tall in a copy are ignored; predictions with most "
         "keypoints inside PoseTrack ignore regions dropped. pycocotools COCOeval keypoints, the set's `area`, "
         "COCO sigmas; the person score ranks predictions.",
+        *(
+            [f"- **only the {args.split} split's images** of configs/real_dev_split.json"]
+            if getattr(args, "split", "all") != "all"
+            else []
+        ),
         "- ms/frame: median over rounds of the mean time per frame on images "
         f"{', '.join(map(str, TIMING_IMAGES))} of the set, the configurations taking turns on every frame (so load "
         "from other processes hits all alike); in brackets where not timed side by side: the evaluation's median "
@@ -672,6 +707,15 @@ def main(argv: list[str] | None = None) -> int:
         "--timing-rounds", type=int, default=3,
         help="rounds of the side-by-side timing on TIMING_IMAGES (0: skip; only the evaluation's own times)",
     )  # fmt: skip
+    p.add_argument(
+        "--section",
+        default="real_dev",
+        help="RESULTS.md section --write records into (its own for other comparisons)",
+    )
+    p.add_argument(
+        "--split", choices=("all", "train", "eval"), default="all",
+        help="score only this part of configs/real_dev_split.json (eval: the images nothing trains on)",
+    )  # fmt: skip
     p.add_argument("--json", type=Path, default=None, help="also write the figures as JSON to this file")
     p.add_argument(
         "--render", type=Path, default=None, metavar="JSON",
@@ -688,7 +732,7 @@ def main(argv: list[str] | None = None) -> int:
         section = markdown(rows, args, "python benchmarks/real_dev.py " + " ".join(shown))
         print(section)
         if args.write:
-            record_section("real_dev", section)
+            record_section(args.section, section)
             print("\nwrote benchmarks/RESULTS.md")
         return 0
     try:
@@ -708,7 +752,12 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, TypeError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        res = evaluate(predict, args.data, args.factors)
+        ids = None
+        if args.split != "all":
+            from posestream.models.data.splits import real_dev_split
+
+            ids = getattr(real_dev_split(), args.split)
+        res = evaluate(predict, args.data, args.factors, image_ids=ids)
         res.pop("predictions")
         rows.append({"name": name, "description": desc, "result": res})
         if args.json is not None:  # after every row, so a long run that is cut short keeps what it did
@@ -736,7 +785,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         args.json.write_text(json.dumps(rows, indent=1))
     if args.write:
-        record_section("real_dev", section)
+        record_section(args.section, section)
         print("\nwrote benchmarks/RESULTS.md")
     return 0
 

@@ -23,7 +23,7 @@ from torch import nn
 
 from posestream.models.backbones.hourglass import HourglassConfig, StackedHourglass
 from posestream.models.decode import DecodeConfig, decode_spatial, merge_multiscale, sie_from_svf, unflip_maps
-from posestream.models.heads import HeadSpec, activate
+from posestream.models.heads import MOVENET_KEYPOINT_HEATMAP, HeadSpec, activate
 from posestream.models.losses import (
     ORDINAL_TASKS,
     heatmap_loss,
@@ -38,6 +38,8 @@ from posestream.models.pose_prior import PosePrior
 from posestream.models.skeleton import NUM_KEYPOINTS
 
 STRIDE = 4
+# The MoveNet head that ``SpatialNetConfig.movenet_heatmaps`` starts the heatmaps from.
+MOVENET_HEATMAP_HEAD = MOVENET_KEYPOINT_HEATMAP.name
 
 
 def spatialnet_heads(tag_dim: int = 1) -> tuple[HeadSpec, ...]:
@@ -90,6 +92,14 @@ class SpatialNetConfig:
             (``FrozenMoveNetFeatures``, 24 channels at stride 4) replace the stem, and only
             the hourglass stacks and heads train: far fewer steps to a usable model, at the
             cost of MoveNet's forward pass and of needing its fetched weights.
+        movenet_heatmaps: head transfer (issue 18), only with ``features: movenet``: every
+            stack's heatmaps are MoveNet's pretrained keypoint heatmap head (frozen, on the same
+            frozen pyramid; its sigmoid, i.e. MoveNet's own heat in [0, 1]) plus a residual from
+            the stack's head, whose heatmap channels start at zero, so an untrained network's
+            heatmaps are MoveNet's. The targets stay ``TargetConfig``'s Gaussians: MoveNet's
+            peaks are trained to a different width and height, and the residual learns that
+            difference rather than the maps being rescaled by a fixed rule. Off (the default)
+            keeps the heads' own heatmaps (the shipped weights).
         tag_dim: KE dimension per joint (1 in seed 002).
         use_ke, use_aux, use_sie: which embedding terms are trained (the ablation switches;
             a disabled head is still computed but gets no loss and is not used to decode).
@@ -102,6 +112,7 @@ class SpatialNetConfig:
 
     backbone: HourglassConfig = field(default_factory=HourglassConfig)
     features: Literal["image", "movenet"] = "image"
+    movenet_heatmaps: bool = False
     tag_dim: int = 1
     use_ke: bool = True
     use_aux: bool = True
@@ -116,6 +127,8 @@ class SpatialNetConfig:
             raise ValueError("SpatialNet needs KE or SIE (or both) to group joints")
         if self.tag_dim < 1:
             raise ValueError(f"tag_dim must be >= 1, got {self.tag_dim}")
+        if self.movenet_heatmaps and self.features != "movenet":
+            raise ValueError("movenet_heatmaps (head transfer) needs features: movenet")
 
     @property
     def size_multiple(self) -> int:
@@ -143,11 +156,14 @@ class SpatialBatchTargets:
         heatmaps: (B, J, H, W) float.
         joints: per image (K, J, 3) (x, y, visibility) in output pixels.
         instance: (B, J, H, W) long person labels for PGG (-1 none).
+        heat_weight: (B, J, H, W) per-pixel heatmap-loss weights of pseudo-labelled images
+            (``posestream.models.targets.confidence_weights``; 1 on exactly labelled ones), or None.
     """
 
     heatmaps: torch.Tensor
     joints: list[torch.Tensor]
     instance: torch.Tensor
+    heat_weight: torch.Tensor | None = None
 
 
 class SpatialNet(nn.Module):
@@ -172,10 +188,19 @@ class SpatialNet(nn.Module):
         if config.features == "movenet":
             from posestream.models.backbones.movenet import FEATURE_CHANNELS, FrozenMoveNetFeatures
 
-            frozen = FrozenMoveNetFeatures(movenet_weights)
+            frozen = FrozenMoveNetFeatures(
+                movenet_weights, heads=(MOVENET_HEATMAP_HEAD,) if config.movenet_heatmaps else ()
+            )
             self.backbone = StackedHourglass(
                 config.backbone, out, features=frozen, feature_channels=FEATURE_CHANNELS
             )
+            if config.movenet_heatmaps:  # the residual starts at zero: step 0's heatmaps are MoveNet's
+                if self.heads[0].name != "heatmaps":
+                    raise AssertionError("head transfer expects the heatmaps first in spatialnet_heads")
+                with torch.no_grad():
+                    for head in self.backbone.heads:
+                        head.weight[:NUM_KEYPOINTS].zero_()
+                        head.bias[:NUM_KEYPOINTS].zero_()
         else:
             self.backbone = StackedHourglass(config.backbone, out)
 
@@ -199,8 +224,35 @@ class SpatialNet(nn.Module):
 
     def forward(self, images: torch.Tensor) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
         """Per-stack maps by head name, and the last stack's (B, width, H/4, W/4) features."""
+        if self.config.features == "movenet":
+            return self.forward_frozen(self.frozen_features(images))
         preds, features = self.backbone(images)
         return [self.split(p) for p in preds], features
+
+    def frozen_features(self, images: torch.Tensor) -> torch.Tensor:
+        """The frozen MoveNet pyramid's (B, 24, H/4, W/4) features of (B, 3, H, W) ``normalise``d images.
+
+        Only with ``features: movenet``; no gradient flows through it, so training may cache it
+        (``posestream.models.feature_cache``) and call ``forward_frozen`` instead of ``forward``.
+        """
+        if self.config.features != "movenet":
+            raise ValueError("frozen_features needs features: movenet")
+        m = self.config.size_multiple
+        if images.shape[-1] % m or images.shape[-2] % m:
+            raise ValueError(f"input size {tuple(images.shape[-2:])} must be a multiple of {m}")
+        return self.backbone.stem[0](images)
+
+    def forward_frozen(self, features: torch.Tensor) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
+        """``forward`` from the frozen pyramid's features (``frozen_features``) on: what trains."""
+        base = None
+        if self.config.movenet_heatmaps:
+            heat = activate(
+                MOVENET_KEYPOINT_HEATMAP, self.backbone.stem[0].head(MOVENET_HEATMAP_HEAD, features)
+            )
+            rest = sum(h.channels for h in self.heads) - NUM_KEYPOINTS
+            base = torch.cat([heat, heat.new_zeros(heat.shape[0], rest, *heat.shape[-2:])], dim=1)
+        preds, out = self.backbone.stacks(self.backbone.stem[1:](features), base)
+        return [self.split(p) for p in preds], out
 
     @torch.inference_mode()
     def infer(self, images: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -248,6 +300,8 @@ class SpatialNet(nn.Module):
         terms = {"det": zero, "pull": zero, "push": zero, "aux": zero, "sie": zero, "pgg": zero}
         for maps in stacks:
             mask = tradeoff_weight(targets.heatmaps, w.det_background) if w.det_background != 1.0 else None
+            if targets.heat_weight is not None:
+                mask = targets.heat_weight if mask is None else mask * targets.heat_weight
             terms["det"] = terms["det"] + heatmap_loss(maps["heatmaps"], targets.heatmaps, mask)
             if cfg.use_ke:
                 pull, push = ke_loss(maps["tags"], targets.joints)

@@ -119,3 +119,48 @@ def dense_embedding_targets(targets: SpatialTargets, tag_step: float = 1.0) -> t
         svf[0][m] = xx[m] - centres[person, 0]
         svf[1][m] = yy[m] - centres[person, 1]
     return tags, svf
+
+
+def confidence_weights(
+    keypoints: np.ndarray, weights: np.ndarray, out_h: int, out_w: int, config: TargetConfig,
+    background: float = 1.0,
+) -> np.ndarray:  # fmt: skip
+    """Per-pixel heatmap-loss weights for pseudo-labelled people (labels whose confidence is known).
+
+    Inside the support of a joint's Gaussian (the pixels ``build_spatial_targets`` draws,
+    heat > 1e-3) the weight of joint type j is that joint's weight, the largest where people
+    overlap; a weight of 0 makes the pixels there count neither as a peak nor as background
+    (a joint the labeller is unsure of). Every other pixel weighs ``background``.
+
+    Args:
+        keypoints: (K, J, 3) (x, y, visibility) in input pixels; every joint with finite x, y
+            counts, visible or not (an unsure joint is absent from the targets but still ignored here).
+        weights: (K, J) weights in [0, 1].
+        out_h, out_w: output map size.
+        config: the targets' rendering parameters (sigma, stride, radius).
+        background: weight of pixels outside every joint's support.
+    Returns:
+        (J, out_h, out_w) float32 weights for ``posestream.models.losses.heatmap_loss``.
+    """
+    kp = np.asarray(keypoints, np.float32).reshape(-1, keypoints.shape[-2] if keypoints.size else 17, 3)
+    w = np.asarray(weights, np.float32).reshape(kp.shape[:2])
+    k, j = kp.shape[:2]
+    xy = to_output_coords(kp[..., :2], config.stride)
+    out = np.full((j, out_h, out_w), -1.0, np.float32)  # -1: no joint's support yet
+    r = int(np.ceil(config.radius_sigmas * config.sigma))
+    for person in range(k):
+        for joint in range(j):
+            x, y = xy[person, joint]
+            if not (np.isfinite(x) and np.isfinite(y)) or not (
+                -0.5 <= x < out_w - 0.5 and -0.5 <= y < out_h - 0.5
+            ):
+                continue
+            x0, x1 = max(0, int(np.floor(x)) - r), min(out_w, int(np.ceil(x)) + r + 1)
+            y0, y1 = max(0, int(np.floor(y)) - r), min(out_h, int(np.ceil(y)) + r + 1)
+            xs = np.arange(x0, x1, dtype=np.float32)
+            ys = np.arange(y0, y1, dtype=np.float32)
+            support = np.exp(-((xs[None, :] - x) ** 2 + (ys[:, None] - y) ** 2) / config.sigma**2) > 1e-3
+            patch = out[joint, y0:y1, x0:x1]
+            patch[support] = np.maximum(patch[support], w[person, joint])
+    out[out < 0] = background
+    return out

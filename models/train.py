@@ -34,12 +34,15 @@ from posestream.models.data.augment import (
 )
 from posestream.models.data.datasets import (
     CocoKeypointSource,
+    MixedPoseSource,
     SpatialTrainingSet,
     SyntheticDataConfig,
     SyntheticPoseSource,
     collate_spatial,
 )
+from posestream.models.data.pseudo_labels import PseudoLabelConfig, PseudoLabelSource, build_pseudo_labels
 from posestream.models.decode import DecodeConfig
+from posestream.models.feature_cache import FeatureCache, movenet_sha256
 from posestream.models.pose_prior import PosePrior, fit_pose_prior
 from posestream.models.poses import FramePoses, boxes_from_keypoints
 from posestream.models.spatialnet import SpatialBatchTargets, SpatialNet, SpatialNetConfig
@@ -69,6 +72,18 @@ class TrainSpatialConfig:
             (``--eval-seeds``); None = ``input_size``. Larger than ``input_size`` when
             training on zoomed-in crops (``augment.scale_range`` > 1) of full frames.
         augment: augmentation ranges.
+        real_fraction: share of the training items that are pseudo-labelled real frames
+            (``real``; issue 18), the rest being ``data``'s; 0 = none. Raising it shows the
+            heads more real people, labelled only as well as the default estimator sees them.
+        real: which real frames are pseudo-labelled and how their labels are weighted
+            (``posestream.models.data.pseudo_labels.PseudoLabelConfig``); used when
+            ``real_fraction`` > 0.
+        feature_cache: with ``model.features: movenet``, keep the frozen pyramid's features of
+            every training crop on disk (``out_dir/feature_cache``,
+            ``posestream.models.feature_cache``) and read them back in later epochs instead of
+            rendering and running MoveNet again. Crops are fixed per item, so the cache holds
+            one entry per item and crop (about 150 KB each in float16).
+        feature_cache_dtype: storage precision of the cached features (``FeatureCache``).
         lr: Adam learning rate (seed 000: 2e-4).
         lr_decay_steps: steps at which lr is multiplied by ``lr_decay`` (with ``time_limit_s``:
             fractions ``m / steps`` of the run, whichever of steps and time is further along).
@@ -98,6 +113,10 @@ class TrainSpatialConfig:
     input_size: tuple[int, int] = (256, 192)
     eval_input_size: tuple[int, int] | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    real_fraction: float = 0.0
+    real: PseudoLabelConfig = field(default_factory=PseudoLabelConfig)
+    feature_cache: bool = False
+    feature_cache_dtype: Literal["float16", "float32"] = "float16"
     lr: float = 2e-4
     lr_decay_steps: tuple[int, ...] = ()
     lr_decay: float = 0.1
@@ -128,6 +147,12 @@ class TrainSpatialConfig:
             raise ValueError("batch_size must be a positive multiple of crops_per_frame")
         if self.time_limit_s is not None and self.time_limit_s <= 0:
             raise ValueError("time_limit_s must be > 0 (or null for no limit)")
+        if not 0.0 <= self.real_fraction < 1.0:
+            raise ValueError(f"real_fraction must be in [0, 1), got {self.real_fraction}")
+        if self.feature_cache and self.model.features != "movenet":
+            raise ValueError(
+                "feature_cache caches the frozen MoveNet pyramid: it needs model.features: movenet"
+            )
 
 
 def load_train_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> TrainSpatialConfig:
@@ -151,18 +176,64 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def build_source(cfg: TrainSpatialConfig):  # noqa: ANN201 - a Sequence[PoseSample]
+    """The training items: ``data``'s, mixed with pseudo-labelled real frames when ``real_fraction`` > 0.
+
+    The real frames are labelled on first use (``build_pseudo_labels``, cached).
+    """
     if cfg.data == "coco":
-        return CocoKeypointSource(cfg.coco_annotations, cfg.coco_images)  # type: ignore[arg-type]
-    s = cfg.synthetic
-    return SyntheticPoseSource(s.seed_base, s.clips, s.frames, s.people, s.width, s.height, s.cache_clips)
+        source = CocoKeypointSource(cfg.coco_annotations, cfg.coco_images)  # type: ignore[arg-type]
+    else:
+        s = cfg.synthetic
+        source = SyntheticPoseSource(
+            s.seed_base, s.clips, s.frames, s.people, s.width, s.height, s.cache_clips
+        )
+    if cfg.real_fraction <= 0:
+        return source
+    real = PseudoLabelSource(build_pseudo_labels(cfg.real), cfg.real)
+    return MixedPoseSource(source, real, cfg.real_fraction)
 
 
 def _batch_targets(batch: dict[str, Any], device: torch.device) -> SpatialBatchTargets:
+    weight = batch.get("heat_weight")
     return SpatialBatchTargets(
         heatmaps=batch["heatmaps"].to(device),
         joints=[j.to(device) for j in batch["joints"]],
         instance=batch["instance"].to(device),
+        heat_weight=weight.to(device) if weight is not None else None,
     )
+
+
+def batch_features(
+    net: SpatialNet, batch: dict[str, Any], cache: FeatureCache, device: torch.device
+) -> torch.Tensor:
+    """The frozen pyramid's (B, 24, H/4, W/4) features of a ``collate_spatial`` batch built with a cache.
+
+    Cached items' features come from the batch; the others' are computed (one pass over their
+    images) and written to ``cache`` for the next epochs.
+    """
+    cached = batch["cached"]
+    parts: list[torch.Tensor | None] = [None] * len(cached)
+    if batch["image"] is not None:
+        with torch.no_grad():
+            live = net.frozen_features(net.normalise(batch["image"].to(device)))
+        for n, i in enumerate((~cached).nonzero().flatten().tolist()):
+            cache.save(batch["keys"][i], live[n], batch["keypoints"][i], batch["joint_weights"][i])
+            parts[i] = live[n]
+    if batch["features"] is not None:
+        stored = batch["features"].to(device)
+        for n, i in enumerate(cached.nonzero().flatten().tolist()):
+            parts[i] = stored[n]
+    return torch.stack(parts)  # type: ignore[arg-type]
+
+
+def spatial_step_loss(net: SpatialNet, batch: dict[str, Any], device: torch.device,
+                      cache: FeatureCache | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
+    """One training batch's loss terms (``SpatialNet.loss``), through the feature cache when given."""
+    if cache is not None:
+        stacks, _ = net.forward_frozen(batch_features(net, batch, cache, device))
+    else:
+        stacks, _ = net(net.normalise(batch["image"].to(device, non_blocking=True)))
+    return net.loss(stacks, _batch_targets(batch, device))
 
 
 class _SeededOrder(torch.utils.data.Sampler[int]):
@@ -214,7 +285,13 @@ def train_spatial(cfg: TrainSpatialConfig, resume: bool = True, progress: bool =
         log.info("initialised from %s", cfg.init_from)
 
     k = cfg.crops_per_frame
-    dataset = SpatialTrainingSet(build_source(cfg), cfg.input_size, cfg.seed, cfg.augment, TargetConfig(), k)
+    cache = (
+        FeatureCache(out / "feature_cache", movenet_sha256(), cfg.feature_cache_dtype)
+        if cfg.feature_cache
+        else None
+    )
+    dataset = SpatialTrainingSet(build_source(cfg), cfg.input_size, cfg.seed, cfg.augment, TargetConfig(), k,
+                                 cfg.real.background_weight, cache)  # fmt: skip
     loader = DataLoader(
         dataset, batch_size=cfg.batch_size // k, sampler=_SeededOrder(len(dataset), cfg.seed, step * cfg.batch_size // k),
         num_workers=cfg.workers, collate_fn=collate_spatial, drop_last=True, pin_memory=device.type == "cuda",
@@ -236,8 +313,7 @@ def train_spatial(cfg: TrainSpatialConfig, resume: bool = True, progress: bool =
     for batch in loader if not done() else ():  # a finished run starts no DataLoader workers
         for group in opt.param_groups:
             group["lr"] = lr_at(cfg, step, elapsed())
-        stacks, _ = net(net.normalise(batch["image"].to(device, non_blocking=True)))
-        terms = net.loss(stacks, _batch_targets(batch, device))
+        terms = spatial_step_loss(net, batch, device, cache)
         opt.zero_grad(set_to_none=True)
         terms["total"].backward()
         opt.step()

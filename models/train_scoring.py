@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 import torch
 
-from posestream.models.data.splits import HELD_OUT, SCORING_TRAIN, real_dev_split
+from posestream.models.data.splits import HELD_OUT, REAL_DEV_DIR, SCORING_TRAIN, real_dev_split
 from posestream.models.data.synthetic import SyntheticClip, SyntheticConfig
 from posestream.models.estimator import EstimatorConfig, PoseEstimator, letterbox
 from posestream.models.pose_scoring import (
@@ -54,7 +54,6 @@ from posestream.models.weights import checkpoint_path
 log = logging.getLogger(__name__)
 
 # The real labelled dev set, next to the checkout (``../shared/data/real-dev``; never copied in).
-REAL_DEV_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-dev"
 
 
 @dataclass(frozen=True)

@@ -123,12 +123,22 @@ class StackedHourglass(nn.Module):
         m = self.config.size_multiple
         if x.shape[-1] % m or x.shape[-2] % m:
             raise ValueError(f"input size {tuple(x.shape[-2:])} must be a multiple of {m}")
-        x = self.stem(x)
+        return self.stacks(self.stem(x))
+
+    def stacks(
+        self, x: torch.Tensor, base: torch.Tensor | None = None
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The hourglass stacks on the stem's output (B, width, H/4, W/4).
+
+        ``base`` (B, out_channels, H/4, W/4), when given, is added to every stack's prediction
+        before it is returned and merged into the next stack (a fixed prior the heads learn a
+        residual to, e.g. MoveNet's pretrained heatmaps).
+        """
         preds = []
         feat = x
         for i, (hg, fe, head) in enumerate(zip(self.hourglasses, self.features, self.heads, strict=True)):
             feat = fe(hg(x))
-            pred = head(feat)
+            pred = head(feat) if base is None else head(feat) + base
             preds.append(pred)
             if i < self.config.stacks - 1:
                 x = x + self.merge_features[i](feat) + self.merge_preds[i](pred)

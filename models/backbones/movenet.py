@@ -566,11 +566,13 @@ class FrozenMoveNetFeatures(nn.Module):
 
     Args:
         tflite_path: the MoveNet MultiPose TFLite file; None = ``posestream.models.weights.model_path()``.
+        heads: names of MoveNet's pretrained heads to keep (frozen too) for ``head``, e.g.
+            ``("keypoint_heatmap",)`` for SpatialNet's head transfer; () keeps none.
     Input: (B, 3, H, W) float RGB in [-1, 1] (``SpatialNet.normalise``), H and W multiples of 32.
     Output: (B, 24, H/4, W/4) FPN features (ReLU'd).
     """
 
-    def __init__(self, tflite_path: str | Path | None = None) -> None:
+    def __init__(self, tflite_path: str | Path | None = None, heads: Sequence[str] = ()) -> None:
         super().__init__()
         if tflite_path is None:  # the pinned file, hash-checked: the features must be the trained-on ones
             from posestream.models.weights import MOVENET_MULTIPOSE, WeightsError, verify
@@ -586,7 +588,10 @@ class FrozenMoveNetFeatures(nn.Module):
                 f"MoveNet weights not found at {tflite_path}: run `posestream weights fetch`"
             )
         model = MoveNetMultiPose.from_tflite(tflite_path)
-        model.heads = nn.ModuleDict()  # only the feature pyramid is used
+        unknown = sorted(set(heads) - set(model.heads))
+        if unknown:
+            raise ValueError(f"MoveNet has no heads {unknown}; known: {sorted(model.heads)}")
+        model.heads = nn.ModuleDict({name: model.heads[name] for name in heads})  # the pyramid + these
         self.movenet = model.requires_grad_(False).eval()
         self.register_state_dict_post_hook(_drop_frozen_keys)
         self.register_load_state_dict_pre_hook(_fill_frozen_keys)
@@ -599,6 +604,11 @@ class FrozenMoveNetFeatures(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return self.movenet.forward_features((images + 1.0) * 127.5)
+
+    def head(self, name: str, features: torch.Tensor) -> torch.Tensor:
+        """A kept pretrained head's raw (pre-activation) maps (B, channels, H/4, W/4) on ``forward``'s features."""
+        with torch.no_grad():
+            return self.movenet.heads[name](features)
 
 
 def _drop_frozen_keys(module: FrozenMoveNetFeatures, state_dict: dict, prefix: str, _meta: object) -> None:

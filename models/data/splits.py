@@ -68,6 +68,8 @@ SCORING_TRAIN = SeedRange(6000, 40)
 
 # The real dev set's image split, written down once (image ids of its annotations.json).
 REAL_DEV_SPLIT_FILE = Path(__file__).resolve().parents[2] / "configs" / "real_dev_split.json"
+# The real dev set itself: ``../shared/data/real-dev`` beside the source checkout.
+REAL_DEV_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "real-dev"
 
 
 @dataclass(frozen=True)
