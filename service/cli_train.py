@@ -92,6 +92,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     t.set_defaults(func=_cmd_train_temporal)
     _register_scoring(tsub)
+    _register_recurrent(tsub)
 
 
 def _decode_options(p: argparse.ArgumentParser) -> None:
@@ -335,4 +336,44 @@ def _cmd_train_scoring(args: argparse.Namespace) -> int:
     print(f"checkpoint: {path}")
     keys = ("train_pairs", "epochs_done", "cache_seconds", "train_seconds", "final_loss")
     print(json.dumps({k: card[k] for k in (*keys, "held_out_synthetic", "held_out_real_dev_eval")}))
+    return 0
+
+
+def _register_recurrent(tsub: argparse._SubParsersAction) -> None:
+    r = tsub.add_parser(
+        "recurrent",
+        help="train seed 001's recurrent per-person decoder (ConvLSTM, learned stop) on a frozen SpatialNet",
+    )
+    r.add_argument("--clips", type=int, help="synthetic training clips (default 120, seeds RECURRENT_TRAIN)")
+    r.add_argument("--time-limit", type=float, help="training seconds, summed over resumes (default 3600)")
+    r.add_argument("--batch-size", type=int, help="images per step (default 4)")
+    r.add_argument(
+        "--spatialnet", help="the frozen SpatialNet, a file in weights/ (default spatialnet_movenet.pt)"
+    )
+    r.add_argument("--work-dir", help="feature cache and resumable state (default runs/recurrent)")
+    r.add_argument("--out", help="exported decoder (default weights/recurrent_spatialnet.pt)")
+    r.add_argument("--threads", type=int, help="torch CPU threads (default 2)")
+    r.add_argument(
+        "--eval-every", type=float, help="training seconds between learning-curve points (default 300)"
+    )
+    r.set_defaults(func=_cmd_train_recurrent)
+
+
+def _cmd_train_recurrent(args: argparse.Namespace) -> int:
+    from posestream.models.train_recurrent import recurrent_config, train_recurrent
+    from posestream.tracker.metrics import evaluate
+
+    pairs = (
+        ("clips", args.clips), ("time_limit_s", args.time_limit), ("batch_size", args.batch_size),
+        ("spatialnet", args.spatialnet), ("work_dir", args.work_dir), ("out", args.out),
+        ("threads", args.threads), ("eval_every_s", args.eval_every),
+    )  # fmt: skip
+    try:
+        cfg = recurrent_config({k: v for k, v in pairs if v is not None})
+        path, card = train_recurrent(cfg, evaluate=evaluate)
+    except (OSError, ValueError) as exc:  # bad overrides, missing weights
+        raise CliError(str(exc)) from None
+    print(f"checkpoint: {path}")
+    print(json.dumps({k: card[k] for k in ("train_frames", "steps", "train_seconds", "cache_seconds")}
+                     | {"last": card["curve"][-1]}))  # fmt: skip
     return 0

@@ -18,6 +18,8 @@ a split is a range of seeds. Torch-free; imported by training, the benchmarks an
   ``--eval-seeds``); the scripted scenes of the tests are not seeds at all.
 - ``SCORING_TRAIN`` 6000..6039: the pose scoring net's synthetic training clips
   (``posestream train scoring``, ``posestream.models.pose_scoring``).
+- ``RECURRENT_TRAIN`` 7000..7199: seed 001's recurrent decoder (``posestream train recurrent``),
+  not SpatialNet's own clips, so the frozen SpatialNet's maps look as on unseen video.
 
 The real labelled dev set (``../shared/data/real-dev``) is split by image in
 ``configs/real_dev_split.json`` (``real_dev_split``): its ``train`` images may be trained on
@@ -65,6 +67,7 @@ TRACKER_VALIDATION = SeedRange(5030, 20)
 DECODE_VALIDATION = SeedRange(8000, 8)
 HELD_OUT = SeedRange(9000, 8)
 SCORING_TRAIN = SeedRange(6000, 40)
+RECURRENT_TRAIN = SeedRange(7000, 200)
 
 # The real dev set's image split, written down once (image ids of its annotations.json).
 REAL_DEV_SPLIT_FILE = Path(__file__).resolve().parents[2] / "configs" / "real_dev_split.json"
