@@ -8,12 +8,15 @@ from posestream.models.data import splits as S
 
 
 def test_held_out_and_decode_validation_are_disjoint_from_every_training_range() -> None:
-    tuning = (S.SPATIAL_TRAIN, S.TEMPORAL_TRAIN, S.TRACKER_VALIDATION, S.DECODE_VALIDATION)
+    trained = (S.SPATIAL_TRAIN, S.TEMPORAL_TRAIN, S.SCORING_TRAIN, S.RECURRENT_TRAIN)
+    tuning = (*trained, S.TRACKER_VALIDATION, S.DECODE_VALIDATION)
     for r in tuning:
         assert not S.overlapping(r, S.HELD_OUT), r
-    for r in (S.SPATIAL_TRAIN, S.TEMPORAL_TRAIN, S.TRACKER_VALIDATION):
+    for r in (*trained, S.TRACKER_VALIDATION):
         assert not S.overlapping(r, S.DECODE_VALIDATION), r
-    assert not S.overlapping(S.SPATIAL_TRAIN, S.TEMPORAL_TRAIN)
+    for i, a in enumerate(trained):  # no two networks train on the same clips
+        for b in trained[i + 1 :]:
+            assert not S.overlapping(a, b), (a, b)
     # Documented: the default TemporalNet run (40 clips) reaches the first 10 tracker-validation
     # seeds; the shipped checkpoints trained on 5000..5029 and 5000..5019 only.
     assert S.overlapping(S.TEMPORAL_TRAIN, S.TRACKER_VALIDATION) == range(5030, 5040)
