@@ -31,7 +31,7 @@ from posestream.models.poses import UNTRACKED, FramePoses, boxes_from_keypoints
 from posestream.models.skeleton import NUM_KEYPOINTS
 from posestream.models.spatialnet import STRIDE
 from posestream.models.targets import to_input_coords, to_output_coords
-from posestream.models.weights import checkpoint_path
+from posestream.models.weights import RECURRENT_SPATIALNET, SPATIAL_DECODERS, checkpoint_path, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +59,21 @@ class SpatialEstimatorConfig:
             trained on MoveNet's candidates; SpatialNet's decoded people share their pose
             contract), and ``scoring.min_oks`` replaces ``min_person_score``. The rescoring runs
             after decoding, so the decoder's own duplicate removal still follows its score.
+        decoder: how the maps become people (``SPATIAL_DECODERS``): "embedding" is SpatialNet's
+            own KE + SIE grouping with its file's test-time passes; "recurrent" is seed 001's
+            learned decoder (``posestream.models.recurrent_decoder``) on SpatialNet's plain pass
+            (one scale, no flip: what it was trained on), whose person score is P_t x mean joint heat.
     """
 
     input_size: int = 512
     device: str = "auto"
     min_person_score: float = 0.15
     scoring: PoseScoringConfig = field(default_factory=PoseScoringConfig)
+    decoder: str = SPATIAL_DECODERS[0]
 
     def __post_init__(self) -> None:
+        if self.decoder not in SPATIAL_DECODERS:
+            raise ValueError(f"decoder must be one of {', '.join(SPATIAL_DECODERS)}, got {self.decoder!r}")
         if self.input_size <= 0:
             raise ValueError(f"input_size must be > 0 pixels, got {self.input_size}")
         if not 0.0 <= self.min_person_score <= 1.0:
@@ -125,16 +132,24 @@ class SpatialNetEstimator:
     Args:
         weights: a SpatialNet checkpoint or exported weights file (``posestream.models.checkpoints.load_spatialnet``).
         config: ``SpatialEstimatorConfig``.
+        recurrent_weights: with ``config.decoder == "recurrent"``, the decoder's file (default
+            ``RECURRENT_SPATIALNET`` in the weights folder); it must have been trained on ``weights``.
 
     Load it once (worker main), then call it per batch.
     """
 
-    def __init__(self, weights: str | Path, config: SpatialEstimatorConfig | None = None) -> None:
+    def __init__(
+        self, weights: str | Path, config: SpatialEstimatorConfig | None = None,
+        recurrent_weights: str | Path | None = None,
+    ) -> None:  # fmt: skip
         from posestream.models.checkpoints import load_spatialnet, resolve_device
 
         self.config = config if config is not None else SpatialEstimatorConfig()
         self.device = resolve_device(self.config.device)
         self.net = load_spatialnet(weights, self.device)
+        self.recurrent = None
+        if self.config.decoder == "recurrent":
+            self.recurrent = self._load_recurrent(Path(weights), recurrent_weights)
         self.multiple = self.net.config.size_multiple
         if self.config.input_size % self.multiple:
             raise ValueError(
@@ -149,6 +164,29 @@ class SpatialNetEstimator:
         log.info(
             "SpatialNetEstimator: %s on %s, input long side %d", weights, self.device, self.config.input_size
         )
+
+    def _load_recurrent(self, weights: Path, path: str | Path | None) -> object:
+        import dataclasses
+
+        from posestream.models.recurrent_decoder import load_recurrent_decoder
+
+        path = Path(path) if path is not None else checkpoint_path(RECURRENT_SPATIALNET)
+        if not path.is_file():
+            raise ValueError(
+                f"--decoder recurrent needs {path}: point POSESTREAM_WEIGHTS_DIR at the folder holding "
+                f"{path.name}, or train it with `posestream train recurrent`"
+            )
+        decoder, card = load_recurrent_decoder(path)
+        want, have = card.get("spatialnet_sha256"), sha256_file(weights)
+        if want != have:
+            raise ValueError(
+                f"{path.name} was trained on SpatialNet sha256 {str(want)[:12]}..., not on {weights.name} "
+                f"({have[:12]}...): retrain it with `posestream train recurrent --spatialnet {weights.name}`"
+            )
+        # The decoder reads the plain pass, as in training (test-time merges change the heatmaps).
+        decode = dataclasses.replace(self.net.config.decode, scales=(1.0,), flip_test=False)
+        self.net.config = dataclasses.replace(self.net.config, decode=decode)
+        return decoder.to(self.device)
 
     def _canvas_size(self, frames: list[np.ndarray]) -> tuple[int, int]:
         s = self.config.input_size
@@ -193,7 +231,11 @@ class SpatialNetEstimator:
         """
         indices, times = frame_batch(frames, frame_indices, timestamps)
         out = self.maps(frames)
-        decoded = self.net.decode_batch(out.last)
+        decoded = (
+            self.net.decode_batch(out.last)
+            if self.recurrent is None
+            else self.recurrent.decode_batch(out.features, out.last["heatmaps"])  # type: ignore[attr-defined]
+        )
         sie_maps = sie_from_svf(out.last["svf"].float())
         poses, centers, sies, tags = [], [], [], []
         for i, ((kp, sc), m, f) in enumerate(zip(decoded, out.mats, frames, strict=True)):

@@ -81,6 +81,13 @@ SPATIALNET_MOVENET = "spatialnet_movenet.pt"
 SPATIALNET_SYNTHETIC = "spatialnet_synthetic.pt"
 TEMPORALNET_MOVENET = "temporalnet_movenet.pt"
 TEMPORALNET_SPATIALNET = "temporalnet_spatialnet.pt"
+RECURRENT_SPATIALNET = "recurrent_spatialnet.pt"
+
+# How SpatialNet's maps become people (``--decoder``, ``Settings.decoder``,
+# ``SpatialEstimatorConfig.decoder``): "embedding" groups joints by KE + SIE (seeds 000 / 002,
+# ``posestream.models.decode``), "recurrent" runs seed 001's learned decoder
+# (``posestream.models.recurrent_decoder``, checkpoint ``RECURRENT_SPATIALNET``).
+SPATIAL_DECODERS: tuple[str, ...] = ("embedding", "recurrent")
 
 
 class WeightsError(RuntimeError):

@@ -51,7 +51,7 @@ def track_url(args: argparse.Namespace) -> int:
     try:
         pipeline = build_pipeline(
             args.model, args.tracker, args.input_sizes, args.device,
-            weights_dir=settings.weights_dir, tracker_overrides=settings.tracker_overrides,
+            weights_dir=settings.weights_dir, tracker_overrides=settings.tracker_overrides, decoder=args.decoder,
         )  # fmt: skip
     except ValueError as exc:
         raise CliError(str(exc)) from None

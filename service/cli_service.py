@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from posestream.models.weights import SPATIAL_DECODERS
 from posestream.service.cli_common import EXIT_OK, EXIT_TRUNCATED, CliError, track_summary
 from posestream.service.settings import MODEL_NAMES
 from posestream.tracker.config import PRESET_TERMS
@@ -49,6 +50,9 @@ def _model_args(p: argparse.ArgumentParser, with_defaults_from_settings: bool) -
     p.add_argument(
         "--device", choices=("auto", "cpu", "cuda"), default=d or "auto", help="where the networks run"
     )
+    p.add_argument("--decoder", choices=SPATIAL_DECODERS, default=d or SPATIAL_DECODERS[0],
+                   help="with --model spatialnet: 'embedding' (KE + SIE grouping, default) or 'recurrent' "
+                   "(seed 001's learned per-person decoder, weights/recurrent_spatialnet.pt)")  # fmt: skip
 
 
 # ---- track ------------------------------------------------------------------------------------
@@ -108,7 +112,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
         pipeline = build_pipeline(
             args.model, args.tracker, args.input_sizes, args.device,
             weights_dir=settings.weights_dir, tracker_overrides=settings.tracker_overrides,
-            smooth=args.smooth or settings.smooth,
+            smooth=args.smooth or settings.smooth, decoder=args.decoder,
         )  # fmt: skip
     except ValueError as exc:
         raise CliError(str(exc)) from None
@@ -224,7 +228,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
     overrides = {
         k: v for k, v in vars(args).items()
-        if k in ("model", "tracker", "input_sizes", "device", "batch_size", "batch_wait_ms", "worker_id", "debug_delay_ms",
+        if k in ("model", "tracker", "decoder", "input_sizes", "device", "batch_size", "batch_wait_ms", "worker_id", "debug_delay_ms",
                  "worker_metrics_port", "worker_metrics_addr")
     }  # fmt: skip
     try:

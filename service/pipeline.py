@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from posestream.models.poses import FramePoses
+from posestream.models.weights import SPATIAL_DECODERS
 from posestream.service.pipelines.base import DelayedPipeline, Detector, FrameInput, FramePipeline
 from posestream.service.settings import MODEL_NAMES, NETWORK_MODELS, TEST_MODEL, Settings, tracker_overrides
 from posestream.tracker.config import TrackerConfig
@@ -89,6 +90,7 @@ def build_pipeline(
     weights_dir: str | Path | None = None,
     tracker_overrides: Mapping[str, Any] | None = None,
     smooth: bool = False,
+    decoder: str = SPATIAL_DECODERS[0],
 ) -> FramePipeline:
     """The pipeline for a model name (``MODEL_NAMES``); loads weights, so call it in a main.
 
@@ -98,6 +100,8 @@ def build_pipeline(
         tracker_overrides: ``Settings.tracker_overrides`` (see ``resolve_tracker_config``).
         smooth: ``Settings.smooth`` / ``--smooth``: turn the tracker's keypoint smoothing on
             (``TrackerConfig.smooth``) whatever the overrides say.
+        decoder: ``Settings.decoder`` / ``--decoder``: how SpatialNet's maps become people
+            (``SPATIAL_DECODERS``); only ``--model spatialnet`` accepts "recurrent".
     Raises:
         ValueError: unknown model, or a model whose code or weights are not available,
             with a message that says what to do.
@@ -107,6 +111,12 @@ def build_pipeline(
         overrides["smooth"] = True
     card: dict[str, Any] = {}
     detector: Detector
+    if decoder not in SPATIAL_DECODERS:
+        raise ValueError(f"unknown decoder {decoder!r}; choose one of {', '.join(SPATIAL_DECODERS)}")
+    if decoder != SPATIAL_DECODERS[0] and model != "spatialnet":
+        raise ValueError(
+            f"--decoder {decoder} decodes SpatialNet's maps: it needs --model spatialnet, not {model}"
+        )
     if model == TEST_MODEL:
         from posestream.service.pipelines.blobs import BLOB_TRACKERS, BlobDetector
 
@@ -121,7 +131,7 @@ def build_pipeline(
             raise ValueError(
                 f"--model {model} is not available in this build ({exc}); use --model blobs for the CPU test pipeline"
             ) from None
-        detector, card = build_model_detector(model, tracker, input_sizes, device, weights_dir)
+        detector, card = build_model_detector(model, tracker, input_sizes, device, weights_dir, decoder)
     else:
         raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}")
     config = resolve_tracker_config(tracker, card, overrides)
@@ -137,6 +147,7 @@ def pipeline_from_settings(settings: Settings) -> FramePipeline:
     return build_pipeline(
         settings.model, settings.tracker, settings.input_sizes, settings.device, settings.debug_delay_ms,
         weights_dir=settings.weights_dir, tracker_overrides=settings.tracker_overrides, smooth=settings.smooth,
+        decoder=settings.decoder,
     )  # fmt: skip
 
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import Field, TypeAdapter, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from posestream.models.weights import SPATIAL_DECODERS
 from posestream.models.weights import weights_dir as default_weights_dir
 
 # The pose estimators the service can run: the one list (Settings.model, the CLI's --model
@@ -248,6 +249,12 @@ class Settings(BaseSettings):
         "movenet",
         description="Pose estimator; 'blobs' is the CPU test pipeline (coloured blobs, not people).",
     )
+    decoder: str = Field(
+        SPATIAL_DECODERS[0],
+        description="How MODEL=spatialnet turns its maps into people (posestream.models.weights.SPATIAL_DECODERS): "
+        "'embedding' groups joints by KE + SIE (seeds 000/002; what scores best, so the default), 'recurrent' runs "
+        "seed 001's learned ConvLSTM decoder (weights/recurrent_spatialnet.pt). Other models refuse 'recurrent'.",
+    )
     tracker: str = Field(
         "he+tie",
         description="Tracker preset (posestream.tracker.config.PRESET_TERMS): 'he+tie' (seed 000: Human Embedding + Temporal "
@@ -285,6 +292,13 @@ class Settings(BaseSettings):
     debug_delay_ms: int = Field(
         0, ge=0, description="Debug/test only: extra sleep per batch to simulate a slow worker."
     )
+
+    @field_validator("decoder")
+    @classmethod
+    def _known_decoder(cls, v: str) -> str:
+        if v not in SPATIAL_DECODERS:
+            raise ValueError(f"decoder must be one of {', '.join(SPATIAL_DECODERS)}, got {v!r}")
+        return v
 
     @field_validator("api_keys", mode="before")
     @classmethod

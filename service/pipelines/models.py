@@ -62,6 +62,8 @@ import numpy as np
 
 from posestream.models.skeleton import NUM_KEYPOINTS
 from posestream.models.weights import (
+    RECURRENT_SPATIALNET,
+    SPATIAL_DECODERS,
     SPATIALNET_MOVENET,
     TEMPORALNET_MOVENET,
     TEMPORALNET_SPATIALNET,
@@ -250,12 +252,15 @@ def build_model_detector(
     input_sizes: Sequence[int] | None,
     device: str,
     weights_dir: str | Path | None = None,
+    decoder: str = SPATIAL_DECODERS[0],
 ) -> tuple[ModelDetector, dict[str, Any]]:
     """Load the weights and build the detector for ``tracker`` (call in a main, never at import).
 
     Args:
         weights_dir: the folder of our checkpoints (``Settings.weights_dir``); default
             ``posestream.models.weights.weights_dir()``.
+        decoder: SpatialNet's decoder (``SPATIAL_DECODERS``); "recurrent" loads
+            ``RECURRENT_SPATIALNET`` from the same folder (only with ``model == "spatialnet"``).
     Returns:
         the detector and the tracker fields its TemporalNet checkpoint's card asks for
         (``TemporalInference.tracker_settings``; empty without TemporalNet), which the
@@ -266,7 +271,10 @@ def build_model_detector(
         return _spatialnet_detector(
             tracker, input_sizes, device, checkpoint_path(SPATIALNET_MOVENET, weights_dir),
             checkpoint_path(TEMPORALNET_SPATIALNET, weights_dir),
+            checkpoint_path(RECURRENT_SPATIALNET, weights_dir) if decoder == "recurrent" else None,
         )  # fmt: skip
+    if decoder != SPATIAL_DECODERS[0]:
+        raise ValueError(f"--decoder {decoder} decodes SpatialNet's maps: it needs --model spatialnet")
     if model != "movenet":
         raise ValueError(f"unknown model {model!r}; use movenet or spatialnet")
     from posestream.models.estimator import EstimatorConfig, PoseEstimator
@@ -299,7 +307,12 @@ def _detector(estimator: object, temporal: Any | None, tracker: str, model: str)
 
 
 def _spatialnet_detector(
-    tracker: str, input_sizes: Sequence[int] | None, device: str, weights: Path, temporal_weights: Path
+    tracker: str,
+    input_sizes: Sequence[int] | None,
+    device: str,
+    weights: Path,
+    temporal_weights: Path,
+    recurrent_weights: Path | None = None,
 ) -> tuple[ModelDetector, dict[str, Any]]:
     from posestream.models.spatial_estimator import SpatialEstimatorConfig, SpatialNetEstimator
 
@@ -328,7 +341,10 @@ def _spatialnet_detector(
             f"tracker {tracker!r}: TemporalNet was trained on SpatialNet features of input size "
             f"{temporal.config.input_size}; use --input-size {temporal.config.input_size}"
         )
-    estimator = SpatialNetEstimator(weights, SpatialEstimatorConfig(input_size=size, device=device))
+    decoder = "recurrent" if recurrent_weights is not None else SPATIAL_DECODERS[0]
+    estimator = SpatialNetEstimator(
+        weights, SpatialEstimatorConfig(input_size=size, device=device, decoder=decoder), recurrent_weights
+    )
     net = estimator.net.config
     untrained = [head for head, on in (("ke", net.use_ke), ("sie", net.use_sie)) if not on]
     if set(PRESET_TERMS[tracker]) & set(untrained):
