@@ -25,10 +25,16 @@ import torch
 
 from posestream.models.checkpoints import load_spatialnet
 from posestream.models.data.augment import fit_affine, invert_affine, transform_keypoints, warp_image
+from posestream.models.data.pseudo_labels import PseudoLabelConfig, PseudoLabelSource, build_pseudo_labels
 from posestream.models.data.splits import DECODE_VALIDATION, RECURRENT_TRAIN
 from posestream.models.feature_cache import FeatureCache
 from posestream.models.poses import FramePoses, boxes_from_keypoints
-from posestream.models.recurrent_decoder import RecurrentDecoder, RecurrentDecoderConfig, unrolled_loss
+from posestream.models.recurrent_decoder import (
+    RecurrentDecoder,
+    RecurrentDecoderConfig,
+    load_recurrent_decoder,
+    unrolled_loss,
+)
 from posestream.models.skeleton import NUM_KEYPOINTS
 from posestream.models.spatialnet import STRIDE, SpatialNet
 from posestream.models.targets import TargetConfig, build_spatial_targets, to_output_coords
@@ -70,6 +76,15 @@ class TrainRecurrentConfig:
             resumed with a larger limit continues where it stopped (the lr drop moves with it).
         val_clips, val_frames, val_people: validation frames (seeds ``DECODE_VALIDATION``,
             ``val_frames`` per clip, each clip ``val_people[i % len]`` people).
+        real_fraction: share of the steps whose batch is pseudo-labelled real frames (issue 18's
+            ``posestream.models.data.pseudo_labels``: the default MoveNet estimator's confident
+            people on the real training clips and the real dev set's train images; its labels are
+            never read); 0 = synthetic only. Raising it shows the decoder SpatialNet's maps of
+            real people, labelled only as well as MoveNet sees them (an unsure person is not a
+            target, so emitting it is charged to the stop).
+        real: which real frames and which of their people count (``PseudoLabelConfig``).
+        init_from: an exported decoder (``out`` of an earlier run) whose weights start a new
+            run (a fine-tuning stage); None = random initialisation. Ignored when resuming.
         eval_every_s: training seconds between learning-curve points.
         threads: torch CPU threads.
         seed: initialisation, window and noise draws.
@@ -95,6 +110,9 @@ class TrainRecurrentConfig:
     val_clips: int = 4
     val_frames: int = 5
     val_people: tuple[int, ...] = (5, 10)
+    real_fraction: float = 0.0
+    real: PseudoLabelConfig = field(default_factory=lambda: PseudoLabelConfig(frames_per_clip=20))
+    init_from: str | None = None
     eval_every_s: float = 300.0
     threads: int = 2
     seed: int = 0
@@ -108,6 +126,8 @@ class TrainRecurrentConfig:
             raise ValueError(f"val_clips must be in 1..{DECODE_VALIDATION.count}, got {self.val_clips}")
         if not self.people or min(self.people) < 1 or not self.val_people or min(self.val_people) < 1:
             raise ValueError("people and val_people need counts >= 1")
+        if not 0.0 <= self.real_fraction < 1.0:
+            raise ValueError(f"real_fraction must be in [0, 1), got {self.real_fraction}")
         if not 0.0 <= self.full_fraction <= 1.0:
             raise ValueError(f"full_fraction must be in [0, 1], got {self.full_fraction}")
         if self.crop is None and self.full_fraction < 1.0:
@@ -196,6 +216,30 @@ def _cached_frames(
             )
         if (n + 1) % 10 == 0:
             log.info("cached %d / %d clips", n + 1, len(seeds))
+    return out
+
+
+def _cached_real_frames(
+    net: SpatialNet, cache: FeatureCache, cfg: TrainRecurrentConfig
+) -> list[dict[str, Any]]:
+    """The pseudo-labelled real frames through SpatialNet (``_cached_frames``' item layout, no ``gt``).
+
+    Keypoints: the sure joints of the sure people visible (``PseudoLabelSource.labels``), in
+    input pixels of the fitted frame.
+    """
+    source = PseudoLabelSource(build_pseudo_labels(cfg.real), cfg.real)
+    w, h = cfg.input_size
+    out = []
+    for i in range(len(source)):
+        key = f"recurrent-real/{source.item_key(i)}/{w}x{h}"
+        entry = cache.load(key)
+        if entry is None:
+            sample = source[i]
+            feats, heats, mats = plain_maps(net, [sample.image], cfg.input_size, torch.device("cpu"))
+            kp = transform_keypoints(sample.keypoints, mats[0], flip=False)
+            cache.save(key, torch.cat([feats[0], heats[0]]), kp, None)
+            entry = cache.load(key)
+        out.append({"maps": entry["features"].astype(np.float16), "keypoints": entry["keypoints"]})
     return out
 
 
@@ -323,11 +367,23 @@ def train_recurrent(
     val = _cached_frames(
         net, cache, val_seeds, list(range(cfg.val_frames)), cfg.val_frames, cfg.input_size, True
     )
+    real = _cached_real_frames(net, cache, cfg) if cfg.real_fraction > 0 else []
     cache_s = time.perf_counter() - t0
-    log.info("%d training and %d validation frames ready in %.0f s", len(train), len(val), cache_s)
+    log.info(
+        "%d training (%d real) and %d validation frames ready in %.0f s",
+        len(train),
+        len(real),
+        len(val),
+        cache_s,
+    )
 
     torch.manual_seed(cfg.seed)
     decoder = RecurrentDecoder(cfg.decoder)
+    if cfg.init_from is not None:
+        start, _ = load_recurrent_decoder(cfg.init_from)
+        if start.config != cfg.decoder:
+            raise ValueError(f"init_from {cfg.init_from} has another decoder config: {start.config}")
+        decoder.load_state_dict(start.state_dict())
     opt = torch.optim.Adam(decoder.parameters(), lr=cfg.lr)
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -373,8 +429,9 @@ def train_recurrent(
         for group in opt.param_groups:
             group["lr"] = cfg.lr * (0.1 if trained_s >= cfg.lr_drop * cfg.time_limit_s else 1.0)
         full = bool(rng.random() < cfg.full_fraction)
-        idx = rng.integers(0, len(train), cfg.batch_size)
-        feats, heats, people = _batch([train[i] for i in idx], cfg, rng, width, full)
+        pool = real if real and rng.random() < cfg.real_fraction else train
+        idx = rng.integers(0, len(pool), cfg.batch_size)
+        feats, heats, people = _batch([pool[i] for i in idx], cfg, rng, width, full)
         opt.zero_grad()
         losses = unrolled_loss(decoder, decoder.prepare(feats, heats), people, gen)
         torch.nn.utils.clip_grad_norm_(decoder.parameters(), cfg.grad_clip)
@@ -399,7 +456,7 @@ def train_recurrent(
         "train_config": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
         "spatialnet": cfg.spatialnet, "spatialnet_sha256": sp_sha,
         "train_seeds": f"{RECURRENT_TRAIN.first}..{RECURRENT_TRAIN.first + cfg.clips - 1}",
-        "train_frames": len(train), "validation_seeds": str(DECODE_VALIDATION.seeds(cfg.val_clips)),
+        "train_frames": len(train), "real_frames": len(real), "validation_seeds": str(DECODE_VALIDATION.seeds(cfg.val_clips)),
         "steps": step, "train_seconds": round(trained_s, 1), "cache_seconds": round(cache_s, 1),
         "threads": cfg.threads, "curve": curve,
     }  # fmt: skip

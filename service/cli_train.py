@@ -354,6 +354,12 @@ def _register_recurrent(tsub: argparse._SubParsersAction) -> None:
     r.add_argument("--out", help="exported decoder (default weights/recurrent_spatialnet.pt)")
     r.add_argument("--threads", type=int, help="torch CPU threads (default 2)")
     r.add_argument(
+        "--real-fraction",
+        type=float,
+        help="share of steps on pseudo-labelled real frames (default 0; needs `posestream data fetch`)",
+    )
+    r.add_argument("--init-from", help="start from this exported decoder (a fine-tuning stage)")
+    r.add_argument(
         "--eval-every", type=float, help="training seconds between learning-curve points (default 300)"
     )
     r.set_defaults(func=_cmd_train_recurrent)
@@ -367,6 +373,7 @@ def _cmd_train_recurrent(args: argparse.Namespace) -> int:
         ("clips", args.clips), ("time_limit_s", args.time_limit), ("batch_size", args.batch_size),
         ("spatialnet", args.spatialnet), ("work_dir", args.work_dir), ("out", args.out),
         ("threads", args.threads), ("eval_every_s", args.eval_every),
+        ("real_fraction", args.real_fraction), ("init_from", args.init_from),
     )  # fmt: skip
     try:
         cfg = recurrent_config({k: v for k, v in pairs if v is not None})

@@ -218,3 +218,22 @@ def test_cli_rejects_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert "clips must be in 1..200" in capsys.readouterr().err
     assert main(["train", "recurrent", "--batch-size", "0"]) == 2
     assert "batch_size" in capsys.readouterr().err
+
+
+def test_train_config_validation_and_overrides() -> None:
+    from posestream.models.train_recurrent import recurrent_config
+
+    cfg = recurrent_config({"decoder.max_steps": 7, "real_fraction": 0.25, "time_limit_s": 60})
+    assert cfg.decoder.max_steps == 7 and cfg.decoder.hidden == (32, 16) and cfg.real_fraction == 0.25
+    for bad, match in (
+        ({"real_fraction": 1.0}, "real_fraction"),
+        ({"crop": None}, "full_fraction: 1"),
+        ({"crop": (47, 64)}, "multiples of pool"),
+        ({"input_size": (500, 384)}, "multiples of 32"),
+        ({"val_clips": 99}, "val_clips"),
+        ({"people": ()}, "people"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            recurrent_config(bad)
+    with pytest.raises(ValueError, match="stop_threshold"):
+        RecurrentDecoderConfig(stop_threshold=1.0)
