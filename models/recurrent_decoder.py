@@ -68,6 +68,11 @@ class RecurrentDecoderConfig:
             the next iteration's gates as a per-channel bias, so that distant cells agree on
             which one person a step emits. Not in seed 001 (whose 128x128 ConvLSTMs grow their
             reach only over iterations); off removes that path.
+        feedback_taken: also feed every iteration the running maximum of the person maps
+            already emitted in earlier steps (detached), so each cell sees which joints are taken
+            and the stop can read whether untaken heat is left. Seed 001 keeps that memory in
+            the hidden state alone; with it off (the paper's form) a CPU-sized run learned to
+            emit 3-4 people and then repeat diffuse maps (``weights/README.md``).
         stop_threshold: omega; decoding halts at the first P_t below it (seed 001:
             sigmoid(-1) ~= 0.27). Raising it stops earlier: fewer false people, more missed.
         joint_threshold: tau; a joint whose heat maximum is below it is reported with score 0
@@ -91,6 +96,7 @@ class RecurrentDecoderConfig:
     refine_loops: int = 1
     feedback_init: float = 0.1
     global_context: bool = True
+    feedback_taken: bool = True
     stop_threshold: float = 1.0 / (1.0 + math.e)
     joint_threshold: float = 0.015
     min_joints: int = 3
@@ -138,10 +144,16 @@ class ConvLSTMCell(nn.Module):
 
 @dataclass
 class DecoderContext:
-    """What every step of one batch reads: ``inputs`` (B, P, h/pool, w/pool), ``heatmaps`` (B, J, h, w)."""
+    """What every step of one batch reads.
+
+    ``inputs`` (B, P, h/pool, w/pool) and ``heatmaps`` (B, J, h, w) are fixed; ``taken``
+    (B, J, h, w) is the running maximum of the person maps emitted so far, which
+    ``RecurrentDecoder.person`` updates after each step (``feedback_taken``).
+    """
 
     inputs: torch.Tensor
     heatmaps: torch.Tensor
+    taken: torch.Tensor
 
 
 State = list[tuple[torch.Tensor, torch.Tensor]]
@@ -157,7 +169,7 @@ class RecurrentDecoder(nn.Module):
         # Seed 001 normalises its batch-1 inputs with running statistics (an affine BatchNorm).
         self.norm = nn.BatchNorm2d(cfg.feature_channels + NUM_KEYPOINTS)
         self.project = nn.Conv2d(cfg.feature_channels + NUM_KEYPOINTS + 2, cfg.project_channels, 1)
-        cells, in_ch = [], cfg.project_channels + NUM_KEYPOINTS
+        cells, in_ch = [], cfg.project_channels + NUM_KEYPOINTS * (2 if cfg.feedback_taken else 1)
         for hidden in cfg.hidden:
             cells.append(ConvLSTMCell(in_ch, hidden, cfg.kernel))
             in_ch = hidden
@@ -185,7 +197,7 @@ class RecurrentDecoder(nn.Module):
         b, _, h, w = x.shape
         ys = torch.linspace(-1, 1, h, device=x.device).view(1, 1, h, 1).expand(b, 1, h, w)
         xs = torch.linspace(-1, 1, w, device=x.device).view(1, 1, 1, w).expand(b, 1, h, w)
-        return DecoderContext(self.project(torch.cat([x, xs, ys], dim=1)), heat)
+        return DecoderContext(self.project(torch.cat([x, xs, ys], dim=1)), heat, torch.zeros_like(heat))
 
     def initial_state(self, ctx: DecoderContext) -> tuple[State, torch.Tensor]:
         """Zero hidden states and the zero pooled-hidden vector (B, sum(hidden))."""
@@ -206,8 +218,8 @@ class RecurrentDecoder(nn.Module):
             logit (B,), the new state and the new pooled vector.
         """
         p = self.config.pool
-        fb = F.max_pool2d(feedback, p) if p > 1 else feedback
-        x = torch.cat([ctx.inputs, fb], dim=1)
+        maps = [feedback, ctx.taken] if self.config.feedback_taken else [feedback]
+        x = torch.cat([ctx.inputs, *[F.max_pool2d(m, p) if p > 1 else m for m in maps]], dim=1)
         bias = self.context(pooled) if self.context is not None else None
         new_state: State = []
         for k, cell in enumerate(self.cells):
@@ -230,7 +242,8 @@ class RecurrentDecoder(nn.Module):
         """One output step t: ``1 + refine_loops`` iterations, the later ones fed the earlier's maps.
 
         ``generator`` draws the first iteration's uniform feedback (training); None feeds its
-        mean (deterministic inference). Returns the last iteration's ``iterate`` outputs.
+        mean (deterministic inference). Returns the last iteration's ``iterate`` outputs, and
+        adds its maps to ``ctx.taken``.
         """
         cfg = self.config
         shape = ctx.heatmaps.shape
@@ -243,6 +256,7 @@ class RecurrentDecoder(nn.Module):
         for _ in range(1 + cfg.refine_loops):
             heat, logit, state, pooled = self.iterate(ctx, state, pooled, feedback)
             feedback = heat
+        ctx.taken = torch.maximum(ctx.taken, heat.detach())
         return heat, logit, state, pooled
 
     @torch.inference_mode()
