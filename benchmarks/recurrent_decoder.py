@@ -53,7 +53,7 @@ TIME_BINS: tuple[tuple[int, int], ...] = ((0, 3), (4, 6), (7, 9), (10, 99))
 class Decoders:
     """The shared SpatialNet pass and every row's decoding of it (frame pixels out)."""
 
-    def __init__(self) -> None:
+    def __init__(self, extra: dict[str, str] | None = None) -> None:
         from posestream.models.spatial_estimator import SpatialEstimatorConfig, SpatialNetEstimator
         from posestream.models.weights import SPATIALNET_MOVENET, checkpoint_path
 
@@ -62,9 +62,23 @@ class Decoders:
         )
         self.base = self.est.net.config
         self.min_score = self.est.config.min_person_score
+        from posestream.models.recurrent_decoder import load_recurrent_decoder
+
+        # Other recurrent decoders on the same pass (ablations): row name -> loaded decoder.
+        from posestream.models.weights import sha256_file
+
+        self.extra = {}
+        for name, path in (extra or {}).items():
+            decoder, card = load_recurrent_decoder(path)
+            if card.get("spatialnet_sha256") not in (None, sha256_file(checkpoint_path(SPATIALNET_MOVENET))):
+                raise ValueError(f"{path} was trained on another SpatialNet than {SPATIALNET_MOVENET}")
+            self.extra[name] = decoder
 
     def rows(self) -> list[str]:
-        return [RECURRENT, *EMBEDDING_ROWS]
+        return [RECURRENT, *self.extra, *EMBEDDING_ROWS]
+
+    def recurrent(self, row: str) -> bool:
+        return row == RECURRENT or row in self.extra
 
     def maps(self, rgb: np.ndarray):  # noqa: ANN201 - SpatialMaps
         return self.est.maps([rgb])
@@ -74,8 +88,9 @@ class Decoders:
         from posestream.models.data.augment import invert_affine, transform_keypoints
 
         t0 = time.perf_counter()
-        if row == RECURRENT:
-            ((kp, sc),) = self.est.recurrent.decode_batch(out.features, out.last["heatmaps"])
+        if self.recurrent(row):
+            decoder = self.est.recurrent if row == RECURRENT else self.extra[row]
+            ((kp, sc),) = decoder.decode_batch(out.features, out.last["heatmaps"])
         else:
             self.est.net.config = dataclasses.replace(self.base, **EMBEDDING_ROWS[row])
             try:
@@ -117,7 +132,7 @@ def synthetic(dec: Decoders, clips: int, frame_step: int, people: int) -> dict:
                 ms[row].append(1000 * s)
                 preds[row].append(FramePoses(k, 0.0, gt.width, gt.height, kp, boxes_from_keypoints(kp), sc,
                                              np.full(len(kp), -1)))  # fmt: skip
-                counts[row].append(int(len(sc) if row == RECURRENT else (sc >= dec.min_score).sum()))
+                counts[row].append(int(len(sc) if dec.recurrent(row) else (sc >= dec.min_score).sum()))
     result: dict = {
         "frames": len(gts),
         "mean_people": float(np.mean(true_counts)),
@@ -186,7 +201,7 @@ def markdown(res: dict, args: argparse.Namespace) -> str:
         "| count MAE (5 / crowded) | decode ms (5 / crowded) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for row in [RECURRENT, *EMBEDDING_ROWS]:
+    for row in res["rows"]:
         s, c, r = syn[row], crowd[row], rd[row]
         lines.append(
             f"| {row} | {_f(s['AP'])} | {_f(s['AP50'])} | {_f(s['AR'])} | {_f(r['AP'])} | {_f(r['AP50'])} | "
@@ -201,7 +216,7 @@ def markdown(res: dict, args: argparse.Namespace) -> str:
         "| decoder | " + " | ".join(f"{lo}-{hi} people" for lo, hi in TIME_BINS) + " |",
         "|---|" + "---:|" * len(TIME_BINS),
     ]
-    for row in [RECURRENT, *EMBEDDING_ROWS]:
+    for row in res["rows"]:
         ms = np.asarray(syn["timing"][row] + crowd["timing"][row])
         cells = []
         for lo, hi in TIME_BINS:
@@ -230,6 +245,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--crowd-people", type=int, default=12, help="people per crowded clip")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--no-real", action="store_true", help="skip the real dev set")
+    p.add_argument(
+        "--extra",
+        nargs="*",
+        default=[],
+        metavar="NAME=PATH",
+        help="more recurrent decoder files to score as rows (ablations)",
+    )
     p.add_argument("--write", action="store_true", help="record the section in benchmarks/RESULTS.md")
     p.add_argument("--json", help="also write the figures here")
     args = p.parse_args(argv)
@@ -237,8 +259,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    dec = Decoders()
-    res: dict = {"min_score": dec.min_score}
+    if any("=" not in item for item in args.extra):
+        p.error("--extra takes NAME=PATH items")
+    extra = dict(item.split("=", 1) for item in args.extra)
+    dec = Decoders(extra)
+    res: dict = {"min_score": dec.min_score, "rows": dec.rows()}
     res["synthetic"] = synthetic(dec, args.clips, args.frame_step, 5)
     res["crowd"] = synthetic(dec, args.clips, args.frame_step, args.crowd_people)
     if args.no_real:

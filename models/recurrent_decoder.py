@@ -78,10 +78,12 @@ class RecurrentDecoderConfig:
         joint_threshold: tau; a joint whose heat maximum is below it is reported with score 0
             (seed 001: 0.015). Raising it drops more weak joints.
         min_joints: decoded people with fewer joints above ``joint_threshold`` are dropped.
+            Raising it removes partial people (fewer false poses, fewer half-visible people).
         backprop_every: T, steps per within-image mini-batch: the loss is backpropagated and
             the hidden state detached every T steps (seed 001: 8). Lowering it saves memory.
         min_visible_joints: a ground-truth person counts (as a target and in the stop target)
-            when at least this many of its joints are visible inside the maps.
+            when at least this many of its joints are visible inside the maps. Raising it
+            teaches the stop to skip people cut by the frame edge or mostly hidden.
         confident_heat_loss: seed 001's rule that the heatmap loss only applies to steps whose
             P_t >= omega (the ones decoding would output); off applies it to every step t < Z.
         stop_weight: weight of the stop loss against the heatmap loss (seed 001: equal).
@@ -114,6 +116,10 @@ class RecurrentDecoderConfig:
             raise ValueError("pool, max_steps and backprop_every must be >= 1, refine_loops >= 0")
         if not 0.0 < self.stop_threshold < 1.0:
             raise ValueError(f"stop_threshold must be in (0, 1), got {self.stop_threshold}")
+        if not 0.0 <= self.joint_threshold < 1.0 or not 0.0 <= self.feedback_init <= 1.0:
+            raise ValueError("joint_threshold must be in [0, 1) and feedback_init in [0, 1]")
+        if not 0 <= self.min_joints <= NUM_KEYPOINTS or self.min_visible_joints < 1 or self.stop_weight < 0:
+            raise ValueError("min_joints must be in 0..17, min_visible_joints >= 1 and stop_weight >= 0")
 
 
 class ConvLSTMCell(nn.Module):
@@ -166,7 +172,9 @@ class RecurrentDecoder(nn.Module):
         super().__init__()
         self.config = config
         cfg = config
-        # Seed 001 normalises its batch-1 inputs with running statistics (an affine BatchNorm).
+        # Seed 001 normalises its batch-1 inputs with the running statistics of the whole data (an
+        # affine BatchNorm). Here training normalises by the batch's statistics (batches of 4) and
+        # inference by the running ones, as a plain BatchNorm does: a documented deviation.
         self.norm = nn.BatchNorm2d(cfg.feature_channels + NUM_KEYPOINTS)
         self.project = nn.Conv2d(cfg.feature_channels + NUM_KEYPOINTS + 2, cfg.project_channels, 1)
         cells, in_ch = [], cfg.project_channels + NUM_KEYPOINTS * (2 if cfg.feedback_taken else 1)
@@ -185,7 +193,9 @@ class RecurrentDecoder(nn.Module):
     def prepare(self, features: torch.Tensor, heatmaps: torch.Tensor) -> DecoderContext:
         """SpatialNet's (B, C, h, w) features and (B, J, h, w) heatmaps in [0, 1] -> the per-batch context.
 
-        h and w must be multiples of ``pool``.
+        h and w must be multiples of ``pool``. Two coordinate channels, -1..1 across the map
+        whatever its size, go into the projection (they let the decoder order people by place;
+        their scale differs between training windows and whole frames, a known limit).
         """
         p = self.config.pool
         if features.shape[-1] % p or features.shape[-2] % p:
@@ -243,7 +253,8 @@ class RecurrentDecoder(nn.Module):
 
         ``generator`` draws the first iteration's uniform feedback (training); None feeds its
         mean (deterministic inference). Returns the last iteration's ``iterate`` outputs, and
-        adds its maps to ``ctx.taken``.
+        adds its maps to ``ctx.taken`` (so a context serves one unroll: ``prepare`` a new one
+        for the next).
         """
         cfg = self.config
         shape = ctx.heatmaps.shape
@@ -356,7 +367,8 @@ def unrolled_loss(
         ctx: ``decoder.prepare`` of the batch (gradients flow into its projection).
         people: per image, (Z_b, J, h, w) ground-truth heatmaps of each person on its own.
     Returns:
-        summed ``heat``, ``stop`` and ``total`` loss values and the ``steps`` unrolled.
+        summed ``heat``, ``stop`` and ``total`` loss values, the ``steps`` unrolled and the
+        ground-truth people ``matched`` (each at most once over the chunks).
     """
     cfg = decoder.config
     b = len(people)
@@ -364,7 +376,7 @@ def unrolled_loss(
     remaining = [list(range(n)) for n in counts]
     stopped = [False] * b
     state, pooled = decoder.initial_state(ctx)
-    totals = {"heat": 0.0, "stop": 0.0, "total": 0.0, "steps": 0}
+    totals = {"heat": 0.0, "stop": 0.0, "total": 0.0, "steps": 0, "matched": 0}
     chunk: list[list[tuple[int, torch.Tensor]]] = [[] for _ in range(b)]
     stop_terms: list[torch.Tensor] = []
     t = 0
@@ -374,7 +386,7 @@ def unrolled_loss(
         for i in range(b):
             if not (t <= counts[i] or not stopped[i]):
                 continue
-            target = logit.new_tensor(1.0 if t < counts[i] else 0.0)
+            target = logit.new_tensor(float(stop_targets(counts[i], t)[t]))
             stop_terms.append(F.binary_cross_entropy_with_logits(logit[i], target))
             if t < counts[i] and (not cfg.confident_heat_loss or prob[i] >= cfg.stop_threshold):
                 chunk[i].append((t, heat[i]))
@@ -387,9 +399,11 @@ def unrolled_loss(
         for i in range(b):
             if not chunk[i] or not remaining[i]:
                 continue
-            loss, _, cols = matched_heat_loss(torch.stack([h for _, h in chunk[i]]), people[i][remaining[i]])
+            pred = torch.stack([h for _, h in chunk[i]])
+            loss, _, cols = matched_heat_loss(pred, people[i][remaining[i]].to(pred.device))
             heat_loss = heat_loss + loss
             taken = {remaining[i][c] for c in cols}
+            totals["matched"] += len(taken)
             remaining[i] = [k for k in remaining[i] if k not in taken]
             chunk[i] = []
         stop_loss = torch.stack(stop_terms).sum() if stop_terms else heat_loss * 0.0
@@ -399,6 +413,7 @@ def unrolled_loss(
         totals["heat"] += float(heat_loss.detach()) / b
         totals["stop"] += float(stop_loss.detach()) / b
         totals["total"] += float(total.detach())
+        del total, heat_loss, stop_loss  # the chunk's graph goes with its last references
         stop_terms = []
         state = [(h.detach(), c.detach()) for h, c in state]
         pooled = pooled.detach()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -32,6 +33,9 @@ from posestream.models.skeleton import NUM_KEYPOINTS
 from posestream.models.spatialnet import STRIDE
 from posestream.models.targets import to_input_coords, to_output_coords
 from posestream.models.weights import RECURRENT_SPATIALNET, SPATIAL_DECODERS, checkpoint_path, sha256_file
+
+if TYPE_CHECKING:
+    from posestream.models.recurrent_decoder import RecurrentDecoder
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +55,8 @@ class SpatialEstimatorConfig:
         min_person_score: people whose score (``DecodeConfig.person_score``) is below this are
             not passed on to the tracker. (Decoding keeps them, ``DecodeConfig.min_person_score`` = 0, because AP
             ranks people by score; a tracker would start tracks on them.) Raising it removes
-            weak, partial detections: fewer false tracks, more missed people. (Chosen when the
+            weak, partial detections: fewer false tracks, more missed people. Not applied with
+            ``decoder: recurrent``, whose stop head decides the people. (Chosen when the
             score was the mean heat of all joints after filling; not re-tuned since the seed-002
             score, which is never higher, became the default.)
         scoring: seed 004's learned person score (``posestream.models.pose_scoring``): with
@@ -147,7 +152,7 @@ class SpatialNetEstimator:
         self.config = config if config is not None else SpatialEstimatorConfig()
         self.device = resolve_device(self.config.device)
         self.net = load_spatialnet(weights, self.device)
-        self.recurrent = None
+        self.recurrent: RecurrentDecoder | None = None
         if self.config.decoder == "recurrent":
             self.recurrent = self._load_recurrent(Path(weights), recurrent_weights)
         self.multiple = self.net.config.size_multiple
@@ -165,7 +170,7 @@ class SpatialNetEstimator:
             "SpatialNetEstimator: %s on %s, input long side %d", weights, self.device, self.config.input_size
         )
 
-    def _load_recurrent(self, weights: Path, path: str | Path | None) -> object:
+    def _load_recurrent(self, weights: Path, path: str | Path | None) -> RecurrentDecoder:
         import dataclasses
 
         from posestream.models.recurrent_decoder import load_recurrent_decoder
@@ -234,12 +239,13 @@ class SpatialNetEstimator:
         decoded = (
             self.net.decode_batch(out.last)
             if self.recurrent is None
-            else self.recurrent.decode_batch(out.features, out.last["heatmaps"])  # type: ignore[attr-defined]
+            else self.recurrent.decode_batch(out.features, out.last["heatmaps"])
         )
         sie_maps = sie_from_svf(out.last["svf"].float())
         poses, centers, sies, tags = [], [], [], []
         for i, ((kp, sc), m, f) in enumerate(zip(decoded, out.mats, frames, strict=True)):
-            threshold = self.config.min_person_score
+            # The recurrent decoder's stop head already decided who is a person (its count is the output).
+            threshold = self.config.min_person_score if self.recurrent is None else 0.0
             if self.scorer is not None:  # the person score is now a predicted OKS: reject on that scale
                 sc, threshold = self.scorer.predict(kp), self.config.scoring.min_oks
             keep = sc >= threshold

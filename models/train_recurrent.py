@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 __all__ = [
     "TrainRecurrentConfig",
     "count_accuracy",
+    "person_heatmaps",
+    "plain_net",
+    "visible_people",
     "plain_maps",
     "predict_recurrent",
     "recurrent_config",
@@ -70,8 +73,10 @@ class TrainRecurrentConfig:
             Raising it shows the stop head more crowded frames, at a higher cost per step.
         batch_size: images per step.
         lr: Adam learning rate; it drops by 10x at ``lr_drop`` of the time limit.
-        lr_drop: fraction of ``time_limit_s`` after which lr is divided by 10.
-        grad_clip: gradient norm clip.
+        lr_drop: fraction of ``time_limit_s`` after which lr is divided by 10 (raising it keeps
+            the large rate longer).
+        grad_clip: gradient norm clip (raising it lets rare large batches, crowded whole frames,
+            move the weights further).
         time_limit_s: training seconds (summed over resumes); ``steps``: the most steps. A run
             resumed with a larger limit continues where it stopped (the lr drop moves with it).
         val_clips, val_frames, val_people: validation frames (seeds ``DECODE_VALIDATION``,
@@ -423,7 +428,7 @@ def train_recurrent(
                 **_validate(decoder, val, width, evaluate, cfg.input_size),
             }
         )
-    next_eval = (len(curve)) * cfg.eval_every_s
+    next_eval = curve[-1]["train_s"] + cfg.eval_every_s
     while step < cfg.steps and trained_s < cfg.time_limit_s:
         s0 = time.perf_counter()
         for group in opt.param_groups:

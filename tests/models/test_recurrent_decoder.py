@@ -136,6 +136,19 @@ def test_within_image_batching_same_loss_and_gradients_flow() -> None:
     assert results[1]["steps"] == results[8]["steps"]
 
 
+def test_within_image_batching_assigns_each_person_once() -> None:
+    rng = np.random.default_rng(4)
+    people, heat = _scene(rng, 3)
+    cfg = RecurrentDecoderConfig(**{**SMALL.__dict__, "backprop_every": 1, "confident_heat_loss": False})
+    dec = RecurrentDecoder(cfg)
+    with torch.no_grad():  # nobody stops: the unroll runs max_steps (6) past the 3 people
+        dec.stop.bias.fill_(20.0)
+    out = unrolled_loss(dec, dec.prepare(torch.randn(1, 4, 16, 16), heat[None]), [people])
+    # One person per one-step chunk, each matched once against those not yet assigned.
+    assert out["steps"] == cfg.max_steps and out["matched"] == 3
+    assert dec.project.weight.grad is not None and dec.project.weight.grad.abs().sum() > 0
+
+
 def test_training_lowers_the_loss() -> None:
     rng = np.random.default_rng(2)
     scenes = [_scene(rng, n) for n in (1, 2, 3, 2)]
@@ -143,15 +156,19 @@ def test_training_lowers_the_loss() -> None:
     heat = torch.stack([m for _, m in scenes])
     feats = torch.randn(4, 4, 16, 16)
     torch.manual_seed(0)
-    dec = RecurrentDecoder(SMALL)
+    # Every step t < Z gets the heatmap loss, so a falling P_t cannot hide it.
+    dec = RecurrentDecoder(RecurrentDecoderConfig(**{**SMALL.__dict__, "confident_heat_loss": False}))
     opt = torch.optim.Adam(dec.parameters(), lr=1e-2)
     gen = torch.Generator().manual_seed(0)
-    losses = []
+    heat_losses, stop_losses = [], []
     for _ in range(40):
         opt.zero_grad()
-        losses.append(unrolled_loss(dec, dec.prepare(feats, heat), people, gen)["total"])
+        out = unrolled_loss(dec, dec.prepare(feats, heat), people, gen)
+        heat_losses.append(out["heat"])
+        stop_losses.append(out["stop"])
         opt.step()
-    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5]), losses
+    assert np.mean(heat_losses[-5:]) < 0.7 * np.mean(heat_losses[:5]), heat_losses
+    assert np.mean(stop_losses[-5:]) < np.mean(stop_losses[:5]), stop_losses
 
 
 def _gaussian_person(centres: np.ndarray, h: int = 20, w: int = 24) -> torch.Tensor:
