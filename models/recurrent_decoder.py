@@ -9,6 +9,13 @@ to the ground-truth people with the Hungarian algorithm (``match_people``) and a
 stop cross-entropy against ``stop_targets`` (seed 001 Eq. 1-3), backpropagating every
 ``backprop_every`` steps without clearing the hidden state (its within-image batching).
 
+Deviations from seed 001, each for a CPU-sized model: the output is SpatialNet's own heatmaps
+times a learned per-joint gate (it selects one person's heat and cannot add heat SpatialNet
+missed); the ConvLSTM reads the last hourglass stack only (the paper: all four) at
+``4 * pool`` stride; ``global_context`` and ``feedback_taken`` add paths the paper leaves to
+the hidden state; there is no second LSTM (section 3.1.2, its Eq. 4); training uses batches of
+several images and a larger learning rate (``posestream.models.train_recurrent``).
+
 Shapes: ``h, w`` are the stride-4 map size (input pixels / 4); the ConvLSTM runs at
 stride ``4 * pool``. Keypoints come out in network-input pixels.
 """
