@@ -512,19 +512,25 @@ DEFAULT_CONFIGS = (
 
 
 def spatialnet_predictor(spec: str) -> Predictor:
-    """``spatialnet:WEIGHTS[:SIZE[:noprior]]``: ``SpatialNetEstimator`` on those weights at long side SIZE (512).
+    """``spatialnet:WEIGHTS[:SIZE[:noprior][:refine]]``: ``SpatialNetEstimator`` on those weights at long side SIZE (512).
 
     Every decoded person is kept (``min_person_score`` 0): AP ranks people by score, so the
     service's cut-off would only remove recall. ``noprior`` decodes without the weights'
-    body-shape prior (``prior_threshold`` 0), the rest of their stored decoding kept.
+    body-shape prior (``prior_threshold`` 0), the rest of their stored decoding kept. ``refine``
+    runs the default ``RefineConfig``'s gated Thunder refinement on the decoded people.
     """
     import dataclasses
 
+    from posestream.models.refine import RefineConfig
     from posestream.models.spatial_estimator import SpatialEstimatorConfig, SpatialNetEstimator
 
     _, weights, *extra = spec.split(":")
     size = int(extra[0]) if extra and extra[0] else 512
-    cfg = SpatialEstimatorConfig(device="cpu", min_person_score=0.0, input_size=size)
+    unknown = set(extra[1:]) - {"noprior", "refine"}
+    if unknown:
+        raise ValueError(f"spatialnet row {spec!r}: unknown options {sorted(unknown)} (noprior, refine)")
+    refine = RefineConfig(enabled="refine" in extra[1:])
+    cfg = SpatialEstimatorConfig(device="cpu", min_person_score=0.0, input_size=size, refine=refine)
     est = SpatialNetEstimator(weights, cfg)
     if "noprior" in extra[1:]:
         c = est.net.config
@@ -552,7 +558,7 @@ def make_predictor(name: str, threads: int) -> Predictor:
 
 def describe(name: str) -> str:
     if name.startswith("spatialnet:"):
-        return f"SpatialNetEstimator {name.split(':', 1)[1]} (weights[:long side[:noprior]]), every decoded person kept"
+        return f"SpatialNetEstimator {name.split(':', 1)[1]} (weights[:long side[:noprior][:refine]]), every decoded person kept"
     if name.startswith("tflite-"):
         return f"TFLite interpreter, square {name.split('-', 1)[1]}, its own decoder (6 people)"
     spec = NAMED.get(name, name)

@@ -27,8 +27,10 @@ import torch
 from posestream.models.data.augment import fit_affine, invert_affine, transform_keypoints, warp_image
 from posestream.models.decode import sie_from_svf
 from posestream.models.estimator import EstimatorOutput, Letterbox, frame_batch
+from posestream.models.geometry import box_iou
 from posestream.models.pose_scoring import PoseScorer, PoseScoringConfig
 from posestream.models.poses import UNTRACKED, FramePoses, boxes_from_keypoints
+from posestream.models.refine import RefineConfig, ThunderRefiner
 from posestream.models.skeleton import NUM_KEYPOINTS
 from posestream.models.spatialnet import STRIDE
 from posestream.models.targets import to_input_coords, to_output_coords
@@ -68,6 +70,11 @@ class SpatialEstimatorConfig:
             own KE + SIE grouping with its file's test-time passes; "recurrent" is seed 001's
             learned decoder (``posestream.models.recurrent_decoder``) on SpatialNet's plain pass
             (one scale, no flip: what it was trained on), whose person score is P_t x mean joint heat.
+        refine: the MoveNet path's gated Thunder refinement (``posestream.models.refine``) run on
+            SpatialNet's decoded people, with the same gates; off by default (``enabled=False``).
+            SpatialNet finds and groups the people, Thunder may then move their joints; scores
+            stay SpatialNet's. Its effect on the real dev set is in ``benchmarks/RESULTS.md``
+            (``spatialnet_refine_real_dev``).
     """
 
     input_size: int = 512
@@ -75,6 +82,7 @@ class SpatialEstimatorConfig:
     min_person_score: float = 0.15
     scoring: PoseScoringConfig = field(default_factory=PoseScoringConfig)
     decoder: str = SPATIAL_DECODERS[0]
+    refine: RefineConfig = field(default_factory=lambda: RefineConfig(enabled=False))
 
     def __post_init__(self) -> None:
         if self.decoder not in SPATIAL_DECODERS:
@@ -165,6 +173,9 @@ class SpatialNetEstimator:
             PoseScorer.from_file(checkpoint_path(self.config.scoring.weights))
             if self.config.scoring.enabled
             else None
+        )
+        self.refiner = (
+            ThunderRefiner(self.config.refine, None, self.device) if self.config.refine.enabled else None
         )
         log.info(
             "SpatialNetEstimator: %s on %s, input long side %d", weights, self.device, self.config.input_size
@@ -260,6 +271,8 @@ class SpatialNetEstimator:
             sie_frame = (sie_in @ inv[:, :2].T + inv[:, 2]).astype(np.float32)
             # Boxes from the detected joints only: a joint filled from weak heat may be anywhere in its window.
             boxes = boxes_from_keypoints(kp_frame, min_score=self.net.config.decode.detection_threshold)
+            if self.refiner is not None and len(kp_frame):
+                kp_frame, _ = self.refiner(f, kp_frame, boxes, sc, box_iou(boxes, boxes))
             poses.append(
                 FramePoses(
                     indices[i], float(times[i]), w, h, kp_frame, boxes,

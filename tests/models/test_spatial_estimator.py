@@ -172,3 +172,38 @@ def test_ke_trackers_are_refused_on_weights_without_a_trained_ke_head(tmp_path):
     assert _build_spatialnet(TrackerConfig(preset="sie"), [128], "cpu", weights=path).name == "spatialnet/sie"
     with pytest.raises(ValueError, match="needs .*missing.pt"):
         _build_spatialnet(TrackerConfig(preset="oks"), None, "cpu", weights=tmp_path / "missing.pt")
+
+
+def test_thunder_refinement_moves_spatialnet_joints_through_the_movenet_gates(movenet_tflite):
+    """``refine.enabled``: the output is exactly ``ThunderRefiner`` applied to the unrefined people
+    of a real frame (vtest.avi frame 200, the transfer weights), scores and boxes unchanged, and
+    Thunder does move some joints (by less than ``max_shift`` person sizes)."""
+    from posestream.models.data.real_clips import DataError, iter_clip_frames
+    from posestream.models.geometry import box_iou
+    from posestream.models.refine import RefineConfig, ThunderRefiner, person_sizes
+    from posestream.models.spatial_estimator import SpatialNetEstimator
+    from posestream.models.weights import checkpoint_path
+
+    try:
+        _, _, rgb = next(iter_clip_frames("vtest:200:201"))
+    except DataError as exc:
+        pytest.skip(f"vtest.avi is not available: {exc}")
+    weights = checkpoint_path("spatialnet_movenet_transfer.pt")
+    plain = SpatialNetEstimator(weights, SpatialEstimatorConfig(device="cpu")).estimate([rgb]).poses[0]
+    assert SpatialNetEstimator(weights, SpatialEstimatorConfig(device="cpu")).refiner is None
+    on = SpatialEstimatorConfig(device="cpu", refine=RefineConfig(enabled=True))
+    refined = SpatialNetEstimator(weights, on).estimate([rgb]).poses[0]
+
+    assert len(plain.scores) >= 5
+    np.testing.assert_array_equal(refined.scores, plain.scores)
+    np.testing.assert_array_equal(refined.boxes, plain.boxes)
+    np.testing.assert_array_equal(refined.keypoints[..., 2], plain.keypoints[..., 2])
+    want, accepted = ThunderRefiner(RefineConfig(enabled=True))(
+        rgb, plain.keypoints, plain.boxes, plain.scores, box_iou(plain.boxes, plain.boxes)
+    )
+    np.testing.assert_allclose(refined.keypoints, want, atol=1e-4)
+    moved = np.linalg.norm(refined.keypoints[..., :2] - plain.keypoints[..., :2], axis=-1)
+    assert accepted.sum() >= 3 and (moved[accepted] > 0).any()
+    assert (moved[~accepted] == 0).all()
+    sizes = person_sizes(plain.boxes)[:, None]
+    assert (moved <= RefineConfig().max_shift * sizes + 1e-3).all()
