@@ -52,6 +52,7 @@ def track_url(args: argparse.Namespace) -> int:
         pipeline = build_pipeline(
             args.model, args.tracker, args.input_sizes, args.device,
             weights_dir=settings.weights_dir, tracker_overrides=settings.tracker_overrides, decoder=args.decoder,
+            refine=settings.refine if args.refine is None else args.refine,
         )  # fmt: skip
     except ValueError as exc:
         raise CliError(str(exc)) from None

@@ -53,6 +53,9 @@ def _model_args(p: argparse.ArgumentParser, with_defaults_from_settings: bool) -
     p.add_argument("--decoder", choices=SPATIAL_DECODERS, default=d or SPATIAL_DECODERS[0],
                    help="with --model spatialnet: 'embedding' (KE + SIE grouping, default) or 'recurrent' "
                    "(seed 001's learned per-person decoder, weights/recurrent_spatialnet.pt)")  # fmt: skip
+    p.add_argument("--refine", action=argparse.BooleanOptionalAction, default=d,
+                   help="gated Thunder refinement of each person's joints, with --model movenet or spatialnet "
+                   "(default: on, POSESTREAM_REFINE); --no-refine keeps the model's own joints")  # fmt: skip
 
 
 # ---- track ------------------------------------------------------------------------------------
@@ -113,6 +116,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
             args.model, args.tracker, args.input_sizes, args.device,
             weights_dir=settings.weights_dir, tracker_overrides=settings.tracker_overrides,
             smooth=args.smooth or settings.smooth, decoder=args.decoder,
+            refine=settings.refine if args.refine is None else args.refine,
         )  # fmt: skip
     except ValueError as exc:
         raise CliError(str(exc)) from None
@@ -228,7 +232,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
     overrides = {
         k: v for k, v in vars(args).items()
-        if k in ("model", "tracker", "decoder", "input_sizes", "device", "batch_size", "batch_wait_ms", "worker_id", "debug_delay_ms",
+        if k in ("model", "tracker", "decoder", "refine", "input_sizes", "device", "batch_size", "batch_wait_ms", "worker_id", "debug_delay_ms",
                  "worker_metrics_port", "worker_metrics_addr")
     }  # fmt: skip
     try:

@@ -91,6 +91,7 @@ def build_pipeline(
     tracker_overrides: Mapping[str, Any] | None = None,
     smooth: bool = False,
     decoder: str = SPATIAL_DECODERS[0],
+    refine: bool = True,
 ) -> FramePipeline:
     """The pipeline for a model name (``MODEL_NAMES``); loads weights, so call it in a main.
 
@@ -102,6 +103,8 @@ def build_pipeline(
             (``TrackerConfig.smooth``) whatever the overrides say.
         decoder: ``Settings.decoder`` / ``--decoder``: how SpatialNet's maps become people
             (``SPATIAL_DECODERS``); only ``--model spatialnet`` accepts "recurrent".
+        refine: ``Settings.refine`` / ``--refine``: the gated Thunder refinement of the
+            network models' people (``posestream.models.refine``); the blob detector ignores it.
     Raises:
         ValueError: unknown model, or a model whose code or weights are not available,
             with a message that says what to do.
@@ -131,7 +134,9 @@ def build_pipeline(
             raise ValueError(
                 f"--model {model} is not available in this build ({exc}); use --model blobs for the CPU test pipeline"
             ) from None
-        detector, card = build_model_detector(model, tracker, input_sizes, device, weights_dir, decoder)
+        detector, card = build_model_detector(
+            model, tracker, input_sizes, device, weights_dir, decoder, refine
+        )
     else:
         raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}")
     config = resolve_tracker_config(tracker, card, overrides)
@@ -147,7 +152,7 @@ def pipeline_from_settings(settings: Settings) -> FramePipeline:
     return build_pipeline(
         settings.model, settings.tracker, settings.input_sizes, settings.device, settings.debug_delay_ms,
         weights_dir=settings.weights_dir, tracker_overrides=settings.tracker_overrides, smooth=settings.smooth,
-        decoder=settings.decoder,
+        decoder=settings.decoder, refine=settings.refine,
     )  # fmt: skip
 
 

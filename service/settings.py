@@ -255,6 +255,14 @@ class Settings(BaseSettings):
         "'embedding' groups joints by KE + SIE (seeds 000/002; what scores best, so the default), 'recurrent' runs "
         "seed 001's learned ConvLSTM decoder (weights/recurrent_spatialnet.pt). Other models refuse 'recurrent'.",
     )
+    refine: bool = Field(
+        True,
+        description="Run the gated MoveNet Thunder refinement (posestream.models.refine.RefineConfig's gates) on "
+        "each frame's people, for MODEL=movenet and MODEL=spatialnet (MODEL=blobs has nothing to refine). On by "
+        "default: chosen on the real dev set's train split, it raises real-image AP for both (benchmarks/RESULTS.md "
+        "'Gated Thunder refinement' and spatialnet_refine_real_dev); it costs one Thunder pass per refined person. "
+        "Off keeps each model's own joints (boxes and scores never change).",
+    )
     tracker: str = Field(
         "he+tie",
         description="Tracker preset (posestream.tracker.config.PRESET_TERMS): 'he+tie' (seed 000: Human Embedding + Temporal "

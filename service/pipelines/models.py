@@ -253,6 +253,7 @@ def build_model_detector(
     device: str,
     weights_dir: str | Path | None = None,
     decoder: str = SPATIAL_DECODERS[0],
+    refine: bool = True,
 ) -> tuple[ModelDetector, dict[str, Any]]:
     """Load the weights and build the detector for ``tracker`` (call in a main, never at import).
 
@@ -261,6 +262,8 @@ def build_model_detector(
             ``posestream.models.weights.weights_dir()``.
         decoder: SpatialNet's decoder (``SPATIAL_DECODERS``); "recurrent" loads
             ``RECURRENT_SPATIALNET`` from the same folder (only with ``model == "spatialnet"``).
+        refine: run the gated Thunder refinement (``RefineConfig.enabled``) on either
+            model's people.
     Returns:
         the detector and the tracker fields its TemporalNet checkpoint's card asks for
         (``TemporalInference.tracker_settings``; empty without TemporalNet), which the
@@ -271,13 +274,14 @@ def build_model_detector(
         return _spatialnet_detector(
             tracker, input_sizes, device, checkpoint_path(SPATIALNET_MOVENET, weights_dir),
             checkpoint_path(TEMPORALNET_SPATIALNET, weights_dir),
-            checkpoint_path(RECURRENT_SPATIALNET, weights_dir) if decoder == "recurrent" else None,
+            checkpoint_path(RECURRENT_SPATIALNET, weights_dir) if decoder == "recurrent" else None, refine,
         )  # fmt: skip
     if decoder != SPATIAL_DECODERS[0]:
         raise ValueError(f"--decoder {decoder} decodes SpatialNet's maps: it needs --model spatialnet")
     if model != "movenet":
         raise ValueError(f"unknown model {model!r}; use movenet or spatialnet")
     from posestream.models.estimator import EstimatorConfig, PoseEstimator
+    from posestream.models.refine import RefineConfig
 
     sizes = (
         tuple(input_sizes) if input_sizes else EstimatorConfig().input_sizes
@@ -295,7 +299,9 @@ def build_model_detector(
             extra["feature_size"] = temporal.config.input_size
     elif tracker not in _KEYPOINT_ONLY:
         check_tracker(model, tracker, has_temporal=False)  # raises the explanatory error
-    estimator = PoseEstimator(EstimatorConfig(device=device, input_sizes=sizes, **extra))
+    estimator = PoseEstimator(
+        EstimatorConfig(device=device, input_sizes=sizes, refine=RefineConfig(enabled=refine), **extra)
+    )
     _same_device(temporal, estimator.device)
     return _detector(estimator, temporal, tracker, "movenet"), card
 
@@ -313,7 +319,9 @@ def _spatialnet_detector(
     weights: Path,
     temporal_weights: Path,
     recurrent_weights: Path | None = None,
+    refine: bool = True,
 ) -> tuple[ModelDetector, dict[str, Any]]:
+    from posestream.models.refine import RefineConfig
     from posestream.models.spatial_estimator import SpatialEstimatorConfig, SpatialNetEstimator
 
     if not weights.is_file():
@@ -342,9 +350,10 @@ def _spatialnet_detector(
             f"{temporal.config.input_size}; use --input-size {temporal.config.input_size}"
         )
     decoder = "recurrent" if recurrent_weights is not None else SPATIAL_DECODERS[0]
-    estimator = SpatialNetEstimator(
-        weights, SpatialEstimatorConfig(input_size=size, device=device, decoder=decoder), recurrent_weights
+    config = SpatialEstimatorConfig(
+        input_size=size, device=device, decoder=decoder, refine=RefineConfig(enabled=refine)
     )
+    estimator = SpatialNetEstimator(weights, config, recurrent_weights)
     net = estimator.net.config
     untrained = [head for head, on in (("ke", net.use_ke), ("sie", net.use_sie)) if not on]
     if set(PRESET_TERMS[tracker]) & set(untrained):
