@@ -462,26 +462,45 @@ def tune_decode(
             scores[decode] = float(evaluate(gts, preds)["AP"])
         return scores[decode]
 
-    best = original.decode
     try:
-        best_ap = ap(best)
-        trail = [{"field": "start", "value": None, "AP": best_ap}]
-        for _ in range(rounds):
-            for name, values in (grid or DECODE_GRID).items():
-                if name in PRIOR_FIELDS and (
-                    net.pose_prior is None or (name != "prior_threshold" and best.prior_threshold <= 0)
-                ):
-                    continue  # no prior to try, or the stage is off and the field changes nothing
-                for value in values:
-                    if getattr(best, name) == value:
-                        continue
-                    candidate = dataclasses.replace(best, **{name: value})
-                    score = ap(candidate)
-                    trail.append({"field": name, "value": value, "AP": score})
-                    if score > best_ap:
-                        best, best_ap = candidate, score
+        best, trail = coordinate_ascent(
+            original.decode, ap, grid, rounds, has_prior=net.pose_prior is not None
+        )
     finally:
         net.config = original
+    return best, trail
+
+
+def coordinate_ascent(
+    start: DecodeConfig, ap: Callable[[DecodeConfig], float], grid: dict[str, tuple[Any, ...]] | None = None,
+    rounds: int = 2, *, has_prior: bool,
+) -> tuple[DecodeConfig, list[dict[str, Any]]]:  # fmt: skip
+    """Coordinate ascent of ``ap`` over ``grid`` (default ``DECODE_GRID``) from ``start``.
+
+    Each round tries every value of every field with the others held at the best so far and
+    keeps a candidate only if it scores strictly higher. ``PRIOR_FIELDS`` are skipped without
+    a prior (``has_prior`` False), and the prior's other fields while ``prior_threshold`` is 0.
+
+    Returns:
+        the best decoding and the trail of ``{"field", "value", "AP"}`` of every candidate tried.
+    """
+    best = start
+    best_ap = ap(best)
+    trail: list[dict[str, Any]] = [{"field": "start", "value": None, "AP": best_ap}]
+    for _ in range(rounds):
+        for name, values in (grid or DECODE_GRID).items():
+            if name in PRIOR_FIELDS and (
+                not has_prior or (name != "prior_threshold" and best.prior_threshold <= 0)
+            ):
+                continue  # no prior to try, or the stage is off and the field changes nothing
+            for value in values:
+                if getattr(best, name) == value:
+                    continue
+                candidate = dataclasses.replace(best, **{name: value})
+                score = ap(candidate)
+                trail.append({"field": name, "value": value, "AP": score})
+                if score > best_ap:
+                    best, best_ap = candidate, score
     log.info("tuned decode: AP %.4f with %s", best_ap, best)
     return best, trail
 
