@@ -49,8 +49,9 @@ def test_tuner_scores_the_stored_decoding_as_real_dev_does(tmp_path: Path) -> No
     weights = checkpoint_path(SPATIALNET_MOVENET)
     ids = list(real_dev_split().train)[:2]
     assert not set(ids) & set(real_dev_split().eval)
-    best, trail = T.tune(weights, ids, fields=["min_joints"], rounds=1)
-    reference = R.evaluate(R.spatialnet_predictor(f"spatialnet:{weights}"), image_ids=ids)["total"]["AP"]
+    # Long side 256 keeps the test short (the network runs once per image and copy here).
+    best, trail = T.tune(weights, ids, size=256, fields=["min_joints"], rounds=1)
+    reference = R.evaluate(R.spatialnet_predictor(f"spatialnet:{weights}:256"), image_ids=ids)["total"]["AP"]
     assert trail[0]["AP"] == pytest.approx(reference, abs=1e-9)
     assert [t["field"] for t in trail[1:]] == ["min_joints"] * 3
     top = max(t["AP"] for t in trail)
@@ -60,4 +61,4 @@ def test_tuner_scores_the_stored_decoding_as_real_dev_does(tmp_path: Path) -> No
     else:
         assert best.min_joints == next(t["value"] for t in trail if t["AP"] == top)
     with pytest.raises(ValueError, match="unknown decode fields"):
-        T.tune(weights, ids, fields=["min_joint"], rounds=1)
+        T.tune(weights, ids, size=256, fields=["min_joint"], rounds=1)
