@@ -37,7 +37,10 @@ ID switches, lost links and fragmented tracklets against the unambiguous trackle
 400-794, pose2sim cam04, sports2d frames 150-229; the tracker runs vtest.avi from frame 0),
 and the number of tracks over the whole of vtest.avi against ``VTEST_PEOPLE``, counted by hand.
 ``--temporal PATH`` (repeatable) names the TemporalNet checkpoints whose HE / TIE rows to run
-(default ``weights/temporalnet_movenet.pt``).
+(default ``weights/temporalnet_movenet.pt``). ``--real --model spatialnet`` does the same with the
+``--model spatialnet`` service's detections (the shipped SpatialNet, whose pseudo-labelled real
+training frames include vtest.avi 0-399 but none of the scored frames), its KE / SIE rows and
+``weights/temporalnet_spatialnet.pt``; it is recorded in its own section.
 
     .venv/bin/python benchmarks/tracking_ablation.py [--quick] [--write] [--model spatialnet] \
         [--threads N] [--set FIELD=VALUE] [--validation [--validation-clips N] --grid FIELD=V1,V2 [--calibrate]] \
@@ -54,6 +57,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -204,12 +208,17 @@ VTEST_COUNT_WINDOW = (400, 500)
 VTEST_PEOPLE = 5
 
 
-def _temporal_rows(checkpoints: list[Path], overrides: dict) -> list[tuple[str, TrackerConfig, object]]:
+def _temporal_rows(
+    checkpoints: list[Path], overrides: dict, model: str = "movenet"
+) -> list[tuple[str, TrackerConfig, object]]:
+    """The rows of ``run_real``: the keypoint-only presets of ``model`` (SpatialNet adds its KE / SIE
+    ones), then each checkpoint's HE / TIE presets with its card's tracker settings."""
+    plain = [p for p in (SPATIAL_PRESETS if model == "spatialnet" else PRESETS) if p not in TEMPORAL_PRESETS]
     rows: list[tuple[str, TrackerConfig, object]] = [
-        (p, TrackerConfig(preset=p, **overrides), None) for p in ("oks", "iou", "sie")
+        (p, TrackerConfig(preset=p, **overrides), None) for p in plain
     ]
     for path in checkpoints:
-        temporal = TemporalInference.load(path)
+        temporal = load_temporal(path, model)
         tag = f" [{path.stem}]" if len(checkpoints) > 1 else ""
         for p in TEMPORAL_PRESETS:
             rows.append(
@@ -236,18 +245,34 @@ def _detect_clip(estimator: PoseEstimator, frames, sizes: set[int]) -> tuple[dic
 
 
 def run_real(
-    checkpoints: list[Path], overrides: dict | None = None, threads: int = 1, cache_dir: Path | None = None
-) -> tuple[list[dict], dict]:
-    """Every tracker on the held-out real clips, the same default-estimator detections for each row
-    (kept in ``cache_dir`` when given, and read back from there by a later run: delete it after
-    changing the estimator)."""
+    checkpoints: list[Path], overrides: dict | None = None, threads: int = 1, cache_dir: Path | None = None,
+    model: str = "movenet",
+) -> tuple[list[dict], dict]:  # fmt: skip
+    """Every tracker on the held-out real clips, the same detections for each row (kept in
+    ``cache_dir`` when given, and read back from there by a later run: delete it after changing
+    the estimator). ``model``: "movenet", the service's default estimator, or "spatialnet", the
+    shipped SpatialNet at its TemporalNet's input size (the ``--model spatialnet`` service)."""
     from posestream.models.data.real_clips import REAL_HELD_OUT_CLIPS, iter_clip_frames, parse_clip_spec
     from posestream.models.data.tracklets import tracklet_scores, unambiguous_tracklets
 
     torch.set_num_threads(threads)
-    estimator = PoseEstimator(EstimatorConfig(device="cpu"))
-    rows_cfg = _temporal_rows(checkpoints, overrides or {})
-    sizes = {c.config.input_size for _, _, c in rows_cfg if c is not None}
+    rows_cfg = _temporal_rows(checkpoints, overrides or {}, model)
+    temporal_sizes = {c.config.input_size for _, _, c in rows_cfg if c is not None}
+    if model == "spatialnet":
+        from posestream.models.spatial_estimator import SpatialEstimatorConfig, SpatialNetEstimator
+
+        if len(temporal_sizes) > 1:
+            raise ValueError(
+                f"SpatialNet runs at one input size; the checkpoints want {sorted(temporal_sizes)}"
+            )
+        size = next(iter(temporal_sizes), SpatialEstimatorConfig().input_size)
+        estimator: Any = SpatialNetEstimator(
+            SPATIALNET_WEIGHTS, SpatialEstimatorConfig(input_size=size, device="cpu")
+        )
+        input_sizes, sizes = [size], set()  # SpatialNet's features are its own pass's
+    else:
+        estimator = PoseEstimator(EstimatorConfig(device="cpu"))
+        input_sizes, sizes = list(estimator.config.input_sizes), temporal_sizes
     segments = []
     for spec in REAL_HELD_OUT_CLIPS:  # vtest.avi is tracked whole, scored from VTEST_HELD_OUT_START on
         name, start, stop, step = parse_clip_spec(spec)
@@ -265,7 +290,8 @@ def run_real(
     placeholder = np.zeros((1, 1, 3), np.uint8)
     for spec, run_spec, score_from in segments:
         cached_file = (
-            Path(cache_dir) / f"real_dets_{run_spec.replace('/', '_').replace(':', '_')}.pt"
+            Path(cache_dir) / f"real_dets_{'' if model == 'movenet' else model + '_'}"
+            f"{run_spec.replace('/', '_').replace(':', '_')}.pt"
             if cache_dir
             else None
         )
@@ -283,7 +309,7 @@ def run_real(
         cache: dict[int, _CachedTemporal] = {}  # per clip: its keys are ids of this clip's outputs
         for label, cfg, temporal in rows_cfg:
             cached = None if temporal is None else cache.setdefault(id(temporal), _CachedTemporal(temporal))
-            pipe = ModelPipeline(_Replay(outputs), cfg, cached)
+            pipe = ModelPipeline(_Replay(outputs), cfg, cached, model=model)
             state, ids = None, []
             for k in sorted(outputs):
                 batch = [FrameInput(spec, i, i, frame_info[i][1], placeholder) for i in k]
@@ -304,7 +330,7 @@ def run_real(
     info = {
         "clips": [s for s, _, _ in segments], "frames": n_frames, "seconds": time.perf_counter() - t0,
         "threads": threads, "checkpoints": [str(p.relative_to(ROOT) if p.is_relative_to(ROOT) else p) for p in checkpoints],
-        "input_sizes": list(estimator.config.input_sizes), "overrides": overrides or {},
+        "input_sizes": input_sizes, "overrides": overrides or {}, "model": model,
     }  # fmt: skip
     return rows, info
 
@@ -317,8 +343,13 @@ def real_table(rows: list[dict], info: dict) -> str:
         "## Tracking on held-out real video (`benchmarks/tracking_ablation.py --real`)",
         "",
         f"{time.strftime('%Y-%m-%d')}; {platform.processor() or platform.machine()}, {info['threads']} torch thread(s). "
-        f"Detections: the service's default estimator (input sizes {info['input_sizes']}), run once and replayed "
-        f"to every row; HE / TIE from {', '.join(f'`{c}`' for c in info['checkpoints'])} (each with its card's "
+        + (
+            f"Detections: the shipped SpatialNet (`{SPATIALNET_WEIGHTS.name}`, its file's decoding, input long side "
+            f"{info['input_sizes'][0]}), the `--model spatialnet` service's, run once and replayed "
+            if info.get("model") == "spatialnet"
+            else f"Detections: the service's default estimator (input sizes {info['input_sizes']}), run once and replayed "
+        )
+        + f"to every row; HE / TIE from {', '.join(f'`{c}`' for c in info['checkpoints'])} (each with its card's "
         f"tracker settings). Clips (held out from TemporalNet's real-clip training): {', '.join(info['clips'])}; "
         f"vtest.avi is tracked from frame 0 and scored from frame {VTEST_HELD_OUT_START}. {info['frames']} frames, "
         f"{info['seconds']:.0f} s. No labels: the reference is the **unambiguous tracklets** of the same detections "
@@ -578,8 +609,10 @@ def main() -> int:
             raise ValueError("--calibrate needs --grid")
         if args.write and grid:
             raise ValueError("--write records the ablation; a --grid sweep is not written to RESULTS.md")
-        if args.real and (args.validation or grid or args.calibrate or args.model != "movenet"):
-            raise ValueError("--real runs the MoveNet trackers on the held-out real clips only")
+        if args.real and (args.validation or grid or args.calibrate):
+            raise ValueError(
+                "--real scores the trackers on the held-out real clips: no --validation, --grid or --calibrate"
+            )
         if len(args.temporal) > 1 and not args.real:
             raise ValueError("several --temporal checkpoints need --real")
         for path in args.temporal:
@@ -592,8 +625,9 @@ def main() -> int:
         sys.argv[1:]
     )
     if args.real:
+        default_temporal = TEMPORALNET_SPATIAL_WEIGHTS if args.model == "spatialnet" else TEMPORALNET_WEIGHTS
         rows, info = run_real(
-            args.temporal or [TEMPORALNET_WEIGHTS], overrides, args.threads, args.detections_cache
+            args.temporal or [default_temporal], overrides, args.threads, args.detections_cache, args.model
         )
         info["command"] = command
         text = real_table(rows, info)
@@ -601,7 +635,7 @@ def main() -> int:
         if args.write:
             from benchmarks.results import record_section
 
-            record_section("tracking_real", text)
+            record_section("tracking_real" if args.model == "movenet" else "tracking_real_spatialnet", text)
         return 0
     rows, info = run(args.quick, overrides, args.validation, args.model, args.threads, grid, args.grid_preset,
                      n_validation, args.temporal[0] if args.temporal else None)  # fmt: skip

@@ -8,7 +8,13 @@ pytest.importorskip("torch")
 
 import sys  # noqa: E402
 
-from benchmarks.tracking_ablation import best_calibration, main, validation_clips, variants  # noqa: E402
+from benchmarks.tracking_ablation import (  # noqa: E402
+    _temporal_rows,
+    best_calibration,
+    main,
+    validation_clips,
+    variants,
+)
 
 
 def test_rows_give_the_calibration_to_the_temporal_presets_only() -> None:
@@ -42,6 +48,23 @@ def test_best_calibration_takes_the_best_idf1_then_mota_of_the_grid_rows() -> No
     assert cal["scores"] == {"IDF1": 0.70, "MOTA": 0.45, "IDs": 3} and len(cal["grid"]) == 3
 
 
+def test_real_rows_of_each_model_are_its_keypoint_presets_then_each_checkpoints_temporal_ones() -> None:
+    """``--real --model spatialnet`` adds SpatialNet's KE / SIE rows; TemporalNet rows carry their card's
+    settings, and a checkpoint of the other backbone is refused (load_temporal)."""
+    from benchmarks.tracking_ablation import TEMPORALNET_SPATIAL_WEIGHTS, TEMPORALNET_WEIGHTS
+
+    spatial = _temporal_rows([TEMPORALNET_SPATIAL_WEIGHTS], {}, "spatialnet")
+    assert [label for label, _, _ in spatial] == ["oks", "iou", "sie", "ke", "ke+sie", "he", "tie", "he+tie"]
+    assert all((t is None) == (label in ("oks", "iou", "sie", "ke", "ke+sie")) for label, _, t in spatial)
+    settings = spatial[-1][2].tracker_settings
+    assert settings and all(getattr(spatial[-1][1], k) == v for k, v in settings.items())
+    movenet = _temporal_rows([TEMPORALNET_WEIGHTS], {"gate_tie": 9.0}, "movenet")
+    assert [label for label, _, _ in movenet] == ["oks", "iou", "sie", "he", "tie", "he+tie"]
+    assert all(cfg.gate_tie == 9.0 for _, cfg, _ in movenet)  # --set beats the card
+    with pytest.raises(ValueError, match="trained on movenet features"):
+        _temporal_rows([TEMPORALNET_WEIGHTS], {}, "spatialnet")
+
+
 def test_validation_clips_are_consecutive_seeds_from_5030_and_bounded() -> None:
     assert [name for name, _ in validation_clips(5)] == [f"val {s}" for s in range(5030, 5035)]
     with pytest.raises(ValueError, match="1..20"):
@@ -55,8 +78,8 @@ def test_validation_clips_are_consecutive_seeds_from_5030_and_bounded() -> None:
         (["--validation", "--validation-clips", "21"], "must be 1..20"),
         (["--grid", "lambda_he=1,2"], "validation clips only"),
         (["--validation", "--grid", "preset=1"], "numeric TrackerConfig field"),
-        (["--real", "--validation"], "--real runs"),
-        (["--real", "--model", "spatialnet"], "--real runs"),
+        (["--real", "--validation"], "--real scores"),
+        (["--real", "--validation", "--grid", "lambda_he=1,2"], "--real scores"),
         (["--temporal", "no/such.pt"], "no such file"),
         (["--temporal", "a.pt", "--temporal", "b.pt"], "need --real"),
     ],
