@@ -169,11 +169,14 @@ class _CachedTemporal:
             self._ctx[id(est)] = self.inner.contexts(est, seqs)
         return self._ctx[id(est)]
 
-    def tie(self, prev, cur, cur_kp, prev_kp):  # noqa: ANN001, ANN201
+    def tvf_map(self, prev, cur):  # noqa: ANN001, ANN201
         key = (id(prev), id(cur))
         if key not in self._tvf:
             self._tvf[key] = self.inner.tvf_map(prev, cur)
-        return self.inner.tie(prev, cur, cur_kp, prev_kp, tvf=self._tvf[key])
+        return self._tvf[key]
+
+    def tie(self, prev, cur, cur_kp, prev_kp, tvf=None):  # noqa: ANN001, ANN201
+        return self.inner.tie(prev, cur, cur_kp, prev_kp, tvf=self.tvf_map(prev, cur) if tvf is None else tvf)
 
 
 def variants(

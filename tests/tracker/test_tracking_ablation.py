@@ -9,6 +9,7 @@ pytest.importorskip("torch")
 import sys  # noqa: E402
 
 from benchmarks.tracking_ablation import (  # noqa: E402
+    _CachedTemporal,
     _temporal_rows,
     best_calibration,
     main,
@@ -63,6 +64,29 @@ def test_real_rows_of_each_model_are_its_keypoint_presets_then_each_checkpoints_
     assert all(cfg.gate_tie == 9.0 for _, cfg, _ in movenet)  # --set beats the card
     with pytest.raises(ValueError, match="trained on movenet features"):
         _temporal_rows([TEMPORALNET_WEIGHTS], {}, "spatialnet")
+
+
+def test_cached_temporal_serves_the_pipelines_calls_once_per_batch_pair() -> None:
+    """``ModelDetector`` calls ``tvf_map`` then ``tie(..., tvf)`` (and the backward TIE with the same
+    map): the cache must offer both, compute each pair's map once, and pass it on unchanged."""
+    calls: list[tuple] = []
+
+    class Inner:
+        config = object()
+
+        def tvf_map(self, prev, cur):  # noqa: ANN001, ANN202
+            calls.append((prev, cur))
+            return ("tvf", prev, cur)
+
+        def tie(self, prev, cur, cur_kp, prev_kp, tvf=None):  # noqa: ANN001, ANN202
+            return tvf
+
+    cached = _CachedTemporal(Inner())  # type: ignore[arg-type]
+    a, b, c = object(), object(), object()
+    tvf = cached.tvf_map(a, b)
+    assert cached.tvf_map(a, b) is tvf and cached.tie(a, b, None, None) is tvf
+    assert cached.tie(a, b, None, None, tvf) is tvf and calls == [(a, b)]
+    assert cached.tie(b, c, None, None) == ("tvf", b, c) and len(calls) == 2
 
 
 def test_validation_clips_are_consecutive_seeds_from_5030_and_bounded() -> None:
