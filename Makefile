@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # The CPU build of torch is installed first and pinned, so no dependency range can pull a CUDA build.
 TORCH_SPEC ?= torch==2.13.0
-PYTEST_ARGS ?=
+# The 30 slowest tests are listed at the end of every run (CI keeps the suite under 15 minutes on 2 cores).
+PYTEST_ARGS ?= --durations=30
 
 # What ruff lints and formats (CI and `make lint` check exactly these).
 LINT_PATHS := models tracker service tests benchmarks posestream

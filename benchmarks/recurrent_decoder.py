@@ -1,7 +1,8 @@
 """Seed 001's recurrent decoder against the embedding decoders, on the same SpatialNet maps.
 
-One SpatialNet pass per frame (``weights/spatialnet_movenet.pt``, the plain pass at long side
-512: one scale, no flip, what the recurrent decoder was trained on) feeds every row:
+One SpatialNet pass per frame (``weights/spatialnet_movenet_stage4.pt``, the network the decoder
+was trained on, its plain pass at long side 512: one scale, no flip, what the recurrent decoder
+was trained on) feeds every row:
 
 - ``recurrent``: ``weights/recurrent_spatialnet.pt`` (seed 001, learned stop, no grouping);
 - ``KE`` (seed 002's associative embedding alone), ``SIE`` alone, ``KE + SIE`` (the shipped
@@ -55,11 +56,11 @@ class Decoders:
 
     def __init__(self, extra: dict[str, str] | None = None) -> None:
         from posestream.models.spatial_estimator import SpatialEstimatorConfig, SpatialNetEstimator
-        from posestream.models.weights import SPATIALNET_MOVENET, checkpoint_path
+        from posestream.models.weights import SPATIALNET_FOR_DECODER, checkpoint_path
 
-        self.est = SpatialNetEstimator(
-            checkpoint_path(SPATIALNET_MOVENET), SpatialEstimatorConfig(device="cpu", decoder="recurrent")
-        )
+        spatialnet = checkpoint_path(SPATIALNET_FOR_DECODER["recurrent"])  # what the decoder was trained on
+
+        self.est = SpatialNetEstimator(spatialnet, SpatialEstimatorConfig(device="cpu", decoder="recurrent"))
         self.base = self.est.net.config
         self.min_score = self.est.config.min_person_score
         from posestream.models.recurrent_decoder import load_recurrent_decoder
@@ -70,8 +71,8 @@ class Decoders:
         self.extra = {}
         for name, path in (extra or {}).items():
             decoder, card = load_recurrent_decoder(path)
-            if card.get("spatialnet_sha256") not in (None, sha256_file(checkpoint_path(SPATIALNET_MOVENET))):
-                raise ValueError(f"{path} was trained on another SpatialNet than {SPATIALNET_MOVENET}")
+            if card.get("spatialnet_sha256") not in (None, sha256_file(spatialnet)):
+                raise ValueError(f"{path} was trained on another SpatialNet than {spatialnet.name}")
             self.extra[name] = decoder
 
     def rows(self) -> list[str]:
@@ -187,7 +188,7 @@ def markdown(res: dict, args: argparse.Namespace) -> str:
         "## Recurrent decoder (seed 001) vs embedding decoding (`benchmarks/recurrent_decoder.py`)",
         "",
         f"{dt.date.today()}, {cpu_name()}, {args.threads} torch thread(s). One plain SpatialNet pass "
-        "(`spatialnet_movenet.pt`, long side 512, one scale, no flip) per frame feeds every row. "
+        "(`spatialnet_movenet_stage4.pt`, long side 512, one scale, no flip) per frame feeds every row. "
         f"Held-out synthetic: seeds {HELD_OUT.first}..{HELD_OUT.first + args.clips - 1}, 5 people a clip, every "
         f"{args.frame_step}th of 60 frames ({syn['frames']} frames, {syn['mean_people']:.1f} visible people a "
         f"frame); crowded: the same seeds with {args.crowd_people} people a clip ({crowd['frames']} frames, "

@@ -1,8 +1,8 @@
 """SpatialNet learning curves (issue 18): AP on held-out synthetic clips and on the real dev set against CPU hours.
 
-Every checkpoint given is scored with **one fixed decoding** (the shipped
-``weights/spatialnet_movenet.pt``'s stored decoding with a single pass: no flip, scale 1.0, no
-body-shape prior), so points of different recipes compare on their networks alone:
+Every checkpoint given is scored with **one fixed decoding** (the stored decoding of
+``weights/spatialnet_movenet_stage4.pt``, the default file until issue 18 replaced it, with a
+single pass: no flip, scale 1.0, no body-shape prior), so points of different recipes compare on their networks alone:
 
 - held-out synthetic AP: ``evaluate_spatialnet`` (the code behind ``posestream train spatial
   --eval-seeds`` / ``posestream eval``) on the first ``--frames`` frames of seeds 9000.. (never
@@ -15,7 +15,7 @@ Checkpoints are ``LABEL=PATH@CPU_HOURS`` (the CPU hours of training behind it, f
 the run's log). Run from the repository root::
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/spatialnet_transfer_curve.py \\
-        --checkpoint "old stage 4=weights/spatialnet_movenet.pt@3.86" --json out/curve.json
+        --checkpoint "old stage 4=weights/spatialnet_movenet_stage4.pt@3.86" --json out/curve.json
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from posestream.models.decode import DecodeConfig  # noqa: E402
 from posestream.models.train import evaluate_spatialnet  # noqa: E402
 from posestream.tracker.metrics import evaluate  # noqa: E402
 
-SHIPPED = ROOT / "weights" / "spatialnet_movenet.pt"
+SHIPPED = ROOT / "weights" / "spatialnet_movenet_stage4.pt"  # the reference decoding of every curve so far
 
 
 def curve_decode(reference: Path = SHIPPED) -> DecodeConfig:
@@ -87,8 +87,8 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
         f"- date: {dt.date.today().isoformat()}; machine: {cpu_name()}; 1 torch thread; shared CPUs",
         f"- held-out synthetic: seeds {args.seeds}, first {args.frames} frames each, 512x384; real dev: the eval "
         f"split of configs/real_dev_split.json, factors {args.factors} (the originals and downscaled copies), "
-        "long side 512; every point decoded the same way: the shipped spatialnet_movenet.pt's stored decoding, "
-        "single pass, no body-shape prior (so the shipped file's own card figures, with its test-time passes "
+        "long side 512; every point decoded the same way: spatialnet_movenet_stage4.pt's stored decoding, "
+        "single pass, no body-shape prior (so each file's own card figures, with its test-time passes "
         "and prior, are higher)",
         "- CPU hours: given per checkpoint (`--checkpoint LABEL=PATH@HOURS`): for issue 18's run the training "
         "process's own CPU time (its one data worker spent about 15 % more), for the old stages the training time "

@@ -39,7 +39,7 @@ from posestream.models.skeleton import NUM_KEYPOINTS
 from posestream.models.spatialnet import STRIDE, SpatialNet
 from posestream.models.targets import TargetConfig, build_spatial_targets, to_output_coords
 from posestream.models.train import EvaluateFn
-from posestream.models.weights import SPATIALNET_MOVENET, checkpoint_path, sha256_file
+from posestream.models.weights import SPATIALNET_FOR_DECODER, checkpoint_path, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class TrainRecurrentConfig:
     """
 
     decoder: RecurrentDecoderConfig = field(default_factory=RecurrentDecoderConfig)
-    spatialnet: str = SPATIALNET_MOVENET
+    spatialnet: str = SPATIALNET_FOR_DECODER["recurrent"]
     clips: int = 120
     people: tuple[int, ...] = (2, 4, 6, 8, 10, 12)
     clip_frames: int = 30

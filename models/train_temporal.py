@@ -52,7 +52,12 @@ from posestream.models.skeleton import NUM_KEYPOINTS
 from posestream.models.temporal_inputs import human_boxes, render_sie
 from posestream.models.temporal_loss import triplet_loss
 from posestream.models.temporalnet import TemporalNet, TemporalNetConfig
-from posestream.models.weights import TEMPORALNET_MOVENET, TEMPORALNET_SPATIALNET, checkpoint_path
+from posestream.models.weights import (
+    TEMPORALNET_MOVENET,
+    TEMPORALNET_SPATIALNET,
+    checkpoint_path,
+    sha256_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -705,6 +710,8 @@ def train_temporal(cfg: TrainTemporalConfig, progress: bool = True) -> tuple[Pat
         "final_losses": history[-1] if history else {},
         "history": history,
     }
+    if cfg.spatialnet is not None:  # the pipeline refuses to pair this file with another SpatialNet
+        card["spatialnet_sha256"] = sha256_file(cfg.spatialnet)
     if cfg.init is not None:
         card["init"] = {"path": cfg.init, "train_seeds": init_card.get("train_seeds"),
                         "steps_done": init_card.get("steps_done")}  # fmt: skip

@@ -78,6 +78,10 @@ CACHE_SUBDIR = "cache"
 
 # Our own checkpoints (committed under weights/, each with its card in weights/README.md).
 SPATIALNET_MOVENET = "spatialnet_movenet.pt"
+# The synthetic-only SpatialNet on MoveNet features that ``spatialnet_movenet.pt`` was until issue
+# 18 replaced it with the head-transfer network: ``RECURRENT_SPATIALNET`` was trained on it (and
+# checks its sha256 at load), so ``--decoder recurrent`` keeps reading it.
+SPATIALNET_MOVENET_STAGE4 = "spatialnet_movenet_stage4.pt"
 SPATIALNET_SYNTHETIC = "spatialnet_synthetic.pt"
 TEMPORALNET_MOVENET = "temporalnet_movenet.pt"
 TEMPORALNET_SPATIALNET = "temporalnet_spatialnet.pt"
@@ -88,6 +92,12 @@ RECURRENT_SPATIALNET = "recurrent_spatialnet.pt"
 # ``posestream.models.decode``), "recurrent" runs seed 001's learned decoder
 # (``posestream.models.recurrent_decoder``, checkpoint ``RECURRENT_SPATIALNET``).
 SPATIAL_DECODERS: tuple[str, ...] = ("embedding", "recurrent")
+# The SpatialNet file each decoder runs on: the embedding decoder groups the shipped network's
+# own KE + SIE maps; the recurrent decoder reads the maps of the network it was trained on.
+SPATIALNET_FOR_DECODER: dict[str, str] = {
+    "embedding": SPATIALNET_MOVENET,
+    "recurrent": SPATIALNET_MOVENET_STAGE4,
+}
 
 
 class WeightsError(RuntimeError):

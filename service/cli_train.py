@@ -348,7 +348,9 @@ def _register_recurrent(tsub: argparse._SubParsersAction) -> None:
     r.add_argument("--time-limit", type=float, help="training seconds, summed over resumes (default 3600)")
     r.add_argument("--batch-size", type=int, help="images per step (default 4)")
     r.add_argument(
-        "--spatialnet", help="the frozen SpatialNet, a file in weights/ (default spatialnet_movenet.pt)"
+        "--spatialnet",
+        help="the frozen SpatialNet, a file in weights/ (default spatialnet_movenet_stage4.pt: the "
+        "one --decoder recurrent runs on)",
     )
     r.add_argument("--work-dir", help="feature cache and resumable state (default runs/recurrent)")
     r.add_argument("--out", help="exported decoder (default weights/recurrent_spatialnet.pt)")

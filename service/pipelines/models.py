@@ -64,10 +64,12 @@ from posestream.models.skeleton import NUM_KEYPOINTS
 from posestream.models.weights import (
     RECURRENT_SPATIALNET,
     SPATIAL_DECODERS,
+    SPATIALNET_FOR_DECODER,
     SPATIALNET_MOVENET,
     TEMPORALNET_MOVENET,
     TEMPORALNET_SPATIALNET,
     checkpoint_path,
+    sha256_file,
 )
 from posestream.service.pipelines.base import FrameInput, FramePipeline
 from posestream.tracker.config import PRESET_TERMS, TrackerConfig
@@ -261,7 +263,8 @@ def build_model_detector(
         weights_dir: the folder of our checkpoints (``Settings.weights_dir``); default
             ``posestream.models.weights.weights_dir()``.
         decoder: SpatialNet's decoder (``SPATIAL_DECODERS``); "recurrent" loads
-            ``RECURRENT_SPATIALNET`` from the same folder (only with ``model == "spatialnet"``).
+            ``RECURRENT_SPATIALNET`` from the same folder (only with ``model == "spatialnet"``)
+            and runs it on the SpatialNet it was trained on (``SPATIALNET_FOR_DECODER``).
         refine: run the gated Thunder refinement (``RefineConfig.enabled``) on either
             model's people.
     Returns:
@@ -272,7 +275,7 @@ def build_model_detector(
     TrackerConfig(preset=tracker)  # fails fast, before loading weights
     if model == "spatialnet":
         return _spatialnet_detector(
-            tracker, input_sizes, device, checkpoint_path(SPATIALNET_MOVENET, weights_dir),
+            tracker, input_sizes, device, checkpoint_path(SPATIALNET_FOR_DECODER[decoder], weights_dir),
             checkpoint_path(TEMPORALNET_SPATIALNET, weights_dir),
             checkpoint_path(RECURRENT_SPATIALNET, weights_dir) if decoder == "recurrent" else None, refine,
         )  # fmt: skip
@@ -338,6 +341,15 @@ def _spatialnet_detector(
         if not temporal_weights.is_file():
             check_tracker("spatialnet", tracker, has_temporal=False, missing=temporal_weights)  # raises
         temporal = load_temporal(temporal_weights, "spatialnet")
+        trained_on = temporal.card.get("spatialnet_sha256")
+        if trained_on is not None and trained_on != sha256_file(weights):
+            raise ValueError(
+                f"tracker {tracker!r}: {temporal_weights.name} was trained on the features of SpatialNet "
+                f"sha256 {trained_on[:12]}..., not of {weights.name}"
+                + (" (the recurrent decoder's SpatialNet): use --decoder embedding or tracker oks, iou or sie"
+                   if recurrent_weights is not None else
+                   ": retrain it with `posestream train temporal --config configs/temporalnet_spatialnet.yaml`")
+            )  # fmt: skip
         card = dict(temporal.tracker_settings)
     size = (
         int(input_sizes[0])

@@ -185,6 +185,9 @@ def test_rejection_threshold_on_the_spatialnet_path(movenet_tflite: Path) -> Non
     assert len(poses) > 0 and np.all(np.diff(poses.scores) <= 0)  # best first, by predicted OKS
     # Scored on input pixels before joints are clipped to the frame: equal up to that clipping.
     assert np.allclose(poses.scores, est.scorer.predict(poses.keypoints), atol=0.05)
-    est.config = SpatialEstimatorConfig(device="cpu", scoring=dataclasses.replace(scoring, min_oks=0.6))
+    # A threshold between the lowest and highest predicted OKS must drop exactly the people under it.
+    cut = float(poses.scores.min() + poses.scores.max()) / 2
+    assert poses.scores.min() < cut
+    est.config = SpatialEstimatorConfig(device="cpu", scoring=dataclasses.replace(scoring, min_oks=cut))
     strict = est([rgb]).poses[0]
-    assert np.all(strict.scores >= 0.6) and len(strict) < len(poses)
+    assert np.all(strict.scores >= cut) and len(strict) == int((poses.scores >= cut).sum()) < len(poses)

@@ -140,7 +140,7 @@ def test_track_with_the_shipped_spatialnet_follows_synthetic_people(tmp_path, mo
     proc = subprocess.run(
         [sys.executable, "-c", "import sys; from posestream.service.cli import main; sys.exit(main())", "track", str(video),
          "--model", "spatialnet", "--tracker", tracker, "--device", "cpu", "--out", str(out), "-q"],
-        cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=300,
+        cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=540,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     pred = read_jsonl(out)
