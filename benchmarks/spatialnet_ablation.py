@@ -57,12 +57,14 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.results import cpu_name, record_section  # noqa: E402
 from posestream.models.data.datasets import SpatialTrainingSet, collate_spatial  # noqa: E402
 from posestream.models.data.splits import HELD_OUT  # noqa: E402
+from posestream.models.feature_cache import FeatureCache, movenet_sha256  # noqa: E402
 from posestream.models.pose_prior import PosePrior  # noqa: E402
 from posestream.models.spatialnet import SpatialNet, SpatialNetConfig  # noqa: E402
 from posestream.models.targets import TargetConfig  # noqa: E402
 from posestream.models.train import (  # noqa: E402
     TrainSpatialConfig,
     _batch_targets,
+    batch_features,
     build_source,
     config_to_dict,
     evaluate_spatialnet,
@@ -131,10 +133,14 @@ class _Run:
         other.seconds, other.steps = self.seconds, self.steps
         return other
 
-    def step(self, batch: dict) -> None:
+    def step(self, batch: dict, features: torch.Tensor | None = None) -> None:
+        """One Adam step on ``batch``; from the frozen pyramid's ``features`` when given (shared)."""
         started = time.perf_counter()
         self.net.train()
-        stacks, _ = self.net(self.net.normalise(batch["image"]))
+        if features is not None:
+            stacks, _ = self.net.forward_frozen(features)
+        else:
+            stacks, _ = self.net(self.net.normalise(batch["image"]))
         terms = self.net.loss(stacks, _batch_targets(batch, torch.device("cpu")))
         self.opt.zero_grad(set_to_none=True)
         terms["total"].backward()
@@ -146,17 +152,29 @@ class _Run:
             self.losses[k] = 0.9 * self.losses.get(k, v.item()) + 0.1 * v.item()
 
 
-def _batches(cfg: TrainSpatialConfig):  # noqa: ANN202 - generator of collated batches
-    dataset = SpatialTrainingSet(build_source(cfg), cfg.input_size, cfg.seed, cfg.augment, TargetConfig())
+def _batches(cfg: TrainSpatialConfig, cache: FeatureCache | None = None):  # noqa: ANN202 - generator of collated batches
+    """Endless collated batches of ``build_source(cfg)`` (pseudo-labelled real frames mixed in when
+    the config asks), through ``cache`` when given, in a seeded order per epoch."""
+    dataset = SpatialTrainingSet(build_source(cfg), cfg.input_size, cfg.seed, cfg.augment, TargetConfig(),
+                                 cfg.crops_per_frame, cfg.real.background_weight, cache)  # fmt: skip
     epoch = 0
     while True:
         order = np.random.default_rng((cfg.seed, epoch)).permutation(len(dataset))
         loader = DataLoader(
-            torch.utils.data.Subset(dataset, order.tolist()), batch_size=cfg.batch_size, shuffle=False,
+            torch.utils.data.Subset(dataset, order.tolist()), batch_size=cfg.batch_size // cfg.crops_per_frame,
+            shuffle=False,
             num_workers=0, collate_fn=collate_spatial, drop_last=True,
         )  # fmt: skip
         yield from loader
         epoch += 1
+
+
+def _shared_features(net: SpatialNet, batch: dict, cache: FeatureCache | None) -> torch.Tensor:
+    """The frozen pyramid's (B, 24, H/4, W/4) features of ``batch``, computed once for every variant."""
+    if cache is not None:
+        return batch_features(net, batch, cache, torch.device("cpu"))
+    with torch.no_grad():
+        return net.frozen_features(net.normalise(batch["image"]))
 
 
 def _initial_weights(
@@ -235,8 +253,21 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict]:
     pgg_steps = min(args.pgg_steps, cfg.steps) if args.variants == "table3" else 0
     cfg, init, prior = _initial_weights(cfg, args.init)
     runs = _initial_runs(args, cfg, init, prior)
-    data_seconds, started = 0.0, time.time()
-    batches = _batches(cfg)
+    frozen = cfg.model.features == "movenet"
+    # The frozen MoveNet pyramid is the same in every variant: one pass per batch serves all of
+    # them (through the recipe's feature cache when it has one), so each variant pays only for
+    # what it trains.
+    cache = (
+        FeatureCache(
+            Path(args.save_dir or "out/spatialnet_ablation") / "feature_cache",
+            movenet_sha256(),
+            cfg.feature_cache_dtype,
+        )  # fmt: skip
+        if frozen and cfg.feature_cache
+        else None
+    )
+    data_seconds, frozen_seconds, started = 0.0, 0.0, time.time()
+    batches = _batches(cfg, cache)
     for step in range(cfg.steps):
         if step == cfg.steps - pgg_steps and pgg_steps > 0:
             ke, aux, sie = VARIANTS[PGG_FROM]
@@ -246,8 +277,13 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict]:
         t0 = time.perf_counter()
         batch = next(batches)
         data_seconds += time.perf_counter() - t0
+        features = None
+        if frozen:
+            t0 = time.perf_counter()
+            features = _shared_features(next(iter(runs.values())).net, batch, cache)
+            frozen_seconds += time.perf_counter() - t0
         for r in runs.values():
-            r.step(batch)
+            r.step(batch, features)
         if (step + 1) % args.log_every == 0 or step + 1 == cfg.steps:
             losses = "  ".join(
                 f"{r.name}: det {r.losses['det']:.2e} total {r.losses['total']:.2e}" for r in runs.values()
@@ -306,6 +342,7 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict]:
             flush=True,
         )
     info = {"cfg": cfg, "pgg_steps": pgg_steps, "seeds": seeds, "size": size, "data_s": data_seconds,
+            "frozen_s": frozen_seconds if frozen else None, "cached": cache is not None,
             "train_wall": train_wall, "variants": args.variants, "init": args.init,
             "real_dev_size": args.real_dev_size if args.real_dev else None}  # fmt: skip
     return rows, info
@@ -351,10 +388,10 @@ def _verdict(rows: list[dict], variants: str) -> list[str]:
         return [f"- {label}: the tradeoff loss {'raises' if get(trade) > get(base) else 'does not raise'} it "
                 f"({get(base):.3f} -> {get(trade):.3f})." for label, get in checks]  # fmt: skip
     out = []
-    for label, get in (
-        ("AP", lambda r: r["AP"]),
-        ("AP with ground-truth heatmaps", lambda r: r["oracle"]["AP"]),
-    ):
+    checks = [("AP", lambda r: r["AP"]), ("AP with ground-truth heatmaps", lambda r: r["oracle"]["AP"])]
+    if "real_dev" in rows[0]:
+        checks.append(("real dev eval AP", lambda r: r["real_dev"]["AP"]))
+    for label, get in checks:
         ap = {r["variant"]: get(r) for r in rows}
         full = ap.get(PGG_NAME)
         if full is None or "KE" not in ap or "SIE" not in ap:
@@ -366,11 +403,29 @@ def _verdict(rows: list[dict], variants: str) -> list[str]:
     return out
 
 
+def _real_data_line(cfg: TrainSpatialConfig) -> str:
+    r = cfg.real
+    return (f"- pseudo-labelled real frames: {cfg.real_fraction:.0%} of the items (`real_fraction`), "
+            f"{r.frames_per_clip} evenly spaced frames of each of {', '.join(f'`{c}`' for c in r.clips)}"
+            + (" and the real dev set's train-split images (pixels only)" if r.real_dev_train else "")
+            + f"; labels: the default MoveNet estimator's people scoring >= {r.min_person_score:g}, their joints "
+            f"scoring >= {r.min_joint_score:g} weighted by confidence, the rest ignored "
+            "(`posestream.models.data.pseudo_labels`).")  # fmt: skip
+
+
+def _transfer_line() -> str:
+    return ("- head transfer (`movenet_heatmaps`): every variant's heatmaps start as MoveNet's pretrained keypoint "
+            "heat on the same pyramid and its hourglass learns a residual, so the variants differ in the grouping "
+            "heads they learn (KE, SIE, the ordinal tasks, PGG), as in seed 000 Table 3.")  # fmt: skip
+
+
 def _section_name(info: dict) -> str:
     """The RESULTS.md block a run writes: one per variant set, backbone and start."""
     name = "spatialnet_ablation" if info["variants"] == "table3" else "spatialnet_tradeoff"
     if info["cfg"].model.features == "movenet":
         name += "_movenet"
+    if info["cfg"].model.movenet_heatmaps:  # issue 18's recipe: MoveNet's heatmap head transferred
+        name += "_transfer"
     return name + ("_finetune" if info["init"] else "")
 
 
@@ -380,6 +435,7 @@ def _write_results(path: Path, rows: list[dict], info: dict, command: str) -> No
     w = cfg.model.weights
     s = cfg.synthetic
     on_movenet = cfg.model.features == "movenet"
+    transfer = cfg.model.movenet_heatmaps
     tradeoff = info["variants"] == "tradeoff"
     title = "SpatialNet tradeoff heatmap loss (seed 004)" if tradeoff else "SpatialNet ablation"
     start = f"fine-tuned from `{info['init']}`" if info["init"] else "the same fresh initialisation"
@@ -399,7 +455,9 @@ def _write_results(path: Path, rows: list[dict], info: dict, command: str) -> No
             "`benchmarks/real_dev.py`'s `evaluate` (originals and downscaled copies).") if info["real_dev_size"] else None  # fmt: skip
     lines = [
         f"## {title} on held-out synthetic video (`benchmarks/spatialnet_ablation.py`)"
-        + (", frozen-MoveNet backbone" if on_movenet else "") + (", fine-tuned" if info["init"] else ""),
+        + (", frozen-MoveNet backbone" if on_movenet else "")
+        + (", MoveNet heatmap head transferred, pseudo-labelled real frames" if transfer else "")
+        + (", fine-tuned" if info["init"] else ""),
         "",
         f"- date: {dt.date.today().isoformat()}; machine: {cpu_name()}, {os.cpu_count()} logical CPUs (shared), "
         f"{torch.get_num_threads()} torch thread; Python {platform.python_version()}, torch {torch.__version__}",
@@ -412,10 +470,16 @@ def _write_results(path: Path, rows: list[dict], info: dict, command: str) -> No
         f"{s.people} people, {s.width}x{s.height}); held-out: seeds {', '.join(map(str, info['seeds']))} "
         f"(never used in training), whole frames fitted into {info['size'][0]}x{info['size'][1]}; "
         "AP/AR from `posestream.tracker.metrics` (the code behind `posestream eval`).",
+        *([_real_data_line(cfg)] if cfg.real_fraction > 0 else []),
+        *([_transfer_line()] if transfer else []),
         oracle,
         *([real] if real else []),
         f"- wall time: {info['train_wall']:.0f} s of lockstep training ({info['data_s']:.0f} s of it rendering and "
-        "augmenting the shared batches) plus evaluation.",
+        "augmenting the shared batches"
+        + (f", {info['frozen_s']:.0f} s the frozen MoveNet pass, run once per batch for all variants"
+           + (" and read back from the feature cache after the first epoch" if info["cached"] else "")
+           if info["frozen_s"] is not None else "")
+        + ") plus evaluation; `train time` is each variant's own share (its trainable part).",
         "",
         *_table(rows, info["variants"]),
         "",

@@ -47,3 +47,37 @@ def test_table3_variants_share_their_start():
     assert list(runs) == list(A.VARIANTS)
     states = [r.net.state_dict() for r in runs.values()]
     assert all(torch.equal(states[0][k], s[k]) for s in states[1:] for k in states[0])
+
+
+def test_table3_verdict_includes_the_real_dev_set_when_scored():
+    aps = {"KE": (0.2, 0.3, 0.10), "SIE": (0.25, 0.5, 0.12), "KE+SIE": (0.26, 0.4, 0.11),
+           "KE+SIE+aux": (0.27, 0.4, 0.13), A.PGG_NAME: (0.3, 0.45, 0.11)}  # fmt: skip
+    rows = [
+        {"variant": k, "AP": a, "oracle": {"AP": g}, "real_dev": {"AP": r}} for k, (a, g, r) in aps.items()
+    ]
+    ap, gt, real = A._verdict(rows, "table3")
+    assert ap.startswith("- AP: full model (KE+SIE+aux+PGG) beats KE-only and SIE-only: yes")
+    assert gt.startswith("- AP with ground-truth heatmaps: full model") and ": no;" in gt
+    assert real.startswith("- real dev eval AP: full model") and ": no;" in real  # 0.11 < SIE's 0.12
+
+
+def test_transfer_variants_share_one_frozen_pass_with_the_live_loss():
+    """On the frozen pyramid, one shared pass per batch trains each variant exactly as its own would."""
+    cfg = load_train_config("configs/spatialnet_ablation_transfer.yaml",
+                            {"steps": 1, "real_fraction": 0.0, "batch_size": 2,
+                             "synthetic": {"seed_base": 1000, "clips": 1, "frames": 2, "people": 5, "width": 640, "height": 480}})  # fmt: skip
+    cfg, init, prior = A._initial_weights(cfg, None)
+    args = argparse.Namespace(variants="table3")
+    shared, live = A._initial_runs(args, cfg, init, prior), A._initial_runs(args, cfg, init, prior)
+    batch = next(A._batches(cfg))
+    features = A._shared_features(next(iter(shared.values())).net, batch, None)
+    assert features.shape == (2, 24, 48, 64) and not features.requires_grad
+    for name in A.VARIANTS:
+        shared[name].step(batch, features)
+        live[name].step(batch)
+        assert torch.allclose(torch.tensor(shared[name].losses["total"]),
+                              torch.tensor(live[name].losses["total"]), rtol=1e-5), name  # fmt: skip
+    assert (
+        A._section_name({"variants": "table3", "cfg": cfg, "init": None})
+        == "spatialnet_ablation_movenet_transfer"
+    )
