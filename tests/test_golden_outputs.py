@@ -187,8 +187,11 @@ def _track_cli(video: Path, out: Path, *args: str) -> bytes:
         (),  # the default: movenet, he+tie, the default input policy with flip and refinement
         ("--tracker", "oks", "--input-size", "512"),
         ("--tracker", "iou", "--input-size", "256"),
-        ("--model", "spatialnet", "--tracker", "he+tie"),
-        ("--model", "spatialnet", "--tracker", "ke+sie"),
+        # SpatialNet without the Thunder refinement: the default case above covers that stage, and
+        # on this clip Thunder's weak right-ear heat of one person has two cells within 0.7% of
+        # each other, so its argmax -- and that joint, by 0.9 px -- flips between CPU types.
+        ("--model", "spatialnet", "--tracker", "he+tie", "--no-refine"),
+        ("--model", "spatialnet", "--tracker", "ke+sie", "--no-refine"),
     ],
     ids=["default", "oks-512", "iou-256", "spatialnet-he+tie", "spatialnet-ke+sie"],
 )
