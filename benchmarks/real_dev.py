@@ -512,12 +512,14 @@ DEFAULT_CONFIGS = (
 
 
 def spatialnet_predictor(spec: str) -> Predictor:
-    """``spatialnet:WEIGHTS[:SIZE[:noprior][:refine]]``: ``SpatialNetEstimator`` on those weights at long side SIZE (512).
+    """``spatialnet:WEIGHTS[:SIZE[:noprior][:refine][:pgg]]``: ``SpatialNetEstimator`` on those weights at long side SIZE (512).
 
     Every decoded person is kept (``min_person_score`` 0): AP ranks people by score, so the
     service's cut-off would only remove recall. ``noprior`` decodes without the weights'
     body-shape prior (``prior_threshold`` 0), the rest of their stored decoding kept. ``refine``
-    runs the default ``RefineConfig``'s gated Thunder refinement on the decoded people.
+    runs the default ``RefineConfig``'s gated Thunder refinement on the decoded people. ``pgg``
+    groups with Pose-Guided Grouping's refined KE / SIE (``DecodeConfig.use_pgg``, the weights'
+    ``pgg`` settings) even where the weights were trained without it.
     """
     import dataclasses
 
@@ -526,15 +528,18 @@ def spatialnet_predictor(spec: str) -> Predictor:
 
     _, weights, *extra = spec.split(":")
     size = int(extra[0]) if extra and extra[0] else 512
-    unknown = set(extra[1:]) - {"noprior", "refine"}
+    unknown = set(extra[1:]) - {"noprior", "refine", "pgg"}
     if unknown:
-        raise ValueError(f"spatialnet row {spec!r}: unknown options {sorted(unknown)} (noprior, refine)")
+        raise ValueError(f"spatialnet row {spec!r}: unknown options {sorted(unknown)} (noprior, refine, pgg)")
     refine = RefineConfig(enabled="refine" in extra[1:])
     cfg = SpatialEstimatorConfig(device="cpu", min_person_score=0.0, input_size=size, refine=refine)
     est = SpatialNetEstimator(weights, cfg)
     if "noprior" in extra[1:]:
         c = est.net.config
         est.net.config = dataclasses.replace(c, decode=dataclasses.replace(c.decode, prior_threshold=0.0))
+    if "pgg" in extra[1:]:
+        c = est.net.config
+        est.net.config = dataclasses.replace(c, use_pgg=True)  # decode_config() takes use_pgg from here
 
     def predict(rgb: np.ndarray) -> list[Prediction]:
         fp = est([rgb]).poses[0]
@@ -558,7 +563,7 @@ def make_predictor(name: str, threads: int) -> Predictor:
 
 def describe(name: str) -> str:
     if name.startswith("spatialnet:"):
-        return f"SpatialNetEstimator {name.split(':', 1)[1]} (weights[:long side[:noprior][:refine]]), every decoded person kept"
+        return f"SpatialNetEstimator {name.split(':', 1)[1]} (weights[:long side[:noprior][:refine][:pgg]]), every decoded person kept"
     if name.startswith("tflite-"):
         return f"TFLite interpreter, square {name.split('-', 1)[1]}, its own decoder (6 people)"
     spec = NAMED.get(name, name)

@@ -109,3 +109,31 @@ def test_evaluate_runs_a_predictor_end_to_end(coco: dict) -> None:
     # Every copy keeps its source's frame size.
     sizes = {(i["height"], i["width"]) for i in coco["images"] if i["id"] in IMAGE_IDS}
     assert {s[:2] for s in calls} == sizes
+
+
+@pytest.mark.weights
+def test_spatialnet_row_pgg_option_groups_with_pgg_and_unknown_options_are_refused(coco: dict) -> None:
+    """``spatialnet:W:SIZE:pgg`` decodes the real image with PGG-refined embeddings, nothing else changed."""
+    import dataclasses
+
+    from posestream.models.spatial_estimator import SpatialEstimatorConfig, SpatialNetEstimator
+    from posestream.models.weights import SPATIALNET_MOVENET, checkpoint_path
+
+    weights = checkpoint_path(SPATIALNET_MOVENET)
+    if not weights.is_file():
+        pytest.skip(f"not trained yet: {weights}")
+    image = next(i for i in coco["images"] if i["id"] == IMAGE_IDS[0])
+    rgb = R.read_rgb(R.DATA_DIR, image["file_name"])
+    got = R.spatialnet_predictor(f"spatialnet:{weights}:512:pgg")(rgb)
+    est = SpatialNetEstimator(weights, SpatialEstimatorConfig(device="cpu", min_person_score=0.0, input_size=512))
+    plain = est([rgb]).poses[0]
+    est.net.config = dataclasses.replace(est.net.config, use_pgg=True)
+    want = est([rgb]).poses[0]
+    assert len(got) == len(want.scores)
+    for (kp, score), wk, ws in zip(got, want.keypoints, want.scores, strict=True):
+        np.testing.assert_allclose(kp, wk, atol=1e-4)
+        assert score == pytest.approx(float(ws), abs=1e-6)
+    # PGG moved the embeddings the grouping reads: the crowded frame's people come out otherwise.
+    assert len(plain.scores) != len(want.scores) or not np.allclose(plain.keypoints, want.keypoints, atol=1e-3)
+    with pytest.raises(ValueError, match="unknown options"):
+        R.spatialnet_predictor(f"spatialnet:{weights}:256:pg")
