@@ -125,7 +125,9 @@ def test_spatialnet_row_pgg_option_groups_with_pgg_and_unknown_options_are_refus
     image = next(i for i in coco["images"] if i["id"] == IMAGE_IDS[0])
     rgb = R.read_rgb(R.DATA_DIR, image["file_name"])
     got = R.spatialnet_predictor(f"spatialnet:{weights}:512:pgg")(rgb)
-    est = SpatialNetEstimator(weights, SpatialEstimatorConfig(device="cpu", min_person_score=0.0, input_size=512))
+    est = SpatialNetEstimator(
+        weights, SpatialEstimatorConfig(device="cpu", min_person_score=0.0, input_size=512)
+    )
     plain = est([rgb]).poses[0]
     est.net.config = dataclasses.replace(est.net.config, use_pgg=True)
     want = est([rgb]).poses[0]
@@ -134,6 +136,8 @@ def test_spatialnet_row_pgg_option_groups_with_pgg_and_unknown_options_are_refus
         np.testing.assert_allclose(kp, wk, atol=1e-4)
         assert score == pytest.approx(float(ws), abs=1e-6)
     # PGG moved the embeddings the grouping reads: the crowded frame's people come out otherwise.
-    assert len(plain.scores) != len(want.scores) or not np.allclose(plain.keypoints, want.keypoints, atol=1e-3)
+    assert len(plain.scores) != len(want.scores) or not np.allclose(
+        plain.keypoints, want.keypoints, atol=1e-3
+    )
     with pytest.raises(ValueError, match="unknown options"):
         R.spatialnet_predictor(f"spatialnet:{weights}:256:pg")
