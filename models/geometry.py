@@ -122,6 +122,41 @@ def oks_matrix(
     return (keypoint_similarity(d2, areas[:, None, None], sigmas) * weight).sum(axis=-1) / weight.sum(axis=-1)
 
 
+def greedy_oks_nms(
+    keypoints: np.ndarray,
+    scores: np.ndarray,
+    areas: np.ndarray,
+    oks_threshold: float,
+    keypoint_threshold: float,
+) -> np.ndarray:
+    """Greedy pose NMS: the indices of the people kept, best score first.
+
+    A person is dropped when its OKS with a kept, higher-scoring person exceeds
+    ``oks_threshold``; that person's keypoints with score > ``keypoint_threshold`` are
+    compared, with its ``areas`` entry as the OKS object area.
+
+    Args:
+        keypoints: (N, 17, 3) (x, y, score), any pixel frame shared by all people.
+        scores: (N,) person scores; areas: (N,) object areas in that frame's pixels^2.
+        oks_threshold: >= 1.0 keeps everyone (only sorts).
+    Returns:
+        (K,) int64 indices into the N people.
+    """
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    if len(order) == 0 or oks_threshold >= 1.0:
+        return order.astype(np.int64)
+    kp = np.asarray(keypoints)[order]
+    oks = oks_matrix(kp, kp, np.maximum(np.asarray(areas, np.float64)[order], 1.0), keypoint_threshold)
+    suppressed = np.zeros(len(order), bool)
+    keep = []
+    for i in range(len(order)):
+        if suppressed[i]:
+            continue
+        keep.append(order[i])
+        suppressed |= oks[i] > oks_threshold
+    return np.asarray(keep, dtype=np.int64)
+
+
 def box_area(boxes: np.ndarray) -> np.ndarray:
     """(N, 4) boxes (x1, y1, x2, y2) -> (N,) float64 areas in pixels^2 (0 for inverted sides)."""
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)

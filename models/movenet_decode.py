@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from posestream.models.geometry import oks_matrix
+from posestream.models.geometry import box_area, greedy_oks_nms
 from posestream.models.heads import MOVENET_STRIDE
 from posestream.models.skeleton import NUM_KEYPOINTS, flip_permutation
 
@@ -355,27 +355,15 @@ def score_poses(
 
 
 def pose_nms(poses: DecodedPoses, oks_threshold: float, keypoint_threshold: float) -> np.ndarray:
-    """Stage 7: greedy OKS NMS; returns the kept indices, best first.
+    """Stage 7: greedy OKS NMS (``greedy_oks_nms``); returns the kept indices, best first.
 
     Two poses are duplicates when OKS(higher, lower) > ``oks_threshold``, with the
     higher-scoring pose's box area as the object area and its keypoints above
     ``keypoint_threshold`` compared.
     """
-    n = len(poses)
-    order = np.argsort(-poses.scores, kind="stable")
-    if n == 0 or oks_threshold >= 1.0:
-        return order
-    boxes = poses.boxes[order]
-    areas = np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1.0)
-    oks = oks_matrix(poses.keypoints[order], poses.keypoints[order], areas, keypoint_threshold)
-    suppressed = np.zeros(n, bool)
-    keep = []
-    for i in range(n):
-        if suppressed[i]:
-            continue
-        keep.append(order[i])
-        suppressed |= oks[i] > oks_threshold
-    return np.asarray(keep, dtype=np.int64)
+    return greedy_oks_nms(
+        poses.keypoints, poses.scores, box_area(poses.boxes), oks_threshold, keypoint_threshold
+    )
 
 
 # ---- all stages ----------------------------------------------------------------------------

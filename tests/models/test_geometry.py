@@ -145,3 +145,20 @@ def test_geometry_does_not_import_torch():
     code = "import sys, posestream.models.geometry\nassert 'torch' not in sys.modules, 'torch was imported'\n"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
+
+
+def test_greedy_oks_nms_keeps_the_best_of_each_duplicate_group():
+    from posestream.models.geometry import greedy_oks_nms
+
+    rng = np.random.default_rng(0)
+    base = np.concatenate([rng.uniform(0, 100, (17, 2)), np.ones((17, 1))], axis=1)
+    near = base.copy()
+    near[:, :2] += 1.0  # a duplicate one pixel off
+    far = base.copy()
+    far[:, :2] += 500.0
+    kp = np.stack([near, far, base]).astype(np.float32)
+    scores = np.array([0.5, 0.4, 0.9])
+    areas = np.full(3, 100.0 * 100.0)
+    assert greedy_oks_nms(kp, scores, areas, 0.5, 0.2).tolist() == [2, 1]
+    assert greedy_oks_nms(kp, scores, areas, 1.0, 0.2).tolist() == [2, 0, 1]  # off: sorted only
+    assert greedy_oks_nms(kp[:0], scores[:0], areas[:0], 0.5, 0.2).tolist() == []
