@@ -512,11 +512,12 @@ DEFAULT_CONFIGS = (
 
 
 def spatialnet_predictor(spec: str) -> Predictor:
-    """``spatialnet:WEIGHTS[:SIZE[:noprior][:refine][:pgg]]``: ``SpatialNetEstimator`` on those weights at long side SIZE (512).
+    """``spatialnet:WEIGHTS[:SIZE[:noprior][:nonms][:refine][:pgg]]``: ``SpatialNetEstimator`` on those weights at long side SIZE (512).
 
     Every decoded person is kept (``min_person_score`` 0): AP ranks people by score, so the
     service's cut-off would only remove recall. ``noprior`` decodes without the weights'
-    body-shape prior (``prior_threshold`` 0), the rest of their stored decoding kept. ``refine``
+    body-shape prior (``prior_threshold`` 0), the rest of their stored decoding kept; ``nonms``
+    without the pose NMS (``DecodeConfig.nms_oks`` 1, seed 002's decoding). ``refine``
     runs the default ``RefineConfig``'s gated Thunder refinement on the decoded people. ``pgg``
     groups with Pose-Guided Grouping's refined KE / SIE (``DecodeConfig.use_pgg``, the weights'
     ``pgg`` settings) even where the weights were trained without it.
@@ -528,15 +529,19 @@ def spatialnet_predictor(spec: str) -> Predictor:
 
     _, weights, *extra = spec.split(":")
     size = int(extra[0]) if extra and extra[0] else 512
-    unknown = set(extra[1:]) - {"noprior", "refine", "pgg"}
+    options = {"noprior": ("prior_threshold", 0.0), "nonms": ("nms_oks", 1.0)}  # decode field switched off
+    unknown = set(extra[1:]) - {*options, "refine", "pgg"}
     if unknown:
-        raise ValueError(f"spatialnet row {spec!r}: unknown options {sorted(unknown)} (noprior, refine, pgg)")
+        raise ValueError(
+            f"spatialnet row {spec!r}: unknown options {sorted(unknown)} ({', '.join(options)}, refine, pgg)"
+        )
     refine = RefineConfig(enabled="refine" in extra[1:])
     cfg = SpatialEstimatorConfig(device="cpu", min_person_score=0.0, input_size=size, refine=refine)
     est = SpatialNetEstimator(weights, cfg)
-    if "noprior" in extra[1:]:
+    off = dict(options[o] for o in extra[1:] if o in options)
+    if off:
         c = est.net.config
-        est.net.config = dataclasses.replace(c, decode=dataclasses.replace(c.decode, prior_threshold=0.0))
+        est.net.config = dataclasses.replace(c, decode=dataclasses.replace(c.decode, **off))
     if "pgg" in extra[1:]:
         c = est.net.config
         est.net.config = dataclasses.replace(c, use_pgg=True)  # decode_config() takes use_pgg from here
@@ -563,7 +568,7 @@ def make_predictor(name: str, threads: int) -> Predictor:
 
 def describe(name: str) -> str:
     if name.startswith("spatialnet:"):
-        return f"SpatialNetEstimator {name.split(':', 1)[1]} (weights[:long side[:noprior][:refine][:pgg]]), every decoded person kept"
+        return f"SpatialNetEstimator {name.split(':', 1)[1]} (weights[:long side[:noprior][:nonms][:refine][:pgg]]), every decoded person kept"
     if name.startswith("tflite-"):
         return f"TFLite interpreter, square {name.split('-', 1)[1]}, its own decoder (6 people)"
     spec = NAMED.get(name, name)

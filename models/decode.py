@@ -35,8 +35,10 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
+from posestream.models.geometry import box_area, greedy_oks_nms
 from posestream.models.pgg import PGGConfig, pose_guided_grouping
 from posestream.models.pose_prior import PosePrior
+from posestream.models.poses import boxes_from_keypoints
 from posestream.models.skeleton import KEYPOINT_INDEX, LIMB_PARENT, flip_permutation, mirror_pairs_outward
 from posestream.models.targets import to_input_coords
 
@@ -105,6 +107,14 @@ class DecodeConfig:
             ``fill_missing``, filled joints included.
         min_person_score: people whose score (``person_score``) is below this are dropped.
         min_joints: people with fewer detected (not filled) joints are dropped.
+        nms_oks: greedy pose NMS after scoring (``greedy_oks_nms``): a person whose OKS with a
+            higher-scoring person exceeds this is dropped as a duplicate (``fill_missing`` and
+            the prior can rebuild a whole second copy of a person around a few stray joints).
+            Raising it keeps more overlapping people, duplicates too; 1.0 turns it off (seed
+            002's decoding). 0.5 was chosen on real data (``benchmarks/RESULTS.md``,
+            spatialnet_pose_nms_real_dev): one person's duplicate detections were what swapped HE+TIE's
+            tracks on real video. It is not in ``DECODE_GRID``: synthetic clips' heavily
+            overlapping people make it cost validation AP there (0.427 -> 0.419).
         joint_order: the greedy association order.
         scales: test-time input scales (relative to the fitted input size) whose maps are
             merged before decoding (seed 002: heatmaps averaged, tags concatenated). More
@@ -133,6 +143,7 @@ class DecodeConfig:
     person_score: Literal["detected", "all"] = "detected"
     min_person_score: float = 0.0
     min_joints: int = 1
+    nms_oks: float = 0.5
     joint_order: tuple[int, ...] = DEFAULT_JOINT_ORDER
     scales: tuple[float, ...] = (1.0,)
     flip_test: bool = False
@@ -156,6 +167,8 @@ class DecodeConfig:
                 f"prior_threshold must be >= 0, prior_noise > 0 and prior_min_joints >= 2, got "
                 f"{self.prior_threshold}, {self.prior_noise}, {self.prior_min_joints}"
             )
+        if not 0.0 < self.nms_oks <= 1.0:
+            raise ValueError(f"nms_oks must be in (0, 1] (1 turns pose NMS off), got {self.nms_oks}")
         if not self.use_tags and self.sie_weight <= 0:
             raise ValueError("with use_tags=False, sie_weight must be > 0 (nothing left to group by)")
 
@@ -567,6 +580,10 @@ def decode_spatial(
     scores = (found if config.person_score == "detected" else joints[..., 2]).mean(axis=1)
     keep = (scores >= config.min_person_score) & (detected >= config.min_joints)
     joints, scores = joints[keep], scores[keep]
+    if config.nms_oks < 1.0:  # duplicates of one person (OKS is scale-free: output pixels will do)
+        areas = box_area(boxes_from_keypoints(joints, min_score=config.detection_threshold))
+        kept = np.sort(greedy_oks_nms(joints, scores, areas, config.nms_oks, config.detection_threshold))
+        joints, scores = joints[kept], scores[kept]
     joints[..., :2] = to_input_coords(joints[..., :2], stride)
     return joints.astype(np.float32), scores.astype(np.float32)
 

@@ -141,3 +141,21 @@ def test_spatialnet_row_pgg_option_groups_with_pgg_and_unknown_options_are_refus
     )
     with pytest.raises(ValueError, match="unknown options"):
         R.spatialnet_predictor(f"spatialnet:{weights}:256:pg")
+
+
+@pytest.mark.weights
+def test_spatialnet_row_nonms_option_keeps_every_person_the_pose_nms_drops(coco: dict) -> None:
+    """``spatialnet:W:SIZE:nonms`` decodes with ``nms_oks`` 1: the shipped decoding's people plus
+    the duplicates its pose NMS removes, each unchanged."""
+    from posestream.models.weights import SPATIALNET_MOVENET, checkpoint_path
+
+    weights = checkpoint_path(SPATIALNET_MOVENET)
+    if not weights.is_file():
+        pytest.skip(f"not trained yet: {weights}")
+    image = next(i for i in coco["images"] if i["id"] == IMAGE_IDS[1])  # 2 duplicates at 256
+    rgb = R.read_rgb(R.DATA_DIR, image["file_name"])
+    kept = R.spatialnet_predictor(f"spatialnet:{weights}:256")(rgb)
+    every = R.spatialnet_predictor(f"spatialnet:{weights}:256:nonms")(rgb)
+    assert len(every) > len(kept) > 0
+    for kp, score in kept:  # NMS only removes: each kept person is one of the un-suppressed ones
+        assert any(np.allclose(kp, ek, atol=1e-5) and score == pytest.approx(es) for ek, es in every)

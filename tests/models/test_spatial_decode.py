@@ -306,3 +306,26 @@ def test_mirror_separation_config_is_validated():
         DecodeConfig(mirror_separation=-1.0)
     with pytest.raises(ValueError, match="mirror_limb_ratio"):
         DecodeConfig(mirror_limb_ratio=0.0)
+
+
+def test_pose_nms_drops_the_weaker_copy_of_a_split_person_and_keeps_the_others():
+    """Person 0's legs carry another tag, so grouping splits them off and ``fill_missing``
+    rebuilds a second, weaker person over person 0's upper body; pose NMS removes that copy."""
+    poses = known_poses(np.random.default_rng(0))
+    heat, tags, svf = _maps(poses)
+    t = build_spatial_targets(poses, 64, 64, TargetConfig())
+    legs = torch.from_numpy(t.instance == 0) & (torch.arange(17) >= 11)[:, None, None]
+    tags[legs] += 20.0
+    kp_all, sc_all = decode_spatial(heat, tags, svf, DecodeConfig(refine="gaussian", nms_oks=1.0), stride=4)
+    assert len(kp_all) == 4  # pose NMS off: seed 002's decoding keeps the copy
+    kp, sc = decode_spatial(heat, tags, svf, DecodeConfig(refine="gaussian", nms_oks=0.4), stride=4)
+    assert len(kp) == 3
+    weakest = int(np.argmin(sc_all))
+    np.testing.assert_array_equal(kp, np.delete(kp_all, weakest, axis=0))  # decode order kept
+    np.testing.assert_array_equal(sc, np.delete(sc_all, weakest))
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.1, 1.5])
+def test_nms_oks_outside_its_range_is_refused(bad):
+    with pytest.raises(ValueError, match="nms_oks"):
+        DecodeConfig(nms_oks=bad)
