@@ -42,9 +42,14 @@ and the number of tracks over the whole of vtest.avi against ``VTEST_PEOPLE``, c
 training frames include vtest.avi 0-399 but none of the scored frames), its KE / SIE rows and
 ``weights/temporalnet_spatialnet.pt``; it is recorded in its own section.
 
+Real calibration: ``--real --real-clips train --grid FIELD=V1,V2 [--calibrate]`` scores the same way
+on TemporalNet's real training clips (``REAL_TRAIN_CLIPS``; never the held-out ones) and writes the
+grid row with the fewest fragmented + shared tracklets, then switched + lost links, into the card
+(``best_real_calibration``); ``--write`` records the sweep in its own section.
+
     .venv/bin/python benchmarks/tracking_ablation.py [--quick] [--write] [--model spatialnet] \
         [--threads N] [--set FIELD=VALUE] [--validation [--validation-clips N] --grid FIELD=V1,V2 [--calibrate]] \
-        [--real] [--temporal PATH ...]
+        [--real [--real-clips train --grid FIELD=V1,V2 [--calibrate]]] [--temporal PATH ...]
 """
 
 from __future__ import annotations
@@ -212,10 +217,19 @@ VTEST_PEOPLE = 5
 
 
 def _temporal_rows(
-    checkpoints: list[Path], overrides: dict, model: str = "movenet"
-) -> list[tuple[str, TrackerConfig, object]]:
+    checkpoints: list[Path], overrides: dict, model: str = "movenet",
+    grid: dict[str, list] | None = None, grid_preset: str = "he+tie",
+) -> list[tuple[str, TrackerConfig, object]]:  # fmt: skip
     """The rows of ``run_real``: the keypoint-only presets of ``model`` (SpatialNet adds its KE / SIE
-    ones), then each checkpoint's HE / TIE presets with its card's tracker settings."""
+    ones), then each checkpoint's HE / TIE presets with its card's tracker settings. With ``grid``:
+    ``oks`` and ``iou`` reference rows, then ``grid_preset`` of the first checkpoint at every
+    combination of the grid's values (``variants``)."""
+    if grid:
+        temporal = load_temporal(checkpoints[0], model)
+        oks, *grid_rows = variants(PRESETS, temporal.tracker_settings, overrides, grid, grid_preset)
+        return [(*oks, None), ("iou", TrackerConfig(preset="iou", **overrides), None)] + [
+            (label, cfg, temporal if cfg.preset in TEMPORAL_PRESETS else None) for label, cfg in grid_rows
+        ]
     plain = [p for p in (SPATIAL_PRESETS if model == "spatialnet" else PRESETS) if p not in TEMPORAL_PRESETS]
     rows: list[tuple[str, TrackerConfig, object]] = [
         (p, TrackerConfig(preset=p, **overrides), None) for p in plain
@@ -249,17 +263,27 @@ def _detect_clip(estimator: PoseEstimator, frames, sizes: set[int]) -> tuple[dic
 
 def run_real(
     checkpoints: list[Path], overrides: dict | None = None, threads: int = 1, cache_dir: Path | None = None,
-    model: str = "movenet",
+    model: str = "movenet", clips: str = "held-out", grid: dict[str, list] | None = None,
+    grid_preset: str = "he+tie",
 ) -> tuple[list[dict], dict]:  # fmt: skip
-    """Every tracker on the held-out real clips, the same detections for each row (kept in
-    ``cache_dir`` when given, and read back from there by a later run: delete it after changing
-    the estimator). ``model``: "movenet", the service's default estimator, or "spatialnet", the
-    shipped SpatialNet at its TemporalNet's input size (the ``--model spatialnet`` service)."""
-    from posestream.models.data.real_clips import REAL_HELD_OUT_CLIPS, iter_clip_frames, parse_clip_spec
+    """Every tracker on real clips, the same detections for each row (kept in ``cache_dir`` when
+    given, and read back from there by a later run: delete it after changing the estimator).
+    ``model``: "movenet", the service's default estimator, or "spatialnet", the shipped SpatialNet
+    at its TemporalNet's input size (the ``--model spatialnet`` service). ``clips``: "held-out"
+    (``REAL_HELD_OUT_CLIPS``, what is recorded) or "train" (``REAL_TRAIN_CLIPS``, TemporalNet's
+    real training clips: where a ``grid`` of tracker settings is chosen, ``best_real_calibration``)."""
+    from posestream.models.data.real_clips import (
+        REAL_HELD_OUT_CLIPS,
+        REAL_TRAIN_CLIPS,
+        iter_clip_frames,
+        parse_clip_spec,
+    )
     from posestream.models.data.tracklets import tracklet_scores, unambiguous_tracklets
 
+    if clips not in REAL_CLIP_SETS:
+        raise ValueError(f"clips must be one of {REAL_CLIP_SETS}, got {clips!r}")
     torch.set_num_threads(threads)
-    rows_cfg = _temporal_rows(checkpoints, overrides or {}, model)
+    rows_cfg = _temporal_rows(checkpoints, overrides or {}, model, grid, grid_preset)
     temporal_sizes = {c.config.input_size for _, _, c in rows_cfg if c is not None}
     if model == "spatialnet":
         from posestream.models.spatial_estimator import SpatialEstimatorConfig, SpatialNetEstimator
@@ -277,7 +301,8 @@ def run_real(
         estimator = PoseEstimator(EstimatorConfig(device="cpu"))
         input_sizes, sizes = list(estimator.config.input_sizes), temporal_sizes
     segments = []
-    for spec in REAL_HELD_OUT_CLIPS:  # vtest.avi is tracked whole, scored from VTEST_HELD_OUT_START on
+    specs = REAL_HELD_OUT_CLIPS if clips == "held-out" else REAL_TRAIN_CLIPS
+    for spec in specs:  # vtest.avi is tracked from frame 0, scored from the spec's start on
         name, start, stop, step = parse_clip_spec(spec)
         segments.append(
             (
@@ -320,30 +345,67 @@ def run_real(
                 ids += [p.track_ids for p, _ in out]
                 state = out[-1][1]
             scores = tracklet_scores(tracklets, [ids[i] for i in scored])
-            for key in ("links", "id_switches", "lost", "tracklets", "fragmented"):
+            for key in ("links", "id_switches", "lost", "tracklets", "fragmented", "shared"):
                 totals[label][key] = totals[label].get(key, 0) + scores[key]
             per_clip[label][spec] = len({int(t) for f in ids for t in f if t >= 0})
             if spec.startswith("vtest"):
                 lo, hi = VTEST_COUNT_WINDOW
                 window = [f for f, (index, _) in zip(ids, frame_info, strict=True) if lo <= index < hi]
-                per_clip[label]["vtest window"] = len({int(t) for f in window for t in f if t >= 0})
+                if window:  # the training clips' vtest.avi stops before it
+                    per_clip[label]["vtest window"] = len({int(t) for f in window for t in f if t >= 0})
         log.info("%s: %d frames, %d tracklets (%.0f s so far)", spec, len(frame_info),
                  max((int(t.max()) + 1 for t in tracklets if len(t)), default=0), time.perf_counter() - t0)  # fmt: skip
     rows = [{"tracker": label, **totals[label], "tracks": per_clip[label]} for label, _, _ in rows_cfg]
     info = {
         "clips": [s for s, _, _ in segments], "frames": n_frames, "seconds": time.perf_counter() - t0,
         "threads": threads, "checkpoints": [str(p.relative_to(ROOT) if p.is_relative_to(ROOT) else p) for p in checkpoints],
-        "input_sizes": input_sizes, "overrides": overrides or {}, "model": model,
+        "input_sizes": input_sizes, "overrides": overrides or {}, "model": model, "clip_set": clips,
     }  # fmt: skip
+    for r, (_, cfg, _) in zip(rows, rows_cfg, strict=True):
+        r["settings"] = {k: getattr(cfg, k) for k in (grid or {})}
     return rows, info
+
+
+REAL_CLIP_SETS = ("held-out", "train")
+
+
+def _real_errors(r: dict) -> tuple[int, int]:
+    """What ``best_real_calibration`` minimises: (broken or wrongly shared tracklets, switched or lost links)."""
+    return (r["fragmented"] + r["shared"], r["id_switches"] + r["lost"])
+
+
+def best_real_calibration(rows: list[dict], info: dict, preset: str) -> dict:
+    """The card entry for the grid row of ``preset`` with the fewest fragmented + shared tracklets,
+    then the fewest switched + lost links, on real training clips' unambiguous tracklets (ties: the
+    first row, so list the current value first)."""
+    grid_rows = [r for r in rows if r["tracker"].startswith(preset + " ")]
+    best = min(grid_rows, key=_real_errors)
+    keys = ("links", "id_switches", "lost", "tracklets", "fragmented", "shared")
+
+    def scores(r: dict) -> dict:  # plain Python numbers: the card is loaded with weights_only=True
+        return {k: int(r[k]) for k in keys}
+
+    return {
+        "settings": dict(best["settings"]),
+        "preset": preset,
+        "criterion": "real training clips' unambiguous tracklets: fewest fragmented + shared, then switched + lost links",
+        "clips": list(info["clips"]),
+        "scores": scores(best),
+        "grid": [{"settings": dict(r["settings"]), **scores(r)} for r in grid_rows],
+        "date": time.strftime("%Y-%m-%d"),
+        "command": info["command"],
+    }
 
 
 def real_table(rows: list[dict], info: dict) -> str:
     vtest = next(c for c in info["clips"] if c.startswith("vtest"))
     others = [c for c in info["clips"] if c != vtest]
     lo, hi = VTEST_COUNT_WINDOW
+    held_out = info.get("clip_set", "held-out") == "held-out"
     lines = [
-        "## Tracking on held-out real video (`benchmarks/tracking_ablation.py --real`)",
+        "## Tracking on held-out real video (`benchmarks/tracking_ablation.py --real`)"
+        if held_out
+        else "## Tracker settings on TemporalNet's real training clips (`benchmarks/tracking_ablation.py --real --real-clips train`)",
         "",
         f"{time.strftime('%Y-%m-%d')}; {platform.processor() or platform.machine()}, {info['threads']} torch thread(s). "
         + (
@@ -353,27 +415,35 @@ def real_table(rows: list[dict], info: dict) -> str:
             else f"Detections: the service's default estimator (input sizes {info['input_sizes']}), run once and replayed "
         )
         + f"to every row; HE / TIE from {', '.join(f'`{c}`' for c in info['checkpoints'])} (each with its card's "
-        f"tracker settings). Clips (held out from TemporalNet's real-clip training): {', '.join(info['clips'])}; "
-        f"vtest.avi is tracked from frame 0 and scored from frame {VTEST_HELD_OUT_START}. {info['frames']} frames, "
+        f"tracker settings{'' if held_out else ', and the grid on top'}). "
+        + (
+            f"Clips (held out from TemporalNet's real-clip training): {', '.join(info['clips'])}; "
+            f"vtest.avi is tracked from frame 0 and scored from frame {VTEST_HELD_OUT_START}. "
+            if held_out
+            else f"Clips (TemporalNet's real training clips, never the held-out ones): {', '.join(info['clips'])}. "
+        )
+        + f"{info['frames']} frames, "
         f"{info['seconds']:.0f} s. No labels: the reference is the **unambiguous tracklets** of the same detections "
         "(`posestream.models.data.tracklets`: person score >= 0.25, box IoU >= 0.5 to exactly one confident person of the "
         "previous frame and no other overlap > 0.1, >= 8 frames). `links`: consecutive-frame pairs inside them; "
         "`ID sw.`: links whose two detections get different ids; `lost`: links whose later detection gets none; "
-        f"`frag.`: tracklets whose detections carry more than one id. `tracks vtest {lo}-{hi - 1}`: distinct ids in "
+        "`frag.`: tracklets whose detections carry more than one id; `shared`: pairs of tracklets in one frame "
+        "together (two people) that carry a common id. "
+        f"`tracks vtest {lo}-{hi - 1}`: distinct ids in "
         f"vtest.avi frames {lo}-{hi - 1}, against **{VTEST_PEOPLE} people counted by hand** there (the count and who "
-        "they are: `VTEST_PEOPLE` in the script); `tracks <clip>`: distinct ids over the whole clip (vtest.avi: all "
-        "795 frames). "
+        "they are: `VTEST_PEOPLE` in the script); `tracks <clip>`: distinct ids over the whole clip (vtest.avi: "
+        "from frame 0). "
         f"Command: `{info.get('command', '')}`.",
         "",
-        f"| tracker | links | ID sw. | lost | tracklets | frag. | tracks vtest {lo}-{hi - 1} (hand: {VTEST_PEOPLE}) | "
-        + " | ".join(["tracks vtest.avi (795 frames)", *(f"tracks {c}" for c in others)])
+        f"| tracker | links | ID sw. | lost | tracklets | frag. | shared | tracks vtest {lo}-{hi - 1} (hand: {VTEST_PEOPLE}) | "
+        + " | ".join([f"tracks {vtest}", *(f"tracks {c}" for c in others)])
         + " |",
-        "|---|---:|---:|---:|---:|---:|---:|" + "---:|" * (1 + len(others)),
+        "|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * (1 + len(others)),
     ]
     for r in rows:
         lines.append(
             f"| {r['tracker']} | {r['links']} | {r['id_switches']} | {r['lost']} | {r['tracklets']} | "
-            f"{r['fragmented']} | {r['tracks']['vtest window']} | "
+            f"{r['fragmented']} | {r['shared']} | {r['tracks'].get('vtest window', '–')} | "
             + " | ".join(str(r["tracks"][c]) for c in [vtest, *others])
             + " |"
         )
@@ -584,6 +654,9 @@ def main() -> int:
     ap.add_argument("--grid-preset", default="he+tie", choices=TEMPORAL_PRESETS)
     ap.add_argument("--real", action="store_true",
                     help="score on held-out real clips against unambiguous tracklets, and count vtest.avi's tracks")  # fmt: skip
+    ap.add_argument("--real-clips", choices=REAL_CLIP_SETS, default="held-out",
+                    help="with --real: the held-out clips (recorded), or TemporalNet's real training clips, where "
+                    "--grid chooses tracker settings")  # fmt: skip
     ap.add_argument("--temporal", action="append", default=[], type=Path, metavar="PATH",
                     help="TemporalNet checkpoint for the he / tie / he+tie rows (default weights/temporalnet_movenet.pt; "
                     "with --real repeatable)")  # fmt: skip
@@ -599,9 +672,13 @@ def main() -> int:
         for field in {**overrides, **grid}:
             if field not in {f.name for f in dataclasses.fields(TrackerConfig)} or field == "preset":
                 raise ValueError(f"{field!r} is not a numeric TrackerConfig field")
-        if grid and not args.validation:
+        real_train = args.real and args.real_clips == "train"
+        if args.real_clips != "held-out" and not args.real:
+            raise ValueError("--real-clips needs --real")
+        if grid and not (args.validation or real_train):
             raise ValueError(
-                "--grid chooses settings: it runs on the validation clips only (add --validation)"
+                "--grid chooses settings: it runs on the validation clips only (add --validation, or "
+                "--real --real-clips train)"
             )
         if args.validation_clips is not None and not args.validation:
             raise ValueError("--validation-clips needs --validation")
@@ -610,12 +687,15 @@ def main() -> int:
             raise ValueError(f"--validation-clips must be 1..{MAX_VALIDATION_CLIPS}, got {n_validation}")
         if args.calibrate and not grid:
             raise ValueError("--calibrate needs --grid")
-        if args.write and grid:
+        if args.write and grid and not real_train:
             raise ValueError("--write records the ablation; a --grid sweep is not written to RESULTS.md")
-        if args.real and (args.validation or grid or args.calibrate):
+        if args.real and (args.validation or ((grid or args.calibrate) and not real_train)):
             raise ValueError(
-                "--real scores the trackers on the held-out real clips: no --validation, --grid or --calibrate"
+                "--real scores the trackers on the held-out real clips: no --validation, --grid or --calibrate "
+                "(those choose settings: --real --real-clips train)"
             )
+        if real_train and len(args.temporal) > 1 and grid:
+            raise ValueError("--grid calibrates one --temporal checkpoint")
         if len(args.temporal) > 1 and not args.real:
             raise ValueError("several --temporal checkpoints need --real")
         for path in args.temporal:
@@ -629,16 +709,23 @@ def main() -> int:
     )
     if args.real:
         default_temporal = TEMPORALNET_SPATIAL_WEIGHTS if args.model == "spatialnet" else TEMPORALNET_WEIGHTS
+        checkpoints = args.temporal or [default_temporal]
         rows, info = run_real(
-            args.temporal or [default_temporal], overrides, args.threads, args.detections_cache, args.model
-        )
+            checkpoints, overrides, args.threads, args.detections_cache, args.model, args.real_clips, grid,
+            args.grid_preset,
+        )  # fmt: skip
         info["command"] = command
         text = real_table(rows, info)
         print(text)
+        if args.calibrate:
+            calibration = best_real_calibration(rows, info, args.grid_preset)
+            write_tracker_calibration(checkpoints[0], calibration)
+            print(f"wrote tracker calibration {calibration['settings']} into {checkpoints[0]}")
         if args.write:
             from benchmarks.results import record_section
 
-            record_section("tracking_real" if args.model == "movenet" else "tracking_real_spatialnet", text)
+            section = "tracking_real" if args.model == "movenet" else "tracking_real_spatialnet"
+            record_section(section if not real_train else section + "_calibration", text)
         return 0
     rows, info = run(args.quick, overrides, args.validation, args.model, args.threads, grid, args.grid_preset,
                      n_validation, args.temporal[0] if args.temporal else None)  # fmt: skip

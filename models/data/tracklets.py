@@ -102,15 +102,20 @@ def tracklet_scores(
         detections carry different tracker ids (both tracked); ``lost``: links whose later
         detection is untracked while the earlier one was tracked; ``tracklets``; ``fragmented``:
         tracklets whose tracked detections carry more than one id; ``ids_per_tracklet``: mean
-        number of distinct ids over a tracklet's tracked detections.
+        number of distinct ids over a tracklet's tracked detections; ``shared``: pairs of
+        tracklets that are in one frame together (so two people) and yet carry a common id,
+        the wrong merges and jumps that splits alone do not show (a tracker whose gates let
+        an id wander from person to person can keep every tracklet whole).
     """
     last: dict[int, int] = {}
     ids_of: dict[int, set[int]] = {}
+    span: dict[int, tuple[int, int]] = {}  # tracklet -> (first, last) frame; tracklets are contiguous
     links = switches = lost = 0
-    for lab, tid in zip(tracklets, track_ids, strict=True):
+    for f, (lab, tid) in enumerate(zip(tracklets, track_ids, strict=True)):
         for k, t in zip(lab.tolist(), np.asarray(tid).tolist(), strict=True):
             if k < 0:
                 continue
+            span[k] = (span.get(k, (f, f))[0], f)
             if k in last:
                 links += 1
                 if last[k] >= 0 and t >= 0 and last[k] != t:
@@ -122,8 +127,15 @@ def tracklet_scores(
                 ids_of.setdefault(k, set()).add(t)
     n = len(last)
     sizes = [len(ids_of.get(k, ())) for k in last]
+    keys = sorted(ids_of)
+    shared = sum(
+        1
+        for i, a in enumerate(keys)
+        for b in keys[i + 1 :]
+        if span[a][0] <= span[b][1] and span[b][0] <= span[a][1] and ids_of[a] & ids_of[b]
+    )
     return {
         "links": links, "id_switches": switches, "lost": lost, "tracklets": n,
-        "fragmented": sum(1 for s in sizes if s > 1),
+        "fragmented": sum(1 for s in sizes if s > 1), "shared": shared,
         "ids_per_tracklet": float(np.mean(sizes)) if sizes else 0.0,
     }  # fmt: skip

@@ -65,11 +65,25 @@ def test_tracklet_scores_count_switches_losses_and_fragments() -> None:
     tracklets = [np.array([0, 1])] * 4
     perfect = [np.array([5, 6])] * 4
     assert tracklet_scores(tracklets, perfect) == {
-        "links": 6, "id_switches": 0, "lost": 0, "tracklets": 2, "fragmented": 0, "ids_per_tracklet": 1.0,
+        "links": 6, "id_switches": 0, "lost": 0, "tracklets": 2, "fragmented": 0, "shared": 0,
+        "ids_per_tracklet": 1.0,
     }  # fmt: skip
     swapped = [np.array([5, 6]), np.array([5, 6]), np.array([6, 5]), np.array([-1, 5])]
     s = tracklet_scores(tracklets, swapped)
-    assert (s["id_switches"], s["lost"], s["fragmented"]) == (2, 1, 2)
+    assert (s["id_switches"], s["lost"], s["fragmented"], s["shared"]) == (2, 1, 2, 1)
+
+
+def test_tracklet_scores_count_an_id_shared_by_two_people_but_not_by_one_person_s_pieces() -> None:
+    # tracklets 0 and 1 are together in frames 0-1 (two people); 2 starts after 0 ended (maybe
+    # person 0 again). Id 7 on 1 and later on 0 is one id on two people; 0 and 2 sharing id 5 is not
+    # counted (they never meet).
+    tracklets = [np.array([0, 1]), np.array([0, 1]), np.array([-1, 1]), np.array([2, 1])]
+    ids = [np.array([5, 7]), np.array([7, 8]), np.array([-1, 8]), np.array([5, 8])]
+    s = tracklet_scores(tracklets, ids)
+    assert s["shared"] == 1
+    assert tracklet_scores(tracklets, [np.array([5, 7]), np.array([5, 7]), np.array([-1, 7]), np.array([5, 7])])[
+        "shared"
+    ] == 0
 
 
 def test_triplet_negatives_mask_keeps_only_known_different_people() -> None:

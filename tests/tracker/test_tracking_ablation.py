@@ -12,6 +12,7 @@ from benchmarks.tracking_ablation import (  # noqa: E402
     _CachedTemporal,
     _temporal_rows,
     best_calibration,
+    best_real_calibration,
     main,
     validation_clips,
     variants,
@@ -66,6 +67,35 @@ def test_real_rows_of_each_model_are_its_keypoint_presets_then_each_checkpoints_
         _temporal_rows([TEMPORALNET_WEIGHTS], {}, "spatialnet")
 
 
+def test_real_grid_rows_are_box_references_then_the_grid_on_the_checkpoints_settings() -> None:
+    from benchmarks.tracking_ablation import TEMPORALNET_SPATIAL_WEIGHTS
+
+    rows = _temporal_rows([TEMPORALNET_SPATIAL_WEIGHTS], {}, "spatialnet", {"gate_tie": [2.0, 3.0]})
+    assert [label for label, _, _ in rows] == ["oks", "iou", "he+tie gate_tie=2.0", "he+tie gate_tie=3.0"]
+    assert rows[0][2] is None and rows[1][2] is None and rows[2][2] is rows[3][2] is not None
+    settings = rows[2][2].tracker_settings
+    assert rows[3][1].gate_tie == 3.0 and all(
+        getattr(rows[3][1], k) == v for k, v in settings.items() if k != "gate_tie"
+    )
+
+
+def test_best_real_calibration_takes_the_fewest_broken_or_shared_tracklets_then_bad_links() -> None:
+    def row(label: str, frag: int, shared: int, sw: int, lost: int, gate: float) -> dict:
+        return {
+            "tracker": label, "links": 100, "id_switches": sw, "lost": lost, "tracklets": 10,
+            "fragmented": frag, "shared": shared, "settings": {"gate_tie": gate},
+        }  # fmt: skip
+
+    rows = [
+        row("iou", 0, 0, 0, 0, 0.0),  # the reference rows never win
+        row("he+tie gate_tie=2", 2, 0, 3, 0, 2.0),
+        row("he+tie gate_tie=3", 1, 1, 1, 0, 3.0),  # as many bad tracklets as 2, fewer bad links
+        row("he+tie gate_tie=4", 0, 3, 0, 0, 4.0),  # keeps every tracklet whole by sharing ids
+    ]
+    cal = best_real_calibration(rows, {"clips": ["vtest:0:400"], "command": "x"}, "he+tie")
+    assert cal["settings"] == {"gate_tie": 3.0} and cal["scores"]["shared"] == 1 and len(cal["grid"]) == 3
+
+
 def test_cached_temporal_serves_the_pipelines_calls_once_per_batch_pair() -> None:
     """``ModelDetector`` calls ``tvf_map`` then ``tie(..., tvf)`` (and the backward TIE with the same
     map): the cache must offer both, compute each pair's map once, and pass it on unchanged."""
@@ -104,6 +134,9 @@ def test_validation_clips_are_consecutive_seeds_from_5030_and_bounded() -> None:
         (["--validation", "--grid", "preset=1"], "numeric TrackerConfig field"),
         (["--real", "--validation"], "--real scores"),
         (["--real", "--validation", "--grid", "lambda_he=1,2"], "--real scores"),
+        (["--real", "--grid", "lambda_he=1,2"], "validation clips only"),
+        (["--real-clips", "train"], "--real-clips needs --real"),
+        (["--real", "--calibrate", "--set", "gate_tie=2"], "--calibrate needs --grid"),
         (["--temporal", "no/such.pt"], "no such file"),
         (["--temporal", "a.pt", "--temporal", "b.pt"], "need --real"),
     ],
