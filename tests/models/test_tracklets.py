@@ -81,9 +81,8 @@ def test_tracklet_scores_count_an_id_shared_by_two_people_but_not_by_one_person_
     ids = [np.array([5, 7]), np.array([7, 8]), np.array([-1, 8]), np.array([5, 8])]
     s = tracklet_scores(tracklets, ids)
     assert s["shared"] == 1
-    assert tracklet_scores(tracklets, [np.array([5, 7]), np.array([5, 7]), np.array([-1, 7]), np.array([5, 7])])[
-        "shared"
-    ] == 0
+    same_person_again = [np.array([5, 7]), np.array([5, 7]), np.array([-1, 7]), np.array([5, 7])]
+    assert tracklet_scores(tracklets, same_person_again)["shared"] == 0
 
 
 def test_triplet_negatives_mask_keeps_only_known_different_people() -> None:
