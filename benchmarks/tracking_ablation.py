@@ -361,12 +361,19 @@ def run_real(
         "threads": threads, "checkpoints": [str(p.relative_to(ROOT) if p.is_relative_to(ROOT) else p) for p in checkpoints],
         "input_sizes": input_sizes, "overrides": overrides or {}, "model": model, "clip_set": clips,
     }  # fmt: skip
-    for r, (_, cfg, _) in zip(rows, rows_cfg, strict=True):
-        r["settings"] = {k: getattr(cfg, k) for k in (grid or {})}
+    for r, (_, cfg, temporal) in zip(rows, rows_cfg, strict=True):
+        r["settings"] = _row_settings(cfg, temporal, overrides or {}, grid or {})
     return rows, info
 
 
 REAL_CLIP_SETS = ("held-out", "train")
+
+
+def _row_settings(cfg: TrackerConfig, temporal: Any, overrides: dict, grid: dict) -> dict:
+    """The tracker fields a row's calibration must store: the checkpoint card's own (a
+    calibration replaces the card's entry whole), the overrides and the grid's, with this row's values."""
+    keys = {**(temporal.tracker_settings if temporal is not None else {}), **overrides, **grid}
+    return {k: getattr(cfg, k) for k in keys}
 
 
 def _real_errors(r: dict) -> tuple[int, int]:

@@ -10,6 +10,7 @@ import sys  # noqa: E402
 
 from benchmarks.tracking_ablation import (  # noqa: E402
     _CachedTemporal,
+    _row_settings,
     _temporal_rows,
     best_calibration,
     best_real_calibration,
@@ -77,6 +78,10 @@ def test_real_grid_rows_are_box_references_then_the_grid_on_the_checkpoints_sett
     assert rows[3][1].gate_tie == 3.0 and all(
         getattr(rows[3][1], k) == v for k, v in settings.items() if k != "gate_tie"
     )
+    # a calibration written from a grid row keeps the card's other fields (gate_he), not only the grid's
+    stored = _row_settings(rows[3][1], rows[3][2], {}, {"gate_tie": [2.0, 3.0]})
+    assert stored == {**settings, "gate_tie": 3.0} and "gate_he" in stored
+    assert _row_settings(rows[1][1], None, {}, {"gate_tie": [2.0]}) == {"gate_tie": 1.0}
 
 
 def test_best_real_calibration_takes_the_fewest_broken_or_shared_tracklets_then_bad_links() -> None:
