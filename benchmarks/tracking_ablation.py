@@ -61,6 +61,7 @@ import logging
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -385,17 +386,26 @@ def best_real_calibration(rows: list[dict], info: dict, preset: str) -> dict:
     """The card entry for the grid row of ``preset`` with the fewest fragmented + shared tracklets,
     then the fewest switched + lost links, on real training clips' unambiguous tracklets (ties: the
     first row, so list the current value first)."""
-    grid_rows = [r for r in rows if r["tracker"].startswith(preset + " ")]
-    best = min(grid_rows, key=_real_errors)
     keys = ("links", "id_switches", "lost", "tracklets", "fragmented", "shared")
+    return _calibration_entry(
+        rows, info, preset, _real_errors, lambda r: {k: int(r[k]) for k in keys},
+        "real training clips' unambiguous tracklets: fewest fragmented + shared, then switched + lost links",
+    )  # fmt: skip
 
-    def scores(r: dict) -> dict:  # plain Python numbers: the card is loaded with weights_only=True
-        return {k: int(r[k]) for k in keys}
 
+def _calibration_entry(
+    rows: list[dict], info: dict, preset: str, rank: Callable[[dict], tuple],
+    scores: Callable[[dict], dict], criterion: str,
+) -> dict:  # fmt: skip
+    """The card entry (``write_tracker_calibration``) for the grid row of ``preset`` that ``rank``
+    puts first (smallest; ties: the first row). ``scores`` gives a row's figures as plain Python
+    numbers: the card is loaded with ``weights_only=True``."""
+    grid_rows = [r for r in rows if r["tracker"].startswith(preset + " ")]
+    best = min(grid_rows, key=rank)
     return {
         "settings": dict(best["settings"]),
         "preset": preset,
-        "criterion": "real training clips' unambiguous tracklets: fewest fragmented + shared, then switched + lost links",
+        "criterion": criterion,
         "clips": list(info["clips"]),
         "scores": scores(best),
         "grid": [{"settings": dict(r["settings"]), **scores(r)} for r in grid_rows],
@@ -541,22 +551,10 @@ def run(
 
 def best_calibration(rows: list[dict], info: dict, preset: str) -> dict:
     """The card entry for the grid row of ``preset`` with the best IDF1 (then MOTA)."""
-    grid_rows = [r for r in rows if r["tracker"].startswith(preset + " ")]
-    best = max(grid_rows, key=lambda r: (r["IDF1"], r["MOTA"]))
-
-    def scores(r: dict) -> dict:  # plain Python numbers: the card is loaded with weights_only=True
-        return {"IDF1": float(r["IDF1"]), "MOTA": float(r["MOTA"]), "IDs": int(r["IDs"])}
-
-    return {
-        "settings": dict(best["settings"]),
-        "preset": preset,
-        "criterion": "IDF1, then MOTA",
-        "clips": list(info["clips"]),
-        "scores": scores(best),
-        "grid": [{"settings": dict(r["settings"]), **scores(r)} for r in grid_rows],
-        "date": time.strftime("%Y-%m-%d"),
-        "command": info["command"],
-    }
+    return _calibration_entry(
+        rows, info, preset, lambda r: (-r["IDF1"], -r["MOTA"]),
+        lambda r: {"IDF1": float(r["IDF1"]), "MOTA": float(r["MOTA"]), "IDs": int(r["IDs"])}, "IDF1, then MOTA",
+    )  # fmt: skip
 
 
 def _field(arg: str) -> tuple[str, str]:
